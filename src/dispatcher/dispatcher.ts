@@ -1,0 +1,348 @@
+import type { Server, Socket } from 'node:net';
+import pino, { type Logger } from 'pino';
+import { isErrorCode, NodesetError } from '../protocol/errors.js';
+import { type EventUri, parseEventUri } from '../protocol/event-uri.js';
+import { FrameKind, PubFlag, packHeader, packMsgTail, type ReplyHeader } from '../protocol/frames.js';
+import { formatDispatcherUrl } from '../protocol/url.js';
+import { listenTcp } from '../transport/tcp.js';
+import { type DispatcherOptions, type ResolvedDispatcherOptions, resolveDispatcherOptions } from './options.js';
+import { Route, RoutingTable } from './routing-table.js';
+import { type LeaveReason, Session, type Subscription, TAIL_CACHE_LIMIT } from './session.js';
+import { DispatcherStats, type StatsSnapshot } from './stats.js';
+
+/** A publish target resolved from its URI, cached by URI text. */
+interface Target {
+  readonly uri: EventUri;
+  /** False when the URI names another host. */
+  readonly local: boolean;
+}
+
+const TARGET_CACHE_LIMIT = 10_000;
+
+export interface NodeInfo {
+  id: number;
+  name: string;
+  host: string;
+  address: string;
+  connectedAt: string;
+  subscriptions: string[];
+  msgsIn: number;
+  msgsOut: number;
+}
+
+export interface SubscriberInfo {
+  node: string;
+  host: string;
+  uri: string;
+  group: string | null;
+}
+
+/**
+ * The per-host dispatcher: accepts node connections, keeps the routing table
+ * they build by subscribing, and routes every publish to its subscribers.
+ * It keeps no state on disk: after a restart, nodes re-subscribe.
+ */
+export class Dispatcher {
+  readonly options: ResolvedDispatcherOptions;
+  readonly logger: Logger;
+  readonly table = new RoutingTable<Subscription>();
+  readonly stats = new DispatcherStats();
+  readonly sessions = new Map<number, Session>();
+  #server: Server | null = null;
+  #address: { host: string; port: number } | null = null;
+  #nextSessionId = 1;
+  #targets = new Map<string, Target | NodesetError>();
+  #heartbeat: NodeJS.Timeout | null = null;
+  #stopping: Promise<void> | null = null;
+
+  constructor(options: DispatcherOptions = {}) {
+    this.options = resolveDispatcherOptions(options);
+    this.logger = this.options.logger ?? pino({ level: 'silent' });
+  }
+
+  get hostName(): string {
+    return this.options.hostName;
+  }
+
+  /** The bound address once started. */
+  get address(): { host: string; port: number } {
+    if (this.#address === null) throw new NodesetError('NOT_CONNECTED', 'dispatcher is not started');
+    return this.#address;
+  }
+
+  get url(): string {
+    const { host, port } = this.address;
+    return formatDispatcherUrl(host, port);
+  }
+
+  async start(): Promise<this> {
+    if (this.#server !== null) return this;
+    const { server, host, port } = await listenTcp(this.options, (socket) => this.#accept(socket));
+    this.#server = server;
+    this.#address = { host, port };
+    this.#heartbeat = setInterval(() => this.#sweep(), this.options.heartbeatIntervalMs);
+    this.logger.info({ url: this.url, host: this.hostName }, 'dispatcher listening');
+    return this;
+  }
+
+  /**
+   * Stops accepting, tells every node it is going away (GOODBYE), writes what
+   * is queued, and closes. Sockets still open after closeTimeoutMs are
+   * destroyed. Idempotent; never rejects.
+   */
+  stop(): Promise<void> {
+    this.#stopping ??= this.#stop();
+    return this.#stopping;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+
+  async #stop(): Promise<void> {
+    if (this.#heartbeat !== null) clearInterval(this.#heartbeat);
+    this.#heartbeat = null;
+    const server = this.#server;
+    if (server === null) return;
+    const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
+    const goodbye = packHeader({ reason: 'shutdown' });
+    const closing: Promise<void>[] = [];
+    for (const session of this.sessions.values()) {
+      session.leaveReason = 'shutdown';
+      if (session.open) session.fs.send(FrameKind.GOODBYE, goodbye);
+      closing.push(new Promise((resolve) => session.fs.socket.once('close', () => resolve())));
+      session.close();
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, this.options.closeTimeoutMs);
+    });
+    await Promise.race([Promise.all(closing), timeout]);
+    clearTimeout(timer);
+    for (const session of this.sessions.values()) session.terminate('shutdown');
+    await serverClosed;
+    this.logger.info('dispatcher stopped');
+  }
+
+  isLocalHost(host: string): boolean {
+    return host === this.options.hostName || host === 'localhost' || host === '*';
+  }
+
+  // ---- called by sessions -------------------------------------------------
+
+  sessionOpened(session: Session): void {
+    this.stats.connectionsOpened++;
+    this.logger.info(
+      { node: session.name, host: session.host, address: session.address, id: session.id },
+      'node connected',
+    );
+  }
+
+  removeSession(session: Session, wasOpen: boolean): void {
+    if (!this.sessions.delete(session.id)) return;
+    for (const sub of session.subs.values()) this.table.remove(sub);
+    session.subs.clear();
+    if (wasOpen) {
+      this.stats.connectionsClosed++;
+      this.logger.info({ node: session.name, id: session.id, reason: session.leaveReason }, 'node disconnected');
+    }
+  }
+
+  /** Routes one publish. Hot path: no promise, no closure, no re-encode of the payload. */
+  publish(from: Session, uri: string, flags: number, r: number, ct: number, payload: Buffer): void {
+    const target = this.#target(uri);
+    const isRequest = (flags & PubFlag.REQUEST) !== 0;
+    if (!target.local) {
+      throw new NodesetError('NO_ROUTE', `host ${target.uri.host} is not reachable from ${this.hostName}`);
+    }
+    const stats = this.stats;
+    stats.publishes++;
+    stats.countEvent(target.uri.event);
+    const route = this.table.match(target.uri.event);
+    let tail: Buffer | undefined;
+    if (isRequest) {
+      tail = packMsgTail(uri, from.name, ct, from.id, r);
+    } else {
+      const key = ct === 0 ? uri : `${ct}\u0000${uri}`;
+      tail = from.tails.get(key);
+      if (tail === undefined) {
+        tail = packMsgTail(uri, from.name, ct, 0, 0);
+        if (from.tails.size >= TAIL_CACHE_LIMIT) from.tails.clear();
+        from.tails.set(key, tail);
+      }
+    }
+    let delivered = 0;
+    const node = target.uri.node;
+    if ((flags & (PubFlag.DIRECT | PubFlag.REQUEST)) !== 0) {
+      const sub = node === null ? route.pickOne() : pickNamed(route, node);
+      if (sub !== undefined && this.#deliver(sub, tail, payload)) delivered = 1;
+    } else if (node === null) {
+      for (const sub of route.ungrouped) if (this.#deliver(sub, tail, payload)) delivered++;
+      for (const group of route.groups) {
+        if (this.#deliver(Route.pickMember(group), tail, payload)) delivered++;
+      }
+    } else {
+      for (const sub of route.all) {
+        if (sub.session.name === node && this.#deliver(sub, tail, payload)) delivered++;
+      }
+    }
+    if (isRequest) {
+      if (delivered === 0) from.error(new NodesetError('NO_RESPONDERS', `no subscriber for request ${uri}`), r);
+    } else if ((flags & PubFlag.ACK) !== 0) {
+      from.ok({ r, n: delivered });
+    }
+  }
+
+  /** Forwards a responder's REPLY to the requesting connection. */
+  reply(toSession: number, r: number, ct: number, err: unknown, payload: Buffer): void {
+    const requester = this.sessions.get(toSession);
+    if (requester === undefined || !requester.open) {
+      this.stats.repliesDropped++;
+      return;
+    }
+    const header: ReplyHeader = { r, ct };
+    if (typeof err === 'object' && err !== null) {
+      const e = err as Record<string, unknown>;
+      header.err = {
+        code: isErrorCode(e.code) ? e.code : 'HANDLER_ERROR',
+        message: typeof e.message === 'string' ? e.message : 'handler failed',
+      };
+    }
+    requester.fs.send(FrameKind.REPLY, packHeader(header), payload);
+  }
+
+  query(what: unknown, uri: unknown): unknown {
+    switch (what) {
+      case 'stats':
+        return this.snapshot();
+      case 'nodes':
+        return this.nodes();
+      case 'subscribers':
+        return this.subscribers(uri);
+      default:
+        throw new NodesetError(
+          'BAD_FRAME',
+          `unknown query ${JSON.stringify(what)}: expected stats, nodes or subscribers`,
+        );
+    }
+  }
+
+  snapshot(): StatsSnapshot {
+    return this.stats.snapshot(this.hostName, this.sessions.size, this.table.size);
+  }
+
+  nodes(): NodeInfo[] {
+    const out: NodeInfo[] = [];
+    for (const s of this.sessions.values()) {
+      if (!s.open) continue;
+      out.push({
+        id: s.id,
+        name: s.name,
+        host: s.host,
+        address: s.address,
+        connectedAt: new Date(s.connectedAt).toISOString(),
+        subscriptions: [...s.subs.values()].map((sub) => sub.uri),
+        msgsIn: s.msgsIn,
+        msgsOut: s.msgsOut,
+      });
+    }
+    return out;
+  }
+
+  /** Who would receive a publish to `uri` (in `all` mode, ignoring groups). */
+  subscribers(uri: unknown): SubscriberInfo[] {
+    const target = this.#target(uri);
+    if (!target.local) return [];
+    const node = target.uri.node;
+    return this.table
+      .match(target.uri.event)
+      .all.filter((sub) => node === null || sub.session.name === node)
+      .map((sub) => ({ node: sub.session.name, host: sub.session.host, uri: sub.uri, group: sub.group }));
+  }
+
+  // ---- internals -----------------------------------------------------------
+
+  #deliver(sub: Subscription, tail: Buffer, payload: Buffer): boolean {
+    const session = sub.session;
+    if (!session.open) return false;
+    if (session.fs.pendingBytes > this.options.maxPendingBytes) {
+      this.#slowConsumer(session);
+      return false;
+    }
+    session.fs.sendMsg(sub.sid, tail, payload);
+    session.msgsOut++;
+    this.stats.deliveries++;
+    return true;
+  }
+
+  #slowConsumer(session: Session): void {
+    this.stats.slowConsumers++;
+    this.stats.dropped++;
+    this.logger.warn(
+      { node: session.name, id: session.id, pending: session.fs.pendingBytes },
+      'slow consumer disconnected',
+    );
+    // Its queue is over the limit: an ERROR frame would queue behind it, so cut it off.
+    session.terminate('slow-consumer');
+  }
+
+  #target(uri: unknown): Target {
+    if (typeof uri === 'string') {
+      const cached = this.#targets.get(uri);
+      if (cached !== undefined) {
+        if (cached instanceof NodesetError) throw cached;
+        return cached;
+      }
+    }
+    let result: Target | NodesetError;
+    try {
+      const parsed = parseEventUri(uri, false);
+      result = { uri: parsed, local: parsed.host === null || this.isLocalHost(parsed.host) };
+    } catch (err) {
+      if (!(err instanceof NodesetError)) throw err;
+      result = err;
+    }
+    if (typeof uri === 'string') {
+      if (this.#targets.size >= TARGET_CACHE_LIMIT) this.#targets.clear();
+      this.#targets.set(uri, result);
+    }
+    if (result instanceof NodesetError) throw result;
+    return result;
+  }
+
+  #accept(socket: Socket): void {
+    if (this.#stopping !== null || this.sessions.size >= this.options.maxConnections) {
+      this.stats.connectionsRefused++;
+      socket.destroy();
+      return;
+    }
+    const session = new Session(this, this.#nextSessionId++, socket);
+    this.sessions.set(session.id, session);
+  }
+
+  /** Pings every node and drops those silent past the heartbeat timeout. */
+  #sweep(): void {
+    const now = Date.now();
+    const deadline = now - this.options.heartbeatTimeoutMs;
+    for (const session of this.sessions.values()) {
+      if (!session.open) continue;
+      if (session.lastSeen < deadline) {
+        this.stats.heartbeatFailures++;
+        this.logger.warn(
+          { node: session.name, id: session.id, silentMs: now - session.lastSeen },
+          'node missed its heartbeats; dropping it and its routes',
+        );
+        session.terminate('heartbeat-timeout');
+      } else {
+        session.fs.send(FrameKind.PING, null);
+      }
+    }
+  }
+}
+
+function pickNamed(route: Route<Subscription>, node: string): Subscription | undefined {
+  const named = route.all.filter((sub) => sub.session.name === node);
+  return named.length === 0 ? undefined : named[0];
+}
+
+export type { LeaveReason };

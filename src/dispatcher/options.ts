@@ -1,0 +1,90 @@
+import { hostname } from 'node:os';
+import type { Logger } from 'pino';
+import { NodesetError } from '../protocol/errors.js';
+import { isValidName } from '../protocol/event-uri.js';
+import { DEFAULT_MAX_PAYLOAD_BYTES } from '../protocol/frames.js';
+import { DEFAULT_PORT } from '../protocol/url.js';
+
+export interface DispatcherOptions {
+  /** Address to listen on. Default 127.0.0.1. */
+  host?: string;
+  /** Port to listen on; 0 picks a free one. Default 5333. */
+  port?: number;
+  /** This host's name in event URIs. Default: the OS host name. */
+  hostName?: string;
+  /** Interval between pings to each node, in ms. Default 5000. */
+  heartbeatIntervalMs?: number;
+  /** A node silent for this long is dropped, in ms. Default 2 intervals. */
+  heartbeatTimeoutMs?: number;
+  /** Largest payload accepted, in bytes. Default 1 MiB. */
+  maxPayloadBytes?: number;
+  /** Outbound bytes queued for one connection before it is cut off as a slow consumer. Default 64 MiB. */
+  maxPendingBytes?: number;
+  /** Subscriptions allowed per connection. Default 100,000. */
+  maxSubscriptionsPerConnection?: number;
+  /** Connections allowed in total. Default 100,000. */
+  maxConnections?: number;
+  /** A connection that has not sent HELLO within this time is closed, in ms. Default 5000. */
+  handshakeTimeoutMs?: number;
+  /** On stop, how long to wait for queued data to be written before closing sockets, in ms. Default 5000. */
+  closeTimeoutMs?: number;
+  /** Structured logger; default: silent. */
+  logger?: Logger;
+}
+
+export type ResolvedDispatcherOptions = Required<Omit<DispatcherOptions, 'logger'>> & { logger: Logger | null };
+
+export function defaultDispatcherOptions(): Omit<ResolvedDispatcherOptions, 'hostName'> & { hostName: string } {
+  return {
+    host: '127.0.0.1',
+    port: DEFAULT_PORT,
+    hostName: hostname().split('.')[0] || 'localhost',
+    heartbeatIntervalMs: 5000,
+    heartbeatTimeoutMs: 10_000,
+    maxPayloadBytes: DEFAULT_MAX_PAYLOAD_BYTES,
+    maxPendingBytes: 64 * 1024 * 1024,
+    maxSubscriptionsPerConnection: 100_000,
+    maxConnections: 100_000,
+    handshakeTimeoutMs: 5000,
+    closeTimeoutMs: 5000,
+    logger: null,
+  };
+}
+
+function positiveInt(name: string, value: number, min = 1): void {
+  if (!Number.isInteger(value) || value < min) {
+    throw new NodesetError('BAD_OPTION', `option ${name} must be an integer >= ${min}, got ${String(value)}`);
+  }
+}
+
+/** Fills in defaults and validates; throws BAD_OPTION naming the first bad option. */
+export function resolveDispatcherOptions(options: DispatcherOptions = {}): ResolvedDispatcherOptions {
+  const defaults = defaultDispatcherOptions();
+  const interval = options.heartbeatIntervalMs ?? defaults.heartbeatIntervalMs;
+  const resolved: ResolvedDispatcherOptions = {
+    ...defaults,
+    heartbeatTimeoutMs: interval * 2,
+    ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)),
+    logger: options.logger ?? null,
+  };
+  if (!isValidName(resolved.hostName) || resolved.hostName === '*') {
+    throw new NodesetError(
+      'BAD_OPTION',
+      `option hostName must be a host name, got ${JSON.stringify(resolved.hostName)}`,
+    );
+  }
+  positiveInt('port', resolved.port, 0);
+  if (resolved.port > 65535) throw new NodesetError('BAD_OPTION', `option port out of range: ${resolved.port}`);
+  positiveInt('heartbeatIntervalMs', resolved.heartbeatIntervalMs, 10);
+  positiveInt('heartbeatTimeoutMs', resolved.heartbeatTimeoutMs, 10);
+  if (resolved.heartbeatTimeoutMs <= resolved.heartbeatIntervalMs) {
+    throw new NodesetError('BAD_OPTION', 'option heartbeatTimeoutMs must be longer than heartbeatIntervalMs');
+  }
+  positiveInt('maxPayloadBytes', resolved.maxPayloadBytes);
+  positiveInt('maxPendingBytes', resolved.maxPendingBytes);
+  positiveInt('maxSubscriptionsPerConnection', resolved.maxSubscriptionsPerConnection);
+  positiveInt('maxConnections', resolved.maxConnections);
+  positiveInt('handshakeTimeoutMs', resolved.handshakeTimeoutMs, 10);
+  positiveInt('closeTimeoutMs', resolved.closeTimeoutMs, 0);
+  return resolved;
+}

@@ -1,0 +1,204 @@
+import { matchesPattern } from '../protocol/event-uri.js';
+
+/** What the routing table needs to know of a subscription. */
+export interface RouteEntry {
+  /** Event name pattern; may hold `*` and `>` tokens. */
+  readonly pattern: string;
+  readonly wildcard: boolean;
+  /** Queue group, or null when every message goes to this subscription. */
+  readonly group: string | null;
+}
+
+interface GroupRoute<S> {
+  readonly name: string;
+  readonly members: S[];
+  next: number;
+}
+
+/** The subscriptions matching one concrete event name, with round-robin state. */
+export class Route<S extends RouteEntry> {
+  /** Every matching subscription, in subscription order. */
+  readonly all: S[];
+  /** Matching subscriptions outside any queue group. */
+  readonly ungrouped: S[] = [];
+  readonly groups: GroupRoute<S>[] = [];
+  #next = 0;
+
+  constructor(all: S[]) {
+    this.all = all;
+    const byName = new Map<string, GroupRoute<S>>();
+    for (const sub of all) {
+      if (sub.group === null) {
+        this.ungrouped.push(sub);
+        continue;
+      }
+      let group = byName.get(sub.group);
+      if (group === undefined) {
+        group = { name: sub.group, members: [], next: 0 };
+        byName.set(sub.group, group);
+        this.groups.push(group);
+      }
+      group.members.push(sub);
+    }
+  }
+
+  /** `direct` mode: exactly one of all matching subscriptions, round-robin. */
+  pickOne(): S | undefined {
+    const n = this.all.length;
+    if (n === 0) return undefined;
+    const sub = this.all[this.#next % n];
+    this.#next = (this.#next + 1) % n;
+    return sub;
+  }
+
+  /** The next member of a queue group, round-robin. */
+  static pickMember<S>(group: GroupRoute<S>): S {
+    const sub = group.members[group.next % group.members.length] as S;
+    group.next = (group.next + 1) % group.members.length;
+    return sub;
+  }
+}
+
+interface TrieNode<S> {
+  readonly children: Map<string, TrieNode<S>>;
+  /** Subscriptions whose pattern ends at this node. */
+  readonly here: S[];
+  /** Subscriptions whose pattern continues with a final `>` from this node. */
+  readonly rest: S[];
+}
+
+function trieNode<S>(): TrieNode<S> {
+  return { children: new Map(), here: [], rest: [] };
+}
+
+function removeFrom<S>(list: S[], sub: S): boolean {
+  const i = list.indexOf(sub);
+  if (i === -1) return false;
+  list.splice(i, 1);
+  return true;
+}
+
+/** Upper bound on cached routes; the cache is cleared when it is reached. */
+export const ROUTE_CACHE_LIMIT = 10_000;
+
+/**
+ * Subscription index: exact event names in a hash map, wildcard patterns in a
+ * token trie, and a cache of resolved routes per concrete event name. An exact
+ * lookup costs one map access however many wildcard patterns exist; a
+ * wildcard lookup walks only the trie branches its tokens can match.
+ */
+export class RoutingTable<S extends RouteEntry> {
+  #exact = new Map<string, S[]>();
+  #trie: TrieNode<S> = trieNode();
+  #wildcards = 0;
+  #size = 0;
+  #cache = new Map<string, Route<S>>();
+
+  get size(): number {
+    return this.#size;
+  }
+
+  get wildcardCount(): number {
+    return this.#wildcards;
+  }
+
+  add(sub: S): void {
+    if (sub.wildcard) {
+      let node = this.#trie;
+      const tokens = sub.pattern.split('.');
+      for (const token of tokens) {
+        if (token === '>') break;
+        let child = node.children.get(token);
+        if (child === undefined) {
+          child = trieNode();
+          node.children.set(token, child);
+        }
+        node = child;
+      }
+      (tokens[tokens.length - 1] === '>' ? node.rest : node.here).push(sub);
+      this.#wildcards++;
+      this.#invalidateMatching(sub.pattern);
+    } else {
+      const list = this.#exact.get(sub.pattern);
+      if (list === undefined) this.#exact.set(sub.pattern, [sub]);
+      else list.push(sub);
+      this.#cache.delete(sub.pattern);
+    }
+    this.#size++;
+  }
+
+  remove(sub: S): boolean {
+    let removed: boolean;
+    if (sub.wildcard) {
+      removed = this.#removeWildcard(sub);
+      if (removed) {
+        this.#wildcards--;
+        this.#invalidateMatching(sub.pattern);
+      }
+    } else {
+      const list = this.#exact.get(sub.pattern);
+      removed = list !== undefined && removeFrom(list, sub);
+      if (list !== undefined && list.length === 0) this.#exact.delete(sub.pattern);
+      this.#cache.delete(sub.pattern);
+    }
+    if (removed) this.#size--;
+    return removed;
+  }
+
+  /** The route for a concrete (wildcard-free) event name. */
+  match(event: string): Route<S> {
+    let route = this.#cache.get(event);
+    if (route !== undefined) return route;
+    const exact = this.#exact.get(event);
+    let all: S[];
+    if (this.#wildcards === 0) {
+      all = exact === undefined ? [] : exact.slice();
+    } else {
+      all = exact === undefined ? [] : exact.slice();
+      this.#collect(this.#trie, event.split('.'), 0, all);
+    }
+    route = new Route(all);
+    if (this.#cache.size >= ROUTE_CACHE_LIMIT) this.#cache.clear();
+    this.#cache.set(event, route);
+    return route;
+  }
+
+  #collect(node: TrieNode<S>, tokens: string[], i: number, out: S[]): void {
+    if (i === tokens.length) {
+      for (const sub of node.here) out.push(sub);
+      return;
+    }
+    for (const sub of node.rest) out.push(sub);
+    const child = node.children.get(tokens[i] as string);
+    if (child !== undefined) this.#collect(child, tokens, i + 1, out);
+    const star = node.children.get('*');
+    if (star !== undefined) this.#collect(star, tokens, i + 1, out);
+  }
+
+  #removeWildcard(sub: S): boolean {
+    const tokens = sub.pattern.split('.');
+    const path: TrieNode<S>[] = [this.#trie];
+    let node = this.#trie;
+    for (const token of tokens) {
+      if (token === '>') break;
+      const child = node.children.get(token);
+      if (child === undefined) return false;
+      node = child;
+      path.push(node);
+    }
+    if (!removeFrom(tokens[tokens.length - 1] === '>' ? node.rest : node.here, sub)) return false;
+    // Prune branches left empty.
+    for (let i = path.length - 1; i > 0; i--) {
+      const n = path[i] as TrieNode<S>;
+      if (n.here.length > 0 || n.rest.length > 0 || n.children.size > 0) break;
+      (path[i - 1] as TrieNode<S>).children.delete(tokens[i - 1] as string);
+    }
+    return true;
+  }
+
+  #invalidateMatching(pattern: string): void {
+    for (const event of this.#cache.keys()) {
+      if (matchesPattern(pattern, event)) this.#cache.delete(event);
+    }
+  }
+}

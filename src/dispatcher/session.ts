@@ -1,0 +1,287 @@
+import type { Socket } from 'node:net';
+import { decodeHeader, isRecord, isUint } from '../protocol/decoder.js';
+import { NodesetError } from '../protocol/errors.js';
+import { isValidName, parseEventUri } from '../protocol/event-uri.js';
+import { FrameKind, type OkHeader, PROTOCOL_VERSION, packHeader, type WelcomeHeader } from '../protocol/frames.js';
+import { FrameSocket, type FrameSocketHandlers } from '../transport/frame-socket.js';
+import type { Dispatcher } from './dispatcher.js';
+import type { RouteEntry } from './routing-table.js';
+
+/** One subscription held by a session. */
+export interface Subscription extends RouteEntry {
+  readonly session: Session;
+  readonly sid: number;
+  /** The URI as the node sent it. */
+  readonly uri: string;
+}
+
+/** Why a session ended: reported in logs and (later) presence events. */
+export type LeaveReason = 'graceful' | 'closed' | 'heartbeat-timeout' | 'slow-consumer' | 'protocol-error' | 'shutdown';
+
+enum State {
+  Handshake = 0,
+  Open = 1,
+  Closing = 2,
+  Closed = 3,
+}
+
+const GROUP_RE = /^[A-Za-z0-9_.:-]{1,255}$/;
+/** Bound on the per-session cache of packed MSG header tails. */
+export const TAIL_CACHE_LIMIT = 256;
+
+/** The dispatcher's side of one node connection. */
+export class Session implements FrameSocketHandlers {
+  readonly id: number;
+  readonly fs: FrameSocket;
+  readonly address: string;
+  readonly connectedAt = Date.now();
+  name = '';
+  host = '';
+  lastSeen = Date.now();
+  msgsIn = 0;
+  msgsOut = 0;
+  leaveReason: LeaveReason = 'closed';
+  readonly subs = new Map<number, Subscription>();
+  /** Packed MSG header tails for this session's plain publishes, by URI and content type. */
+  readonly tails = new Map<string, Buffer>();
+  #state = State.Handshake;
+  #dispatcher: Dispatcher;
+  #handshakeTimer: NodeJS.Timeout | null;
+
+  constructor(dispatcher: Dispatcher, id: number, socket: Socket) {
+    this.#dispatcher = dispatcher;
+    this.id = id;
+    this.address = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
+    this.fs = new FrameSocket(socket, this, { maxPayloadBytes: dispatcher.options.maxPayloadBytes });
+    this.#handshakeTimer = setTimeout(() => {
+      this.#handshakeTimer = null;
+      this.fail(new NodesetError('NOT_CONNECTED', 'no HELLO within the handshake timeout'));
+    }, dispatcher.options.handshakeTimeoutMs);
+  }
+
+  get open(): boolean {
+    return this.#state === State.Open;
+  }
+
+  received(): void {
+    this.lastSeen = Date.now();
+  }
+
+  frame(kind: number, header: Buffer | null, payload: Buffer): void {
+    if (this.#state !== State.Open) {
+      if (this.#state === State.Handshake) this.#handshake(kind, header);
+      return;
+    }
+    this.msgsIn++;
+    let r: number | undefined;
+    try {
+      switch (kind) {
+        case FrameKind.PUB: {
+          const h = decodeHeader(header);
+          if (!Array.isArray(h) || typeof h[0] !== 'string' || !isUint(h[1]) || !isUint(h[2]) || !isUint(h[3])) {
+            throw new NodesetError('BAD_FRAME', 'PUB header must be [uri, flags, id, contentType]');
+          }
+          r = h[2];
+          this.#dispatcher.publish(this, h[0], h[1], r, h[3], payload);
+          return;
+        }
+        case FrameKind.PING:
+          this.fs.send(FrameKind.PONG, null);
+          return;
+        case FrameKind.PONG:
+          return;
+        case FrameKind.SUB: {
+          const h = this.#record(header, 'SUB');
+          r = isUint(h.r) ? h.r : undefined;
+          this.#subscribe(h);
+          if (r !== undefined) this.ok({ r });
+          return;
+        }
+        case FrameKind.UNSUB: {
+          const h = this.#record(header, 'UNSUB');
+          r = isUint(h.r) ? h.r : undefined;
+          if (!isUint(h.sid)) throw new NodesetError('BAD_FRAME', 'UNSUB needs a numeric sid');
+          const sub = this.subs.get(h.sid);
+          if (sub !== undefined) {
+            this.subs.delete(h.sid);
+            this.#dispatcher.table.remove(sub);
+          }
+          if (r !== undefined) this.ok({ r });
+          return;
+        }
+        case FrameKind.REPLY: {
+          const h = this.#record(header, 'REPLY');
+          if (!isUint(h.r) || !isUint(h.to) || !isUint(h.ct)) {
+            throw new NodesetError('BAD_FRAME', 'REPLY needs numeric r, to and ct');
+          }
+          this.#dispatcher.reply(h.to, h.r, h.ct, h.err, payload);
+          return;
+        }
+        case FrameKind.QUERY: {
+          const h = this.#record(header, 'QUERY');
+          if (!isUint(h.r)) throw new NodesetError('BAD_FRAME', 'QUERY needs a numeric r');
+          r = h.r;
+          this.ok({ r, data: this.#dispatcher.query(h.what, h.uri) });
+          return;
+        }
+        case FrameKind.GOODBYE:
+          this.leaveReason = 'graceful';
+          this.fs.end();
+          return;
+        case FrameKind.HELLO:
+          throw new NodesetError('BAD_HANDSHAKE', 'HELLO sent twice');
+        default:
+          throw new NodesetError('UNKNOWN_FRAME', `unknown frame kind ${kind}`);
+      }
+    } catch (err) {
+      this.#refuseFrame(err, r);
+    }
+  }
+
+  refused(error: NodesetError, fatal: boolean): void {
+    if (fatal) this.fail(error);
+    else this.error(error);
+  }
+
+  closed(): void {
+    if (this.#handshakeTimer !== null) clearTimeout(this.#handshakeTimer);
+    this.#handshakeTimer = null;
+    const wasOpen = this.#state === State.Open || this.#state === State.Closing;
+    this.#state = State.Closed;
+    this.#dispatcher.removeSession(this, wasOpen);
+  }
+
+  /** Sends an ERROR frame; the connection stays. */
+  error(error: NodesetError, r?: number): void {
+    this.#dispatcher.stats.errorsSent++;
+    this.fs.send(
+      FrameKind.ERROR,
+      packHeader(
+        r === undefined
+          ? { code: error.code, message: error.message }
+          : { r, code: error.code, message: error.message },
+      ),
+    );
+  }
+
+  ok(header: OkHeader): void {
+    this.fs.send(FrameKind.OK, packHeader(header));
+  }
+
+  /** Sends a fatal ERROR frame and closes the connection once it is written. */
+  fail(error: NodesetError, reason: LeaveReason = 'protocol-error'): void {
+    if (this.#state === State.Closed || this.#state === State.Closing) return;
+    this.#dispatcher.stats.errorsSent++;
+    this.leaveReason = reason;
+    this.fs.decoder.stop();
+    this.fs.send(FrameKind.ERROR, packHeader({ code: error.code, message: error.message, fatal: true }));
+    this.close();
+  }
+
+  /** Ends the connection gracefully (queued frames are written first). */
+  close(): void {
+    if (this.#state === State.Closed || this.#state === State.Closing) return;
+    this.#state = State.Closing;
+    this.fs.end();
+  }
+
+  /** Cuts the connection off at once, discarding what is queued. */
+  terminate(reason: LeaveReason): void {
+    if (this.#state === State.Closed) return;
+    this.leaveReason = reason;
+    this.#state = State.Closing;
+    this.fs.destroy();
+  }
+
+  #handshake(kind: number, header: Buffer | null): void {
+    if (kind !== FrameKind.HELLO) {
+      this.error(new NodesetError('NOT_CONNECTED', `expected HELLO before any other frame, got kind ${kind}`));
+      return;
+    }
+    let h: Record<string, unknown>;
+    try {
+      h = this.#record(header, 'HELLO');
+    } catch (err) {
+      this.fail(err as NodesetError);
+      return;
+    }
+    if (h.v !== PROTOCOL_VERSION) {
+      this.fail(
+        new NodesetError(
+          'BAD_VERSION',
+          `protocol version ${String(h.v)} is not supported (this dispatcher speaks ${PROTOCOL_VERSION})`,
+        ),
+      );
+      return;
+    }
+    if (!isValidName(h.name)) {
+      this.fail(new NodesetError('BAD_HANDSHAKE', 'HELLO needs a node name of letters, digits and _.:-'));
+      return;
+    }
+    if (this.#handshakeTimer !== null) clearTimeout(this.#handshakeTimer);
+    this.#handshakeTimer = null;
+    this.name = h.name;
+    this.host = typeof h.host === 'string' && isValidName(h.host) ? h.host : this.#dispatcher.hostName;
+    this.#state = State.Open;
+    const o = this.#dispatcher.options;
+    const welcome: WelcomeHeader = {
+      v: PROTOCOL_VERSION,
+      host: this.#dispatcher.hostName,
+      id: this.id,
+      hb: o.heartbeatIntervalMs,
+      maxPayload: o.maxPayloadBytes,
+    };
+    this.fs.send(FrameKind.WELCOME, packHeader(welcome));
+    this.#dispatcher.sessionOpened(this);
+  }
+
+  #subscribe(h: Record<string, unknown>): void {
+    if (!isUint(h.sid)) throw new NodesetError('BAD_FRAME', 'SUB needs a numeric sid');
+    const group = h.group ?? null;
+    if (group !== null && (typeof group !== 'string' || !GROUP_RE.test(group))) {
+      throw new NodesetError('BAD_FRAME', 'SUB group must be a name of letters, digits and _.:-');
+    }
+    const uri = parseEventUri(h.uri, true);
+    if (uri.node !== null) throw new NodesetError('BAD_URI', `cannot subscribe to a node target: ${String(h.uri)}`);
+    if (uri.host !== null && !this.#dispatcher.isLocalHost(uri.host)) {
+      throw new NodesetError('NO_ROUTE', `host ${uri.host} is not this dispatcher's (${this.#dispatcher.hostName})`);
+    }
+    const existing = this.subs.get(h.sid);
+    if (existing !== undefined) {
+      // Same sid again: idempotent when identical, otherwise a replacement.
+      if (existing.uri === h.uri && existing.group === group) return;
+      this.#dispatcher.table.remove(existing);
+      this.subs.delete(h.sid);
+    } else if (this.subs.size >= this.#dispatcher.options.maxSubscriptionsPerConnection) {
+      throw new NodesetError(
+        'LIMIT_EXCEEDED',
+        `more than ${this.#dispatcher.options.maxSubscriptionsPerConnection} subscriptions on one connection`,
+      );
+    }
+    const sub: Subscription = {
+      session: this,
+      sid: h.sid,
+      uri: h.uri as string,
+      pattern: uri.event,
+      wildcard: uri.wildcard,
+      group,
+    };
+    this.subs.set(h.sid, sub);
+    this.#dispatcher.table.add(sub);
+  }
+
+  #record(header: Buffer | null, what: string): Record<string, unknown> {
+    const h = decodeHeader(header);
+    if (!isRecord(h)) throw new NodesetError('BAD_FRAME', `${what} header must be a map`);
+    return h;
+  }
+
+  #refuseFrame(err: unknown, r: number | undefined): void {
+    if (err instanceof NodesetError) {
+      this.error(err, r);
+      return;
+    }
+    this.#dispatcher.logger.error({ err, session: this.id }, 'internal error while handling a frame');
+    this.error(new NodesetError('INTERNAL', 'internal error; the frame was dropped'), r);
+  }
+}

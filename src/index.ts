@@ -1,0 +1,14 @@
+/** The public API of nodeset. */
+export { Dispatcher, type NodeInfo, type SubscriberInfo } from './dispatcher/dispatcher.js';
+export { type DispatcherOptions, defaultDispatcherOptions } from './dispatcher/options.js';
+export type { LeaveReason } from './dispatcher/session.js';
+export type { StatsSnapshot } from './dispatcher/stats.js';
+export type { BackoffOptions } from './node/backoff.js';
+export type { Welcome } from './node/dispatcher-link.js';
+export { type EventInfo, type Handler, on, type SubscribeOptions } from './node/handlers.js';
+export { defineMessage, type MessageOf, type MessageType, z } from './node/message.js';
+export { Node, type NodeEvents, type NodeOptions, type PublishOptions, type RequestOptions } from './node/node.js';
+export { ERROR_CODES, type ErrorCode, NodesetError, TimeoutError, ValidationError } from './protocol/errors.js';
+export { type EventUri, formatEventUri, matchesPattern, parseEventUri } from './protocol/event-uri.js';
+export { type DeliveryMode, PROTOCOL_VERSION } from './protocol/frames.js';
+export { DEFAULT_DISPATCHER_URL, DEFAULT_PORT, parseDispatcherUrl } from './protocol/url.js';

@@ -1,0 +1,464 @@
+import type { Logger } from 'pino';
+import { decodeHeader, isRecord, isUint } from '../protocol/decoder.js';
+import { isErrorCode, NodesetError, TimeoutError } from '../protocol/errors.js';
+import {
+  FrameKind,
+  frameSize,
+  type HelloHeader,
+  PROTOCOL_VERSION,
+  packHeader,
+  writeFrame,
+} from '../protocol/frames.js';
+import { decodePayload } from '../protocol/payload.js';
+import type { DispatcherAddress } from '../protocol/url.js';
+import { FrameSocket, type FrameSocketHandlers } from '../transport/frame-socket.js';
+import { connectTcp } from '../transport/tcp.js';
+import { Backoff, type BackoffOptions } from './backoff.js';
+
+export interface Welcome {
+  host: string;
+  id: number;
+  heartbeatMs: number;
+  maxPayloadBytes: number;
+}
+
+/** What the link tells its node. */
+export interface LinkEvents {
+  /** Handshake done; `first` is false after a reconnect. The node re-subscribes here. */
+  opened(welcome: Welcome, first: boolean): void;
+  /** A MSG frame. */
+  message(header: unknown[], payload: Buffer): void;
+  /** The connection was lost (not called on stop). */
+  lost(error: Error | undefined): void;
+  /** An error to report (an ERROR frame with no correlation id, a failed reconnect…). */
+  error(error: Error): void;
+  /** Outbound bytes drained below the limit. */
+  drained(): void;
+}
+
+export interface LinkOptions {
+  name: string;
+  host: string | null;
+  address: DispatcherAddress;
+  backoff: BackoffOptions;
+  connectTimeoutMs: number;
+  offlineMaxMessages: number;
+  offlineMaxBytes: number;
+  maxPendingBytes: number;
+  logger: Logger;
+}
+
+interface Pending {
+  resolve(value: unknown): void;
+  reject(error: Error): void;
+  timer: NodeJS.Timeout | null;
+  /** Connection generation the frame went out on; 0 while still buffered offline. */
+  sentOn: number;
+  /** REPLY payloads resolve with the decoded message; OKs with the header. */
+  kind: 'ok' | 'reply';
+}
+
+enum LinkState {
+  Idle = 0,
+  Connecting = 1,
+  Handshake = 2,
+  Open = 3,
+  Stopped = 4,
+}
+
+/**
+ * A node's connection to its dispatcher: connect and handshake, reconnect
+ * with back-off forever, liveness from what is received, correlation of
+ * acknowledgements and replies, and a bounded buffer for frames sent while
+ * disconnected.
+ */
+export class DispatcherLink implements FrameSocketHandlers {
+  readonly options: LinkOptions;
+  welcome: Welcome | null = null;
+  #events: LinkEvents;
+  #state = LinkState.Idle;
+  #fs: FrameSocket | null = null;
+  #generation = 0;
+  #everOpened = false;
+  #backoff: Backoff;
+  #retryTimer: NodeJS.Timeout | null = null;
+  #liveness: NodeJS.Timeout | null = null;
+  #lastSeen = 0;
+  #nextId = 1;
+  #pending = new Map<number, Pending>();
+  #offline: Buffer[] = [];
+  #offlineBytes = 0;
+  #waitingDrain = false;
+  #openWaiters: { resolve(): void; reject(e: Error): void }[] = [];
+
+  constructor(options: LinkOptions, events: LinkEvents) {
+    this.options = options;
+    this.#events = events;
+    this.#backoff = new Backoff(options.backoff);
+  }
+
+  get isOpen(): boolean {
+    return this.#state === LinkState.Open;
+  }
+
+  get stopped(): boolean {
+    return this.#state === LinkState.Stopped;
+  }
+
+  /** Frames buffered while disconnected. */
+  get offlineCount(): number {
+    return this.#offline.length;
+  }
+
+  /** Bytes waiting to be sent: buffered offline, or queued on the socket. */
+  get pendingBytes(): number {
+    return this.#offlineBytes + (this.#fs?.pendingBytes ?? 0);
+  }
+
+  /** Resolves once connected (retrying with back-off); rejects after `timeoutMs` (0: never). */
+  start(timeoutMs: number): Promise<void> {
+    if (this.#state === LinkState.Stopped) return Promise.reject(new NodesetError('CLOSED', 'node is stopped'));
+    if (this.#state === LinkState.Open) return Promise.resolve();
+    const opened = new Promise<void>((resolve, reject) => {
+      const waiter = { resolve, reject };
+      this.#openWaiters.push(waiter);
+      if (timeoutMs > 0) {
+        const timer = setTimeout(() => {
+          this.#openWaiters = this.#openWaiters.filter((w) => w !== waiter);
+          const { host, port } = this.options.address;
+          reject(
+            new NodesetError(
+              'CONNECTION_LOST',
+              `could not reach the dispatcher at ${host}:${port} within ${timeoutMs} ms`,
+            ),
+          );
+        }, timeoutMs);
+        waiter.resolve = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+        waiter.reject = (e) => {
+          clearTimeout(timer);
+          reject(e);
+        };
+      }
+    });
+    if (this.#state === LinkState.Idle) void this.#connect();
+    return opened;
+  }
+
+  /** Ids for frames that expect an answer. */
+  nextId(): number {
+    const id = this.#nextId;
+    this.#nextId = id >= 0xfffffff0 ? 1 : id + 1;
+    return id;
+  }
+
+  /**
+   * Sends a frame now, or buffers it while disconnected. Throws BUFFER_FULL
+   * when the bound is reached: nothing is dropped silently.
+   */
+  send(kind: number, header: Uint8Array | null, payload: Uint8Array | null = null): void {
+    const fs = this.#fs;
+    if (this.#state === LinkState.Open && fs !== null) {
+      if (fs.pendingBytes > this.options.maxPendingBytes) {
+        this.#waitingDrain = true;
+        throw new NodesetError(
+          'BUFFER_FULL',
+          `outbound buffer holds ${fs.pendingBytes} bytes (limit ${this.options.maxPendingBytes}); wait for 'drain'`,
+        );
+      }
+      fs.send(kind, header, payload);
+      return;
+    }
+    if (this.#state === LinkState.Stopped) throw new NodesetError('CLOSED', 'node is stopped');
+    this.#bufferOffline(kind, header, payload);
+  }
+
+  /** Sends only when connected (control frames that are replayed on reconnect anyway). */
+  sendIfOpen(kind: number, header: Uint8Array | null, payload: Uint8Array | null = null): boolean {
+    if (this.#state !== LinkState.Open || this.#fs === null) return false;
+    this.#fs.send(kind, header, payload);
+    return true;
+  }
+
+  /**
+   * Registers a pending answer for id `r`. `sent` says whether the frame has
+   * gone out on the current connection (an answer lost with it is rejected
+   * with CONNECTION_LOST) or waits in the offline buffer.
+   */
+  expect(r: number, kind: 'ok' | 'reply', timeoutMs: number, what: string): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const entry: Pending = {
+        resolve,
+        reject,
+        timer: null,
+        sentOn: this.#state === LinkState.Open ? this.#generation : 0,
+        kind,
+      };
+      if (timeoutMs > 0) {
+        entry.timer = setTimeout(() => {
+          this.#pending.delete(r);
+          reject(new TimeoutError(`${what} timed out after ${timeoutMs} ms`));
+        }, timeoutMs);
+      }
+      this.#pending.set(r, entry);
+    });
+  }
+
+  /** Forgets a pending answer (its frame could not be sent). */
+  forget(r: number): void {
+    const entry = this.#pending.get(r);
+    if (entry?.timer) clearTimeout(entry.timer);
+    this.#pending.delete(r);
+  }
+
+  /** Sends GOODBYE, writes what is queued and closes. Idempotent. */
+  async stop(closeTimeoutMs: number): Promise<void> {
+    if (this.#state === LinkState.Stopped) return;
+    const wasOpen = this.#state === LinkState.Open;
+    this.#state = LinkState.Stopped;
+    if (this.#retryTimer !== null) clearTimeout(this.#retryTimer);
+    this.#retryTimer = null;
+    this.#stopLiveness();
+    const closedError = new NodesetError('CLOSED', 'node stopped');
+    for (const waiter of this.#openWaiters) waiter.reject(closedError);
+    this.#openWaiters = [];
+    if (this.#offline.length > 0) {
+      this.options.logger.warn(
+        { frames: this.#offline.length },
+        'node stopped while disconnected: buffered frames not sent',
+      );
+    }
+    this.#offline = [];
+    this.#offlineBytes = 0;
+    const fs = this.#fs;
+    if (fs !== null && !fs.closed) {
+      const closed = new Promise<void>((resolve) => fs.socket.once('close', () => resolve()));
+      if (wasOpen) fs.send(FrameKind.GOODBYE, packHeader({ reason: 'graceful' }));
+      fs.end();
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([closed, new Promise<void>((resolve) => (timer = setTimeout(resolve, closeTimeoutMs)))]);
+      clearTimeout(timer);
+      if (!fs.closed) fs.destroy();
+    }
+    this.#rejectPending(() => true, closedError);
+  }
+
+  // ---- FrameSocketHandlers -------------------------------------------------
+
+  received(): void {
+    this.#lastSeen = Date.now();
+  }
+
+  drained(): void {
+    if (this.#waitingDrain && this.pendingBytes <= this.options.maxPendingBytes) {
+      this.#waitingDrain = false;
+      this.#events.drained();
+    }
+  }
+
+  frame(kind: number, header: Buffer | null, payload: Buffer): void {
+    try {
+      switch (kind) {
+        case FrameKind.MSG: {
+          const h = decodeHeader(header);
+          if (!Array.isArray(h)) throw new NodesetError('BAD_FRAME', 'MSG header must be an array');
+          this.#events.message(h, payload);
+          return;
+        }
+        case FrameKind.PING:
+          this.#fs?.send(FrameKind.PONG, null);
+          return;
+        case FrameKind.PONG:
+          return;
+        case FrameKind.OK:
+          this.#answerOk(decodeHeader(header));
+          return;
+        case FrameKind.REPLY:
+          this.#answerReply(decodeHeader(header), payload);
+          return;
+        case FrameKind.ERROR:
+          this.#answerError(decodeHeader(header));
+          return;
+        case FrameKind.WELCOME:
+          this.#opened(decodeHeader(header));
+          return;
+        case FrameKind.GOODBYE:
+          this.options.logger.info('dispatcher is going away');
+          return;
+        default:
+          throw new NodesetError('UNKNOWN_FRAME', `unknown frame kind ${kind} from the dispatcher`);
+      }
+    } catch (err) {
+      this.#events.error(err as Error);
+    }
+  }
+
+  refused(error: NodesetError, fatal: boolean): void {
+    this.#events.error(error);
+    if (fatal) this.#fs?.destroy();
+  }
+
+  closed(_hadError: boolean, error: Error | undefined): void {
+    this.#fs = null;
+    this.#stopLiveness();
+    if (this.#state === LinkState.Stopped) return;
+    const wasOpen = this.#state === LinkState.Open;
+    this.#state = LinkState.Connecting;
+    const gen = this.#generation;
+    this.#rejectPending(
+      (p) => p.sentOn === gen,
+      new NodesetError('CONNECTION_LOST', 'connection to the dispatcher lost before the answer arrived', {
+        cause: error,
+      }),
+    );
+    if (wasOpen) this.#events.lost(error);
+    this.#scheduleReconnect();
+  }
+
+  // ---- internals -----------------------------------------------------------
+
+  async #connect(): Promise<void> {
+    this.#retryTimer = null;
+    if (this.#state === LinkState.Stopped) return;
+    this.#state = LinkState.Connecting;
+    const { host, port } = this.options.address;
+    let socket: Awaited<ReturnType<typeof connectTcp>>;
+    try {
+      socket = await connectTcp(host, port, this.options.connectTimeoutMs);
+    } catch (err) {
+      if (this.stopped) return;
+      this.options.logger.debug({ err: (err as Error).message }, 'connect failed');
+      this.#scheduleReconnect();
+      return;
+    }
+    if (this.stopped) {
+      socket.destroy();
+      return;
+    }
+    this.#state = LinkState.Handshake;
+    this.#lastSeen = Date.now();
+    const fs = new FrameSocket(socket, this, { maxPayloadBytes: 64 * 1024 * 1024 });
+    this.#fs = fs;
+    const hello: HelloHeader = { v: PROTOCOL_VERSION, name: this.options.name, token: this.options.address.token };
+    if (this.options.host !== null) hello.host = this.options.host;
+    fs.send(FrameKind.HELLO, packHeader(hello));
+    // A dispatcher that accepts but never answers: give up on this attempt.
+    this.#startLiveness(this.options.connectTimeoutMs);
+  }
+
+  #opened(h: unknown): void {
+    if (this.#state !== LinkState.Handshake || this.#fs === null) return;
+    if (!isRecord(h) || typeof h.host !== 'string' || !isUint(h.id) || !isUint(h.hb) || !isUint(h.maxPayload)) {
+      throw new NodesetError('BAD_FRAME', 'malformed WELCOME');
+    }
+    this.welcome = { host: h.host, id: h.id, heartbeatMs: h.hb, maxPayloadBytes: h.maxPayload };
+    this.#state = LinkState.Open;
+    this.#generation++;
+    this.#backoff.reset();
+    const first = !this.#everOpened;
+    this.#everOpened = true;
+    // Silence for 2.5 heartbeat intervals means the dispatcher is gone or frozen.
+    this.#startLiveness(Math.max(50, Math.round(h.hb * 2.5)));
+    this.#events.opened(this.welcome, first);
+    // Frames buffered while offline go out after the subscriptions, in order.
+    const fs = this.#fs;
+    for (const frame of this.#offline) fs.sendRaw(frame);
+    this.#offline = [];
+    this.#offlineBytes = 0;
+    for (const p of this.#pending.values()) if (p.sentOn === 0) p.sentOn = this.#generation;
+    for (const waiter of this.#openWaiters) waiter.resolve();
+    this.#openWaiters = [];
+  }
+
+  #answerOk(h: unknown): void {
+    if (!isRecord(h) || !isUint(h.r)) throw new NodesetError('BAD_FRAME', 'malformed OK');
+    const entry = this.#take(h.r);
+    entry?.resolve(h);
+  }
+
+  #answerReply(h: unknown, payload: Buffer): void {
+    if (!isRecord(h) || !isUint(h.r) || !isUint(h.ct)) throw new NodesetError('BAD_FRAME', 'malformed REPLY');
+    const entry = this.#take(h.r);
+    if (entry === undefined) return;
+    if (isRecord(h.err)) {
+      entry.reject(wireError(h.err));
+      return;
+    }
+    try {
+      entry.resolve(decodePayload(h.ct, payload));
+    } catch (err) {
+      entry.reject(err as Error);
+    }
+  }
+
+  #answerError(h: unknown): void {
+    if (!isRecord(h)) throw new NodesetError('BAD_FRAME', 'malformed ERROR');
+    const error = wireError(h);
+    const entry = isUint(h.r) ? this.#take(h.r) : undefined;
+    if (entry !== undefined) entry.reject(error);
+    else this.#events.error(error);
+  }
+
+  #take(r: number): Pending | undefined {
+    const entry = this.#pending.get(r);
+    if (entry === undefined) return undefined;
+    this.#pending.delete(r);
+    if (entry.timer !== null) clearTimeout(entry.timer);
+    return entry;
+  }
+
+  #rejectPending(which: (p: Pending) => boolean, error: Error): void {
+    for (const [r, p] of this.#pending) {
+      if (!which(p)) continue;
+      this.#pending.delete(r);
+      if (p.timer !== null) clearTimeout(p.timer);
+      p.reject(error);
+    }
+  }
+
+  #bufferOffline(kind: number, header: Uint8Array | null, payload: Uint8Array | null): void {
+    const size = frameSize(header?.length ?? 0, payload?.length ?? 0);
+    const o = this.options;
+    if (this.#offline.length >= o.offlineMaxMessages || this.#offlineBytes + size > o.offlineMaxBytes) {
+      throw new NodesetError(
+        'BUFFER_FULL',
+        `not connected and the offline buffer is full (${this.#offline.length} frames, ${this.#offlineBytes} bytes; ` +
+          `limits ${o.offlineMaxMessages} frames, ${o.offlineMaxBytes} bytes)`,
+      );
+    }
+    const frame = Buffer.allocUnsafe(size);
+    writeFrame(frame, 0, kind, header, payload);
+    this.#offline.push(frame);
+    this.#offlineBytes += size;
+  }
+
+  #scheduleReconnect(): void {
+    if (this.#state === LinkState.Stopped || this.#retryTimer !== null) return;
+    const delay = this.#backoff.next();
+    this.options.logger.debug({ delay, attempt: this.#backoff.attempt }, 'reconnecting');
+    this.#retryTimer = setTimeout(() => void this.#connect(), delay);
+  }
+
+  #startLiveness(silenceMs: number): void {
+    this.#stopLiveness();
+    const check = Math.max(10, Math.round(silenceMs / 4));
+    this.#liveness = setInterval(() => {
+      if (Date.now() - this.#lastSeen <= silenceMs) return;
+      this.options.logger.warn({ silentMs: Date.now() - this.#lastSeen }, 'dispatcher silent too long; reconnecting');
+      this.#fs?.destroy();
+    }, check);
+  }
+
+  #stopLiveness(): void {
+    if (this.#liveness !== null) clearInterval(this.#liveness);
+    this.#liveness = null;
+  }
+}
+
+function wireError(h: Record<string, unknown>): NodesetError {
+  const code = isErrorCode(h.code) ? h.code : 'INTERNAL';
+  const message = typeof h.message === 'string' ? h.message : 'error from the dispatcher';
+  return new NodesetError(code, message);
+}

@@ -1,0 +1,461 @@
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import { NodesetError } from '../protocol/errors.js';
+import { parseEventUri } from '../protocol/event-uri.js';
+import {
+  ContentType,
+  DEFAULT_MAX_PAYLOAD_BYTES,
+  type DeliveryMode,
+  FrameKind,
+  type OkHeader,
+  PubFlag,
+  packHeader,
+  type QueryWhat,
+} from '../protocol/frames.js';
+import { decodePayload, encodePayload } from '../protocol/payload.js';
+import { DEFAULT_DISPATCHER_URL, parseDispatcherUrl } from '../protocol/url.js';
+import type { BackoffOptions } from './backoff.js';
+import { DispatcherLink, type Welcome } from './dispatcher-link.js';
+import { declaredHandlers, type EventInfo, type Handler, type SubscribeOptions } from './handlers.js';
+import { defaultLogger } from './logger.js';
+import type { MessageType } from './message.js';
+
+export interface NodeOptions {
+  /** Node name; a random UUID when not given. */
+  name?: string;
+  /** Dispatcher URL, `nodeset://[token@]host:port`. Default: env NODESET_DISPATCHER_URL, else nodeset://127.0.0.1:5333. */
+  dispatcherUrl?: string;
+  /** Host name to announce; default: the dispatcher's. */
+  host?: string;
+  /** Reconnect back-off: first delay (default 100 ms) and cap (default 30 s). */
+  reconnect?: BackoffOptions;
+  /** `start()` rejects when no connection is made within this time, in ms (0: wait forever). Default 30,000. */
+  startTimeoutMs?: number;
+  /** Timeout of one connection attempt, handshake included, in ms. Default 5000. */
+  connectTimeoutMs?: number;
+  /** Default timeout of `publish(..., { ack: true })`, in ms. Default 10,000. */
+  ackTimeoutMs?: number;
+  /** Default timeout of `request()`, in ms. Default 5000. */
+  requestTimeoutMs?: number;
+  /** Frames buffered while disconnected: at most this many. Default 10,000. */
+  offlineMaxMessages?: number;
+  /** Frames buffered while disconnected: at most this many bytes. Default 8 MiB. */
+  offlineMaxBytes?: number;
+  /** Outbound bytes queued on a live connection before publish throws BUFFER_FULL. Default 8 MiB. */
+  maxPendingBytes?: number;
+  /** On stop, how long queued frames may take to be written, in ms. Default 5000. */
+  closeTimeoutMs?: number;
+  logger?: Logger;
+}
+
+export interface PublishOptions {
+  /** `all` (default): every subscriber; `direct`: exactly one, round-robin. */
+  mode?: DeliveryMode;
+  /** Check (and strip metadata from) the message with this type before sending. */
+  type?: MessageType;
+  /** Resolve with the number of subscribers delivered to. */
+  ack?: boolean;
+  /** Timeout for the acknowledgement, in ms. */
+  timeoutMs?: number;
+}
+
+export interface RequestOptions {
+  timeoutMs?: number;
+  type?: MessageType;
+}
+
+interface LocalSubscription {
+  readonly sid: number;
+  readonly uri: string;
+  readonly group: string | null;
+  handler: Handler | null;
+  type: MessageType | null;
+}
+
+const PLAIN_HEADER_CACHE_LIMIT = 1024;
+
+export interface NodeEvents {
+  connect: [Welcome];
+  reconnect: [Welcome];
+  disconnect: [Error | undefined];
+  error: [Error];
+  drain: [];
+  event: [string, unknown, EventInfo];
+}
+
+/**
+ * A node: publishes and subscribes through its host's dispatcher. It owns its
+ * subscriptions and sends them again after every reconnect, so a restarted
+ * dispatcher needs nothing from the user.
+ */
+export class Node extends EventEmitter<NodeEvents> {
+  readonly name: string;
+  readonly logger: Logger;
+  readonly ackTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  readonly startTimeoutMs: number;
+  readonly closeTimeoutMs: number;
+  #link: DispatcherLink;
+  #subs = new Map<number, LocalSubscription>();
+  #byKey = new Map<string, LocalSubscription>();
+  #nextSid = 1;
+  #plainHeaders = new Map<string, Buffer>();
+  #resubscribed: Promise<unknown> = Promise.resolve();
+  #declaredDone = false;
+
+  constructor(options: NodeOptions = {}) {
+    super();
+    this.name = options.name ?? randomUUID();
+    if (!/^[A-Za-z0-9_.:-]{1,255}$/.test(this.name)) {
+      throw new NodesetError('BAD_OPTION', `node name ${JSON.stringify(this.name)} must be letters, digits and _.:-`);
+    }
+    this.logger = (options.logger ?? defaultLogger()).child({ node: this.name });
+    this.ackTimeoutMs = options.ackTimeoutMs ?? 10_000;
+    this.requestTimeoutMs = options.requestTimeoutMs ?? 5000;
+    this.startTimeoutMs = options.startTimeoutMs ?? 30_000;
+    this.closeTimeoutMs = options.closeTimeoutMs ?? 5000;
+    const url = options.dispatcherUrl ?? process.env.NODESET_DISPATCHER_URL ?? DEFAULT_DISPATCHER_URL;
+    this.#link = new DispatcherLink(
+      {
+        name: this.name,
+        host: options.host ?? null,
+        address: parseDispatcherUrl(url),
+        backoff: options.reconnect ?? {},
+        connectTimeoutMs: options.connectTimeoutMs ?? 5000,
+        offlineMaxMessages: options.offlineMaxMessages ?? 10_000,
+        offlineMaxBytes: options.offlineMaxBytes ?? 8 * 1024 * 1024,
+        maxPendingBytes: options.maxPendingBytes ?? 8 * 1024 * 1024,
+        logger: this.logger,
+      },
+      {
+        opened: (welcome, first) => this.#opened(welcome, first),
+        message: (header, payload) => this.#message(header, payload),
+        lost: (error) => {
+          this.logger.warn({ err: error?.message }, 'disconnected from the dispatcher');
+          this.emit('disconnect', error);
+        },
+        error: (error) => this.#reportError(error),
+        drained: () => this.emit('drain'),
+      },
+    );
+  }
+
+  /** True while connected and past the handshake. */
+  get connected(): boolean {
+    return this.#link.isOpen;
+  }
+
+  /** Bytes accepted by publish but not yet handed to the kernel (or buffered offline). */
+  get pendingBytes(): number {
+    return this.#link.pendingBytes;
+  }
+
+  /** The dispatcher's host name, once connected. */
+  get dispatcherHost(): string | null {
+    return this.#link.welcome?.host ?? null;
+  }
+
+  /**
+   * Connects (retrying with back-off) and subscribes the handlers declared
+   * with `@on`. Resolves once connected and every subscription is confirmed.
+   */
+  async start(): Promise<this> {
+    if (!this.#declaredDone) {
+      this.#declaredDone = true;
+      for (const d of declaredHandlers(this)) {
+        const method = (this as unknown as Record<string | symbol, unknown>)[d.method];
+        if (typeof method !== 'function') continue;
+        this.#addLocal(d.uri, method.bind(this) as Handler, d.options);
+      }
+    }
+    await this.#link.start(this.startTimeoutMs);
+    await this.#resubscribed;
+    return this;
+  }
+
+  /** Says goodbye, writes what is queued, closes. Leaves no timers or sockets. Idempotent. */
+  async stop(): Promise<void> {
+    await this.#link.stop(this.closeTimeoutMs);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+
+  /**
+   * Subscribes to an event URI (wildcards allowed). Without a handler, events
+   * go to `onEvent`. Subscribing again to the same URI and group only
+   * replaces the handler. Resolves once the dispatcher has confirmed it (at
+   * once when disconnected: it is sent on connect).
+   */
+  async subscribe<M = unknown>(uri: string, handler?: Handler<M>, options: SubscribeOptions = {}): Promise<void> {
+    const { sub, isNew } = this.#addLocal(uri, (handler as Handler | undefined) ?? null, options);
+    if (!isNew || !this.#link.isOpen) return;
+    try {
+      await this.#sendSub(sub);
+    } catch (err) {
+      this.#removeLocal(sub);
+      throw err;
+    }
+  }
+
+  /** Removes a subscription (same URI and group as given to subscribe). */
+  async unsubscribe(uri: string, options: { group?: string } = {}): Promise<void> {
+    const sub = this.#byKey.get(subKey(uri, options.group ?? null));
+    if (sub === undefined) return;
+    this.#removeLocal(sub);
+    if (!this.#link.isOpen) return;
+    const r = this.#link.nextId();
+    const answer = this.#link.expect(r, 'ok', this.ackTimeoutMs, `unsubscribe ${uri}`);
+    this.#link.sendIfOpen(FrameKind.UNSUB, packHeader({ sid: sub.sid, r }));
+    await answer;
+  }
+
+  /** The URIs this node subscribes to. */
+  subscriptions(): { uri: string; group: string | null }[] {
+    return [...this.#subs.values()].map((s) => ({ uri: s.uri, group: s.group }));
+  }
+
+  /**
+   * Publishes a message. Without `ack` it returns nothing and allocates no
+   * promise (the throughput path); errors (BAD_URI, TOO_LARGE, BUFFER_FULL…)
+   * are thrown. With `ack: true` it resolves with the number of subscribers
+   * the dispatcher delivered to, or rejects.
+   */
+  publish(uri: string, message?: unknown, options?: PublishOptions & { ack?: false }): void;
+  publish(uri: string, message: unknown, options: PublishOptions & { ack: true }): Promise<number>;
+  publish(uri: string, message?: unknown, options?: PublishOptions): undefined | Promise<number>;
+  publish(uri: string, message?: unknown, options?: PublishOptions): undefined | Promise<number> {
+    if (options === undefined) {
+      this.#publishPlain(uri, message, 0);
+      return;
+    }
+    const flags = options.mode === 'direct' ? PubFlag.DIRECT : 0;
+    if (options.mode !== undefined && options.mode !== 'all' && options.mode !== 'direct') {
+      throw new NodesetError('BAD_OPTION', `mode must be 'all' or 'direct', got ${JSON.stringify(options.mode)}`);
+    }
+    const body = options.type === undefined ? message : options.type.toJSON(options.type.parse(message));
+    if (options.ack !== true) {
+      this.#publishPlain(uri, body, flags);
+      return;
+    }
+    return this.#publishAcked(uri, body, flags, options.timeoutMs ?? this.ackTimeoutMs);
+  }
+
+  /** Sends a request to one subscriber of `uri`; resolves with its handler's return value. */
+  async request<R = unknown>(uri: string, message?: unknown, options: RequestOptions = {}): Promise<R> {
+    const body = options.type === undefined ? message : options.type.toJSON(options.type.parse(message));
+    const { ct, bytes } = this.#encode(uri, body);
+    const timeoutMs = options.timeoutMs ?? this.requestTimeoutMs;
+    const r = this.#link.nextId();
+    const answer = this.#link.expect(r, 'reply', timeoutMs, `request ${uri}`);
+    try {
+      this.#link.send(FrameKind.PUB, packHeader([uri, PubFlag.REQUEST, r, ct]), bytes);
+    } catch (err) {
+      this.#link.forget(r);
+      throw err;
+    }
+    return (await answer) as R;
+  }
+
+  /** Dispatcher statistics. */
+  stats(): Promise<unknown> {
+    return this.#query('stats');
+  }
+
+  /** Nodes connected to the dispatcher. */
+  nodes(): Promise<unknown> {
+    return this.#query('nodes');
+  }
+
+  /** Subscriptions that match a publish URI. */
+  subscribers(uri: string): Promise<unknown> {
+    return this.#query('subscribers', uri);
+  }
+
+  /**
+   * Default handler for subscriptions made without one. Emits `event`;
+   * subclasses may override it. Its return value answers a request.
+   */
+  onEvent(event: string, message: unknown, info: EventInfo): unknown {
+    this.emit('event', event, message, info);
+    return undefined;
+  }
+
+  // ---- internals -----------------------------------------------------------
+
+  #encode(uri: string, message: unknown): { ct: number; bytes: Buffer } {
+    const encoded = encodePayload(message);
+    const limit = this.#link.welcome?.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
+    if (encoded.bytes.length > limit) {
+      throw new NodesetError(
+        'TOO_LARGE',
+        `message for ${uri} is ${encoded.bytes.length} bytes, over the limit of ${limit}`,
+      );
+    }
+    return encoded;
+  }
+
+  #publishPlain(uri: string, message: unknown, flags: number): void {
+    const { ct, bytes } = this.#encode(uri, message);
+    const key = flags === 0 && ct === 0 ? uri : `${flags}:${ct}:${uri}`;
+    let header = this.#plainHeaders.get(key);
+    if (header === undefined) {
+      parseEventUri(uri, false);
+      header = packHeader([uri, flags, 0, ct]);
+      if (this.#plainHeaders.size >= PLAIN_HEADER_CACHE_LIMIT) this.#plainHeaders.clear();
+      this.#plainHeaders.set(key, header);
+    }
+    this.#link.send(FrameKind.PUB, header, bytes);
+  }
+
+  async #publishAcked(uri: string, message: unknown, flags: number, timeoutMs: number): Promise<number> {
+    parseEventUri(uri, false);
+    const { ct, bytes } = this.#encode(uri, message);
+    const r = this.#link.nextId();
+    const answer = this.#link.expect(r, 'ok', timeoutMs, `publish ${uri}`);
+    try {
+      this.#link.send(FrameKind.PUB, packHeader([uri, flags | PubFlag.ACK, r, ct]), bytes);
+    } catch (err) {
+      this.#link.forget(r);
+      throw err;
+    }
+    const ok = (await answer) as OkHeader;
+    return ok.n ?? 0;
+  }
+
+  async #query(what: QueryWhat, uri?: string): Promise<unknown> {
+    if (!this.#link.isOpen) throw new NodesetError('NOT_CONNECTED', 'not connected to the dispatcher');
+    const r = this.#link.nextId();
+    const answer = this.#link.expect(r, 'ok', this.ackTimeoutMs, `query ${what}`);
+    this.#link.sendIfOpen(FrameKind.QUERY, packHeader(uri === undefined ? { r, what } : { r, what, uri }));
+    return ((await answer) as OkHeader).data;
+  }
+
+  #addLocal(
+    uri: string,
+    handler: Handler | null,
+    options: SubscribeOptions,
+  ): { sub: LocalSubscription; isNew: boolean } {
+    const parsed = parseEventUri(uri, true);
+    if (parsed.node !== null) throw new NodesetError('BAD_URI', `cannot subscribe to a node target: ${uri}`);
+    const group = options.group ?? null;
+    const key = subKey(uri, group);
+    const existing = this.#byKey.get(key);
+    if (existing !== undefined) {
+      if (handler !== null) existing.handler = handler;
+      if (options.type !== undefined) existing.type = options.type;
+      return { sub: existing, isNew: false };
+    }
+    const sub: LocalSubscription = { sid: this.#nextSid++, uri, group, handler, type: options.type ?? null };
+    this.#subs.set(sub.sid, sub);
+    this.#byKey.set(key, sub);
+    return { sub, isNew: true };
+  }
+
+  #removeLocal(sub: LocalSubscription): void {
+    this.#subs.delete(sub.sid);
+    this.#byKey.delete(subKey(sub.uri, sub.group));
+  }
+
+  #sendSub(sub: LocalSubscription): Promise<unknown> {
+    const r = this.#link.nextId();
+    const answer = this.#link.expect(r, 'ok', this.ackTimeoutMs, `subscribe ${sub.uri}`);
+    const header =
+      sub.group === null ? { sid: sub.sid, uri: sub.uri, r } : { sid: sub.sid, uri: sub.uri, group: sub.group, r };
+    this.#link.sendIfOpen(FrameKind.SUB, packHeader(header));
+    return answer;
+  }
+
+  #opened(welcome: Welcome, first: boolean): void {
+    // Re-send every subscription: the dispatcher keeps nothing across restarts.
+    const confirmations: Promise<unknown>[] = [];
+    for (const sub of this.#subs.values()) {
+      confirmations.push(
+        this.#sendSub(sub).catch((err: Error) => {
+          this.#removeLocal(sub);
+          this.#reportError(err);
+        }),
+      );
+    }
+    this.#resubscribed = Promise.all(confirmations);
+    this.logger.info(
+      { dispatcher: welcome.host, subscriptions: confirmations.length, first },
+      'connected to the dispatcher',
+    );
+    if (first) this.emit('connect', welcome);
+    else this.emit('reconnect', welcome);
+  }
+
+  #message(h: unknown[], payload: Buffer): void {
+    const sub = this.#subs.get(h[0] as number);
+    if (sub === undefined) return; // unsubscribed while the message was in flight
+    const uri = h[1] as string;
+    const replyTo = (h[4] as number) || 0;
+    const replyId = (h[5] as number) || 0;
+    let message: unknown;
+    try {
+      message = decodePayload(h[3] as number, payload);
+      if (sub.type !== null) message = sub.type.parse(message);
+    } catch (err) {
+      this.#handlerFailed(err, sub, replyTo, replyId);
+      return;
+    }
+    const info: EventInfo = { uri, from: h[2] as string, subscription: sub.uri, isRequest: replyTo !== 0 };
+    let result: unknown;
+    try {
+      result = sub.handler === null ? this.onEvent(uri, message, info) : sub.handler(message, info);
+    } catch (err) {
+      this.#handlerFailed(err, sub, replyTo, replyId);
+      return;
+    }
+    if (replyTo !== 0) {
+      if (isThenable(result)) {
+        result.then(
+          (value: unknown) => this.#reply(replyTo, replyId, value),
+          (err: unknown) => this.#handlerFailed(err, sub, replyTo, replyId),
+        );
+      } else {
+        this.#reply(replyTo, replyId, result);
+      }
+    } else if (isThenable(result)) {
+      result.then(undefined, (err: unknown) => this.#handlerFailed(err, sub, 0, 0));
+    }
+  }
+
+  #reply(to: number, r: number, value: unknown): void {
+    let encoded: { ct: number; bytes: Buffer };
+    try {
+      encoded = this.#encode('reply', value);
+    } catch (err) {
+      this.#replyError(to, r, err);
+      return;
+    }
+    this.#link.sendIfOpen(FrameKind.REPLY, packHeader({ r, to, ct: encoded.ct }), encoded.bytes);
+  }
+
+  #replyError(to: number, r: number, err: unknown): void {
+    const code = err instanceof NodesetError ? err.code : 'HANDLER_ERROR';
+    const message = err instanceof Error ? err.message : String(err);
+    this.#link.sendIfOpen(FrameKind.REPLY, packHeader({ r, to, ct: ContentType.EMPTY, err: { code, message } }));
+  }
+
+  #handlerFailed(err: unknown, sub: LocalSubscription, replyTo: number, replyId: number): void {
+    this.logger.error({ err, subscription: sub.uri }, 'handler failed');
+    if (replyTo !== 0) this.#replyError(replyTo, replyId, err);
+  }
+
+  #reportError(error: Error): void {
+    if (this.listenerCount('error') > 0) this.emit('error', error);
+    else this.logger.warn({ err: error }, error.message);
+  }
+}
+
+function subKey(uri: string, group: string | null): string {
+  return group === null ? uri : `${group}\u0000${uri}`;
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function';
+}

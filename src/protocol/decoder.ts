@@ -1,0 +1,186 @@
+import { NodesetError } from './errors.js';
+import {
+  DEFAULT_MAX_PAYLOAD_BYTES,
+  FRAME_FIXED_BYTES,
+  FRAME_PREFIX_BYTES,
+  MAX_HEADER_BYTES,
+  unpackHeader,
+} from './frames.js';
+
+/** Receives what the decoder finds in the byte stream. */
+export interface FrameSink {
+  /** One whole frame. `header` is the raw MessagePack bytes (null when empty). */
+  frame(kind: number, header: Buffer | null, payload: Buffer): void;
+  /**
+   * A frame the decoder refused. When `fatal` is false the stream is still
+   * framed and decoding goes on; when true the stream cannot be trusted any
+   * more and the decoder has stopped.
+   */
+  refused(error: NodesetError, fatal: boolean): void;
+}
+
+export interface DecoderOptions {
+  /** Largest payload accepted, in bytes. */
+  maxPayloadBytes?: number;
+  /**
+   * An oversize frame up to this many bytes is skipped without being
+   * buffered and the stream goes on; a larger declared length is fatal.
+   */
+  maxSkipBytes?: number;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * Incremental frame decoder: a pure state machine fed with byte chunks of any
+ * size (one byte at a time, or many frames at once). It never buffers more
+ * than one frame of at most the configured limit.
+ */
+export class FrameDecoder {
+  readonly maxPayloadBytes: number;
+  readonly maxFrameBytes: number;
+  readonly maxSkipBytes: number;
+  #sink: FrameSink;
+  #chunks: Buffer[] = [];
+  #buffered = 0;
+  /** Bytes needed before the buffered chunks can yield a frame. */
+  #needed = FRAME_PREFIX_BYTES;
+  #skip = 0;
+  #stopped = false;
+
+  constructor(sink: FrameSink, options: DecoderOptions = {}) {
+    this.#sink = sink;
+    this.maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
+    this.maxFrameBytes = FRAME_FIXED_BYTES + MAX_HEADER_BYTES + this.maxPayloadBytes;
+    this.maxSkipBytes = options.maxSkipBytes ?? Math.max(16 * 1024 * 1024, this.maxFrameBytes * 4);
+  }
+
+  /** Bytes held while waiting for the rest of a frame. */
+  get bufferedBytes(): number {
+    return this.#buffered;
+  }
+
+  get stopped(): boolean {
+    return this.#stopped;
+  }
+
+  /** Stops decoding; later pushes are ignored. */
+  stop(): void {
+    this.#stopped = true;
+    this.#chunks = [];
+    this.#buffered = 0;
+  }
+
+  push(chunk: Buffer): void {
+    if (this.#stopped) return;
+    if (this.#skip > 0) {
+      if (chunk.length <= this.#skip) {
+        this.#skip -= chunk.length;
+        return;
+      }
+      chunk = chunk.subarray(this.#skip);
+      this.#skip = 0;
+    }
+    if (this.#buffered > 0) {
+      this.#chunks.push(chunk);
+      this.#buffered += chunk.length;
+      if (this.#buffered < this.#needed) return;
+      chunk = Buffer.concat(this.#chunks, this.#buffered);
+      this.#chunks = [];
+      this.#buffered = 0;
+    }
+    this.#decode(chunk);
+  }
+
+  #decode(buf: Buffer): void {
+    let off = 0;
+    const end = buf.length;
+    while (!this.#stopped) {
+      const available = end - off;
+      if (available < FRAME_PREFIX_BYTES) {
+        this.#needed = FRAME_PREFIX_BYTES;
+        break;
+      }
+      const len = buf.readUInt32BE(off);
+      if (len < FRAME_FIXED_BYTES) {
+        this.#fail(new NodesetError('BAD_FRAME', `frame length ${len} is shorter than ${FRAME_FIXED_BYTES}`), true);
+        return;
+      }
+      if (len > this.maxFrameBytes) {
+        const error = new NodesetError(
+          'TOO_LARGE',
+          `frame of ${len} bytes is over the limit of ${this.maxFrameBytes} (payload limit ${this.maxPayloadBytes})`,
+        );
+        if (len > this.maxSkipBytes) {
+          this.#fail(error, true);
+          return;
+        }
+        const inBuffer = available - FRAME_PREFIX_BYTES;
+        if (inBuffer >= len) {
+          off += FRAME_PREFIX_BYTES + len;
+        } else {
+          this.#skip = len - inBuffer;
+          off = end;
+        }
+        this.#sink.refused(error, false);
+        continue;
+      }
+      if (available - FRAME_PREFIX_BYTES < len) {
+        this.#needed = FRAME_PREFIX_BYTES + len;
+        break;
+      }
+      const start = off + FRAME_PREFIX_BYTES;
+      const frameEnd = start + len;
+      off = frameEnd;
+      const kind = buf[start] as number;
+      const hlen = buf.readUInt16BE(start + 1);
+      if (hlen > len - FRAME_FIXED_BYTES) {
+        this.#sink.refused(new NodesetError('BAD_FRAME', `header length ${hlen} runs past the frame end`), false);
+        continue;
+      }
+      const headerStart = start + FRAME_FIXED_BYTES;
+      const payloadStart = headerStart + hlen;
+      if (frameEnd - payloadStart > this.maxPayloadBytes) {
+        this.#sink.refused(
+          new NodesetError('TOO_LARGE', `payload of ${frameEnd - payloadStart} bytes is over ${this.maxPayloadBytes}`),
+          false,
+        );
+        continue;
+      }
+      this.#sink.frame(
+        kind,
+        hlen === 0 ? null : buf.subarray(headerStart, payloadStart),
+        payloadStart === frameEnd ? EMPTY : buf.subarray(payloadStart, frameEnd),
+      );
+    }
+    if (!this.#stopped && off < end) {
+      const rest = buf.subarray(off);
+      this.#chunks.push(rest);
+      this.#buffered = rest.length;
+    }
+  }
+
+  #fail(error: NodesetError, fatal: boolean): void {
+    this.stop();
+    this.#sink.refused(error, fatal);
+  }
+}
+
+/** Decodes a header, turning any MessagePack failure into BAD_FRAME. */
+export function decodeHeader(bytes: Buffer | null): unknown {
+  if (bytes === null) return null;
+  try {
+    return unpackHeader(bytes);
+  } catch (cause) {
+    throw new NodesetError('BAD_FRAME', 'frame header is not valid MessagePack', { cause });
+  }
+}
+
+/** Narrowing helpers for validating decoded headers. */
+export function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array);
+}
+
+export function isUint(value: unknown): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= 0xffffffff;
+}

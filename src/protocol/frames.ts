@@ -1,0 +1,232 @@
+import { Packr } from 'msgpackr';
+
+/**
+ * Frame layout (all integers big-endian):
+ *
+ *   u32  length   bytes that follow this field (kind + header length + header + payload)
+ *   u8   kind     FrameKind
+ *   u16  hlen     header length in bytes (0: no header)
+ *   ...  header   MessagePack value (map, or array for PUB and MSG)
+ *   ...  payload  opaque bytes, forwarded untouched by the dispatcher
+ *
+ * docs/protocol.md is the reference for every frame.
+ */
+export const PROTOCOL_VERSION = 1;
+export const FRAME_PREFIX_BYTES = 4;
+/** kind (1) + header length (2). */
+export const FRAME_FIXED_BYTES = 3;
+export const MAX_HEADER_BYTES = 0xffff;
+export const DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024;
+
+export const FrameKind = {
+  HELLO: 1,
+  WELCOME: 2,
+  SUB: 3,
+  UNSUB: 4,
+  PUB: 5,
+  MSG: 6,
+  REPLY: 7,
+  OK: 8,
+  ERROR: 9,
+  PING: 10,
+  PONG: 11,
+  QUERY: 12,
+  GOODBYE: 13,
+} as const;
+export type FrameKind = (typeof FrameKind)[keyof typeof FrameKind];
+
+const KIND_NAMES = new Map<number, string>(Object.entries(FrameKind).map(([name, kind]) => [kind, name]));
+
+export function frameKindName(kind: number): string | undefined {
+  return KIND_NAMES.get(kind);
+}
+
+/** Payload content types: how a node encodes the payload bytes. */
+export const ContentType = {
+  JSON: 0,
+  BINARY: 1,
+  EMPTY: 2,
+} as const;
+export type ContentType = (typeof ContentType)[keyof typeof ContentType];
+
+/** PUB flag bits. */
+export const PubFlag = {
+  /** Deliver to exactly one subscriber, round-robin. */
+  DIRECT: 1,
+  /** The publisher wants an OK with the delivered count (correlated by id). */
+  ACK: 2,
+  /** A request: one subscriber is chosen and its REPLY goes back to the publisher. */
+  REQUEST: 4,
+} as const;
+
+/** Delivery modes chosen by the publisher. */
+export type DeliveryMode = 'all' | 'direct';
+
+export interface HelloHeader {
+  v: number;
+  name: string;
+  host?: string;
+  /** Reserved for authentication. */
+  token?: string | null;
+}
+
+export interface WelcomeHeader {
+  v: number;
+  /** The dispatcher's host name. */
+  host: string;
+  /** Connection id assigned by the dispatcher. */
+  id: number;
+  /** Heartbeat interval in milliseconds. */
+  hb: number;
+  maxPayload: number;
+}
+
+export interface SubHeader {
+  sid: number;
+  uri: string;
+  group?: string | null;
+  r?: number;
+}
+
+export interface UnsubHeader {
+  sid: number;
+  r?: number;
+}
+
+/** PUB header: [uri, flags, correlation id (0 = none), content type]. */
+export type PubHeader = [uri: string, flags: number, r: number, ct: number];
+
+/**
+ * MSG header: [sid, uri, from, ct, replyConn, replyId].
+ * replyConn/replyId are 0 unless the message is a request.
+ */
+export type MsgHeader = [sid: number, uri: string, from: string, ct: number, replyConn: number, replyId: number];
+
+export interface WireError {
+  code: string;
+  message: string;
+}
+
+export interface ReplyHeader {
+  /** Correlation id: the requester's id (dispatcher → requester) or the request id (responder → dispatcher). */
+  r: number;
+  /** Requesting connection id (responder → dispatcher only). */
+  to?: number;
+  ct: number;
+  err?: WireError;
+}
+
+export interface OkHeader {
+  r: number;
+  /** Number of subscribers delivered to (publish acks). */
+  n?: number;
+  data?: unknown;
+}
+
+export interface ErrorHeader extends WireError {
+  r?: number;
+  /** True when the dispatcher closes the connection after this error. */
+  fatal?: boolean;
+}
+
+export type QueryWhat = 'stats' | 'nodes' | 'subscribers';
+
+export interface QueryHeader {
+  r: number;
+  what: QueryWhat;
+  uri?: string;
+}
+
+export interface GoodbyeHeader {
+  reason: string;
+}
+
+// MessagePack options: plain maps as objects, no record extension, so
+// headers are readable by any MessagePack implementation.
+export const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false });
+
+export function packHeader(header: unknown): Buffer {
+  return packr.pack(header);
+}
+
+export function unpackHeader(bytes: Uint8Array): unknown {
+  return packr.unpack(bytes);
+}
+
+/** Bytes a frame with this header and payload occupies on the wire. */
+export function frameSize(headerBytes: number, payloadBytes: number): number {
+  return FRAME_PREFIX_BYTES + FRAME_FIXED_BYTES + headerBytes + payloadBytes;
+}
+
+/** Writes one frame into `target` at `offset`; returns the offset after it. */
+export function writeFrame(
+  target: Buffer,
+  offset: number,
+  kind: number,
+  header: Uint8Array | null,
+  payload: Uint8Array | null,
+): number {
+  const hlen = header === null ? 0 : header.length;
+  const plen = payload === null ? 0 : payload.length;
+  target.writeUInt32BE(FRAME_FIXED_BYTES + hlen + plen, offset);
+  target[offset + 4] = kind;
+  target.writeUInt16BE(hlen, offset + 5);
+  let at = offset + 7;
+  if (header !== null) {
+    target.set(header, at);
+    at += hlen;
+  }
+  if (payload !== null) {
+    target.set(payload, at);
+    at += plen;
+  }
+  return at;
+}
+
+/** Encodes one whole frame into a new buffer (control frames, tests, tools). */
+export function encodeFrame(kind: number, header: unknown = null, payload: Uint8Array | null = null): Buffer {
+  const headerBytes = header === null ? null : packHeader(header);
+  if (headerBytes !== null && headerBytes.length > MAX_HEADER_BYTES) {
+    throw new RangeError(`frame header is ${headerBytes.length} bytes, over ${MAX_HEADER_BYTES}`);
+  }
+  const out = Buffer.allocUnsafe(frameSize(headerBytes?.length ?? 0, payload?.length ?? 0));
+  writeFrame(out, 0, kind, headerBytes, payload);
+  return out;
+}
+
+/**
+ * MSG frames are built once per publish and sent to many subscriptions that
+ * differ only in their sid. The header is a 6-element array whose first
+ * element is always encoded as a MessagePack uint32, so the dispatcher packs
+ * the other five once (the "tail") and patches the sid in per delivery.
+ */
+const MSG_HEAD_BYTES = 6; // fixarray(6) marker + uint32 marker + 4 sid bytes
+
+export function packMsgTail(uri: string, from: string, ct: number, replyConn: number, replyId: number): Buffer {
+  // A 5-element fixarray: drop its 1-byte marker, keep the elements.
+  return packr.pack([uri, from, ct, replyConn, replyId]).subarray(1);
+}
+
+export function msgFrameSize(tail: Uint8Array, payloadBytes: number): number {
+  return frameSize(MSG_HEAD_BYTES + tail.length, payloadBytes);
+}
+
+export function writeMsgFrame(
+  target: Buffer,
+  offset: number,
+  sid: number,
+  tail: Uint8Array,
+  payload: Uint8Array,
+): number {
+  const hlen = MSG_HEAD_BYTES + tail.length;
+  target.writeUInt32BE(FRAME_FIXED_BYTES + hlen + payload.length, offset);
+  target[offset + 4] = FrameKind.MSG;
+  target.writeUInt16BE(hlen, offset + 5);
+  target[offset + 7] = 0x96; // fixarray, 6 elements
+  target[offset + 8] = 0xce; // uint32
+  target.writeUInt32BE(sid >>> 0, offset + 9);
+  target.set(tail, offset + 13);
+  const at = offset + 13 + tail.length;
+  target.set(payload, at);
+  return at + payload.length;
+}

@@ -1,0 +1,147 @@
+import type { Socket } from 'node:net';
+import { type DecoderOptions, FrameDecoder, type FrameSink } from '../protocol/decoder.js';
+import type { NodesetError } from '../protocol/errors.js';
+import { frameSize, msgFrameSize, writeFrame, writeMsgFrame } from '../protocol/frames.js';
+
+/** Past this many buffered bytes the outbound buffer is written at once. */
+export const FLUSH_THRESHOLD_BYTES = 64 * 1024;
+const INITIAL_BUFFER_BYTES = 16 * 1024;
+
+export interface FrameSocketHandlers extends FrameSink {
+  /** The socket closed (for any reason); called once. */
+  closed(hadError: boolean, error: Error | undefined): void;
+  /** Optional: called after each received chunk has been decoded. */
+  received?(bytes: number): void;
+  /** Optional: the socket's write buffer emptied. */
+  drained?(): void;
+}
+
+/**
+ * A socket that speaks frames: incoming bytes go through a FrameDecoder,
+ * outgoing frames are appended to one buffer that is written once per
+ * microtask (or at once past FLUSH_THRESHOLD_BYTES), so a burst of frames
+ * costs one socket write.
+ */
+export class FrameSocket {
+  readonly socket: Socket;
+  readonly decoder: FrameDecoder;
+  bytesIn = 0;
+  bytesOut = 0;
+  #handlers: FrameSocketHandlers;
+  #buf: Buffer = Buffer.allocUnsafe(INITIAL_BUFFER_BYTES);
+  #len = 0;
+  #flushQueued = false;
+  #closed = false;
+  readonly #flushTask = (): void => {
+    this.#flushQueued = false;
+    this.flush();
+  };
+
+  constructor(socket: Socket, handlers: FrameSocketHandlers, options: DecoderOptions = {}) {
+    this.socket = socket;
+    this.#handlers = handlers;
+    this.decoder = new FrameDecoder(handlers, options);
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => {
+      this.bytesIn += chunk.length;
+      this.decoder.push(chunk);
+      handlers.received?.(chunk.length);
+    });
+    socket.on('drain', () => handlers.drained?.());
+    let lastError: Error | undefined;
+    socket.on('error', (err) => {
+      lastError = err;
+    });
+    socket.on('close', (hadError) => {
+      this.#closed = true;
+      this.decoder.stop();
+      handlers.closed(hadError, lastError);
+    });
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Bytes accepted for sending but not yet handed to the kernel. */
+  get pendingBytes(): number {
+    return this.#len + this.socket.writableLength;
+  }
+
+  /** Appends a frame to the outbound buffer. */
+  send(kind: number, header: Uint8Array | null, payload: Uint8Array | null = null): void {
+    const size = frameSize(header?.length ?? 0, payload?.length ?? 0);
+    const at = this.#reserve(size);
+    this.#len = writeFrame(this.#buf, at, kind, header, payload);
+    this.#scheduleFlush();
+  }
+
+  /** Appends a MSG frame built from a shared header tail (see packMsgTail). */
+  sendMsg(sid: number, tail: Uint8Array, payload: Uint8Array): void {
+    const at = this.#reserve(msgFrameSize(tail, payload.length));
+    this.#len = writeMsgFrame(this.#buf, at, sid, tail, payload);
+    this.#scheduleFlush();
+  }
+
+  /** Appends bytes that are already whole frames. */
+  sendRaw(bytes: Uint8Array): void {
+    const at = this.#reserve(bytes.length);
+    this.#buf.set(bytes, at);
+    this.#len = at + bytes.length;
+    this.#scheduleFlush();
+  }
+
+  /** Hands the outbound buffer to the socket now. */
+  flush(): void {
+    if (this.#len === 0 || this.#closed || this.socket.destroyed) {
+      this.#len = 0;
+      return;
+    }
+    // The socket keeps the buffer it is given; start a fresh one.
+    const out = this.#buf.subarray(0, this.#len);
+    this.bytesOut += this.#len;
+    this.#buf = Buffer.allocUnsafe(Math.max(INITIAL_BUFFER_BYTES, Math.min(this.#buf.length, 1024 * 1024)));
+    this.#len = 0;
+    this.socket.write(out);
+  }
+
+  /** Flushes, then half-closes the socket once everything is written. */
+  end(): void {
+    this.flush();
+    if (!this.socket.destroyed) this.socket.end();
+  }
+
+  /** Closes at once, discarding anything unsent. */
+  destroy(error?: Error): void {
+    this.#len = 0;
+    this.socket.destroy(error);
+  }
+
+  /** Reports a refused frame to the handler, as the decoder would. */
+  refuse(error: NodesetError, fatal: boolean): void {
+    this.#handlers.refused(error, fatal);
+  }
+
+  #reserve(size: number): number {
+    const need = this.#len + size;
+    if (need > this.#buf.length) {
+      if (this.#len > 0 && size <= FLUSH_THRESHOLD_BYTES) {
+        this.flush();
+        return this.#reserve(size);
+      }
+      const bigger = Buffer.allocUnsafe(Math.max(need, this.#buf.length * 2));
+      this.#buf.copy(bigger, 0, 0, this.#len);
+      this.#buf = bigger;
+    }
+    return this.#len;
+  }
+
+  #scheduleFlush(): void {
+    if (this.#len >= FLUSH_THRESHOLD_BYTES) {
+      this.flush();
+    } else if (!this.#flushQueued) {
+      this.#flushQueued = true;
+      queueMicrotask(this.#flushTask);
+    }
+  }
+}

@@ -1,0 +1,131 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { Dispatcher, type DispatcherOptions, Node, type NodeOptions } from '../src/index.js';
+
+export const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+/** A dispatcher in this process on a free port. */
+export async function startDispatcher(options: DispatcherOptions = {}): Promise<Dispatcher> {
+  return new Dispatcher({ port: 0, hostName: 'testhost', ...options }).start();
+}
+
+/** A started node connected to `dispatcher`. */
+export async function startNode(dispatcher: Dispatcher | string, options: NodeOptions = {}): Promise<Node> {
+  const url = typeof dispatcher === 'string' ? dispatcher : dispatcher.url;
+  return new Node({ dispatcherUrl: url, startTimeoutMs: 5000, ...options }).start();
+}
+
+/** Counts down to zero; `wait` resolves then, or rejects after a timeout. */
+export class Latch {
+  #count: number;
+  #waiters: (() => void)[] = [];
+
+  constructor(count = 1) {
+    this.#count = count;
+  }
+
+  get count(): number {
+    return this.#count;
+  }
+
+  countDown(): void {
+    if (this.#count === 0) return;
+    this.#count--;
+    if (this.#count === 0) for (const w of this.#waiters.splice(0)) w();
+  }
+
+  wait(timeoutMs = 5000): Promise<void> {
+    if (this.#count === 0) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`latch timed out with ${this.#count} left`)), timeoutMs);
+      this.#waiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+}
+
+/** Resolves when `predicate` holds, polling on the event loop; rejects after the timeout. */
+export async function until(
+  predicate: () => boolean | Promise<boolean>,
+  timeoutMs = 5000,
+  what = 'condition',
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** A CLI command run as a real process from the built package. */
+export class CliProcess {
+  readonly child: ChildProcess;
+  readonly lines: string[] = [];
+  readonly stderr: string[] = [];
+  #watchers: { re: RegExp; resolve(line: string): void }[] = [];
+
+  constructor(command: string, args: string[], env: NodeJS.ProcessEnv = {}) {
+    this.child = spawn(process.execPath, [`${ROOT}dist/cli/${command}.js`, ...args], {
+      env: { ...process.env, NODESET_LOGLEVEL: 'warn', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    createInterface({ input: this.child.stdout! }).on('line', (line) => {
+      this.lines.push(line);
+      this.#watchers = this.#watchers.filter((w) => {
+        if (!w.re.test(line)) return true;
+        w.resolve(line);
+        return false;
+      });
+    });
+    createInterface({ input: this.child.stderr! }).on('line', (line) => this.stderr.push(line));
+  }
+
+  /** Resolves with the first stdout line (past or future) matching `re`. */
+  waitForLine(re: RegExp, timeoutMs = 10_000): Promise<string> {
+    const seen = this.lines.find((l) => re.test(l));
+    if (seen !== undefined) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () =>
+          reject(
+            new Error(
+              `no line matching ${re} within ${timeoutMs} ms; stdout: ${this.lines.join('\n')}; stderr: ${this.stderr.join('\n')}`,
+            ),
+          ),
+        timeoutMs,
+      );
+      this.#watchers.push({
+        re,
+        resolve: (line) => {
+          clearTimeout(timer);
+          resolve(line);
+        },
+      });
+    });
+  }
+
+  async exit(timeoutMs = 10_000): Promise<number | null> {
+    if (this.child.exitCode !== null) return this.child.exitCode;
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs);
+    const [code] = (await once(this.child, 'exit')) as [number | null];
+    clearTimeout(timer);
+    return code;
+  }
+
+  async kill(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
+    return this.exit();
+  }
+}
+
+/** Starts `nodeset-dispatcher` on a free port; resolves once it printed its URL. */
+export async function spawnDispatcher(args: string[] = []): Promise<{ proc: CliProcess; url: string; port: number }> {
+  const proc = new CliProcess('nodeset-dispatcher', ['--listen', '127.0.0.1:0', '--host-name', 'testhost', ...args]);
+  const line = await proc.waitForLine(/listening on nodeset:\/\//);
+  const url = /(nodeset:\/\/\S+)/.exec(line)![1]!;
+  return { proc, url, port: Number(new URL(url).port) };
+}

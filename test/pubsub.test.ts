@@ -1,0 +1,196 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { type Dispatcher, type EventInfo, Node, type NodesetError, on } from '../src/index.js';
+import { Latch, startDispatcher, startNode } from './helpers.js';
+
+describe('publish/subscribe end to end', () => {
+  let dispatcher: Dispatcher;
+  const nodes: Node[] = [];
+  const node = async (name?: string) => {
+    const n = await startNode(dispatcher, name === undefined ? {} : { name });
+    nodes.push(n);
+    return n;
+  };
+
+  before(async () => {
+    dispatcher = await startDispatcher();
+  });
+  after(async () => {
+    await Promise.all(nodes.map((n) => n.stop()));
+    await dispatcher.stop();
+  });
+
+  test('a published event reaches a subscriber with its payload', async () => {
+    const sub = await node('sub1');
+    const pub = await node('pub1');
+    const got = new Latch();
+    let seen: { message: unknown; info: EventInfo } | undefined;
+    await sub.subscribe('greetings', (message, info) => {
+      seen = { message, info };
+      got.countDown();
+    });
+    pub.publish('greetings', { text: 'hello' });
+    await got.wait();
+    assert.deepEqual(seen?.message, { text: 'hello' });
+    assert.equal(seen?.info.from, 'pub1');
+    assert.equal(seen?.info.uri, 'greetings');
+  });
+
+  test('payload types: JSON values, binary and empty', async () => {
+    const sub = await node();
+    const pub = await node();
+    const values: unknown[] = [];
+    const sent: unknown[] = [42, 'text', null, [1, 'a'], { nested: { ok: true } }, Buffer.from([0, 1, 255]), undefined];
+    const got = new Latch(sent.length);
+    await sub.subscribe('types', (m) => {
+      values.push(m);
+      got.countDown();
+    });
+    for (const v of sent) pub.publish('types', v);
+    await got.wait();
+    assert.deepEqual(values.slice(0, 5), sent.slice(0, 5));
+    assert.ok(Buffer.isBuffer(values[5]));
+    assert.deepEqual([...(values[5] as Buffer)], [0, 1, 255]);
+    assert.equal(values[6], undefined);
+  });
+
+  test('ack resolves with the number of subscribers delivered to', async () => {
+    const a = await node();
+    const b = await node();
+    const pub = await node();
+    await a.subscribe('acked', () => {});
+    await b.subscribe('acked', () => {});
+    assert.equal(await pub.publish('acked', 1, { ack: true }), 2);
+    assert.equal(await pub.publish('nobody.listens', 1, { ack: true }), 0);
+  });
+
+  test('wildcards: * matches one token, > one or more', async () => {
+    const sub = await node();
+    const pub = await node();
+    const star: string[] = [];
+    const rest: string[] = [];
+    await sub.subscribe('orders.*', (_m, i) => void star.push(i.uri));
+    await sub.subscribe('orders.>', (_m, i) => void rest.push(i.uri));
+    for (const e of ['orders.new', 'orders.eu.new', 'orders', 'other.new']) await pub.publish(e, 0, { ack: true });
+    await pub.publish('done.marker', 0, { ack: true });
+    assert.deepEqual(star, ['orders.new']);
+    assert.deepEqual(rest, ['orders.new', 'orders.eu.new']);
+  });
+
+  test('host and node targets', async () => {
+    const n1 = await node('target-one');
+    const n2 = await node('target-two');
+    const pub = await node();
+    const got: string[] = [];
+    await n1.subscribe('ping', () => void got.push('one'));
+    await n2.subscribe('ping', () => void got.push('two'));
+    assert.equal(await pub.publish('testhost/ping', 0, { ack: true }), 2);
+    assert.equal(await pub.publish('localhost/ping', 0, { ack: true }), 2);
+    assert.equal(await pub.publish('target-two@testhost/ping', 0, { ack: true }), 1);
+    assert.equal(await pub.publish('nobody@testhost/ping', 0, { ack: true }), 0);
+    await assert.rejects(pub.publish('elsewhere/ping', 0, { ack: true }), { code: 'NO_ROUTE' });
+    assert.throws(() => pub.publish('target-two@testhost', 0), { code: 'BAD_URI' });
+    assert.throws(() => pub.publish('orders.*', 0), { code: 'BAD_URI' });
+    assert.equal(got.filter((g) => g === 'two').length, 3);
+    assert.equal(got.filter((g) => g === 'one').length, 2);
+  });
+
+  test('direct mode: round-robin, with N subscribers and k*N messages each gets k', async () => {
+    const counts = [0, 0, 0];
+    const workers = await Promise.all([node(), node(), node()]);
+    await Promise.all(workers.map((w, i) => w.subscribe('jobs', () => void counts[i]!++)));
+    const pub = await node();
+    for (let i = 0; i < 30; i++) assert.equal(await pub.publish('jobs', i, { mode: 'direct', ack: true }), 1);
+    assert.deepEqual(counts, [10, 10, 10]);
+  });
+
+  test('queue groups: one member per group, ungrouped subscribers get every message', async () => {
+    const g = [0, 0];
+    const solo = { n: 0 };
+    const [w1, w2, s] = await Promise.all([node(), node(), node()]);
+    await w1.subscribe('work', () => void g[0]!++, { group: 'workers' });
+    await w2.subscribe('work', () => void g[1]!++, { group: 'workers' });
+    await s.subscribe('work', () => void solo.n++);
+    const pub = await node();
+    for (let i = 0; i < 10; i++) assert.equal(await pub.publish('work', i, { ack: true }), 2);
+    assert.deepEqual(g, [5, 5]);
+    assert.equal(solo.n, 10);
+  });
+
+  test('subscribing twice is idempotent; unsubscribe stops delivery', async () => {
+    const sub = await node();
+    const pub = await node();
+    let n = 0;
+    await sub.subscribe('twice', () => void n++);
+    await sub.subscribe('twice', () => void n++);
+    assert.equal(await pub.publish('twice', 1, { ack: true }), 1);
+    await sub.unsubscribe('twice');
+    assert.equal(await pub.publish('twice', 1, { ack: true }), 0);
+    assert.equal(n, 1);
+  });
+
+  test('request/reply returns the handler value, its error, or a timeout', async () => {
+    const responder = await node('responder');
+    const requester = await node();
+    await responder.subscribe('math.double', (m: number) => m * 2);
+    await responder.subscribe('math.slow', async (m: number) => {
+      await new Promise((r) => setTimeout(r, 20));
+      return m + 1;
+    });
+    await responder.subscribe('math.fail', () => {
+      throw new Error('cannot do that');
+    });
+    await responder.subscribe('math.never', () => new Promise(() => {}));
+    assert.equal(await requester.request('math.double', 21), 42);
+    assert.equal(await requester.request('math.slow', 1), 2);
+    await assert.rejects(requester.request('math.fail', 1), (err: NodesetError) => {
+      assert.equal(err.code, 'HANDLER_ERROR');
+      assert.match(err.message, /cannot do that/);
+      return true;
+    });
+    await assert.rejects(requester.request('math.never', 1, { timeoutMs: 100 }), { code: 'TIMEOUT' });
+    await assert.rejects(requester.request('math.nobody', 1), { code: 'NO_RESPONDERS' });
+  });
+
+  test('per-event handlers declared with @on, and the default onEvent', async () => {
+    class Counter extends Node {
+      added: number[] = [];
+      other: string[] = [];
+      @on('counter.add')
+      add(n: number) {
+        this.added.push(n);
+        return this.added.length;
+      }
+      override onEvent(event: string) {
+        this.other.push(event);
+        return undefined;
+      }
+    }
+    const counter = new Counter({ dispatcherUrl: dispatcher.url });
+    await counter.start();
+    nodes.push(counter);
+    await counter.subscribe('counter.misc');
+    const pub = await node();
+    assert.equal(await pub.request('counter.add', 5), 1);
+    assert.equal(await pub.publish('counter.misc', 'x', { ack: true }), 1);
+    assert.deepEqual(counter.added, [5]);
+    assert.deepEqual(counter.other, ['counter.misc']);
+  });
+
+  test('stats, nodes and subscribers are available over the protocol', async () => {
+    const sub = await node('stats-sub');
+    await sub.subscribe('stats.event', () => {});
+    const pub = await node();
+    await pub.publish('stats.event', 1, { ack: true });
+    const stats = (await pub.stats()) as { publishes: number; deliveries: number; events: Record<string, number> };
+    assert.ok(stats.publishes >= 1);
+    assert.equal(stats.events['stats.event'], 1);
+    const subs = (await pub.subscribers('stats.event')) as { node: string }[];
+    assert.deepEqual(
+      subs.map((s) => s.node),
+      ['stats-sub'],
+    );
+    const list = (await pub.nodes()) as { name: string; subscriptions: string[] }[];
+    assert.deepEqual(list.find((n) => n.name === 'stats-sub')?.subscriptions, ['stats.event']);
+  });
+});
