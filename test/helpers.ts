@@ -109,7 +109,7 @@ export class CliProcess {
   }
 
   async exit(timeoutMs = 10_000): Promise<number | null> {
-    if (this.child.exitCode !== null) return this.child.exitCode;
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return this.child.exitCode;
     const timer = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs);
     const [code] = (await once(this.child, 'exit')) as [number | null];
     clearTimeout(timer);
@@ -128,4 +128,44 @@ export async function spawnDispatcher(args: string[] = []): Promise<{ proc: CliP
   const line = await proc.waitForLine(/listening on nodeset:\/\//);
   const url = /(nodeset:\/\/\S+)/.exec(line)![1]!;
   return { proc, url, port: Number(new URL(url).port) };
+}
+
+/** A TCP proxy in front of a dispatcher, to cut one node's connection without touching the others. */
+export class TcpProxy {
+  #server: import('node:net').Server | null = null;
+  #sockets = new Set<import('node:net').Socket>();
+  port = 0;
+
+  constructor(readonly targetPort: number) {}
+
+  async start(port = this.port): Promise<this> {
+    const net = await import('node:net');
+    const server = net.createServer((client) => {
+      const upstream = net.connect({ host: '127.0.0.1', port: this.targetPort });
+      for (const s of [client, upstream]) {
+        this.#sockets.add(s);
+        s.on('close', () => this.#sockets.delete(s));
+        s.on('error', () => {});
+      }
+      client.pipe(upstream).pipe(client);
+      client.on('close', () => upstream.destroy());
+      upstream.on('close', () => client.destroy());
+    });
+    await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+    this.#server = server;
+    this.port = (server.address() as import('node:net').AddressInfo).port;
+    return this;
+  }
+
+  get url(): string {
+    return `nodeset://127.0.0.1:${this.port}`;
+  }
+
+  /** Stops listening and cuts every proxied connection. */
+  async stop(): Promise<void> {
+    for (const s of this.#sockets) s.destroy();
+    const server = this.#server;
+    this.#server = null;
+    if (server !== null) await new Promise((resolve) => server.close(resolve));
+  }
 }

@@ -1,0 +1,208 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { decodeHeader, FrameDecoder, type FrameSink } from '../src/protocol/decoder.js';
+import type { NodesetError } from '../src/protocol/errors.js';
+import { formatEventUri, matchesPattern, parseEventUri } from '../src/protocol/event-uri.js';
+import { encodeFrame, FrameKind, msgFrameSize, packMsgTail, writeMsgFrame } from '../src/protocol/frames.js';
+import { decodePayload, encodePayload } from '../src/protocol/payload.js';
+import { parseDispatcherUrl, parseHostPort } from '../src/protocol/url.js';
+
+interface Seen {
+  frames: { kind: number; header: unknown; payload: string }[];
+  refused: { code: string; fatal: boolean }[];
+}
+
+function collector(): { sink: FrameSink; seen: Seen } {
+  const seen: Seen = { frames: [], refused: [] };
+  return {
+    seen,
+    sink: {
+      frame: (kind, header, payload) =>
+        seen.frames.push({ kind, header: decodeHeader(header), payload: payload.toString() }),
+      refused: (error: NodesetError, fatal) => seen.refused.push({ code: error.code, fatal }),
+    },
+  };
+}
+
+const sample = [
+  encodeFrame(FrameKind.PUB, ['a.b', 0, 0, 0], Buffer.from('{"x":1}')),
+  encodeFrame(FrameKind.PING),
+  encodeFrame(FrameKind.SUB, { sid: 1, uri: 'a.*' }),
+  encodeFrame(FrameKind.PUB, ['c', 1, 7, 1], Buffer.alloc(3000, 'z')),
+];
+const stream = Buffer.concat(sample);
+
+describe('frame decoder', () => {
+  test('many frames in one chunk', () => {
+    const { sink, seen } = collector();
+    new FrameDecoder(sink).push(stream);
+    assert.deepEqual(
+      seen.frames.map((f) => f.kind),
+      [FrameKind.PUB, FrameKind.PING, FrameKind.SUB, FrameKind.PUB],
+    );
+    assert.deepEqual(seen.frames[0], { kind: FrameKind.PUB, header: ['a.b', 0, 0, 0], payload: '{"x":1}' });
+    assert.equal(seen.frames[1]?.header, null);
+    assert.equal(seen.frames[3]?.payload.length, 3000);
+    assert.equal(seen.refused.length, 0);
+  });
+
+  test('one byte at a time gives the same frames', () => {
+    const whole = collector();
+    new FrameDecoder(whole.sink).push(stream);
+    const bytewise = collector();
+    const decoder = new FrameDecoder(bytewise.sink);
+    for (let i = 0; i < stream.length; i++) decoder.push(stream.subarray(i, i + 1));
+    assert.deepEqual(bytewise.seen, whole.seen);
+    assert.equal(decoder.bufferedBytes, 0);
+  });
+
+  test('every split point of the stream gives the same frames', () => {
+    const whole = collector();
+    new FrameDecoder(whole.sink).push(stream);
+    for (let cut = 1; cut < stream.length; cut += 7) {
+      const split = collector();
+      const decoder = new FrameDecoder(split.sink);
+      decoder.push(stream.subarray(0, cut));
+      decoder.push(stream.subarray(cut));
+      assert.deepEqual(split.seen, whole.seen, `split at ${cut}`);
+    }
+  });
+
+  test('an oversize frame is refused before it is buffered, and the stream goes on', () => {
+    const { sink, seen } = collector();
+    const decoder = new FrameDecoder(sink, { maxPayloadBytes: 1024 });
+    const big = encodeFrame(FrameKind.PUB, ['a', 0, 0, 0], Buffer.alloc(200_000));
+    decoder.push(big.subarray(0, 10));
+    assert.deepEqual(seen.refused, [{ code: 'TOO_LARGE', fatal: false }]);
+    assert.equal(decoder.bufferedBytes, 0);
+    decoder.push(big.subarray(10));
+    decoder.push(encodeFrame(FrameKind.PING));
+    assert.deepEqual(
+      seen.frames.map((f) => f.kind),
+      [FrameKind.PING],
+    );
+  });
+
+  test('a huge declared length is fatal', () => {
+    const { sink, seen } = collector();
+    const decoder = new FrameDecoder(sink);
+    decoder.push(Buffer.from([0xff, 0xff, 0xff, 0xff, 1, 0, 0]));
+    assert.deepEqual(seen.refused, [{ code: 'TOO_LARGE', fatal: true }]);
+    assert.ok(decoder.stopped);
+  });
+
+  test('a length shorter than the fixed part is fatal; a header past the end is not', () => {
+    const short = collector();
+    new FrameDecoder(short.sink).push(Buffer.from([0, 0, 0, 1, 5]));
+    assert.deepEqual(short.seen.refused, [{ code: 'BAD_FRAME', fatal: true }]);
+    const overrun = collector();
+    const d = new FrameDecoder(overrun.sink);
+    d.push(Buffer.from([0, 0, 0, 3, 5, 0, 9]));
+    d.push(encodeFrame(FrameKind.PING));
+    assert.deepEqual(overrun.seen.refused, [{ code: 'BAD_FRAME', fatal: false }]);
+    assert.equal(overrun.seen.frames.length, 1);
+  });
+
+  test('an undecodable header is BAD_FRAME', () => {
+    assert.throws(() => decodeHeader(Buffer.from([0x92, 0x01])), { code: 'BAD_FRAME' });
+  });
+
+  test('MSG frames built from a shared tail decode as a 6-element array', () => {
+    const tail = packMsgTail('orders.new', 'pub-1', 0, 0, 0);
+    const payload = Buffer.from('"hello"');
+    const out = Buffer.alloc(msgFrameSize(tail, payload.length));
+    writeMsgFrame(out, 0, 0xdeadbeef, tail, payload);
+    const { sink, seen } = collector();
+    new FrameDecoder(sink).push(out);
+    assert.deepEqual(seen.frames, [
+      { kind: FrameKind.MSG, header: [0xdeadbeef, 'orders.new', 'pub-1', 0, 0, 0], payload: '"hello"' },
+    ]);
+  });
+});
+
+describe('event URIs', () => {
+  test('the three forms', () => {
+    assert.deepEqual(parseEventUri('orders.new', false), {
+      node: null,
+      host: null,
+      event: 'orders.new',
+      wildcard: false,
+    });
+    assert.deepEqual(parseEventUri('h1/orders', false), { node: null, host: 'h1', event: 'orders', wildcard: false });
+    assert.deepEqual(parseEventUri('n1@h1/orders', false), {
+      node: 'n1',
+      host: 'h1',
+      event: 'orders',
+      wildcard: false,
+    });
+    assert.deepEqual(parseEventUri('*/orders', false), { node: null, host: '*', event: 'orders', wildcard: false });
+    assert.equal(formatEventUri({ node: 'n1', host: 'h1', event: 'e' }), 'n1@h1/e');
+  });
+
+  test('malformed URIs are BAD_URI', () => {
+    for (const bad of [
+      '',
+      'node@host',
+      'a..b',
+      '.a',
+      'a.',
+      'h/a/b',
+      'n@*/e',
+      'a b',
+      'h/',
+      '/e',
+      'a.>.b',
+      'x'.repeat(2000),
+      5,
+    ]) {
+      assert.throws(() => parseEventUri(bad, true), { code: 'BAD_URI' }, String(bad));
+    }
+    assert.throws(() => parseEventUri('a.*', false), { code: 'BAD_URI' });
+    assert.throws(() => parseEventUri('a.>', false), { code: 'BAD_URI' });
+    assert.equal(parseEventUri('a.*.>', true).wildcard, true);
+  });
+
+  test('wildcard matching', () => {
+    assert.ok(matchesPattern('a.*', 'a.b'));
+    assert.ok(!matchesPattern('a.*', 'a.b.c'));
+    assert.ok(!matchesPattern('a.*', 'a'));
+    assert.ok(matchesPattern('a.>', 'a.b.c'));
+    assert.ok(!matchesPattern('a.>', 'a'));
+    assert.ok(matchesPattern('*.b.>', 'x.b.c'));
+    assert.ok(matchesPattern('>', 'anything.at.all'));
+  });
+});
+
+describe('payloads and URLs', () => {
+  test('payload round trips by content type', () => {
+    for (const v of [1, 'x', null, { a: [1, 2] }, true]) {
+      const { ct, bytes } = encodePayload(v);
+      assert.deepEqual(decodePayload(ct, bytes), v);
+    }
+    const bin = encodePayload(new Uint8Array([1, 2, 3]));
+    assert.deepEqual([...(decodePayload(bin.ct, bin.bytes) as Buffer)], [1, 2, 3]);
+    assert.equal(decodePayload(encodePayload(undefined).ct, Buffer.alloc(0)), undefined);
+    assert.throws(() => encodePayload(10n), { code: 'VALIDATION' });
+    assert.throws(() => decodePayload(0, Buffer.from('{')), { code: 'BAD_FRAME' });
+  });
+
+  test('dispatcher URLs', () => {
+    assert.deepEqual(parseDispatcherUrl('nodeset://127.0.0.1:5333'), {
+      host: '127.0.0.1',
+      port: 5333,
+      tls: false,
+      token: null,
+    });
+    assert.deepEqual(parseDispatcherUrl('nodesets://s3cret@example:99'), {
+      host: 'example',
+      port: 99,
+      tls: true,
+      token: 's3cret',
+    });
+    assert.deepEqual(parseDispatcherUrl('nodeset://[::1]:7'), { host: '::1', port: 7, tls: false, token: null });
+    assert.throws(() => parseDispatcherUrl('http://x'), { code: 'BAD_OPTION' });
+    assert.deepEqual(parseHostPort('0.0.0.0:0'), { host: '0.0.0.0', port: 0 });
+    assert.deepEqual(parseHostPort('[::1]:5333'), { host: '::1', port: 5333 });
+    assert.throws(() => parseHostPort('nope'), { code: 'BAD_OPTION' });
+  });
+});

@@ -1,0 +1,76 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { type RouteEntry, RoutingTable } from '../src/dispatcher/routing-table.js';
+import { parseEventUri } from '../src/protocol/event-uri.js';
+
+interface Sub extends RouteEntry {
+  id: string;
+}
+
+function sub(id: string, uri: string, group: string | null = null): Sub {
+  const p = parseEventUri(uri, true);
+  return { id, pattern: p.event, wildcard: p.wildcard, group };
+}
+
+const ids = (subs: Sub[]) => subs.map((s) => s.id).sort();
+
+describe('routing table', () => {
+  test('add, match, remove', () => {
+    const table = new RoutingTable<Sub>();
+    const a = sub('a', 'orders.new');
+    const b = sub('b', 'orders.new');
+    table.add(a);
+    table.add(b);
+    assert.deepEqual(ids(table.match('orders.new').all), ['a', 'b']);
+    assert.deepEqual(ids(table.match('orders.old').all), []);
+    assert.ok(table.remove(a));
+    assert.ok(!table.remove(a), 'removing twice is a no-op');
+    assert.deepEqual(ids(table.match('orders.new').all), ['b']);
+    assert.equal(table.size, 1);
+  });
+
+  test('multiple patterns for one event, exact and wildcard', () => {
+    const table = new RoutingTable<Sub>();
+    for (const s of [
+      sub('exact', 'a.b.c'),
+      sub('star', 'a.*.c'),
+      sub('tail', 'a.>'),
+      sub('all', '>'),
+      sub('other', 'x.>'),
+    ]) {
+      table.add(s);
+    }
+    assert.deepEqual(ids(table.match('a.b.c').all), ['all', 'exact', 'star', 'tail']);
+    assert.deepEqual(ids(table.match('a').all), ['all']);
+    assert.deepEqual(ids(table.match('x.y').all), ['all', 'other']);
+  });
+
+  test('the route cache follows adds and removes of wildcard subscriptions', () => {
+    const table = new RoutingTable<Sub>();
+    assert.deepEqual(ids(table.match('a.b').all), []);
+    const w = sub('w', 'a.*');
+    table.add(w);
+    assert.deepEqual(ids(table.match('a.b').all), ['w']);
+    table.remove(w);
+    assert.deepEqual(ids(table.match('a.b').all), []);
+    assert.equal(table.wildcardCount, 0);
+  });
+
+  test('round-robin over all subscriptions and within queue groups', () => {
+    const table = new RoutingTable<Sub>();
+    for (const s of [sub('x', 'job'), sub('y', 'job'), sub('g1', 'job', 'g'), sub('g2', 'job', 'g')]) table.add(s);
+    const route = table.match('job');
+    const picks = Array.from({ length: 8 }, () => route.pickOne()?.id);
+    assert.deepEqual(picks, ['x', 'y', 'g1', 'g2', 'x', 'y', 'g1', 'g2']);
+    assert.deepEqual(ids(route.ungrouped), ['x', 'y']);
+    assert.equal(route.groups.length, 1);
+  });
+
+  test('exact lookups do not walk wildcard subscriptions of other names', () => {
+    const table = new RoutingTable<Sub>();
+    for (let i = 0; i < 5000; i++) table.add(sub(`w${i}`, `svc${i}.*.>`));
+    table.add(sub('e', 'target.event'));
+    assert.deepEqual(ids(table.match('target.event').all), ['e']);
+    assert.deepEqual(ids(table.match('svc42.a.b').all), ['w42']);
+  });
+});
