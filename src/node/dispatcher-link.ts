@@ -88,7 +88,7 @@ export class DispatcherLink implements FrameSocketHandlers {
   #pending = new Map<number, Pending>();
   #offline: Buffer[] = [];
   #offlineBytes = 0;
-  #waitingDrain = false;
+  #drainWaiters: (() => void)[] = [];
   #openWaiters: { resolve(): void; reject(e: Error): void }[] = [];
 
   constructor(options: LinkOptions, events: LinkEvents) {
@@ -162,7 +162,6 @@ export class DispatcherLink implements FrameSocketHandlers {
     const fs = this.#fs;
     if (this.#state === LinkState.Open && fs !== null) {
       if (fs.pendingBytes > this.options.maxPendingBytes) {
-        this.#waitingDrain = true;
         throw new NodesetError(
           'BUFFER_FULL',
           `outbound buffer holds ${fs.pendingBytes} bytes (limit ${this.options.maxPendingBytes}); wait for 'drain'`,
@@ -173,6 +172,23 @@ export class DispatcherLink implements FrameSocketHandlers {
     }
     if (this.#state === LinkState.Stopped) throw new NodesetError('CLOSED', 'node is stopped');
     this.#bufferOffline(kind, header, payload);
+  }
+
+  /**
+   * Resolves once everything queued on the live connection has been handed
+   * to the kernel (at once when offline: that buffer goes out on reconnect).
+   */
+  drain(): Promise<void> {
+    const fs = this.#fs;
+    if (this.#state !== LinkState.Open || fs === null) return Promise.resolve();
+    fs.flush();
+    if (fs.socket.writableLength === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#drainWaiters.push(resolve));
+  }
+
+  #wakeDrainWaiters(): void {
+    if (this.#drainWaiters.length === 0) return;
+    for (const wake of this.#drainWaiters.splice(0)) wake();
   }
 
   /** Sends only when connected (control frames that are replayed on reconnect anyway). */
@@ -252,10 +268,8 @@ export class DispatcherLink implements FrameSocketHandlers {
   }
 
   drained(): void {
-    if (this.#waitingDrain && this.pendingBytes <= this.options.maxPendingBytes) {
-      this.#waitingDrain = false;
-      this.#events.drained();
-    }
+    this.#wakeDrainWaiters();
+    this.#events.drained();
   }
 
   frame(kind: number, header: Buffer | null, payload: Buffer): void {
@@ -302,6 +316,7 @@ export class DispatcherLink implements FrameSocketHandlers {
 
   closed(_hadError: boolean, error: Error | undefined): void {
     this.#fs = null;
+    this.#wakeDrainWaiters();
     this.#stopLiveness();
     if (this.#state === LinkState.Stopped) return;
     const wasOpen = this.#state === LinkState.Open;

@@ -151,6 +151,14 @@ export class Node extends EventEmitter<NodeEvents> {
     return this.#link.pendingBytes;
   }
 
+  /**
+   * Resolves once every frame queued on the connection has been handed to the
+   * kernel: the flow-control point for fast publishers (or listen for `drain`).
+   */
+  drain(): Promise<void> {
+    return this.#link.drain();
+  }
+
   /** The dispatcher's host name, once connected. */
   get dispatcherHost(): string | null {
     return this.#link.welcome?.host ?? null;
