@@ -90,7 +90,7 @@ describe('typed messages', () => {
 describe('error catalogue', () => {
   test('every error code is documented in docs/errors.md', () => {
     const doc = readFileSync(`${ROOT}docs/errors.md`, 'utf8');
-    const documented = new Set([...doc.matchAll(/^\| `([A-Z_]+)` \|/gm)].map((m) => m[1]));
+    const documented = new Set([...doc.matchAll(/^\|\s*`([A-Z_]+)`\s*\|/gm)].map((m) => m[1]));
     for (const code of Object.keys(ERROR_CODES)) assert.ok(documented.has(code), `${code} is not documented`);
     for (const code of documented) assert.ok(code! in ERROR_CODES, `${code} is documented but does not exist`);
   });
