@@ -54,8 +54,6 @@ interface Pending {
   timer: NodeJS.Timeout | null;
   /** Connection generation the frame went out on; 0 while still buffered offline. */
   sentOn: number;
-  /** REPLY payloads resolve with the decoded message; OKs with the header. */
-  kind: 'ok' | 'reply';
 }
 
 enum LinkState {
@@ -199,18 +197,18 @@ export class DispatcherLink implements FrameSocketHandlers {
   }
 
   /**
-   * Registers a pending answer for id `r`. `sent` says whether the frame has
-   * gone out on the current connection (an answer lost with it is rejected
-   * with CONNECTION_LOST) or waits in the offline buffer.
+   * Registers a pending answer (OK, ERROR or REPLY) for id `r`. Call it just
+   * before sending the frame: an answer lost with the connection the frame
+   * went out on is rejected with CONNECTION_LOST; a frame still waiting in
+   * the offline buffer keeps its promise until it is sent.
    */
-  expect(r: number, kind: 'ok' | 'reply', timeoutMs: number, what: string): Promise<unknown> {
+  expect(r: number, timeoutMs: number, what: string): Promise<unknown> {
     return new Promise((resolve, reject) => {
       const entry: Pending = {
         resolve,
         reject,
         timer: null,
         sentOn: this.#state === LinkState.Open ? this.#generation : 0,
-        kind,
       };
       if (timeoutMs > 0) {
         entry.timer = setTimeout(() => {

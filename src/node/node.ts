@@ -215,7 +215,7 @@ export class Node extends EventEmitter<NodeEvents> {
     this.#removeLocal(sub);
     if (!this.#link.isOpen) return;
     const r = this.#link.nextId();
-    const answer = this.#link.expect(r, 'ok', this.ackTimeoutMs, `unsubscribe ${uri}`);
+    const answer = this.#link.expect(r, this.ackTimeoutMs, `unsubscribe ${uri}`);
     this.#link.sendIfOpen(FrameKind.UNSUB, packHeader({ sid: sub.sid, r }));
     await answer;
   }
@@ -257,7 +257,7 @@ export class Node extends EventEmitter<NodeEvents> {
     const { ct, bytes } = this.#encode(uri, body);
     const timeoutMs = options.timeoutMs ?? this.requestTimeoutMs;
     const r = this.#link.nextId();
-    const answer = this.#link.expect(r, 'reply', timeoutMs, `request ${uri}`);
+    const answer = this.#link.expect(r, timeoutMs, `request ${uri}`);
     try {
       this.#link.send(FrameKind.PUB, packHeader([uri, PubFlag.REQUEST, r, ct]), bytes);
     } catch (err) {
@@ -322,7 +322,7 @@ export class Node extends EventEmitter<NodeEvents> {
     parseEventUri(uri, false);
     const { ct, bytes } = this.#encode(uri, message);
     const r = this.#link.nextId();
-    const answer = this.#link.expect(r, 'ok', timeoutMs, `publish ${uri}`);
+    const answer = this.#link.expect(r, timeoutMs, `publish ${uri}`);
     try {
       this.#link.send(FrameKind.PUB, packHeader([uri, flags | PubFlag.ACK, r, ct]), bytes);
     } catch (err) {
@@ -336,7 +336,7 @@ export class Node extends EventEmitter<NodeEvents> {
   async #query(what: QueryWhat, uri?: string): Promise<unknown> {
     if (!this.#link.isOpen) throw new NodesetError('NOT_CONNECTED', 'not connected to the dispatcher');
     const r = this.#link.nextId();
-    const answer = this.#link.expect(r, 'ok', this.ackTimeoutMs, `query ${what}`);
+    const answer = this.#link.expect(r, this.ackTimeoutMs, `query ${what}`);
     this.#link.sendIfOpen(FrameKind.QUERY, packHeader(uri === undefined ? { r, what } : { r, what, uri }));
     return ((await answer) as OkHeader).data;
   }
@@ -369,7 +369,7 @@ export class Node extends EventEmitter<NodeEvents> {
 
   #sendSub(sub: LocalSubscription): Promise<unknown> {
     const r = this.#link.nextId();
-    const answer = this.#link.expect(r, 'ok', this.ackTimeoutMs, `subscribe ${sub.uri}`);
+    const answer = this.#link.expect(r, this.ackTimeoutMs, `subscribe ${sub.uri}`);
     const header =
       sub.group === null ? { sid: sub.sid, uri: sub.uri, r } : { sid: sub.sid, uri: sub.uri, group: sub.group, r };
     this.#link.sendIfOpen(FrameKind.SUB, packHeader(header));

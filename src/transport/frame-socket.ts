@@ -1,6 +1,5 @@
 import type { Socket } from 'node:net';
 import { type DecoderOptions, FrameDecoder, type FrameSink } from '../protocol/decoder.js';
-import type { NodesetError } from '../protocol/errors.js';
 import { frameSize, msgFrameSize, writeFrame, writeMsgFrame } from '../protocol/frames.js';
 
 /** Past this many buffered bytes the outbound buffer is written at once. */
@@ -115,11 +114,6 @@ export class FrameSocket {
   destroy(error?: Error): void {
     this.#len = 0;
     this.socket.destroy(error);
-  }
-
-  /** Reports a refused frame to the handler, as the decoder would. */
-  refuse(error: NodesetError, fatal: boolean): void {
-    this.#handlers.refused(error, fatal);
   }
 
   #reserve(size: number): number {
