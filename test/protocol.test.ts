@@ -107,15 +107,15 @@ describe('frame decoder', () => {
     assert.throws(() => decodeHeader(Buffer.from([0x92, 0x01])), { code: 'BAD_FRAME' });
   });
 
-  test('MSG frames built from a shared tail decode as a 6-element array', () => {
-    const tail = packMsgTail('orders.new', 'pub-1', 0, 0, 0);
+  test('MSG frames built from a shared tail decode as a 7-element array', () => {
+    const tail = packMsgTail('orders.new', 'pub-1', 0, 0, 0, false);
     const payload = Buffer.from('"hello"');
     const out = Buffer.alloc(msgFrameSize(tail, payload.length));
     writeMsgFrame(out, 0, 0xdeadbeef, tail, payload);
     const { sink, seen } = collector();
     new FrameDecoder(sink).push(out);
     assert.deepEqual(seen.frames, [
-      { kind: FrameKind.MSG, header: [0xdeadbeef, 'orders.new', 'pub-1', 0, 0, 0], payload: '"hello"' },
+      { kind: FrameKind.MSG, header: [0xdeadbeef, 'orders.new', 'pub-1', 0, 0, 0, 0], payload: '"hello"' },
     ]);
   });
 });

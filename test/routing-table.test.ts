@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { type RouteEntry, RoutingTable } from '../src/dispatcher/routing-table.js';
 import { parseEventUri } from '../src/protocol/event-uri.js';
+import { type RouteEntry, RoutingTable } from '../src/protocol/routing-table.js';
 
 interface Sub extends RouteEntry {
   id: string;

@@ -3,11 +3,11 @@ import pino, { type Logger } from 'pino';
 import { isErrorCode, NodesetError } from '../protocol/errors.js';
 import { type EventUri, parseEventUri } from '../protocol/event-uri.js';
 import { FrameKind, PubFlag, packHeader, packMsgTail, type ReplyHeader } from '../protocol/frames.js';
+import { Route, RoutingTable } from '../protocol/routing-table.js';
 import { formatDispatcherUrl } from '../protocol/url.js';
 import { listenTcp } from '../transport/tcp.js';
 import { type DispatcherOptions, type ResolvedDispatcherOptions, resolveDispatcherOptions } from './options.js';
-import { Route, RoutingTable } from './routing-table.js';
-import { type LeaveReason, Session, type Subscription, TAIL_CACHE_LIMIT } from './session.js';
+import { type LeaveReason, Session, type Subscription, servesNode, TAIL_CACHE_LIMIT } from './session.js';
 import { DispatcherStats, type StatsSnapshot } from './stats.js';
 
 /** A publish target resolved from its URI, cached by URI text. */
@@ -31,10 +31,15 @@ export interface NodeInfo {
 }
 
 export interface SubscriberInfo {
+  /** The connection's node name (for a collection: the collection's). */
   node: string;
+  /** Names of the nodes behind the subscription. */
+  nodes: string[];
   host: string;
   uri: string;
   group: string | null;
+  /** Direct-stream address (StreamNode), when the subscriber accepts streams. */
+  stream: string | null;
 }
 
 /**
@@ -159,31 +164,36 @@ export class Dispatcher {
     stats.publishes++;
     stats.countEvent(target.uri.event);
     const route = this.table.match(target.uri.event);
+    const single = (flags & (PubFlag.DIRECT | PubFlag.REQUEST)) !== 0;
     let tail: Buffer | undefined;
     if (isRequest) {
-      tail = packMsgTail(uri, from.name, ct, from.id, r);
+      tail = packMsgTail(uri, from.name, ct, from.id, r, true);
     } else {
-      const key = ct === 0 ? uri : `${ct}\u0000${uri}`;
+      const key = flags === 0 && ct === 0 ? uri : `${ct}:${single ? 1 : 0}:${uri}`;
       tail = from.tails.get(key);
       if (tail === undefined) {
-        tail = packMsgTail(uri, from.name, ct, 0, 0);
+        tail = packMsgTail(uri, from.name, ct, 0, 0, single);
         if (from.tails.size >= TAIL_CACHE_LIMIT) from.tails.clear();
         from.tails.set(key, tail);
       }
     }
     let delivered = 0;
     const node = target.uri.node;
-    if ((flags & (PubFlag.DIRECT | PubFlag.REQUEST)) !== 0) {
+    if (single) {
       const sub = node === null ? route.pickOne() : pickNamed(route, node);
       if (sub !== undefined && this.#deliver(sub, tail, payload)) delivered = 1;
     } else if (node === null) {
-      for (const sub of route.ungrouped) if (this.#deliver(sub, tail, payload)) delivered++;
+      const skipOwn = (flags & PubFlag.LOCAL_DONE) !== 0;
+      for (const sub of route.ungrouped) {
+        if (skipOwn && sub.session === from) continue;
+        if (this.#deliver(sub, tail, payload)) delivered++;
+      }
       for (const group of route.groups) {
         if (this.#deliver(Route.pickMember(group), tail, payload)) delivered++;
       }
     } else {
       for (const sub of route.all) {
-        if (sub.session.name === node && this.#deliver(sub, tail, payload)) delivered++;
+        if (servesNode(sub, node) && this.#deliver(sub, tail, payload)) delivered++;
       }
     }
     if (isRequest) {
@@ -256,8 +266,15 @@ export class Dispatcher {
     const node = target.uri.node;
     return this.table
       .match(target.uri.event)
-      .all.filter((sub) => node === null || sub.session.name === node)
-      .map((sub) => ({ node: sub.session.name, host: sub.session.host, uri: sub.uri, group: sub.group }));
+      .all.filter((sub) => node === null || servesNode(sub, node))
+      .map((sub) => ({
+        node: sub.session.name,
+        nodes: sub.nodes ?? [sub.session.name],
+        host: sub.session.host,
+        uri: sub.uri,
+        group: sub.group,
+        stream: sub.stream,
+      }));
   }
 
   // ---- internals -----------------------------------------------------------
@@ -341,8 +358,7 @@ export class Dispatcher {
 }
 
 function pickNamed(route: Route<Subscription>, node: string): Subscription | undefined {
-  const named = route.all.filter((sub) => sub.session.name === node);
-  return named.length === 0 ? undefined : named[0];
+  return route.all.find((sub) => servesNode(sub, node));
 }
 
 export type { LeaveReason };

@@ -3,9 +3,9 @@ import { decodeHeader, isRecord, isUint } from '../protocol/decoder.js';
 import { NodesetError } from '../protocol/errors.js';
 import { isValidName, parseEventUri } from '../protocol/event-uri.js';
 import { FrameKind, type OkHeader, PROTOCOL_VERSION, packHeader, type WelcomeHeader } from '../protocol/frames.js';
+import type { RouteEntry } from '../protocol/routing-table.js';
 import { FrameSocket, type FrameSocketHandlers } from '../transport/frame-socket.js';
 import type { Dispatcher } from './dispatcher.js';
-import type { RouteEntry } from './routing-table.js';
 
 /** One subscription held by a session. */
 export interface Subscription extends RouteEntry {
@@ -13,7 +13,19 @@ export interface Subscription extends RouteEntry {
   readonly sid: number;
   /** The URI as the node sent it. */
   readonly uri: string;
+  /** Names of the nodes behind this subscription (a collection's members); null: the connection's name. */
+  nodes: string[] | null;
+  /** Direct-stream address of the subscriber (StreamNode), or null. */
+  stream: string | null;
 }
+
+/** True when a `node@host/…` target names a node behind this subscription. */
+export function servesNode(sub: Subscription, node: string): boolean {
+  return sub.nodes === null ? sub.session.name === node : sub.nodes.includes(node);
+}
+
+const MAX_NODES_PER_SUBSCRIPTION = 10_000;
+const STREAM_ADDRESS_RE = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}$/;
 
 /** Why a session ended: reported in logs and (later) presence events. */
 export type LeaveReason = 'graceful' | 'closed' | 'heartbeat-timeout' | 'slow-consumer' | 'protocol-error' | 'shutdown';
@@ -246,10 +258,25 @@ export class Session implements FrameSocketHandlers {
     if (uri.host !== null && !this.#dispatcher.isLocalHost(uri.host)) {
       throw new NodesetError('NO_ROUTE', `host ${uri.host} is not this dispatcher's (${this.#dispatcher.hostName})`);
     }
+    const nodes = h.nodes ?? null;
+    if (
+      nodes !== null &&
+      (!Array.isArray(nodes) || nodes.length > MAX_NODES_PER_SUBSCRIPTION || !nodes.every((n) => isValidName(n)))
+    ) {
+      throw new NodesetError('BAD_FRAME', 'SUB nodes must be a list of node names');
+    }
+    const stream = h.stream ?? null;
+    if (stream !== null && (typeof stream !== 'string' || !STREAM_ADDRESS_RE.test(stream))) {
+      throw new NodesetError('BAD_FRAME', 'SUB stream must be a host:port address');
+    }
     const existing = this.subs.get(h.sid);
     if (existing !== undefined) {
-      // Same sid again: idempotent when identical, otherwise a replacement.
-      if (existing.uri === h.uri && existing.group === group) return;
+      // Same sid again: idempotent when identical (node list and stream address updated), otherwise a replacement.
+      if (existing.uri === h.uri && existing.group === group) {
+        existing.nodes = nodes as string[] | null;
+        existing.stream = stream;
+        return;
+      }
       this.#dispatcher.table.remove(existing);
       this.subs.delete(h.sid);
     } else if (this.subs.size >= this.#dispatcher.options.maxSubscriptionsPerConnection) {
@@ -265,6 +292,8 @@ export class Session implements FrameSocketHandlers {
       pattern: uri.event,
       wildcard: uri.wildcard,
       group,
+      nodes: nodes as string[] | null,
+      stream,
     };
     this.subs.set(h.sid, sub);
     this.#dispatcher.table.add(sub);

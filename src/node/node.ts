@@ -16,8 +16,10 @@ import {
 import { decodePayload, encodePayload } from '../protocol/payload.js';
 import { DEFAULT_DISPATCHER_URL, parseDispatcherUrl } from '../protocol/url.js';
 import type { BackoffOptions } from './backoff.js';
-import { DispatcherLink, type Welcome } from './dispatcher-link.js';
+import { type ChannelOwner, LinkChannel, type LocalSubscription, type NodeChannel } from './channel.js';
+import type { Welcome } from './dispatcher-link.js';
 import { declaredHandlers, type EventInfo, type Handler, type SubscribeOptions } from './handlers.js';
+import { ATTACH_CHANNEL, CHANNEL_OWNER } from './internal.js';
 import { defaultLogger } from './logger.js';
 import type { MessageType } from './message.js';
 
@@ -65,14 +67,6 @@ export interface RequestOptions {
   type?: MessageType;
 }
 
-interface LocalSubscription {
-  readonly sid: number;
-  readonly uri: string;
-  readonly group: string | null;
-  handler: Handler | null;
-  type: MessageType | null;
-}
-
 const PLAIN_HEADER_CACHE_LIMIT = 1024;
 
 export interface NodeEvents {
@@ -96,13 +90,14 @@ export class Node extends EventEmitter<NodeEvents> {
   readonly requestTimeoutMs: number;
   readonly startTimeoutMs: number;
   readonly closeTimeoutMs: number;
-  #link: DispatcherLink;
+  #channel: NodeChannel;
+  #owner: ChannelOwner;
   #subs = new Map<number, LocalSubscription>();
   #byKey = new Map<string, LocalSubscription>();
   #nextSid = 1;
   #plainHeaders = new Map<string, Buffer>();
   #resubscribed: Promise<unknown> = Promise.resolve();
-  #declaredDone = false;
+  #started = false;
 
   constructor(options: NodeOptions = {}) {
     super();
@@ -115,40 +110,49 @@ export class Node extends EventEmitter<NodeEvents> {
     this.requestTimeoutMs = options.requestTimeoutMs ?? 5000;
     this.startTimeoutMs = options.startTimeoutMs ?? 30_000;
     this.closeTimeoutMs = options.closeTimeoutMs ?? 5000;
+    this.#owner = {
+      name: this.name,
+      subscriptions: () => this.#subs.values(),
+      subscriptionBySid: (sid) => this.#subs.get(sid),
+      deliver: (sub, header, payload) => this.#deliver(sub, header, payload),
+      channelOpened: (welcome, first, resubscribed) => {
+        this.#resubscribed = resubscribed;
+        this.logger.info(
+          { dispatcher: welcome.host, subscriptions: this.#subs.size, first },
+          'connected to the dispatcher',
+        );
+        if (first) this.emit('connect', welcome);
+        else this.emit('reconnect', welcome);
+      },
+      channelLost: (error) => {
+        this.logger.warn({ err: error?.message }, 'disconnected from the dispatcher');
+        this.emit('disconnect', error);
+      },
+      channelError: (error) => this.#reportError(error),
+      channelDrained: () => this.emit('drain'),
+    };
     const url = options.dispatcherUrl ?? process.env.NODESET_DISPATCHER_URL ?? DEFAULT_DISPATCHER_URL;
-    this.#link = new DispatcherLink(
-      {
-        name: this.name,
-        host: options.host ?? null,
-        address: parseDispatcherUrl(url),
-        backoff: options.reconnect ?? {},
-        connectTimeoutMs: options.connectTimeoutMs ?? 5000,
-        offlineMaxMessages: options.offlineMaxMessages ?? 10_000,
-        offlineMaxBytes: options.offlineMaxBytes ?? 8 * 1024 * 1024,
-        maxPendingBytes: options.maxPendingBytes ?? 8 * 1024 * 1024,
-        logger: this.logger,
-      },
-      {
-        opened: (welcome, first) => this.#opened(welcome, first),
-        message: (header, payload) => this.#message(header, payload),
-        lost: (error) => {
-          this.logger.warn({ err: error?.message }, 'disconnected from the dispatcher');
-          this.emit('disconnect', error);
-        },
-        error: (error) => this.#reportError(error),
-        drained: () => this.emit('drain'),
-      },
-    );
+    this.#channel = new LinkChannel(this.#owner, {
+      name: this.name,
+      host: options.host ?? null,
+      address: parseDispatcherUrl(url),
+      backoff: options.reconnect ?? {},
+      connectTimeoutMs: options.connectTimeoutMs ?? 5000,
+      offlineMaxMessages: options.offlineMaxMessages ?? 10_000,
+      offlineMaxBytes: options.offlineMaxBytes ?? 8 * 1024 * 1024,
+      maxPendingBytes: options.maxPendingBytes ?? 8 * 1024 * 1024,
+      logger: this.logger,
+    });
   }
 
   /** True while connected and past the handshake. */
   get connected(): boolean {
-    return this.#link.isOpen;
+    return this.#channel.isOpen;
   }
 
   /** Bytes accepted by publish but not yet handed to the kernel (or buffered offline). */
   get pendingBytes(): number {
-    return this.#link.pendingBytes;
+    return this.#channel.pendingBytes;
   }
 
   /**
@@ -156,12 +160,12 @@ export class Node extends EventEmitter<NodeEvents> {
    * kernel: the flow-control point for fast publishers (or listen for `drain`).
    */
   drain(): Promise<void> {
-    return this.#link.drain();
+    return this.#channel.drain();
   }
 
   /** The dispatcher's host name, once connected. */
   get dispatcherHost(): string | null {
-    return this.#link.welcome?.host ?? null;
+    return this.#channel.welcome?.host ?? null;
   }
 
   /**
@@ -169,22 +173,22 @@ export class Node extends EventEmitter<NodeEvents> {
    * with `@on`. Resolves once connected and every subscription is confirmed.
    */
   async start(): Promise<this> {
-    if (!this.#declaredDone) {
-      this.#declaredDone = true;
+    if (!this.#started) {
+      this.#started = true;
       for (const d of declaredHandlers(this)) {
         const method = (this as unknown as Record<string | symbol, unknown>)[d.method];
         if (typeof method !== 'function') continue;
         this.#addLocal(d.uri, method.bind(this) as Handler, d.options);
       }
     }
-    await this.#link.start(this.startTimeoutMs);
+    await this.#channel.start(this.startTimeoutMs);
     await this.#resubscribed;
     return this;
   }
 
   /** Says goodbye, writes what is queued, closes. Leaves no timers or sockets. Idempotent. */
   async stop(): Promise<void> {
-    await this.#link.stop(this.closeTimeoutMs);
+    await this.#channel.stop(this.closeTimeoutMs);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -198,14 +202,7 @@ export class Node extends EventEmitter<NodeEvents> {
    * once when disconnected: it is sent on connect).
    */
   async subscribe<M = unknown>(uri: string, handler?: Handler<M>, options: SubscribeOptions = {}): Promise<void> {
-    const { sub, isNew } = this.#addLocal(uri, (handler as Handler | undefined) ?? null, options);
-    if (!isNew || !this.#link.isOpen) return;
-    try {
-      await this.#sendSub(sub);
-    } catch (err) {
-      this.#removeLocal(sub);
-      throw err;
-    }
+    await this.subscribeWith(uri, (handler as Handler | undefined) ?? null, options, null);
   }
 
   /** Removes a subscription (same URI and group as given to subscribe). */
@@ -213,11 +210,7 @@ export class Node extends EventEmitter<NodeEvents> {
     const sub = this.#byKey.get(subKey(uri, options.group ?? null));
     if (sub === undefined) return;
     this.#removeLocal(sub);
-    if (!this.#link.isOpen) return;
-    const r = this.#link.nextId();
-    const answer = this.#link.expect(r, this.ackTimeoutMs, `unsubscribe ${uri}`);
-    this.#link.sendIfOpen(FrameKind.UNSUB, packHeader({ sid: sub.sid, r }));
-    await answer;
+    await this.#channel.unsubscribe(sub, this.ackTimeoutMs);
   }
 
   /** The URIs this node subscribes to. */
@@ -253,18 +246,10 @@ export class Node extends EventEmitter<NodeEvents> {
 
   /** Sends a request to one subscriber of `uri`; resolves with its handler's return value. */
   async request<R = unknown>(uri: string, message?: unknown, options: RequestOptions = {}): Promise<R> {
+    parseEventUri(uri, false);
     const body = options.type === undefined ? message : options.type.toJSON(options.type.parse(message));
     const { ct, bytes } = this.#encode(uri, body);
-    const timeoutMs = options.timeoutMs ?? this.requestTimeoutMs;
-    const r = this.#link.nextId();
-    const answer = this.#link.expect(r, timeoutMs, `request ${uri}`);
-    try {
-      this.#link.send(FrameKind.PUB, packHeader([uri, PubFlag.REQUEST, r, ct]), bytes);
-    } catch (err) {
-      this.#link.forget(r);
-      throw err;
-    }
-    return (await answer) as R;
+    return (await this.#channel.request(uri, ct, bytes, options.timeoutMs ?? this.requestTimeoutMs)) as R;
   }
 
   /** Dispatcher statistics. */
@@ -291,11 +276,41 @@ export class Node extends EventEmitter<NodeEvents> {
     return undefined;
   }
 
+  // ---- for subclasses and hosts --------------------------------------------
+
+  /** Subscribes with a direct-stream address attached (StreamNode). */
+  protected async subscribeWith(
+    uri: string,
+    handler: Handler | null,
+    options: SubscribeOptions,
+    stream: string | null,
+  ): Promise<void> {
+    const { sub, isNew } = this.#addLocal(uri, handler, options, stream);
+    if (!isNew) return;
+    try {
+      await this.#channel.subscribe(sub, this.ackTimeoutMs);
+    } catch (err) {
+      this.#removeLocal(sub);
+      throw err;
+    }
+  }
+
+  /** The callbacks a channel uses; for NodeCollection. */
+  get [CHANNEL_OWNER](): ChannelOwner {
+    return this.#owner;
+  }
+
+  /** Moves this node onto another channel (a collection's); only before start. */
+  [ATTACH_CHANNEL](channel: NodeChannel): void {
+    if (this.#started) throw new NodesetError('BAD_OPTION', `node ${this.name} is already started`);
+    this.#channel = channel;
+  }
+
   // ---- internals -----------------------------------------------------------
 
   #encode(uri: string, message: unknown): { ct: number; bytes: Buffer } {
     const encoded = encodePayload(message);
-    const limit = this.#link.welcome?.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
+    const limit = this.#channel.welcome?.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
     if (encoded.bytes.length > limit) {
       throw new NodesetError(
         'TOO_LARGE',
@@ -315,36 +330,24 @@ export class Node extends EventEmitter<NodeEvents> {
       if (this.#plainHeaders.size >= PLAIN_HEADER_CACHE_LIMIT) this.#plainHeaders.clear();
       this.#plainHeaders.set(key, header);
     }
-    this.#link.send(FrameKind.PUB, header, bytes);
+    this.#channel.publish(uri, flags, ct, bytes, header);
   }
 
   async #publishAcked(uri: string, message: unknown, flags: number, timeoutMs: number): Promise<number> {
     parseEventUri(uri, false);
     const { ct, bytes } = this.#encode(uri, message);
-    const r = this.#link.nextId();
-    const answer = this.#link.expect(r, timeoutMs, `publish ${uri}`);
-    try {
-      this.#link.send(FrameKind.PUB, packHeader([uri, flags | PubFlag.ACK, r, ct]), bytes);
-    } catch (err) {
-      this.#link.forget(r);
-      throw err;
-    }
-    const ok = (await answer) as OkHeader;
-    return ok.n ?? 0;
+    return this.#channel.publishAcked(uri, flags, ct, bytes, timeoutMs);
   }
 
-  async #query(what: QueryWhat, uri?: string): Promise<unknown> {
-    if (!this.#link.isOpen) throw new NodesetError('NOT_CONNECTED', 'not connected to the dispatcher');
-    const r = this.#link.nextId();
-    const answer = this.#link.expect(r, this.ackTimeoutMs, `query ${what}`);
-    this.#link.sendIfOpen(FrameKind.QUERY, packHeader(uri === undefined ? { r, what } : { r, what, uri }));
-    return ((await answer) as OkHeader).data;
+  #query(what: QueryWhat, uri?: string): Promise<unknown> {
+    return this.#channel.query(what, uri, this.ackTimeoutMs);
   }
 
   #addLocal(
     uri: string,
     handler: Handler | null,
     options: SubscribeOptions,
+    stream: string | null = null,
   ): { sub: LocalSubscription; isNew: boolean } {
     const parsed = parseEventUri(uri, true);
     if (parsed.node !== null) throw new NodesetError('BAD_URI', `cannot subscribe to a node target: ${uri}`);
@@ -356,7 +359,7 @@ export class Node extends EventEmitter<NodeEvents> {
       if (options.type !== undefined) existing.type = options.type;
       return { sub: existing, isNew: false };
     }
-    const sub: LocalSubscription = { sid: this.#nextSid++, uri, group, handler, type: options.type ?? null };
+    const sub: LocalSubscription = { sid: this.#nextSid++, uri, group, handler, type: options.type ?? null, stream };
     this.#subs.set(sub.sid, sub);
     this.#byKey.set(key, sub);
     return { sub, isNew: true };
@@ -367,38 +370,8 @@ export class Node extends EventEmitter<NodeEvents> {
     this.#byKey.delete(subKey(sub.uri, sub.group));
   }
 
-  #sendSub(sub: LocalSubscription): Promise<unknown> {
-    const r = this.#link.nextId();
-    const answer = this.#link.expect(r, this.ackTimeoutMs, `subscribe ${sub.uri}`);
-    const header =
-      sub.group === null ? { sid: sub.sid, uri: sub.uri, r } : { sid: sub.sid, uri: sub.uri, group: sub.group, r };
-    this.#link.sendIfOpen(FrameKind.SUB, packHeader(header));
-    return answer;
-  }
-
-  #opened(welcome: Welcome, first: boolean): void {
-    // Re-send every subscription: the dispatcher keeps nothing across restarts.
-    const confirmations: Promise<unknown>[] = [];
-    for (const sub of this.#subs.values()) {
-      confirmations.push(
-        this.#sendSub(sub).catch((err: Error) => {
-          this.#removeLocal(sub);
-          this.#reportError(err);
-        }),
-      );
-    }
-    this.#resubscribed = Promise.all(confirmations);
-    this.logger.info(
-      { dispatcher: welcome.host, subscriptions: confirmations.length, first },
-      'connected to the dispatcher',
-    );
-    if (first) this.emit('connect', welcome);
-    else this.emit('reconnect', welcome);
-  }
-
-  #message(h: unknown[], payload: Buffer): void {
-    const sub = this.#subs.get(h[0] as number);
-    if (sub === undefined) return; // unsubscribed while the message was in flight
+  /** One received message for one of this node's subscriptions: MSG header [sid, uri, from, ct, replyTo, replyId, direct]. */
+  #deliver(sub: LocalSubscription, h: unknown[], payload: Buffer): void {
     const uri = h[1] as string;
     const replyTo = (h[4] as number) || 0;
     const replyId = (h[5] as number) || 0;
@@ -440,13 +413,13 @@ export class Node extends EventEmitter<NodeEvents> {
       this.#replyError(to, r, err);
       return;
     }
-    this.#link.sendIfOpen(FrameKind.REPLY, packHeader({ r, to, ct: encoded.ct }), encoded.bytes);
+    this.#channel.reply(to, r, encoded.ct, encoded.bytes);
   }
 
   #replyError(to: number, r: number, err: unknown): void {
     const code = err instanceof NodesetError ? err.code : 'HANDLER_ERROR';
     const message = err instanceof Error ? err.message : String(err);
-    this.#link.sendIfOpen(FrameKind.REPLY, packHeader({ r, to, ct: ContentType.EMPTY, err: { code, message } }));
+    this.#channel.reply(to, r, ContentType.EMPTY, null, { code, message });
   }
 
   #handlerFailed(err: unknown, sub: LocalSubscription, replyTo: number, replyId: number): void {

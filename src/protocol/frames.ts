@@ -57,6 +57,11 @@ export const PubFlag = {
   ACK: 2,
   /** A request: one subscriber is chosen and its REPLY goes back to the publisher. */
   REQUEST: 4,
+  /**
+   * The publishing connection has already delivered the message to its own
+   * ungrouped subscriptions (a node collection's local delivery): skip them.
+   */
+  LOCAL_DONE: 8,
 } as const;
 
 /** Delivery modes chosen by the publisher. */
@@ -86,6 +91,10 @@ export interface SubHeader {
   uri: string;
   group?: string | null;
   r?: number;
+  /** Names of the nodes holding this subscription (a node collection); default: the connection's name. */
+  nodes?: string[];
+  /** Address (`host:port`) where the subscriber accepts direct streams (StreamNode). */
+  stream?: string;
 }
 
 export interface UnsubHeader {
@@ -97,10 +106,19 @@ export interface UnsubHeader {
 export type PubHeader = [uri: string, flags: number, r: number, ct: number];
 
 /**
- * MSG header: [sid, uri, from, ct, replyConn, replyId].
- * replyConn/replyId are 0 unless the message is a request.
+ * MSG header: [sid, uri, from, ct, replyConn, replyId, direct].
+ * replyConn/replyId are 0 unless the message is a request; direct is 1 when
+ * the message was routed to exactly one subscriber (`direct` mode or request).
  */
-export type MsgHeader = [sid: number, uri: string, from: string, ct: number, replyConn: number, replyId: number];
+export type MsgHeader = [
+  sid: number,
+  uri: string,
+  from: string,
+  ct: number,
+  replyConn: number,
+  replyId: number,
+  direct: number,
+];
 
 export interface WireError {
   code: string;
@@ -196,15 +214,22 @@ export function encodeFrame(kind: number, header: unknown = null, payload: Uint8
 
 /**
  * MSG frames are built once per publish and sent to many subscriptions that
- * differ only in their sid. The header is a 6-element array whose first
+ * differ only in their sid. The header is a 7-element array whose first
  * element is always encoded as a MessagePack uint32, so the dispatcher packs
- * the other five once (the "tail") and patches the sid in per delivery.
+ * the other six once (the "tail") and patches the sid in per delivery.
  */
-const MSG_HEAD_BYTES = 6; // fixarray(6) marker + uint32 marker + 4 sid bytes
+const MSG_HEAD_BYTES = 6; // fixarray(7) marker + uint32 marker + 4 sid bytes
 
-export function packMsgTail(uri: string, from: string, ct: number, replyConn: number, replyId: number): Buffer {
-  // A 5-element fixarray: drop its 1-byte marker, keep the elements.
-  return packr.pack([uri, from, ct, replyConn, replyId]).subarray(1);
+export function packMsgTail(
+  uri: string,
+  from: string,
+  ct: number,
+  replyConn: number,
+  replyId: number,
+  direct: boolean,
+): Buffer {
+  // A 6-element fixarray: drop its 1-byte marker, keep the elements.
+  return packr.pack([uri, from, ct, replyConn, replyId, direct ? 1 : 0]).subarray(1);
 }
 
 export function msgFrameSize(tail: Uint8Array, payloadBytes: number): number {
@@ -222,7 +247,7 @@ export function writeMsgFrame(
   target.writeUInt32BE(FRAME_FIXED_BYTES + hlen + payload.length, offset);
   target[offset + 4] = FrameKind.MSG;
   target.writeUInt16BE(hlen, offset + 5);
-  target[offset + 7] = 0x96; // fixarray, 6 elements
+  target[offset + 7] = 0x97; // fixarray, 7 elements
   target[offset + 8] = 0xce; // uint32
   target.writeUInt32BE(sid >>> 0, offset + 9);
   target.set(tail, offset + 13);

@@ -1,4 +1,4 @@
-import { matchesPattern } from '../protocol/event-uri.js';
+import { matchesPattern } from './event-uri.js';
 
 /** What the routing table needs to know of a subscription. */
 export interface RouteEntry {

@@ -1,0 +1,186 @@
+import { isRecord } from '../protocol/decoder.js';
+import { NodesetError } from '../protocol/errors.js';
+import { FrameKind, type OkHeader, PubFlag, packHeader, type QueryWhat, type SubHeader } from '../protocol/frames.js';
+import { DispatcherLink, type LinkOptions, type Welcome } from './dispatcher-link.js';
+import type { Handler } from './handlers.js';
+import type { MessageType } from './message.js';
+
+/** A subscription as its node holds it. */
+export interface LocalSubscription {
+  readonly sid: number;
+  readonly uri: string;
+  readonly group: string | null;
+  handler: Handler | null;
+  type: MessageType | null;
+  /** Direct-stream address announced with the subscription (StreamNode). */
+  stream: string | null;
+}
+
+/** What a channel calls back on the node it serves. */
+export interface ChannelOwner {
+  readonly name: string;
+  /** Every subscription, to send again after a reconnect. */
+  subscriptions(): Iterable<LocalSubscription>;
+  subscriptionBySid(sid: number): LocalSubscription | undefined;
+  /** Hands one received message to a subscription's handler. */
+  deliver(sub: LocalSubscription, header: unknown[], payload: Buffer): void;
+  channelOpened(welcome: Welcome, first: boolean, resubscribed: Promise<unknown>): void;
+  channelLost(error: Error | undefined): void;
+  channelError(error: Error): void;
+  channelDrained(): void;
+}
+
+/**
+ * How a node reaches the dispatcher: its own connection (LinkChannel), or a
+ * share of a node collection's connection.
+ */
+export interface NodeChannel {
+  readonly isOpen: boolean;
+  readonly welcome: Welcome | null;
+  readonly pendingBytes: number;
+  start(timeoutMs: number): Promise<void>;
+  stop(closeTimeoutMs: number): Promise<void>;
+  drain(): Promise<void>;
+  /** Resolves once the dispatcher confirmed it (at once when offline: sent on connect). */
+  subscribe(sub: LocalSubscription, timeoutMs: number): Promise<unknown>;
+  unsubscribe(sub: LocalSubscription, timeoutMs: number): Promise<unknown>;
+  /** The throughput path: no promise. `header` is the packed PUB header for these arguments. */
+  publish(uri: string, flags: number, ct: number, bytes: Buffer, header: Buffer): void;
+  publishAcked(uri: string, flags: number, ct: number, bytes: Buffer, timeoutMs: number): Promise<number>;
+  request(uri: string, ct: number, bytes: Buffer, timeoutMs: number): Promise<unknown>;
+  query(what: QueryWhat, uri: string | undefined, timeoutMs: number): Promise<unknown>;
+  reply(to: number, r: number, ct: number, bytes: Buffer | null, err?: { code: string; message: string }): void;
+}
+
+export function subHeader(sid: number, sub: Pick<LocalSubscription, 'uri' | 'group' | 'stream'>, r: number): SubHeader {
+  const header: SubHeader = { sid, uri: sub.uri, r };
+  if (sub.group !== null) header.group = sub.group;
+  if (sub.stream !== null) header.stream = sub.stream;
+  return header;
+}
+
+/** Sends one frame that expects an OK/ERROR/REPLY and returns the answer. */
+export function ask(
+  link: DispatcherLink,
+  kind: number,
+  header: (r: number) => unknown,
+  payload: Buffer | null,
+  timeoutMs: number,
+  what: string,
+): Promise<unknown> {
+  const r = link.nextId();
+  const answer = link.expect(r, timeoutMs, what);
+  try {
+    link.send(kind, packHeader(header(r)), payload);
+  } catch (err) {
+    link.forget(r);
+    return Promise.reject(err);
+  }
+  return answer;
+}
+
+/** Ask the dispatcher a question; only while connected. */
+export function queryLink(link: DispatcherLink, what: QueryWhat, uri: string | undefined, timeoutMs: number) {
+  if (!link.isOpen) return Promise.reject(new NodesetError('NOT_CONNECTED', 'not connected to the dispatcher'));
+  return ask(
+    link,
+    FrameKind.QUERY,
+    (r) => (uri === undefined ? { r, what } : { r, what, uri }),
+    null,
+    timeoutMs,
+    `query ${what}`,
+  ).then((ok) => (ok as OkHeader).data);
+}
+
+export function ackCount(ok: unknown): number {
+  return isRecord(ok) && typeof ok.n === 'number' ? ok.n : 0;
+}
+
+/** A standalone node's own connection. */
+export class LinkChannel implements NodeChannel {
+  readonly link: DispatcherLink;
+  #owner: ChannelOwner;
+
+  constructor(owner: ChannelOwner, options: LinkOptions) {
+    this.#owner = owner;
+    this.link = new DispatcherLink(options, {
+      opened: (welcome, first) => {
+        // Re-send every subscription: the dispatcher keeps nothing across restarts.
+        const confirmations: Promise<unknown>[] = [];
+        for (const sub of owner.subscriptions()) {
+          confirmations.push(this.subscribe(sub, 10_000).catch((err: Error) => owner.channelError(err)));
+        }
+        owner.channelOpened(welcome, first, Promise.all(confirmations));
+      },
+      message: (header, payload) => {
+        const sub = owner.subscriptionBySid(header[0] as number);
+        if (sub !== undefined) owner.deliver(sub, header, payload); // else: unsubscribed while in flight
+      },
+      lost: (error) => owner.channelLost(error),
+      error: (error) => owner.channelError(error),
+      drained: () => owner.channelDrained(),
+    });
+  }
+
+  get isOpen(): boolean {
+    return this.link.isOpen;
+  }
+
+  get welcome(): Welcome | null {
+    return this.link.welcome;
+  }
+
+  get pendingBytes(): number {
+    return this.link.pendingBytes;
+  }
+
+  start(timeoutMs: number): Promise<void> {
+    return this.link.start(timeoutMs);
+  }
+
+  stop(closeTimeoutMs: number): Promise<void> {
+    return this.link.stop(closeTimeoutMs);
+  }
+
+  drain(): Promise<void> {
+    return this.link.drain();
+  }
+
+  subscribe(sub: LocalSubscription, timeoutMs: number): Promise<unknown> {
+    if (!this.link.isOpen) return Promise.resolve();
+    return ask(this.link, FrameKind.SUB, (r) => subHeader(sub.sid, sub, r), null, timeoutMs, `subscribe ${sub.uri}`);
+  }
+
+  unsubscribe(sub: LocalSubscription, timeoutMs: number): Promise<unknown> {
+    if (!this.link.isOpen) return Promise.resolve();
+    return ask(this.link, FrameKind.UNSUB, (r) => ({ sid: sub.sid, r }), null, timeoutMs, `unsubscribe ${sub.uri}`);
+  }
+
+  publish(_uri: string, _flags: number, _ct: number, bytes: Buffer, header: Buffer): void {
+    this.link.send(FrameKind.PUB, header, bytes);
+  }
+
+  async publishAcked(uri: string, flags: number, ct: number, bytes: Buffer, timeoutMs: number): Promise<number> {
+    const ok = await ask(
+      this.link,
+      FrameKind.PUB,
+      (r) => [uri, flags | PubFlag.ACK, r, ct],
+      bytes,
+      timeoutMs,
+      `publish ${uri}`,
+    );
+    return ackCount(ok);
+  }
+
+  request(uri: string, ct: number, bytes: Buffer, timeoutMs: number): Promise<unknown> {
+    return ask(this.link, FrameKind.PUB, (r) => [uri, PubFlag.REQUEST, r, ct], bytes, timeoutMs, `request ${uri}`);
+  }
+
+  query(what: QueryWhat, uri: string | undefined, timeoutMs: number): Promise<unknown> {
+    return queryLink(this.link, what, uri, timeoutMs);
+  }
+
+  reply(to: number, r: number, ct: number, bytes: Buffer | null, err?: { code: string; message: string }): void {
+    this.link.sendIfOpen(FrameKind.REPLY, packHeader(err === undefined ? { r, to, ct } : { r, to, ct, err }), bytes);
+  }
+}
