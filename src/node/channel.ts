@@ -99,7 +99,6 @@ export function ackCount(ok: unknown): number {
 /** A standalone node's own connection. */
 export class LinkChannel implements NodeChannel {
   readonly link: DispatcherLink;
-  #owner: ChannelOwner;
 
   constructor(owner: ChannelOwner, options: LinkOptions) {
     this.#owner = owner;

@@ -7,8 +7,6 @@ import {
   ContentType,
   DEFAULT_MAX_PAYLOAD_BYTES,
   type DeliveryMode,
-  FrameKind,
-  type OkHeader,
   PubFlag,
   packHeader,
   type QueryWhat,

@@ -26,7 +26,6 @@ export class FrameSocket {
   readonly decoder: FrameDecoder;
   bytesIn = 0;
   bytesOut = 0;
-  #handlers: FrameSocketHandlers;
   #buf: Buffer = Buffer.allocUnsafe(INITIAL_BUFFER_BYTES);
   #len = 0;
   #flushQueued = false;
