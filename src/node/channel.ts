@@ -101,7 +101,6 @@ export class LinkChannel implements NodeChannel {
   readonly link: DispatcherLink;
 
   constructor(owner: ChannelOwner, options: LinkOptions) {
-    this.#owner = owner;
     this.link = new DispatcherLink(options, {
       opened: (welcome, first) => {
         // Re-send every subscription: the dispatcher keeps nothing across restarts.

@@ -37,7 +37,6 @@ export class FrameSocket {
 
   constructor(socket: Socket, handlers: FrameSocketHandlers, options: DecoderOptions = {}) {
     this.socket = socket;
-    this.#handlers = handlers;
     this.decoder = new FrameDecoder(handlers, options);
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => {
