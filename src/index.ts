@@ -4,6 +4,7 @@ export { type DispatcherOptions, defaultDispatcherOptions } from './dispatcher/o
 export type { LeaveReason } from './dispatcher/session.js';
 export type { StatsSnapshot } from './dispatcher/stats.js';
 export type { BackoffOptions } from './node/backoff.js';
+export { NodeCollection, type NodeCollectionOptions } from './node/collection.js';
 export type { Welcome } from './node/dispatcher-link.js';
 export { type EventInfo, type Handler, on, type SubscribeOptions } from './node/handlers.js';
 export { defineMessage, type MessageOf, type MessageType, z } from './node/message.js';

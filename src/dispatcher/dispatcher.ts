@@ -154,7 +154,7 @@ export class Dispatcher {
   }
 
   /** Routes one publish. Hot path: no promise, no closure, no re-encode of the payload. */
-  publish(from: Session, uri: string, flags: number, r: number, ct: number, payload: Buffer): void {
+  publish(from: Session, sender: string, uri: string, flags: number, r: number, ct: number, payload: Buffer): void {
     const target = this.#target(uri);
     const isRequest = (flags & PubFlag.REQUEST) !== 0;
     if (!target.local) {
@@ -167,12 +167,12 @@ export class Dispatcher {
     const single = (flags & (PubFlag.DIRECT | PubFlag.REQUEST)) !== 0;
     let tail: Buffer | undefined;
     if (isRequest) {
-      tail = packMsgTail(uri, from.name, ct, from.id, r, true);
+      tail = packMsgTail(uri, sender, ct, from.id, r, true);
     } else {
-      const key = flags === 0 && ct === 0 ? uri : `${ct}:${single ? 1 : 0}:${uri}`;
+      const key = flags === 0 && ct === 0 && sender === from.name ? uri : `${ct}:${single ? 1 : 0}:${sender}:${uri}`;
       tail = from.tails.get(key);
       if (tail === undefined) {
-        tail = packMsgTail(uri, from.name, ct, 0, 0, single);
+        tail = packMsgTail(uri, sender, ct, 0, 0, single);
         if (from.tails.size >= TAIL_CACHE_LIMIT) from.tails.clear();
         from.tails.set(key, tail);
       }

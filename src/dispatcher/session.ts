@@ -91,10 +91,16 @@ export class Session implements FrameSocketHandlers {
         case FrameKind.PUB: {
           const h = decodeHeader(header);
           if (!Array.isArray(h) || typeof h[0] !== 'string' || !isUint(h[1]) || !isUint(h[2]) || !isUint(h[3])) {
-            throw new NodesetError('BAD_FRAME', 'PUB header must be [uri, flags, id, contentType]');
+            throw new NodesetError('BAD_FRAME', 'PUB header must be [uri, flags, id, contentType, sender?]');
           }
           r = h[2];
-          this.#dispatcher.publish(this, h[0], h[1], r, h[3], payload);
+          // Optional 5th element: the publishing member of a node collection.
+          let sender = this.name;
+          if (h.length > 4) {
+            if (!isValidName(h[4])) throw new NodesetError('BAD_FRAME', 'PUB sender must be a node name');
+            sender = h[4];
+          }
+          this.#dispatcher.publish(this, sender, h[0], h[1], r, h[3], payload);
           return;
         }
         case FrameKind.PING:

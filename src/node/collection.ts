@@ -1,0 +1,428 @@
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import { NodesetError } from '../protocol/errors.js';
+import { type EventUri, parseEventUri } from '../protocol/event-uri.js';
+import { FrameKind, PubFlag, packHeader, type QueryWhat } from '../protocol/frames.js';
+import { type RouteEntry, RoutingTable } from '../protocol/routing-table.js';
+import { DEFAULT_DISPATCHER_URL, parseDispatcherUrl } from '../protocol/url.js';
+import type { BackoffOptions } from './backoff.js';
+import {
+  ackCount,
+  ask,
+  type ChannelOwner,
+  type LocalSubscription,
+  type NodeChannel,
+  queryLink,
+  subHeader,
+} from './channel.js';
+import { DispatcherLink, type Welcome } from './dispatcher-link.js';
+import { ATTACH_CHANNEL, CHANNEL_OWNER } from './internal.js';
+import { defaultLogger } from './logger.js';
+import type { Node } from './node.js';
+
+export interface NodeCollectionOptions {
+  /** Name of the collection's connection; a random UUID when not given. */
+  name?: string;
+  dispatcherUrl?: string;
+  reconnect?: BackoffOptions;
+  /** `start()` rejects when no connection is made within this time, in ms (0: wait forever). Default 30,000. */
+  startTimeoutMs?: number;
+  connectTimeoutMs?: number;
+  offlineMaxMessages?: number;
+  offlineMaxBytes?: number;
+  maxPendingBytes?: number;
+  closeTimeoutMs?: number;
+  logger?: Logger;
+}
+
+interface Holder {
+  readonly owner: ChannelOwner;
+  readonly sub: LocalSubscription;
+}
+
+/** One dispatcher subscription shared by every member that wants the same URI and group. */
+interface SharedSubscription extends RouteEntry {
+  readonly sid: number;
+  readonly uri: string;
+  readonly holders: Holder[];
+  next: number;
+}
+
+const TARGET_CACHE_LIMIT = 4096;
+const LOCAL_HOSTS = new Set(['localhost', '*']);
+
+/**
+ * Many nodes in one process behind one dispatcher connection. Each member
+ * keeps its own name, handlers and subscriptions and is written exactly as a
+ * standalone node. The dispatcher sees one subscription per distinct URI and
+ * group; events between members are delivered in-process, without a round
+ * trip through the dispatcher.
+ */
+export class NodeCollection extends EventEmitter<{ error: [Error] }> {
+  readonly name: string;
+  readonly logger: Logger;
+  readonly startTimeoutMs: number;
+  readonly closeTimeoutMs: number;
+  readonly #link: DispatcherLink;
+  readonly #members = new Map<Node, MemberChannel>();
+  readonly #shared = new Map<number, SharedSubscription>();
+  readonly #byKey = new Map<string, SharedSubscription>();
+  readonly #local = new RoutingTable<SharedSubscription>();
+  readonly #targets = new Map<string, EventUri | null>();
+  #nextSid = 1;
+  #everOpened = false;
+  /** Local deliveries waiting for the next microtask: [shared, header, payload] triples. */
+  #localQueue: unknown[] = [];
+  #localScheduled = false;
+
+  constructor(options: NodeCollectionOptions = {}) {
+    super();
+    this.name = options.name ?? randomUUID();
+    this.logger = (options.logger ?? defaultLogger()).child({ collection: this.name });
+    this.startTimeoutMs = options.startTimeoutMs ?? 30_000;
+    this.closeTimeoutMs = options.closeTimeoutMs ?? 5000;
+    const url = options.dispatcherUrl ?? process.env.NODESET_DISPATCHER_URL ?? DEFAULT_DISPATCHER_URL;
+    this.#link = new DispatcherLink(
+      {
+        name: this.name,
+        host: null,
+        address: parseDispatcherUrl(url),
+        backoff: options.reconnect ?? {},
+        connectTimeoutMs: options.connectTimeoutMs ?? 5000,
+        offlineMaxMessages: options.offlineMaxMessages ?? 10_000,
+        offlineMaxBytes: options.offlineMaxBytes ?? 8 * 1024 * 1024,
+        maxPendingBytes: options.maxPendingBytes ?? 8 * 1024 * 1024,
+        logger: this.logger,
+      },
+      {
+        opened: (welcome) => this.#opened(welcome),
+        message: (header, payload) => this.#message(header, payload),
+        lost: (error) => {
+          this.logger.warn({ err: error?.message }, 'collection disconnected from the dispatcher');
+          for (const m of this.#members.values()) m.owner.channelLost(error);
+        },
+        error: (error) => this.#reportError(error),
+        drained: () => {
+          for (const m of this.#members.values()) m.owner.channelDrained();
+        },
+      },
+    );
+  }
+
+  get connected(): boolean {
+    return this.#link.isOpen;
+  }
+
+  /** The members, in the order they were added. */
+  get members(): Node[] {
+    return [...this.#members.keys()];
+  }
+
+  /** Adds a node (before it is started); returns it. */
+  add<N extends Node>(node: N): N {
+    if (this.#members.has(node)) return node;
+    const channel = new MemberChannel(this, node[CHANNEL_OWNER]);
+    node[ATTACH_CHANNEL](channel);
+    this.#members.set(node, channel);
+    return node;
+  }
+
+  /** Connects and starts every member added so far. */
+  async start(): Promise<this> {
+    await this.#link.start(this.startTimeoutMs);
+    await Promise.all(this.members.map((n) => n.start()));
+    return this;
+  }
+
+  /** Stops every member, then closes the connection. */
+  async stop(): Promise<void> {
+    await Promise.all(this.members.map((n) => n.stop()));
+    await this.#link.stop(this.closeTimeoutMs);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+
+  /** Subscriptions the dispatcher holds for this collection (one per distinct URI and group). */
+  get sharedSubscriptionCount(): number {
+    return this.#shared.size;
+  }
+
+  // ---- used by MemberChannel -------------------------------------------------
+
+  get link(): DispatcherLink {
+    return this.#link;
+  }
+
+  connect(timeoutMs: number): Promise<void> {
+    return this.#link.start(timeoutMs);
+  }
+
+  detach(owner: ChannelOwner): void {
+    for (const [node, channel] of this.#members) if (channel.owner === owner) this.#members.delete(node);
+  }
+
+  addHolder(owner: ChannelOwner, sub: LocalSubscription, timeoutMs: number): Promise<unknown> {
+    const key = sharedKey(sub.uri, sub.group);
+    let shared = this.#byKey.get(key);
+    if (shared === undefined) {
+      const parsed = parseEventUri(sub.uri, true);
+      shared = {
+        sid: this.#nextSid++,
+        uri: sub.uri,
+        group: sub.group,
+        pattern: parsed.event,
+        wildcard: parsed.wildcard,
+        holders: [],
+        next: 0,
+      };
+      this.#shared.set(shared.sid, shared);
+      this.#byKey.set(key, shared);
+      this.#local.add(shared);
+    }
+    shared.holders.push({ owner, sub });
+    return this.#sendSub(shared, timeoutMs);
+  }
+
+  removeHolder(owner: ChannelOwner, sub: LocalSubscription, timeoutMs: number): Promise<unknown> {
+    const shared = this.#byKey.get(sharedKey(sub.uri, sub.group));
+    if (shared === undefined) return Promise.resolve();
+    const i = shared.holders.findIndex((h) => h.owner === owner && h.sub === sub);
+    if (i !== -1) shared.holders.splice(i, 1);
+    if (shared.holders.length > 0) return this.#sendSub(shared, timeoutMs);
+    // The last member left: remove it at the dispatcher too.
+    this.#shared.delete(shared.sid);
+    this.#byKey.delete(sharedKey(shared.uri, shared.group));
+    this.#local.remove(shared);
+    if (!this.#link.isOpen) return Promise.resolve();
+    const sid = shared.sid;
+    return ask(this.#link, FrameKind.UNSUB, (r) => ({ sid, r }), null, timeoutMs, `unsubscribe ${shared.uri}`);
+  }
+
+  /**
+   * A member's publish in `all` mode to this host: members that subscribe
+   * get it in-process (on the next microtask); returns how many.
+   */
+  deliverLocally(from: string, uri: string, ct: number, payload: Buffer): number {
+    const target = this.#target(uri);
+    if (target === null || target.node !== null) return -1;
+    if (target.host !== null && !LOCAL_HOSTS.has(target.host) && target.host !== this.#link.welcome?.host) return -1;
+    const route = this.#local.match(target.event);
+    if (route.ungrouped.length === 0) return 0;
+    const header = [0, uri, from, ct, 0, 0, 0];
+    let n = 0;
+    for (const shared of route.ungrouped) {
+      this.#localQueue.push(shared, header, payload);
+      n += shared.holders.length;
+    }
+    if (!this.#localScheduled) {
+      this.#localScheduled = true;
+      queueMicrotask(this.#drainLocal);
+    }
+    return n;
+  }
+
+  query(what: QueryWhat, uri: string | undefined, timeoutMs: number): Promise<unknown> {
+    return queryLink(this.#link, what, uri, timeoutMs);
+  }
+
+  // ---- internals -------------------------------------------------------------
+
+  readonly #drainLocal = (): void => {
+    this.#localScheduled = false;
+    const queue = this.#localQueue;
+    this.#localQueue = [];
+    for (let i = 0; i < queue.length; i += 3) {
+      const shared = queue[i] as SharedSubscription;
+      for (const holder of shared.holders.slice()) {
+        holder.owner.deliver(holder.sub, queue[i + 1] as unknown[], queue[i + 2] as Buffer);
+      }
+    }
+  };
+
+  #sendSub(shared: SharedSubscription, timeoutMs: number): Promise<unknown> {
+    if (!this.#link.isOpen) return Promise.resolve();
+    const nodes = [...new Set(shared.holders.map((h) => h.owner.name))];
+    return ask(
+      this.#link,
+      FrameKind.SUB,
+      (r) => ({ ...subHeader(shared.sid, { uri: shared.uri, group: shared.group, stream: null }, r), nodes }),
+      null,
+      timeoutMs,
+      `subscribe ${shared.uri}`,
+    );
+  }
+
+  #opened(welcome: Welcome): void {
+    const first = !this.#everOpened;
+    this.#everOpened = true;
+    const confirmations: Promise<unknown>[] = [];
+    for (const shared of this.#shared.values()) {
+      confirmations.push(this.#sendSub(shared, 10_000).catch((err: Error) => this.#reportError(err)));
+    }
+    const resubscribed = Promise.all(confirmations);
+    for (const m of this.#members.values()) m.owner.channelOpened(welcome, first, resubscribed);
+  }
+
+  /** A MSG for one of the shared subscriptions: fan it out to the right members. */
+  #message(h: unknown[], payload: Buffer): void {
+    const shared = this.#shared.get(h[0] as number);
+    if (shared === undefined || shared.holders.length === 0) return;
+    const node = this.#target(h[1] as string)?.node ?? null;
+    if (node !== null) {
+      for (const holder of shared.holders) if (holder.owner.name === node) holder.owner.deliver(holder.sub, h, payload);
+    } else if (h[6] === 1 || shared.group !== null) {
+      // Routed to exactly one subscriber (direct, request) or one group member: one member gets it.
+      const holder = shared.holders[shared.next % shared.holders.length] as Holder;
+      shared.next = (shared.next + 1) % shared.holders.length;
+      holder.owner.deliver(holder.sub, h, payload);
+    } else {
+      for (const holder of shared.holders.slice()) holder.owner.deliver(holder.sub, h, payload);
+    }
+  }
+
+  #target(uri: string): EventUri | null {
+    let target = this.#targets.get(uri);
+    if (target === undefined) {
+      try {
+        target = parseEventUri(uri, false);
+      } catch {
+        target = null;
+      }
+      if (this.#targets.size >= TARGET_CACHE_LIMIT) this.#targets.clear();
+      this.#targets.set(uri, target);
+    }
+    return target;
+  }
+
+  #reportError(error: Error): void {
+    if (this.listenerCount('error') > 0) this.emit('error', error);
+    else this.logger.warn({ err: error }, error.message);
+  }
+}
+
+function sharedKey(uri: string, group: string | null): string {
+  return group === null ? uri : `${group}\u0000${uri}`;
+}
+
+/** A member node's share of its collection's connection. */
+class MemberChannel implements NodeChannel {
+  readonly owner: ChannelOwner;
+  readonly #collection: NodeCollection;
+  readonly #plainHeaders = new Map<string, Buffer>();
+  readonly #held = new Set<LocalSubscription>();
+  #stopped = false;
+
+  constructor(collection: NodeCollection, owner: ChannelOwner) {
+    this.#collection = collection;
+    this.owner = owner;
+  }
+
+  get isOpen(): boolean {
+    return !this.#stopped && this.#collection.link.isOpen;
+  }
+
+  get welcome(): Welcome | null {
+    return this.#collection.link.welcome;
+  }
+
+  get pendingBytes(): number {
+    return this.#collection.link.pendingBytes;
+  }
+
+  async start(timeoutMs: number): Promise<void> {
+    if (this.#stopped) throw new NodesetError('CLOSED', `node ${this.owner.name} is stopped`);
+    const link = this.#collection.link;
+    const wasOpen = link.isOpen;
+    // Subscriptions made before start (handlers declared with @on) join the shared ones now.
+    const confirmations: Promise<unknown>[] = [];
+    for (const sub of this.owner.subscriptions()) {
+      if (!this.#held.has(sub)) confirmations.push(this.subscribe(sub, timeoutMs || 10_000));
+    }
+    await this.#collection.connect(timeoutMs);
+    // When the collection connects now, its own handshake sends everything; otherwise report here.
+    if (wasOpen) this.owner.channelOpened(link.welcome as Welcome, true, Promise.all(confirmations));
+  }
+
+  async stop(closeTimeoutMs: number): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    const removals = [...this.#held].map((sub) =>
+      this.#collection.removeHolder(this.owner, sub, closeTimeoutMs).catch(() => {}),
+    );
+    this.#collection.detach(this.owner);
+    await Promise.all(removals);
+  }
+
+  drain(): Promise<void> {
+    return this.#collection.link.drain();
+  }
+
+  subscribe(sub: LocalSubscription, timeoutMs: number): Promise<unknown> {
+    this.#held.add(sub);
+    return this.#collection.addHolder(this.owner, sub, timeoutMs);
+  }
+
+  unsubscribe(sub: LocalSubscription, timeoutMs: number): Promise<unknown> {
+    this.#held.delete(sub);
+    return this.#collection.removeHolder(this.owner, sub, timeoutMs);
+  }
+
+  publish(uri: string, flags: number, ct: number, bytes: Buffer): void {
+    const link = this.#collection.link;
+    if (flags === 0 && this.#collection.deliverLocally(this.owner.name, uri, ct, bytes) >= 0)
+      flags = PubFlag.LOCAL_DONE;
+    const key = `${flags}:${ct}:${uri}`;
+    let header = this.#plainHeaders.get(key);
+    if (header === undefined) {
+      header = packHeader([uri, flags, 0, ct, this.owner.name]);
+      if (this.#plainHeaders.size >= 1024) this.#plainHeaders.clear();
+      this.#plainHeaders.set(key, header);
+    }
+    link.send(FrameKind.PUB, header, bytes);
+  }
+
+  async publishAcked(uri: string, flags: number, ct: number, bytes: Buffer, timeoutMs: number): Promise<number> {
+    let local = 0;
+    if (flags === 0) {
+      const n = this.#collection.deliverLocally(this.owner.name, uri, ct, bytes);
+      if (n >= 0) {
+        local = n;
+        flags = PubFlag.LOCAL_DONE;
+      }
+    }
+    const name = this.owner.name;
+    const ok = await ask(
+      this.#collection.link,
+      FrameKind.PUB,
+      (r) => [uri, flags | PubFlag.ACK, r, ct, name],
+      bytes,
+      timeoutMs,
+      `publish ${uri}`,
+    );
+    return local + ackCount(ok);
+  }
+
+  request(uri: string, ct: number, bytes: Buffer, timeoutMs: number): Promise<unknown> {
+    const name = this.owner.name;
+    return ask(
+      this.#collection.link,
+      FrameKind.PUB,
+      (r) => [uri, PubFlag.REQUEST, r, ct, name],
+      bytes,
+      timeoutMs,
+      `request ${uri}`,
+    );
+  }
+
+  query(what: QueryWhat, uri: string | undefined, timeoutMs: number): Promise<unknown> {
+    return this.#collection.query(what, uri, timeoutMs);
+  }
+
+  reply(to: number, r: number, ct: number, bytes: Buffer | null, err?: { code: string; message: string }): void {
+    const header = packHeader(err === undefined ? { r, to, ct } : { r, to, ct, err });
+    this.#collection.link.sendIfOpen(FrameKind.REPLY, header, bytes);
+  }
+}
