@@ -9,6 +9,16 @@ export type { Welcome } from './node/dispatcher-link.js';
 export { type EventInfo, type Handler, on, type SubscribeOptions } from './node/handlers.js';
 export { defineMessage, type MessageOf, type MessageType, z } from './node/message.js';
 export { Node, type NodeEvents, type NodeOptions, type PublishOptions, type RequestOptions } from './node/node.js';
+export { JSON_FORMAT, RAW_FORMAT, type StreamFormat } from './node/stream-format.js';
+export {
+  type IncomingStreamInfo,
+  type OpenStreamOptions,
+  OutgoingStream,
+  type StreamHandler,
+  StreamNode,
+  type StreamNodeOptions,
+  type StreamPeer,
+} from './node/stream-node.js';
 export { ERROR_CODES, type ErrorCode, NodesetError, TimeoutError, ValidationError } from './protocol/errors.js';
 export { type EventUri, formatEventUri, matchesPattern, parseEventUri } from './protocol/event-uri.js';
 export { type DeliveryMode, PROTOCOL_VERSION } from './protocol/frames.js';

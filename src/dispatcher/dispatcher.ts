@@ -2,7 +2,14 @@ import type { Server, Socket } from 'node:net';
 import pino, { type Logger } from 'pino';
 import { isErrorCode, NodesetError } from '../protocol/errors.js';
 import { type EventUri, parseEventUri } from '../protocol/event-uri.js';
-import { FrameKind, PubFlag, packHeader, packMsgTail, type ReplyHeader } from '../protocol/frames.js';
+import {
+  FrameKind,
+  PubFlag,
+  packHeader,
+  packMsgTail,
+  type ReplyHeader,
+  type SubscriberInfo,
+} from '../protocol/frames.js';
 import { Route, RoutingTable } from '../protocol/routing-table.js';
 import { formatDispatcherUrl } from '../protocol/url.js';
 import { listenTcp } from '../transport/tcp.js';
@@ -28,18 +35,6 @@ export interface NodeInfo {
   subscriptions: string[];
   msgsIn: number;
   msgsOut: number;
-}
-
-export interface SubscriberInfo {
-  /** The connection's node name (for a collection: the collection's). */
-  node: string;
-  /** Names of the nodes behind the subscription. */
-  nodes: string[];
-  host: string;
-  uri: string;
-  group: string | null;
-  /** Direct-stream address (StreamNode), when the subscriber accepts streams. */
-  stream: string | null;
 }
 
 /**
@@ -361,4 +356,4 @@ function pickNamed(route: Route<Subscription>, node: string): Subscription | und
   return route.all.find((sub) => servesNode(sub, node));
 }
 
-export type { LeaveReason };
+export type { LeaveReason, SubscriberInfo };

@@ -155,6 +155,19 @@ export interface QueryHeader {
   uri?: string;
 }
 
+/** One entry of the answer to QUERY `subscribers`. */
+export interface SubscriberInfo {
+  /** The connection's node name (for a collection: the collection's). */
+  node: string;
+  /** Names of the nodes behind the subscription. */
+  nodes: string[];
+  host: string;
+  uri: string;
+  group: string | null;
+  /** Direct-stream address (StreamNode), when the subscriber accepts streams. */
+  stream: string | null;
+}
+
 export interface GoodbyeHeader {
   reason: string;
 }
