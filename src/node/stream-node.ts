@@ -4,7 +4,7 @@ import { NodesetError } from '../protocol/errors.js';
 import type { SubscriberInfo } from '../protocol/frames.js';
 import { connectTcp, listenTcp } from '../transport/tcp.js';
 import { Node, type NodeOptions } from './node.js';
-import { BUILTIN_FORMATS, RAW_FORMAT, type StreamFormat } from './stream-format.js';
+import { BUILTIN_FORMATS, type StreamFormat } from './stream-format.js';
 
 export const STREAM_PROTOCOL_VERSION = 1;
 /** Largest handshake line a receiver reads before giving up on a connection. */
