@@ -12,7 +12,7 @@ import {
 } from '../protocol/frames.js';
 import { Route, RoutingTable } from '../protocol/routing-table.js';
 import { formatDispatcherUrl } from '../protocol/url.js';
-import { listenTcp } from '../transport/tcp.js';
+import { isLoopback, listenTcp } from '../transport/tcp.js';
 import { type DispatcherOptions, type ResolvedDispatcherOptions, resolveDispatcherOptions } from './options.js';
 import { type LeaveReason, Session, type Subscription, servesNode, TAIL_CACHE_LIMIT } from './session.js';
 import { DispatcherStats, type StatsSnapshot } from './stats.js';
@@ -72,12 +72,31 @@ export class Dispatcher {
 
   get url(): string {
     const { host, port } = this.address;
-    return formatDispatcherUrl(host, port);
+    return formatDispatcherUrl(host, port, this.options.tls !== null);
   }
+
+  /** Open connections per identity name (authentication only). */
+  readonly identityConnections = new Map<string, number>();
 
   async start(): Promise<this> {
     if (this.#server !== null) return this;
-    const { server, host, port } = await listenTcp(this.options, (socket) => this.#accept(socket));
+    const o = this.options;
+    if (!isLoopback(o.host) && o.auth === null && !o.insecure) {
+      throw new NodesetError(
+        'BAD_OPTION',
+        `refusing to listen on ${o.host} without authentication: anyone who can reach it could publish and ` +
+          'subscribe. Give an auth file (--auth), listen on a loopback address, or pass --insecure.',
+      );
+    }
+    const { server, host, port } = await listenTcp(
+      o,
+      (socket) => this.#accept(socket),
+      o.tls ?? undefined,
+      (err) => {
+        this.stats.tlsFailures++;
+        this.logger.debug({ err: err.message }, 'TLS handshake failed');
+      },
+    );
     this.#server = server;
     this.#address = { host, port };
     this.#heartbeat = setInterval(() => this.#sweep(), this.options.heartbeatIntervalMs);
@@ -140,6 +159,11 @@ export class Dispatcher {
 
   removeSession(session: Session, wasOpen: boolean): void {
     if (!this.sessions.delete(session.id)) return;
+    if (session.identity !== null) {
+      const n = (this.identityConnections.get(session.identity.name) ?? 1) - 1;
+      if (n <= 0) this.identityConnections.delete(session.identity.name);
+      else this.identityConnections.set(session.identity.name, n);
+    }
     for (const sub of session.subs.values()) this.table.remove(sub);
     session.subs.clear();
     if (wasOpen) {
@@ -154,6 +178,9 @@ export class Dispatcher {
     const isRequest = (flags & PubFlag.REQUEST) !== 0;
     if (!target.local) {
       throw new NodesetError('NO_ROUTE', `host ${target.uri.host} is not reachable from ${this.hostName}`);
+    }
+    if (from.identity !== null && !from.mayPublish(target.uri.event)) {
+      throw new NodesetError('PERMISSION_DENIED', `identity ${from.identity.name} may not publish to ${uri}`);
     }
     const stats = this.stats;
     stats.publishes++;
@@ -216,14 +243,20 @@ export class Dispatcher {
     requester.fs.send(FrameKind.REPLY, packHeader(header), payload);
   }
 
-  query(what: unknown, uri: unknown): unknown {
+  query(from: Session, what: unknown, uri: unknown): unknown {
     switch (what) {
       case 'stats':
         return this.snapshot();
       case 'nodes':
         return this.nodes();
-      case 'subscribers':
+      case 'subscribers': {
+        // Looking up who receives a URI (stream peers) needs the right to publish to it.
+        const target = this.#target(uri);
+        if (from.identity !== null && !from.mayPublish(target.uri.event)) {
+          throw new NodesetError('PERMISSION_DENIED', `identity ${from.identity.name} may not look up ${String(uri)}`);
+        }
         return this.subscribers(uri);
+      }
       default:
         throw new NodesetError(
           'BAD_FRAME',

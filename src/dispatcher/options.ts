@@ -4,6 +4,8 @@ import { NodesetError } from '../protocol/errors.js';
 import { isValidName } from '../protocol/event-uri.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES } from '../protocol/frames.js';
 import { DEFAULT_PORT } from '../protocol/url.js';
+import type { AuthConfig } from '../security/auth-config.js';
+import type { TlsServerOptions } from '../transport/tcp.js';
 
 export interface DispatcherOptions {
   /** Address to listen on. Default 127.0.0.1. */
@@ -28,11 +30,23 @@ export interface DispatcherOptions {
   handshakeTimeoutMs?: number;
   /** On stop, how long to wait for queued data to be written before closing sockets, in ms. Default 5000. */
   closeTimeoutMs?: number;
+  /** Connections allowed at once per authenticated identity (unless the identity sets its own). Default 1000. */
+  maxConnectionsPerIdentity?: number;
+  /** Identities, tokens and permissions; null: no authentication (loopback only, unless `insecure`). */
+  auth?: AuthConfig | null;
+  /** TLS certificate and key; with `ca`, clients must present a certificate (mutual TLS). */
+  tls?: TlsServerOptions | null;
+  /** Allow listening on a non-loopback address without authentication. Default false. */
+  insecure?: boolean;
   /** Structured logger; default: silent. */
   logger?: Logger;
 }
 
-export type ResolvedDispatcherOptions = Required<Omit<DispatcherOptions, 'logger'>> & { logger: Logger | null };
+export type ResolvedDispatcherOptions = Required<Omit<DispatcherOptions, 'logger' | 'auth' | 'tls'>> & {
+  logger: Logger | null;
+  auth: AuthConfig | null;
+  tls: TlsServerOptions | null;
+};
 
 export function defaultDispatcherOptions(): Omit<ResolvedDispatcherOptions, 'hostName'> & { hostName: string } {
   return {
@@ -47,6 +61,10 @@ export function defaultDispatcherOptions(): Omit<ResolvedDispatcherOptions, 'hos
     maxConnections: 100_000,
     handshakeTimeoutMs: 5000,
     closeTimeoutMs: 5000,
+    maxConnectionsPerIdentity: 1000,
+    auth: null,
+    tls: null,
+    insecure: false,
     logger: null,
   };
 }
@@ -66,6 +84,8 @@ export function resolveDispatcherOptions(options: DispatcherOptions = {}): Resol
     heartbeatTimeoutMs: interval * 2,
     ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)),
     logger: options.logger ?? null,
+    auth: options.auth ?? null,
+    tls: options.tls ?? null,
   };
   if (!isValidName(resolved.hostName) || resolved.hostName === '*') {
     throw new NodesetError(
@@ -86,5 +106,6 @@ export function resolveDispatcherOptions(options: DispatcherOptions = {}): Resol
   positiveInt('maxConnections', resolved.maxConnections);
   positiveInt('handshakeTimeoutMs', resolved.handshakeTimeoutMs, 10);
   positiveInt('closeTimeoutMs', resolved.closeTimeoutMs, 0);
+  positiveInt('maxConnectionsPerIdentity', resolved.maxConnectionsPerIdentity);
   return resolved;
 }

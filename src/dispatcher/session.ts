@@ -4,6 +4,8 @@ import { NodesetError } from '../protocol/errors.js';
 import { isValidName, parseEventUri } from '../protocol/event-uri.js';
 import { FrameKind, type OkHeader, PROTOCOL_VERSION, packHeader, type WelcomeHeader } from '../protocol/frames.js';
 import type { RouteEntry } from '../protocol/routing-table.js';
+import type { Identity } from '../security/auth-config.js';
+import { mayPublish, maySubscribe } from '../security/permissions.js';
 import { FrameSocket, type FrameSocketHandlers } from '../transport/frame-socket.js';
 import type { Dispatcher } from './dispatcher.js';
 
@@ -25,7 +27,7 @@ export function servesNode(sub: Subscription, node: string): boolean {
 }
 
 const MAX_NODES_PER_SUBSCRIPTION = 10_000;
-const STREAM_ADDRESS_RE = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}$/;
+const STREAM_ADDRESS_RE = /^(tls:)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}$/;
 
 /** Why a session ended: reported in logs and (later) presence events. */
 export type LeaveReason = 'graceful' | 'closed' | 'heartbeat-timeout' | 'slow-consumer' | 'protocol-error' | 'shutdown';
@@ -53,6 +55,10 @@ export class Session implements FrameSocketHandlers {
   msgsIn = 0;
   msgsOut = 0;
   leaveReason: LeaveReason = 'closed';
+  /** The authenticated identity; null when the dispatcher has no auth configured. */
+  identity: Identity | null = null;
+  /** Publish permission by event name, for this identity (bounded). */
+  readonly #publishAllowed = new Map<string, boolean>();
   readonly subs = new Map<number, Subscription>();
   /** Packed MSG header tails for this session's plain publishes, by URI and content type. */
   readonly tails = new Map<string, Buffer>();
@@ -139,7 +145,7 @@ export class Session implements FrameSocketHandlers {
           const h = this.#record(header, 'QUERY');
           if (!isUint(h.r)) throw new NodesetError('BAD_FRAME', 'QUERY needs a numeric r');
           r = h.r;
-          this.ok({ r, data: this.#dispatcher.query(h.what, h.uri) });
+          this.ok({ r, data: this.#dispatcher.query(this, h.what, h.uri) });
           return;
         }
         case FrameKind.GOODBYE:
@@ -236,6 +242,24 @@ export class Session implements FrameSocketHandlers {
       this.fail(new NodesetError('BAD_HANDSHAKE', 'HELLO needs a node name of letters, digits and _.:-'));
       return;
     }
+    const auth = this.#dispatcher.options.auth;
+    if (auth !== null) {
+      const identity = auth.authenticate(h.token);
+      if (identity === null) {
+        this.#dispatcher.stats.authFailures++;
+        this.#dispatcher.logger.warn({ address: this.address, name: h.name }, 'authentication failed');
+        this.fail(new NodesetError('AUTH_FAILED', h.token ? 'wrong token' : 'a token is required'));
+        return;
+      }
+      const limit = identity.maxConnections ?? this.#dispatcher.options.maxConnectionsPerIdentity;
+      const open = this.#dispatcher.identityConnections.get(identity.name) ?? 0;
+      if (open >= limit) {
+        this.fail(new NodesetError('LIMIT_EXCEEDED', `identity ${identity.name} already has ${open} connections`));
+        return;
+      }
+      this.identity = identity;
+      this.#dispatcher.identityConnections.set(identity.name, open + 1);
+    }
     if (this.#handshakeTimer !== null) clearTimeout(this.#handshakeTimer);
     this.#handshakeTimer = null;
     this.name = h.name;
@@ -264,6 +288,12 @@ export class Session implements FrameSocketHandlers {
     if (uri.host !== null && !this.#dispatcher.isLocalHost(uri.host)) {
       throw new NodesetError('NO_ROUTE', `host ${uri.host} is not this dispatcher's (${this.#dispatcher.hostName})`);
     }
+    if (this.identity !== null && !maySubscribe(this.identity.subscribe, uri.event)) {
+      throw new NodesetError(
+        'PERMISSION_DENIED',
+        `identity ${this.identity.name} may not subscribe to ${String(h.uri)}`,
+      );
+    }
     const nodes = h.nodes ?? null;
     if (
       nodes !== null &&
@@ -273,7 +303,7 @@ export class Session implements FrameSocketHandlers {
     }
     const stream = h.stream ?? null;
     if (stream !== null && (typeof stream !== 'string' || !STREAM_ADDRESS_RE.test(stream))) {
-      throw new NodesetError('BAD_FRAME', 'SUB stream must be a host:port address');
+      throw new NodesetError('BAD_FRAME', 'SUB stream must be a [tls:]host:port address');
     }
     const existing = this.subs.get(h.sid);
     if (existing !== undefined) {
@@ -311,8 +341,21 @@ export class Session implements FrameSocketHandlers {
     return h;
   }
 
+  /** Whether this session's identity may publish to an event name (cached). */
+  mayPublish(event: string): boolean {
+    if (this.identity === null) return true;
+    let ok = this.#publishAllowed.get(event);
+    if (ok === undefined) {
+      ok = mayPublish(this.identity.publish, event);
+      if (this.#publishAllowed.size >= 1024) this.#publishAllowed.clear();
+      this.#publishAllowed.set(event, ok);
+    }
+    return ok;
+  }
+
   #refuseFrame(err: unknown, r: number | undefined): void {
     if (err instanceof NodesetError) {
+      if (err.code === 'PERMISSION_DENIED') this.#dispatcher.stats.permissionDenials++;
       this.error(err, r);
       return;
     }

@@ -17,6 +17,9 @@ export interface StatsSnapshot {
   heartbeatFailures: number;
   errorsSent: number;
   repliesDropped: number;
+  authFailures: number;
+  permissionDenials: number;
+  tlsFailures: number;
   /** Publishes per event name, busiest first (bounded). */
   events: Record<string, number>;
 }
@@ -34,6 +37,9 @@ export class DispatcherStats {
   heartbeatFailures = 0;
   errorsSent = 0;
   repliesDropped = 0;
+  authFailures = 0;
+  permissionDenials = 0;
+  tlsFailures = 0;
   readonly events = new Map<string, number>();
 
   countEvent(event: string): void {
@@ -60,6 +66,9 @@ export class DispatcherStats {
       heartbeatFailures: this.heartbeatFailures,
       errorsSent: this.errorsSent,
       repliesDropped: this.repliesDropped,
+      authFailures: this.authFailures,
+      permissionDenials: this.permissionDenials,
+      tlsFailures: this.tlsFailures,
       events: Object.fromEntries(busiest),
     };
   }

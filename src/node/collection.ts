@@ -6,6 +6,7 @@ import { type EventUri, parseEventUri } from '../protocol/event-uri.js';
 import { FrameKind, PubFlag, packHeader, type QueryWhat } from '../protocol/frames.js';
 import { type RouteEntry, RoutingTable } from '../protocol/routing-table.js';
 import { DEFAULT_DISPATCHER_URL, parseDispatcherUrl } from '../protocol/url.js';
+import type { TlsClientOptions } from '../transport/tcp.js';
 import type { BackoffOptions } from './backoff.js';
 import {
   ackCount,
@@ -16,7 +17,7 @@ import {
   queryLink,
   subHeader,
 } from './channel.js';
-import { DispatcherLink, type Welcome } from './dispatcher-link.js';
+import { DispatcherLink, type Welcome, withToken } from './dispatcher-link.js';
 import { ATTACH_CHANNEL, CHANNEL_OWNER } from './internal.js';
 import { defaultLogger } from './logger.js';
 import type { Node } from './node.js';
@@ -25,6 +26,9 @@ export interface NodeCollectionOptions {
   /** Name of the collection's connection; a random UUID when not given. */
   name?: string;
   dispatcherUrl?: string;
+  /** Authentication token; default: the one in the URL, else env NODESET_TOKEN. */
+  token?: string;
+  tls?: TlsClientOptions;
   reconnect?: BackoffOptions;
   /** `start()` rejects when no connection is made within this time, in ms (0: wait forever). Default 30,000. */
   startTimeoutMs?: number;
@@ -87,12 +91,13 @@ export class NodeCollection extends EventEmitter<{ error: [Error] }> {
       {
         name: this.name,
         host: null,
-        address: parseDispatcherUrl(url),
+        address: withToken(parseDispatcherUrl(url), options.token),
         backoff: options.reconnect ?? {},
         connectTimeoutMs: options.connectTimeoutMs ?? 5000,
         offlineMaxMessages: options.offlineMaxMessages ?? 10_000,
         offlineMaxBytes: options.offlineMaxBytes ?? 8 * 1024 * 1024,
         maxPendingBytes: options.maxPendingBytes ?? 8 * 1024 * 1024,
+        tls: options.tls ?? null,
         logger: this.logger,
       },
       {

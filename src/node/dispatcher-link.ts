@@ -12,7 +12,7 @@ import {
 import { decodePayload } from '../protocol/payload.js';
 import type { DispatcherAddress } from '../protocol/url.js';
 import { FrameSocket, type FrameSocketHandlers } from '../transport/frame-socket.js';
-import { connectTcp } from '../transport/tcp.js';
+import { connectTcp, type TlsClientOptions } from '../transport/tcp.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
 
 export interface Welcome {
@@ -45,6 +45,8 @@ export interface LinkOptions {
   offlineMaxMessages: number;
   offlineMaxBytes: number;
   maxPendingBytes: number;
+  /** TLS settings for `nodesets://` URLs. */
+  tls: TlsClientOptions | null;
   logger: Logger;
 }
 
@@ -339,10 +341,12 @@ export class DispatcherLink implements FrameSocketHandlers {
     const { host, port } = this.options.address;
     let socket: Awaited<ReturnType<typeof connectTcp>>;
     try {
-      socket = await connectTcp(host, port, this.options.connectTimeoutMs);
+      const tls = this.options.address.tls ? (this.options.tls ?? {}) : undefined;
+      socket = await connectTcp(host, port, this.options.connectTimeoutMs, tls);
     } catch (err) {
       if (this.stopped) return;
       this.options.logger.debug({ err: (err as Error).message }, 'connect failed');
+      if (this.#backoff.attempt === 0) this.#events.error(err as Error);
       this.#scheduleReconnect();
       return;
     }
@@ -410,8 +414,15 @@ export class DispatcherLink implements FrameSocketHandlers {
     if (!isRecord(h)) throw new NodesetError('BAD_FRAME', 'malformed ERROR');
     const error = wireError(h);
     const entry = isUint(h.r) ? this.#take(h.r) : undefined;
-    if (entry !== undefined) entry.reject(error);
-    else this.#events.error(error);
+    if (entry !== undefined) {
+      entry.reject(error);
+      return;
+    }
+    if (h.fatal === true && this.#state === LinkState.Handshake) {
+      // Refused at the handshake (AUTH_FAILED, BAD_VERSION…): start() fails with it; retries go on.
+      for (const waiter of this.#openWaiters.splice(0)) waiter.reject(error);
+    }
+    this.#events.error(error);
   }
 
   #take(r: number): Pending | undefined {
@@ -474,4 +485,10 @@ function wireError(h: Record<string, unknown>): NodesetError {
   const code = isErrorCode(h.code) ? h.code : 'INTERNAL';
   const message = typeof h.message === 'string' ? h.message : 'error from the dispatcher';
   return new NodesetError(code, message);
+}
+
+/** The address with its token taken from, in order: `token`, the URL, env NODESET_TOKEN. */
+export function withToken(address: DispatcherAddress, token: string | undefined): DispatcherAddress {
+  const chosen = token ?? address.token ?? process.env.NODESET_TOKEN ?? null;
+  return { ...address, token: chosen === '' ? null : chosen };
 }

@@ -13,9 +13,10 @@ import {
 } from '../protocol/frames.js';
 import { decodePayload, encodePayload } from '../protocol/payload.js';
 import { DEFAULT_DISPATCHER_URL, parseDispatcherUrl } from '../protocol/url.js';
+import type { TlsClientOptions } from '../transport/tcp.js';
 import type { BackoffOptions } from './backoff.js';
 import { type ChannelOwner, LinkChannel, type LocalSubscription, type NodeChannel } from './channel.js';
-import type { Welcome } from './dispatcher-link.js';
+import { type Welcome, withToken } from './dispatcher-link.js';
 import { declaredHandlers, type EventInfo, type Handler, type SubscribeOptions } from './handlers.js';
 import { ATTACH_CHANNEL, CHANNEL_OWNER } from './internal.js';
 import { defaultLogger } from './logger.js';
@@ -26,6 +27,10 @@ export interface NodeOptions {
   name?: string;
   /** Dispatcher URL, `nodeset://[token@]host:port`. Default: env NODESET_DISPATCHER_URL, else nodeset://127.0.0.1:5333. */
   dispatcherUrl?: string;
+  /** Authentication token; default: the one in the URL, else env NODESET_TOKEN. */
+  token?: string;
+  /** TLS settings for `nodesets://` URLs: CA to trust, client certificate for mutual TLS. */
+  tls?: TlsClientOptions;
   /** Host name to announce; default: the dispatcher's. */
   host?: string;
   /** Reconnect back-off: first delay (default 100 ms) and cap (default 30 s). */
@@ -133,12 +138,13 @@ export class Node extends EventEmitter<NodeEvents> {
     this.#channel = new LinkChannel(this.#owner, {
       name: this.name,
       host: options.host ?? null,
-      address: parseDispatcherUrl(url),
+      address: withToken(parseDispatcherUrl(url), options.token),
       backoff: options.reconnect ?? {},
       connectTimeoutMs: options.connectTimeoutMs ?? 5000,
       offlineMaxMessages: options.offlineMaxMessages ?? 10_000,
       offlineMaxBytes: options.offlineMaxBytes ?? 8 * 1024 * 1024,
       maxPendingBytes: options.maxPendingBytes ?? 8 * 1024 * 1024,
+      tls: options.tls ?? null,
       logger: this.logger,
     });
   }

@@ -2,7 +2,7 @@ import type { Server, Socket } from 'node:net';
 import { type Readable, Writable } from 'node:stream';
 import { NodesetError } from '../protocol/errors.js';
 import type { SubscriberInfo } from '../protocol/frames.js';
-import { connectTcp, listenTcp } from '../transport/tcp.js';
+import { connectTcp, listenTcp, type TlsClientOptions, type TlsServerOptions } from '../transport/tcp.js';
 import { Node, type NodeOptions } from './node.js';
 import { BUILTIN_FORMATS, type StreamFormat } from './stream-format.js';
 
@@ -19,6 +19,12 @@ export interface StreamNodeOptions extends NodeOptions {
   advertiseHost?: string;
   /** Extra formats, beside `raw` and `json`. */
   formats?: StreamFormat[];
+  /**
+   * TLS for direct streams. With `cert` and `key` this node's stream listener
+   * speaks TLS (and with `ca` requires client certificates); `ca`, `cert` and
+   * `key` are also what it uses to connect to receivers that announce TLS.
+   */
+  streamTls?: Partial<TlsServerOptions> & TlsClientOptions;
 }
 
 export interface IncomingStreamInfo {
@@ -59,6 +65,7 @@ export class StreamNode extends Node {
   readonly #streamHost: string;
   readonly #streamPort: number;
   readonly #advertiseHost: string | undefined;
+  readonly #streamTls: (Partial<TlsServerOptions> & TlsClientOptions) | null;
   readonly #formats = new Map<string, StreamFormat>();
   readonly #handlers = new Map<string, StreamHandler>();
   readonly #incoming = new Set<Socket>();
@@ -71,23 +78,36 @@ export class StreamNode extends Node {
     this.#streamHost = options.streamHost ?? '127.0.0.1';
     this.#streamPort = options.streamPort ?? 0;
     this.#advertiseHost = options.advertiseHost;
+    this.#streamTls = options.streamTls ?? null;
     for (const f of [...BUILTIN_FORMATS, ...(options.formats ?? [])]) this.#formats.set(f.name, f);
   }
 
-  /** `host:port` where this node accepts streams, once started. */
+  /** TLS settings for connecting to receivers that announce `tls:` addresses. */
+  get streamClientTls(): TlsClientOptions {
+    const t = this.#streamTls;
+    return t === null ? {} : { ca: t.ca, cert: t.cert, key: t.key, rejectUnauthorized: t.rejectUnauthorized };
+  }
+
+  /** `[tls:]host:port` where this node accepts streams, once started. */
   get streamAddress(): string | null {
     return this.#address;
   }
 
   override async start(): Promise<this> {
     if (this.#server === null) {
-      const { server, port } = await listenTcp({ host: this.#streamHost, port: this.#streamPort }, (s) =>
-        this.#accept(s),
+      const t = this.#streamTls;
+      const serverTls =
+        t?.cert !== undefined && t.key !== undefined ? { cert: t.cert, key: t.key, ca: t.ca } : undefined;
+      const { server, port } = await listenTcp(
+        { host: this.#streamHost, port: this.#streamPort },
+        (s) => this.#accept(s),
+        serverTls,
+        (err) => this.logger.warn({ err: err.message }, 'stream TLS handshake failed'),
       );
       this.#server = server;
       const wildcard = this.#streamHost === '0.0.0.0' || this.#streamHost === '::';
       const host = this.#advertiseHost ?? (wildcard ? '127.0.0.1' : this.#streamHost);
-      this.#address = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+      this.#address = `${serverTls ? 'tls:' : ''}${host.includes(':') ? `[${host}]` : host}:${port}`;
     }
     return super.start();
   }
@@ -251,9 +271,10 @@ export class OutgoingStream extends Writable {
     if (this.#connecting.has(address)) return;
     this.#connecting.add(address);
     try {
-      const m = /^\[?(.*?)\]?:(\d+)$/.exec(address);
+      const m = /^(tls:)?\[?(.*?)\]?:(\d+)$/.exec(address);
       if (m === null) return;
-      const socket = await connectTcp(m[1] as string, Number(m[2]), 5000);
+      const tls = m[1] === undefined ? undefined : this.#node.streamClientTls;
+      const socket = await connectTcp(m[2] as string, Number(m[3]), 5000, tls);
       if (this.destroyed) {
         socket.destroy();
         return;

@@ -1,0 +1,54 @@
+import { checkEventName, matchesPattern } from '../protocol/event-uri.js';
+
+/** Allow and deny patterns (wildcard syntax) for one kind of operation. */
+export interface Rules {
+  allow: string[];
+  deny: string[];
+}
+
+export const ALLOW_ALL: Rules = { allow: ['>'], deny: [] };
+
+/** True when every event matching `pattern` also matches `cover`. */
+export function covers(cover: string, pattern: string): boolean {
+  const c = cover.split('.');
+  const p = pattern.split('.');
+  for (let i = 0; i < c.length; i++) {
+    if (c[i] === '>') return p.length > i;
+    if (i >= p.length || p[i] === '>') return false;
+    if (c[i] !== '*' && c[i] !== p[i]) return false;
+  }
+  return c.length === p.length;
+}
+
+/** True when some event matches both patterns. */
+export function intersects(a: string, b: string): boolean {
+  const x = a.split('.');
+  const y = b.split('.');
+  for (let i = 0; i < x.length && i < y.length; i++) {
+    if (x[i] === '>' || y[i] === '>') return true;
+    if (x[i] !== '*' && y[i] !== '*' && x[i] !== y[i]) return false;
+  }
+  return x.length === y.length;
+}
+
+/** Validates the patterns of a rule set (throws BAD_URI on a malformed one). */
+export function checkRules(rules: Rules): void {
+  for (const p of [...rules.allow, ...rules.deny]) checkEventName(p, p, true);
+}
+
+/** May an event with this (concrete) name be published? Deny wins over allow. */
+export function mayPublish(rules: Rules, event: string): boolean {
+  for (const d of rules.deny) if (matchesPattern(d, event)) return false;
+  for (const a of rules.allow) if (matchesPattern(a, event)) return true;
+  return false;
+}
+
+/**
+ * May this subscription pattern be used? Allowed when an allow pattern covers
+ * all it can match and no deny pattern can match anything it matches.
+ */
+export function maySubscribe(rules: Rules, pattern: string): boolean {
+  for (const d of rules.deny) if (intersects(d, pattern)) return false;
+  for (const a of rules.allow) if (covers(a, pattern)) return true;
+  return false;
+}
