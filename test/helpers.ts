@@ -169,3 +169,42 @@ export class TcpProxy {
     if (server !== null) await new Promise((resolve) => server.close(resolve));
   }
 }
+
+export interface TestCerts {
+  ca: string;
+  serverCert: string;
+  serverKey: string;
+  clientCert: string;
+  clientKey: string;
+}
+
+/** A throw-away CA, a server certificate for 127.0.0.1 and a client certificate, both signed by the CA. */
+export async function makeCerts(): Promise<TestCerts> {
+  const { default: selfsigned } = await import('selfsigned');
+  const ca = await selfsigned.generate([{ name: 'commonName', value: 'nodeset test CA' }], {
+    keySize: 2048,
+    algorithm: 'sha256',
+    extensions: [
+      { name: 'basicConstraints', cA: true, critical: true },
+      { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true },
+    ],
+  });
+  const signer = { key: ca.private, cert: ca.cert };
+  const server = await selfsigned.generate([{ name: 'commonName', value: 'localhost' }], {
+    keySize: 2048,
+    algorithm: 'sha256',
+    ca: signer,
+  });
+  const client = await selfsigned.generate([{ name: 'commonName', value: 'nodeset test client' }], {
+    keySize: 2048,
+    algorithm: 'sha256',
+    ca: signer,
+  });
+  return {
+    ca: ca.cert,
+    serverCert: server.cert,
+    serverKey: server.private,
+    clientCert: client.cert,
+    clientKey: client.private,
+  };
+}

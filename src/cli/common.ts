@@ -15,6 +15,10 @@ export interface CommonOptions {
 export interface NodeCommandOptions extends CommonOptions {
   dispatcherUrl: string;
   name?: string;
+  token?: string;
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
 }
 
 export function packageVersion(): string {
@@ -41,7 +45,33 @@ export function withNodeOptions(command: Command): Command {
       'dispatcher to connect to (env NODESET_DISPATCHER_URL)',
       process.env.NODESET_DISPATCHER_URL ?? DEFAULT_DISPATCHER_URL,
     )
-    .option('--name <name>', 'node name (default: a random UUID)');
+    .option('--name <name>', 'node name (default: a random UUID)')
+    .option('--token <token>', 'authentication token (default: from the URL, else env NODESET_TOKEN)')
+    .option('--tls-ca <file>', 'CA certificate to trust for nodesets:// URLs (PEM)')
+    .option('--tls-cert <file>', 'client certificate for mutual TLS (PEM)')
+    .option('--tls-key <file>', 'client key for mutual TLS (PEM)');
+}
+
+/** The Node options that node commands share (name, URL, token, TLS files). */
+export function nodeConnectionOptions(opts: NodeCommandOptions) {
+  const read = (option: string, path: string | undefined) => {
+    if (path === undefined) return undefined;
+    try {
+      return readFileSync(path);
+    } catch (cause) {
+      throw new NodesetError('BAD_OPTION', `${option}: cannot read ${path}: ${(cause as Error).message}`, { cause });
+    }
+  };
+  return {
+    dispatcherUrl: opts.dispatcherUrl,
+    name: opts.name,
+    token: opts.token,
+    tls: {
+      ca: read('--tls-ca', opts.tlsCa),
+      cert: read('--tls-cert', opts.tlsCert),
+      key: read('--tls-key', opts.tlsKey),
+    },
+  };
 }
 
 /** Structured JSON logs to stderr, or to --logfile. */

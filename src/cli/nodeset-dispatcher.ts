@@ -1,7 +1,11 @@
 #!/usr/bin/env node
+import { readFileSync } from 'node:fs';
 import { Dispatcher } from '../dispatcher/dispatcher.js';
 import { defaultDispatcherOptions } from '../dispatcher/options.js';
+import { NodesetError } from '../protocol/errors.js';
 import { parseHostPort } from '../protocol/url.js';
+import { AuthConfig } from '../security/auth-config.js';
+import { hashToken } from '../security/keys.js';
 import { baseCommand, type CommonOptions, createLogger, fail, intOption, onShutdown, writePidfile } from './common.js';
 
 interface DispatcherCliOptions extends CommonOptions {
@@ -13,6 +17,22 @@ interface DispatcherCliOptions extends CommonOptions {
   maxPending?: number;
   maxSubscriptions?: number;
   maxConnections?: number;
+  maxConnectionsPerIdentity?: number;
+  handshakeTimeout?: number;
+  auth?: string;
+  insecure?: boolean;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsCa?: string;
+  hashToken?: string;
+}
+
+function readPem(option: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (cause) {
+    throw new NodesetError('BAD_OPTION', `${option}: cannot read ${path}: ${(cause as Error).message}`, { cause });
+  }
 }
 
 const defaults = defaultDispatcherOptions();
@@ -53,9 +73,43 @@ const program = baseCommand(
     `connections in total (default ${defaults.maxConnections})`,
     intOption('--max-connections', 1),
   )
+  .option(
+    '--max-connections-per-identity <n>',
+    `connections per authenticated identity (default ${defaults.maxConnectionsPerIdentity})`,
+    intOption('--max-connections-per-identity', 1),
+  )
+  .option(
+    '--handshake-timeout <ms>',
+    `close connections that send no HELLO within this time (default ${defaults.handshakeTimeoutMs})`,
+    intOption('--handshake-timeout', 10),
+  )
+  .option('--auth <file>', 'identities, hashed tokens and permissions (YAML or JSON); see docs/security.md')
+  .option('--insecure', 'allow listening on a non-loopback address without --auth')
+  .option('--tls-cert <file>', 'TLS certificate (PEM); clients then use nodesets:// URLs')
+  .option('--tls-key <file>', 'TLS private key (PEM)')
+  .option('--tls-ca <file>', 'require client certificates signed by this CA (mutual TLS)')
+  .option('--hash-token <token>', 'print the stored form of a token for the auth file, and exit')
   .action(async (opts: DispatcherCliOptions) => {
+    if (opts.hashToken !== undefined) {
+      process.stdout.write(`${hashToken(opts.hashToken)}\n`);
+      return;
+    }
     const logger = createLogger(opts);
     try {
+      if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined)) {
+        throw new NodesetError('BAD_OPTION', '--tls-cert and --tls-key go together');
+      }
+      if (opts.tlsCa !== undefined && opts.tlsCert === undefined) {
+        throw new NodesetError('BAD_OPTION', '--tls-ca needs --tls-cert and --tls-key');
+      }
+      const tls =
+        opts.tlsCert !== undefined && opts.tlsKey !== undefined
+          ? {
+              cert: readPem('--tls-cert', opts.tlsCert),
+              key: readPem('--tls-key', opts.tlsKey),
+              ...(opts.tlsCa === undefined ? {} : { ca: readPem('--tls-ca', opts.tlsCa) }),
+            }
+          : null;
       writePidfile(opts.pidfile);
       const { host, port } = parseHostPort(opts.listen);
       const dispatcher = new Dispatcher({
@@ -68,6 +122,11 @@ const program = baseCommand(
         maxPendingBytes: opts.maxPending,
         maxSubscriptionsPerConnection: opts.maxSubscriptions,
         maxConnections: opts.maxConnections,
+        maxConnectionsPerIdentity: opts.maxConnectionsPerIdentity,
+        handshakeTimeoutMs: opts.handshakeTimeout,
+        auth: opts.auth === undefined ? null : AuthConfig.load(opts.auth),
+        insecure: opts.insecure ?? false,
+        tls,
         logger,
       });
       await dispatcher.start();

@@ -9,6 +9,7 @@ import {
   fail,
   intOption,
   type NodeCommandOptions,
+  nodeConnectionOptions,
   onShutdown,
   withNodeOptions,
   writePidfile,
@@ -28,7 +29,7 @@ interface PublisherOptions extends NodeCommandOptions {
 }
 
 function startNode(opts: NodeCommandOptions, logger: Logger, startTimeoutMs: number): Promise<Node> {
-  const node = new Node({ dispatcherUrl: opts.dispatcherUrl, name: opts.name, logger, startTimeoutMs });
+  const node = new Node({ ...nodeConnectionOptions(opts), logger, startTimeoutMs });
   return node.start();
 }
 

@@ -1,7 +1,7 @@
 import type { Server, Socket } from 'node:net';
 import pino, { type Logger } from 'pino';
 import { isErrorCode, NodesetError } from '../protocol/errors.js';
-import { type EventUri, parseEventUri } from '../protocol/event-uri.js';
+import { type EventUri, matchesPattern, parseEventUri } from '../protocol/event-uri.js';
 import {
   FrameKind,
   PubFlag,
@@ -185,7 +185,8 @@ export class Dispatcher {
     const stats = this.stats;
     stats.publishes++;
     stats.countEvent(target.uri.event);
-    const route = this.table.match(target.uri.event);
+    const event = target.uri.event;
+    const route = this.table.match(event);
     const single = (flags & (PubFlag.DIRECT | PubFlag.REQUEST)) !== 0;
     let tail: Buffer | undefined;
     if (isRequest) {
@@ -203,19 +204,19 @@ export class Dispatcher {
     const node = target.uri.node;
     if (single) {
       const sub = node === null ? route.pickOne() : pickNamed(route, node);
-      if (sub !== undefined && this.#deliver(sub, tail, payload)) delivered = 1;
+      if (sub !== undefined && this.#deliver(sub, event, tail, payload)) delivered = 1;
     } else if (node === null) {
       const skipOwn = (flags & PubFlag.LOCAL_DONE) !== 0;
       for (const sub of route.ungrouped) {
         if (skipOwn && sub.session === from) continue;
-        if (this.#deliver(sub, tail, payload)) delivered++;
+        if (this.#deliver(sub, event, tail, payload)) delivered++;
       }
       for (const group of route.groups) {
-        if (this.#deliver(Route.pickMember(group), tail, payload)) delivered++;
+        if (this.#deliver(Route.pickMember(group), event, tail, payload)) delivered++;
       }
     } else {
       for (const sub of route.all) {
-        if (servesNode(sub, node) && this.#deliver(sub, tail, payload)) delivered++;
+        if (servesNode(sub, node) && this.#deliver(sub, event, tail, payload)) delivered++;
       }
     }
     if (isRequest) {
@@ -307,9 +308,10 @@ export class Dispatcher {
 
   // ---- internals -----------------------------------------------------------
 
-  #deliver(sub: Subscription, tail: Buffer, payload: Buffer): boolean {
+  #deliver(sub: Subscription, event: string, tail: Buffer, payload: Buffer): boolean {
     const session = sub.session;
     if (!session.open) return false;
+    if (sub.deny !== null && sub.deny.some((d) => matchesPattern(d, event))) return false;
     if (session.fs.pendingBytes > this.options.maxPendingBytes) {
       this.#slowConsumer(session);
       return false;

@@ -5,7 +5,7 @@ import { isValidName, parseEventUri } from '../protocol/event-uri.js';
 import { FrameKind, type OkHeader, PROTOCOL_VERSION, packHeader, type WelcomeHeader } from '../protocol/frames.js';
 import type { RouteEntry } from '../protocol/routing-table.js';
 import type { Identity } from '../security/auth-config.js';
-import { mayPublish, maySubscribe } from '../security/permissions.js';
+import { denyFilter, mayPublish, maySubscribe } from '../security/permissions.js';
 import { FrameSocket, type FrameSocketHandlers } from '../transport/frame-socket.js';
 import type { Dispatcher } from './dispatcher.js';
 
@@ -19,6 +19,8 @@ export interface Subscription extends RouteEntry {
   nodes: string[] | null;
   /** Direct-stream address of the subscriber (StreamNode), or null. */
   stream: string | null;
+  /** Deny patterns of the identity that overlap this subscription; matching events are not delivered. */
+  readonly deny: string[] | null;
 }
 
 /** True when a `node@host/…` target names a node behind this subscription. */
@@ -330,6 +332,7 @@ export class Session implements FrameSocketHandlers {
       group,
       nodes: nodes as string[] | null,
       stream,
+      deny: this.identity === null ? null : denyFilter(this.identity.subscribe, uri.event),
     };
     this.subs.set(h.sid, sub);
     this.#dispatcher.table.add(sub);

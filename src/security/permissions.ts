@@ -45,10 +45,18 @@ export function mayPublish(rules: Rules, event: string): boolean {
 
 /**
  * May this subscription pattern be used? Allowed when an allow pattern covers
- * all it can match and no deny pattern can match anything it matches.
+ * all it can match and no deny pattern covers it. A deny pattern that covers
+ * only part of it (`orders.internal` under `orders.*`) is applied at delivery:
+ * see denyFilter.
  */
 export function maySubscribe(rules: Rules, pattern: string): boolean {
-  for (const d of rules.deny) if (intersects(d, pattern)) return false;
+  for (const d of rules.deny) if (covers(d, pattern)) return false;
   for (const a of rules.allow) if (covers(a, pattern)) return true;
   return false;
+}
+
+/** The deny patterns that overlap a permitted subscription: events matching them are not delivered to it. */
+export function denyFilter(rules: Rules, pattern: string): string[] | null {
+  const overlapping = rules.deny.filter((d) => intersects(d, pattern));
+  return overlapping.length === 0 ? null : overlapping;
 }

@@ -1,0 +1,248 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { Dispatcher, Node, StreamNode } from '../src/index.js';
+import { encodeFrame, FrameKind } from '../src/protocol/frames.js';
+import { AuthConfig } from '../src/security/auth-config.js';
+import { hashToken } from '../src/security/keys.js';
+import { covers, intersects, mayPublish, maySubscribe } from '../src/security/permissions.js';
+import { CliProcess, makeCerts, startDispatcher, startNode, type TestCerts, until } from './helpers.js';
+import { RawClient } from './raw-client.js';
+
+const TOKENS = { alice: 'alice-secret-token', bob: 'bob-secret-token', carol: 'carol-secret-token' };
+
+const authConfig = () =>
+  new AuthConfig({
+    identities: [
+      {
+        name: 'alice',
+        token: hashToken(TOKENS.alice),
+        publish: { allow: ['orders.>'], deny: ['orders.secret'] },
+        subscribe: { allow: ['orders.*'], deny: ['orders.internal'] },
+      },
+      { name: 'bob', token: hashToken(TOKENS.bob) },
+      { name: 'carol', token: hashToken(TOKENS.carol), maxConnections: 1 },
+    ],
+  });
+
+describe('permission patterns', () => {
+  test('covers and intersects', () => {
+    assert.ok(covers('orders.>', 'orders.*'));
+    assert.ok(covers('orders.*', 'orders.new'));
+    assert.ok(!covers('orders.*', 'orders.>'));
+    assert.ok(!covers('orders.*', 'orders.a.b'));
+    assert.ok(covers('>', 'anything.>'));
+    assert.ok(intersects('orders.internal', 'orders.*'));
+    assert.ok(intersects('*.b', 'a.>'));
+    assert.ok(!intersects('a.b', 'a.c'));
+    assert.ok(!intersects('a.*', 'a.b.c'));
+  });
+
+  test('deny wins over allow', () => {
+    const rules = { allow: ['orders.>'], deny: ['orders.secret'] };
+    assert.ok(mayPublish(rules, 'orders.new'));
+    assert.ok(!mayPublish(rules, 'orders.secret'));
+    assert.ok(!mayPublish(rules, 'billing.new'));
+    assert.ok(maySubscribe({ allow: ['orders.*'], deny: [] }, 'orders.*'));
+    assert.ok(maySubscribe({ allow: ['orders.*'], deny: ['orders.internal'] }, 'orders.*'));
+    assert.ok(!maySubscribe({ allow: ['orders.*'], deny: ['orders.internal'] }, 'orders.internal'));
+    assert.ok(!maySubscribe({ allow: ['>'], deny: ['orders.>'] }, 'orders.*'));
+  });
+});
+
+describe('authentication and permissions', () => {
+  let dispatcher: Dispatcher;
+  const nodes: Node[] = [];
+  const as = async (token: string | undefined, name?: string) => {
+    const n = await startNode(dispatcher, { token, name, startTimeoutMs: 3000 });
+    nodes.push(n);
+    return n;
+  };
+
+  before(async () => {
+    dispatcher = await startDispatcher({ auth: authConfig() });
+  });
+  after(async () => {
+    await Promise.all(nodes.map((n) => n.stop()));
+    await dispatcher.stop();
+  });
+
+  test('a missing or wrong token is refused with AUTH_FAILED and the connection closed', async () => {
+    for (const token of [undefined, 'wrong-token']) {
+      const node = new Node({ dispatcherUrl: dispatcher.url, token, startTimeoutMs: 3000 });
+      await assert.rejects(node.start(), { code: 'AUTH_FAILED' });
+      await node.stop();
+    }
+    const raw = await RawClient.connect(dispatcher.address.port, false);
+    raw.send(encodeFrame(FrameKind.HELLO, { v: 1, name: 'raw', token: 'nope' }));
+    assert.deepEqual(await raw.nextError(), { code: 'AUTH_FAILED', message: 'wrong token', fatal: true });
+    await raw.waitClosed();
+    assert.ok(dispatcher.stats.authFailures >= 3);
+  });
+
+  test('the token may travel in the URL', async () => {
+    const node = await startNode(`nodeset://${TOKENS.bob}@127.0.0.1:${dispatcher.address.port}`);
+    nodes.push(node);
+    assert.ok(node.connected);
+  });
+
+  test('publish and subscribe outside the permissions are refused per operation; the connection stays', async () => {
+    const alice = await as(TOKENS.alice, 'alice-1');
+    const bob = await as(TOKENS.bob, 'bob-1');
+    const got: unknown[] = [];
+    await bob.subscribe('orders.>', (m) => void got.push(m));
+    assert.equal(await alice.publish('orders.new', 1, { ack: true }), 1);
+    await assert.rejects(alice.publish('orders.secret', 2, { ack: true }), { code: 'PERMISSION_DENIED' });
+    await assert.rejects(alice.publish('billing.new', 3, { ack: true }), { code: 'PERMISSION_DENIED' });
+    await assert.rejects(alice.subscribe('orders.>'), { code: 'PERMISSION_DENIED' });
+    await assert.rejects(alice.subscribe('orders.internal'), { code: 'PERMISSION_DENIED' });
+    await assert.rejects(alice.subscribe('billing.*'), { code: 'PERMISSION_DENIED' });
+    await assert.rejects(alice.request('billing.quote', 1), { code: 'PERMISSION_DENIED' });
+    await assert.rejects(alice.subscribers('billing.quote'), { code: 'PERMISSION_DENIED' });
+    // Still connected, still allowed what it may do. orders.* is allowed; the
+    // denied orders.internal inside it is filtered at delivery.
+    const aliceGot: string[] = [];
+    await alice.subscribe('orders.*', (_m, info) => void aliceGot.push(info.uri));
+    assert.equal(await alice.publish('orders.paid', 4, { ack: true }), 2);
+    assert.equal(await bob.publish('orders.internal', 5, { ack: true }), 1, 'bob only: alice may not see it');
+    await until(() => got.length === 3);
+    assert.deepEqual(got, [1, 4, 5]);
+    assert.deepEqual(aliceGot, ['orders.paid']);
+    assert.ok(dispatcher.stats.permissionDenials >= 7);
+  });
+
+  test('connections per identity are limited', async () => {
+    await as(TOKENS.carol, 'carol-1');
+    const second = new Node({ dispatcherUrl: dispatcher.url, token: TOKENS.carol, startTimeoutMs: 3000 });
+    await assert.rejects(second.start(), { code: 'LIMIT_EXCEEDED' });
+    await second.stop();
+  });
+});
+
+describe('auth file and secure defaults', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'nodeset-auth-'));
+
+  test('YAML and JSON files load; mistakes are named', () => {
+    const yamlPath = join(dir, 'auth.yaml');
+    writeFileSync(
+      yamlPath,
+      `identities:\n  - name: svc\n    token: "${hashToken('t')}"\n    publish:\n      allow: ["a.>"]\n`,
+    );
+    assert.equal(AuthConfig.load(yamlPath).authenticate('t')?.name, 'svc');
+    const jsonPath = join(dir, 'auth.json');
+    writeFileSync(jsonPath, JSON.stringify({ identities: [{ name: 'j', token: hashToken('u') }] }));
+    assert.equal(AuthConfig.load(jsonPath).authenticate('u')?.name, 'j');
+    assert.equal(AuthConfig.load(jsonPath).authenticate('t'), null);
+
+    const bad = join(dir, 'bad.yaml');
+    writeFileSync(bad, 'identities:\n  - name: x\n    token: plaintext\n');
+    assert.throws(() => AuthConfig.load(bad), /identities\.0\.token: must be a token hash/);
+    writeFileSync(bad, `identities:\n  - name: x\n    token: "${hashToken('a')}"\n    publish: { allow: ["a..b"] }\n`);
+    assert.throws(() => AuthConfig.load(bad), /identities\.0\.publish\.allow\.0: not a valid event pattern/);
+    writeFileSync(bad, `identities:\n  - name: x\n    token: "${hashToken('a')}"\n    colour: blue\n`);
+    assert.throws(() => AuthConfig.load(bad), /colour/);
+    writeFileSync(bad, 'identities: [unclosed');
+    assert.throws(() => AuthConfig.load(bad), { code: 'BAD_OPTION' });
+  });
+
+  test('a non-loopback listen without auth is refused, and says why', async () => {
+    await assert.rejects(new Dispatcher({ host: '0.0.0.0', port: 0 }).start(), /without authentication.*--insecure/);
+    const cli = new CliProcess('nodeset-dispatcher', ['--listen', '0.0.0.0:0']);
+    assert.equal(await cli.exit(), 1);
+    assert.match(cli.stderr.join('\n'), /refusing to listen on 0\.0\.0\.0 without authentication/);
+  });
+
+  test('nodeset-dispatcher --hash-token prints the stored form', async () => {
+    const cli = new CliProcess('nodeset-dispatcher', ['--hash-token', 'my-token']);
+    assert.equal(await cli.exit(), 0);
+    assert.deepEqual(cli.lines, [hashToken('my-token')]);
+  });
+
+  test('nodeset-node with a wrong token exits 1 with AUTH_FAILED', async () => {
+    const d = await startDispatcher({ auth: authConfig() });
+    try {
+      const cli = new CliProcess('nodeset-node', [
+        'publisher',
+        '--dispatcher-url',
+        d.url,
+        '--event',
+        'x',
+        '--token',
+        'bad',
+      ]);
+      assert.equal(await cli.exit(), 1);
+      assert.match(cli.stderr.join('\n'), /AUTH_FAILED/);
+    } finally {
+      await d.stop();
+    }
+  });
+});
+
+describe('TLS', () => {
+  let c: TestCerts;
+
+  before(async () => {
+    c = await makeCerts();
+  });
+
+  test('nodesets:// with the CA works; a node that does not trust the certificate cannot connect', async () => {
+    const d = await startDispatcher({ tls: { cert: c.serverCert, key: c.serverKey } });
+    assert.match(d.url, /^nodesets:\/\//);
+    const sub = await startNode(d, { tls: { ca: c.ca } });
+    const pub = await startNode(d, { tls: { ca: c.ca } });
+    try {
+      const got: unknown[] = [];
+      await sub.subscribe('tls.event', (m) => void got.push(m));
+      assert.equal(await pub.publish('tls.event', 'secret', { ack: true }), 1);
+      await until(() => got.length === 1);
+      const untrusting = new Node({ dispatcherUrl: d.url, startTimeoutMs: 500 });
+      await assert.rejects(untrusting.start(), { code: 'CONNECTION_LOST' });
+      await untrusting.stop();
+    } finally {
+      await sub.stop();
+      await pub.stop();
+      await d.stop();
+    }
+  });
+
+  test('mutual TLS: a client certificate is required', async () => {
+    const d = await startDispatcher({ tls: { cert: c.serverCert, key: c.serverKey, ca: c.ca } });
+    try {
+      const without = new Node({ dispatcherUrl: d.url, tls: { ca: c.ca }, startTimeoutMs: 500 });
+      await assert.rejects(without.start());
+      await without.stop();
+      const withCert = await startNode(d, { tls: { ca: c.ca, cert: c.clientCert, key: c.clientKey } });
+      assert.ok(withCert.connected);
+      await withCert.stop();
+      assert.ok(d.stats.tlsFailures >= 1);
+    } finally {
+      await d.stop();
+    }
+  });
+
+  test('StreamNode direct connections use TLS when configured', async () => {
+    const d = await startDispatcher();
+    const streamTls = { cert: c.serverCert, key: c.serverKey };
+    const rx = await new StreamNode({ dispatcherUrl: d.url, streamTls }).start();
+    const tx = await new StreamNode({ dispatcherUrl: d.url, streamTls: { ca: c.ca } }).start();
+    try {
+      const received = new Promise<string>((resolve) => {
+        void rx.subscribeStream('tls.stream', (readable) => {
+          let text = '';
+          readable.on('data', (c: Buffer) => (text += c.toString()));
+          readable.on('end', () => resolve(text));
+        });
+      });
+      assert.match(rx.streamAddress ?? '', /^tls:127\.0\.0\.1:\d+$/);
+      const stream = await tx.stream('tls.stream');
+      stream.end('over tls');
+      assert.equal(await received, 'over tls');
+    } finally {
+      await rx.stop();
+      await tx.stop();
+      await d.stop();
+    }
+  });
+});
