@@ -311,7 +311,7 @@ export class Dispatcher {
   #deliver(sub: Subscription, event: string, tail: Buffer, payload: Buffer): boolean {
     const session = sub.session;
     if (!session.open) return false;
-    if (sub.deny !== null && sub.deny.some((d) => matchesPattern(d, event))) return false;
+    if (sub.deny !== null && deniedBy(sub.deny, event)) return false;
     if (session.fs.pendingBytes > this.options.maxPendingBytes) {
       this.#slowConsumer(session);
       return false;
@@ -389,6 +389,11 @@ export class Dispatcher {
 
 function pickNamed(route: Route<Subscription>, node: string): Subscription | undefined {
   return route.all.find((sub) => servesNode(sub, node));
+}
+
+function deniedBy(patterns: string[], event: string): boolean {
+  for (const p of patterns) if (matchesPattern(p, event)) return true;
+  return false;
 }
 
 export type { LeaveReason, SubscriberInfo };
