@@ -67,6 +67,7 @@ export class Session implements FrameSocketHandlers {
   #state = State.Handshake;
   #dispatcher: Dispatcher;
   #handshakeTimer: NodeJS.Timeout | null;
+  #closeTimer: NodeJS.Timeout | null = null;
 
   constructor(dispatcher: Dispatcher, id: number, socket: Socket) {
     this.#dispatcher = dispatcher;
@@ -171,7 +172,9 @@ export class Session implements FrameSocketHandlers {
 
   closed(): void {
     if (this.#handshakeTimer !== null) clearTimeout(this.#handshakeTimer);
+    if (this.#closeTimer !== null) clearTimeout(this.#closeTimer);
     this.#handshakeTimer = null;
+    this.#closeTimer = null;
     const wasOpen = this.#state === State.Open || this.#state === State.Closing;
     this.#state = State.Closed;
     this.#dispatcher.removeSession(this, wasOpen);
@@ -204,11 +207,15 @@ export class Session implements FrameSocketHandlers {
     this.close();
   }
 
-  /** Ends the connection gracefully (queued frames are written first). */
+  /**
+   * Ends the connection gracefully: queued frames are written first, but a
+   * peer that does not read them within the close grace is cut off.
+   */
   close(): void {
     if (this.#state === State.Closed || this.#state === State.Closing) return;
     this.#state = State.Closing;
     this.fs.end();
+    this.#closeTimer = setTimeout(() => this.fs.destroy(), this.#dispatcher.options.closeTimeoutMs);
   }
 
   /** Cuts the connection off at once, discarding what is queued. */

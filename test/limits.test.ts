@@ -1,0 +1,82 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { encodeFrame, FrameKind, PROTOCOL_VERSION } from '../src/protocol/frames.js';
+import { startDispatcher, startNode, until } from './helpers.js';
+import { RawClient } from './raw-client.js';
+
+describe('limits', () => {
+  test('half-open connections and handshake floods are bounded; a well-behaved node is served throughout', async () => {
+    const d = await startDispatcher({ handshakeTimeoutMs: 300, maxConnections: 40 });
+    const sub = await startNode(d);
+    const pub = await startNode(d);
+    try {
+      let got = 0;
+      await sub.subscribe('steady', () => void got++);
+      const hello = encodeFrame(FrameKind.HELLO, { v: PROTOCOL_VERSION, name: 'slow' });
+      const raws = await Promise.all(Array.from({ length: 100 }, () => RawClient.connect(d.address.port, false)));
+      raws.forEach((raw, i) => {
+        if (i % 3 === 1) raw.send(Buffer.from([0, 0])); // half a length prefix
+        if (i % 3 === 2) raw.send(hello.subarray(0, hello.length - 1)); // all but the last byte of HELLO
+      });
+      // Meanwhile the good pair keeps talking.
+      for (let i = 0; i < 20; i++) assert.equal(await pub.publish('steady', i, { ack: true }), 1);
+      await until(() => raws.every((r) => r.closed), 5000, 'every half-open connection closed');
+      assert.ok(d.stats.connectionsRefused >= 60, `refused ${d.stats.connectionsRefused} over the connection limit`);
+      assert.equal(d.sessions.size, 2);
+      assert.equal(await pub.publish('steady', 'after', { ack: true }), 1);
+      await until(() => got === 21);
+    } finally {
+      await sub.stop();
+      await pub.stop();
+      await d.stop();
+    }
+  });
+
+  test('subscriptions per connection are limited', async () => {
+    const d = await startDispatcher({ maxSubscriptionsPerConnection: 3 });
+    const n = await startNode(d);
+    try {
+      for (const e of ['a', 'b', 'c']) await n.subscribe(e);
+      await assert.rejects(n.subscribe('d'), { code: 'LIMIT_EXCEEDED' });
+      assert.ok(n.connected);
+    } finally {
+      await n.stop();
+      await d.stop();
+    }
+  });
+
+  test('a subscriber that stops reading is cut off as a slow consumer; the others get everything', async () => {
+    const maxPendingBytes = 512 * 1024;
+    const d = await startDispatcher({ maxPendingBytes, closeTimeoutMs: 500 });
+    const raw = await RawClient.connect(d.address.port, 'stuck');
+    const good = await startNode(d);
+    const pub = await startNode(d);
+    try {
+      raw.send(encodeFrame(FrameKind.SUB, { sid: 1, uri: 'flood', r: 1 }));
+      await raw.next((f) => f.kind === FrameKind.OK);
+      raw.socket.pause();
+      let received = 0;
+      await good.subscribe('flood', () => void received++);
+      const payload = Buffer.alloc(32 * 1024, 1);
+      let peakPending = 0;
+      const session = [...d.sessions.values()].find((s) => s.name === 'stuck')!;
+      let sent = 0;
+      while (d.stats.slowConsumers === 0 && sent < 4000) {
+        await pub.publish('flood', payload, { ack: true });
+        sent++;
+        peakPending = Math.max(peakPending, session.fs.pendingBytes);
+      }
+      assert.equal(d.stats.slowConsumers, 1);
+      assert.ok(peakPending <= maxPendingBytes + 64 * 1024 + payload.length, `peak pending ${peakPending}`);
+      await raw.waitClosed(3000);
+      assert.ok(raw.closed);
+      await until(() => received === sent, 5000, 'the good subscriber got every message');
+      assert.equal(await pub.publish('flood', payload, { ack: true }), 1);
+    } finally {
+      raw.destroy();
+      await good.stop();
+      await pub.stop();
+      await d.stop();
+    }
+  });
+});
