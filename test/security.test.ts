@@ -150,7 +150,7 @@ describe('auth file and secure defaults', () => {
   test('a non-loopback listen without auth is refused, and says why', async () => {
     await assert.rejects(new Dispatcher({ host: '0.0.0.0', port: 0 }).start(), /without authentication.*--insecure/);
     const cli = new CliProcess('nodeset-dispatcher', ['--listen', '0.0.0.0:0']);
-    assert.equal(await cli.exit(), 1);
+    assert.equal(await cli.exit(), 2);
     assert.match(cli.stderr.join('\n'), /refusing to listen on 0\.0\.0\.0 without authentication/);
   });
 

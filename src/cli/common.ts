@@ -1,8 +1,10 @@
 import { existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
-import { Command, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import pino, { type Logger } from 'pino';
+import pretty from 'pino-pretty';
 import { NodesetError } from '../protocol/errors.js';
 import { DEFAULT_DISPATCHER_URL } from '../protocol/url.js';
+import { USAGE_EXIT_CODE, withEnv } from './config.js';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -10,6 +12,7 @@ export interface CommonOptions {
   loglevel: string;
   logfile?: string;
   pidfile?: string;
+  config?: string;
 }
 
 export interface NodeCommandOptions extends CommonOptions {
@@ -26,61 +29,75 @@ export function packageVersion(): string {
   return pkg.version;
 }
 
-/** A commander program with the options every nodeset command has. */
+/**
+ * A commander program with the options every nodeset command has. Usage
+ * errors exit with code 2.
+ */
 export function baseCommand(name: string, description: string): Command {
   return new Command(name)
     .description(description)
     .version(packageVersion(), '-V, --version')
+    .addOption(new Option('--config <file>', 'read options from a YAML or JSON file'))
     .addOption(new Option('--loglevel <level>', 'log level').choices(LOG_LEVELS).default('info'))
-    .option('--logfile <file>', 'write logs to this file instead of stderr')
+    .option('--logfile <file>', 'write logs to this file instead of stderr (reopened on SIGHUP)')
     .option('--pidfile <file>', 'write the process id to this file while running')
-    .showHelpAfterError();
+    .showHelpAfterError()
+    .exitOverride();
 }
 
 /** Adds the options of commands that run a node. */
 export function withNodeOptions(command: Command): Command {
   return command
-    .option(
-      '--dispatcher-url <url>',
-      'dispatcher to connect to (env NODESET_DISPATCHER_URL)',
-      process.env.NODESET_DISPATCHER_URL ?? DEFAULT_DISPATCHER_URL,
-    )
+    .option('--dispatcher-url <url>', 'dispatcher to connect to', DEFAULT_DISPATCHER_URL)
     .option('--name <name>', 'node name (default: a random UUID)')
-    .option('--token <token>', 'authentication token (default: from the URL, else env NODESET_TOKEN)')
+    .option('--token <token>', 'authentication token (default: from the URL)')
     .option('--tls-ca <file>', 'CA certificate to trust for nodesets:// URLs (PEM)')
     .option('--tls-cert <file>', 'client certificate for mutual TLS (PEM)')
     .option('--tls-key <file>', 'client key for mutual TLS (PEM)');
 }
 
+function readPemFile(option: string, path: string | undefined): Buffer | undefined {
+  if (path === undefined) return undefined;
+  try {
+    return readFileSync(path);
+  } catch (cause) {
+    throw new NodesetError('BAD_OPTION', `${option}: cannot read ${path}: ${(cause as Error).message}`, { cause });
+  }
+}
+
+/** Reads a PEM file named by an option. */
+export function readPem(option: string, path: string): Buffer {
+  return readPemFile(option, path) as Buffer;
+}
+
 /** The Node options that node commands share (name, URL, token, TLS files). */
 export function nodeConnectionOptions(opts: NodeCommandOptions) {
-  const read = (option: string, path: string | undefined) => {
-    if (path === undefined) return undefined;
-    try {
-      return readFileSync(path);
-    } catch (cause) {
-      throw new NodesetError('BAD_OPTION', `${option}: cannot read ${path}: ${(cause as Error).message}`, { cause });
-    }
-  };
   return {
     dispatcherUrl: opts.dispatcherUrl,
     name: opts.name,
     token: opts.token,
     tls: {
-      ca: read('--tls-ca', opts.tlsCa),
-      cert: read('--tls-cert', opts.tlsCert),
-      key: read('--tls-key', opts.tlsKey),
+      ca: readPemFile('--tls-ca', opts.tlsCa),
+      cert: readPemFile('--tls-cert', opts.tlsCert),
+      key: readPemFile('--tls-key', opts.tlsKey),
     },
   };
 }
 
-/** Structured JSON logs to stderr, or to --logfile. */
+/**
+ * Structured logs: JSON, or human-readable when stderr is a terminal; to
+ * --logfile when given, reopened on SIGHUP (for logrotate).
+ */
 export function createLogger(options: CommonOptions): Logger {
-  const destination =
-    options.logfile === undefined
-      ? pino.destination({ fd: 2, sync: true })
-      : pino.destination({ dest: options.logfile, mkdir: true, sync: true });
-  return pino({ level: options.loglevel }, destination);
+  if (options.logfile !== undefined) {
+    const destination = pino.destination({ dest: options.logfile, mkdir: true, sync: true });
+    process.on('SIGHUP', () => destination.reopen());
+    return pino({ level: options.loglevel }, destination);
+  }
+  if (process.stderr.isTTY) {
+    return pino({ level: options.loglevel }, pretty({ destination: 2, sync: true, colorize: true }));
+  }
+  return pino({ level: options.loglevel }, pino.destination({ fd: 2, sync: true }));
 }
 
 function isAlive(pid: number): boolean {
@@ -92,9 +109,7 @@ function isAlive(pid: number): boolean {
   }
 }
 
-/**
- * Writes the pid file, refusing when it names a live process; removes it at exit.
- */
+/** Writes the pid file, refusing when it names a live process; removes it at exit. */
 export function writePidfile(path: string | undefined): void {
   if (path === undefined) return;
   if (existsSync(path)) {
@@ -113,7 +128,7 @@ export function writePidfile(path: string | undefined): void {
   });
 }
 
-/** Runs `stop` once on SIGINT or SIGTERM, then exits with `code`. */
+/** Runs `stop` once on SIGINT or SIGTERM, then exits 0. */
 export function onShutdown(stop: () => Promise<void>, logger: Logger): void {
   let stopping = false;
   const handler = (signal: NodeJS.Signals) => {
@@ -132,19 +147,27 @@ export function onShutdown(stop: () => Promise<void>, logger: Logger): void {
   process.on('SIGTERM', handler);
 }
 
-/** Prints a failure the way every command does and sets the exit code. */
-export function fail(error: unknown, code = 1): never {
+/** Prints a failure the way every command does and exits: 2 for bad options, 1 otherwise. */
+export function fail(error: unknown, code?: number): never {
   const message =
     error instanceof NodesetError ? `${error.code}: ${error.message}` : String((error as Error)?.message ?? error);
   process.stderr.write(`error: ${message}\n`);
-  process.exit(code);
+  process.exit(code ?? (error instanceof NodesetError && error.code === 'BAD_OPTION' ? USAGE_EXIT_CODE : 1));
 }
 
-/** Parses an integer option, failing with a readable message. */
-export function intOption(name: string, min = 0): (value: string) => number {
-  return (value: string) => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < min) throw new NodesetError('BAD_OPTION', `${name} must be an integer >= ${min}`);
-    return n;
-  };
+/** Parses the command line and runs the program; maps every failure to an exit code. */
+export async function run(program: Command, argv?: string[]): Promise<void> {
+  for (const c of [program, ...allSubcommands(program)]) withEnv(c);
+  try {
+    await (argv === undefined ? program.parseAsync() : program.parseAsync(argv, { from: 'user' }));
+  } catch (err) {
+    if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : USAGE_EXIT_CODE);
+    fail(err);
+  }
 }
+
+function allSubcommands(command: Command): Command[] {
+  return command.commands.flatMap((c) => [c, ...allSubcommands(c)]);
+}
+
+export { intOption } from './config.js';

@@ -1,0 +1,116 @@
+import { readFileSync } from 'node:fs';
+import { type Command, InvalidArgumentError, type Option } from 'commander';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { NodesetError } from '../protocol/errors.js';
+
+/**
+ * Option values come from, lowest first: built-in defaults, `--config FILE`
+ * (YAML or JSON), environment variables `NODESET_<OPTION>` and command-line
+ * flags. Every value is validated; a bad one stops the command with exit 2.
+ */
+export const USAGE_EXIT_CODE = 2;
+
+const INT_PARSER = Symbol('nodeset.intOption');
+type IntParser = ((value: string) => number) & { [INT_PARSER]?: number };
+
+/** A commander argument parser for integers >= min, recognised by the config schema. */
+export function intOption(name: string, min = 0): (value: string) => number {
+  const parse: IntParser = (value: string) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}`);
+    return n;
+  };
+  parse[INT_PARSER] = min;
+  return parse;
+}
+
+/** The environment variable of a long option: `--host-name` → `NODESET_HOST_NAME`. */
+export function envName(option: Option): string | undefined {
+  return option.long === undefined ? undefined : `NODESET_${option.long.slice(2).toUpperCase().replace(/-/g, '_')}`;
+}
+
+/** Gives every option of `command` its NODESET_* environment variable (except help, version, config's own). */
+export function withEnv(command: Command): Command {
+  for (const option of command.options) {
+    const name = envName(option);
+    const skip = option.long === '--version' || option.long === '--hash-token';
+    if (name !== undefined && option.envVar === undefined && !skip) option.env(name);
+  }
+  return command;
+}
+
+function schemaFor(option: Option): z.ZodType {
+  if (option.argChoices !== undefined) return z.enum(option.argChoices as [string, ...string[]]);
+  const min = (option.parseArg as IntParser | undefined)?.[INT_PARSER];
+  if (min !== undefined) return z.number().int().min(min);
+  if (option.variadic) return z.union([z.array(z.string()), z.string().transform((s) => [s])]);
+  if (!option.required && !option.optional) return z.boolean();
+  return z.union([z.string(), z.number().transform(String)]);
+}
+
+const camel = (key: string) => key.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+
+/** Every option of a command and its ancestors, by attribute name. */
+function knownOptions(command: Command): Map<string, { command: Command; option: Option }> {
+  const known = new Map<string, { command: Command; option: Option }>();
+  for (let c: Command | null = command; c !== null; c = c.parent) {
+    for (const option of c.options) {
+      const key = option.attributeName();
+      if (!known.has(key) && key !== 'version' && key !== 'config') known.set(key, { command: c, option });
+    }
+  }
+  return known;
+}
+
+/** Reads and validates a config file against the options of `command`. */
+export function readConfig(path: string, command: Command): Map<string, { command: Command; value: unknown }> {
+  let data: unknown;
+  try {
+    data = parseYaml(readFileSync(path, 'utf8'));
+  } catch (cause) {
+    throw new NodesetError('BAD_OPTION', `config file ${path}: ${(cause as Error).message}`, { cause });
+  }
+  if (data === null || data === undefined) return new Map();
+  if (typeof data !== 'object' || Array.isArray(data)) {
+    throw new NodesetError('BAD_OPTION', `config file ${path}: expected a map of option names to values`);
+  }
+  const known = knownOptions(command);
+  const out = new Map<string, { command: Command; value: unknown }>();
+  for (const [rawKey, rawValue] of Object.entries(data)) {
+    const key = camel(rawKey);
+    const entry = known.get(key);
+    if (entry === undefined) {
+      throw new NodesetError(
+        'BAD_OPTION',
+        `config file ${path}: unknown key "${rawKey}" (${command.name()} accepts: ${[...known.keys()].sort().join(', ')})`,
+      );
+    }
+    const parsed = schemaFor(entry.option).safeParse(rawValue);
+    if (!parsed.success) {
+      throw new NodesetError(
+        'BAD_OPTION',
+        `config file ${path}: key "${rawKey}": ${parsed.error.issues[0]?.message ?? 'invalid value'}`,
+      );
+    }
+    out.set(key, { command: entry.command, value: parsed.data });
+  }
+  return out;
+}
+
+/**
+ * The options of an action, with the config file applied under env and flags.
+ * Call it first thing in an action handler.
+ */
+export function resolveOptions<T>(command: Command): T {
+  const globals = command.optsWithGlobals() as { config?: string };
+  if (globals.config !== undefined) {
+    for (const [key, { command: owner, value }] of readConfig(globals.config, command)) {
+      const source = owner.getOptionValueSource(key);
+      if (source === undefined || source === 'default' || source === 'implied') {
+        owner.setOptionValueWithSource(key, value, 'config');
+      }
+    }
+  }
+  return command.optsWithGlobals() as T;
+}

@@ -1,0 +1,143 @@
+import type { Command } from 'commander';
+import { Dispatcher } from '../dispatcher/dispatcher.js';
+import { defaultDispatcherOptions } from '../dispatcher/options.js';
+import { NodesetError } from '../protocol/errors.js';
+import { parseHostPort } from '../protocol/url.js';
+import { AuthConfig } from '../security/auth-config.js';
+import { hashToken } from '../security/keys.js';
+import {
+  baseCommand,
+  type CommonOptions,
+  createLogger,
+  intOption,
+  onShutdown,
+  readPem,
+  writePidfile,
+} from './common.js';
+import { resolveOptions } from './config.js';
+import { type ManholeOptions, startManhole, withManholeOptions } from './manhole.js';
+
+interface DispatcherCliOptions extends CommonOptions, ManholeOptions {
+  listen: string;
+  hostName?: string;
+  heartbeatInterval?: number;
+  heartbeatTimeout?: number;
+  maxPayload?: number;
+  maxPending?: number;
+  maxSubscriptions?: number;
+  maxConnections?: number;
+  maxConnectionsPerIdentity?: number;
+  handshakeTimeout?: number;
+  auth?: string;
+  insecure?: boolean;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsCa?: string;
+  hashToken?: string;
+}
+
+/** The `nodeset-dispatcher` command (also `nodeset dispatcher`). */
+export function dispatcherCommand(name = 'nodeset-dispatcher'): Command {
+  const defaults = defaultDispatcherOptions();
+  return withManholeOptions(
+    baseCommand(name, 'Run the nodeset dispatcher: routes events between the nodes of this host.'),
+  )
+    .option('--listen <host:port>', 'address to listen on (port 0 picks a free one)', `127.0.0.1:${defaults.port}`)
+    .option('--host-name <name>', `this host's name in event URIs (default: ${defaults.hostName})`)
+    .option(
+      '--heartbeat-interval <ms>',
+      `ping interval (default ${defaults.heartbeatIntervalMs})`,
+      intOption('--heartbeat-interval', 10),
+    )
+    .option(
+      '--heartbeat-timeout <ms>',
+      'drop nodes silent this long (default: 2 intervals)',
+      intOption('--heartbeat-timeout', 10),
+    )
+    .option(
+      '--max-payload <bytes>',
+      `largest payload (default ${defaults.maxPayloadBytes})`,
+      intOption('--max-payload', 1),
+    )
+    .option(
+      '--max-pending <bytes>',
+      `outbound bytes per connection before it is cut off as a slow consumer (default ${defaults.maxPendingBytes})`,
+      intOption('--max-pending', 1),
+    )
+    .option(
+      '--max-subscriptions <n>',
+      `subscriptions per connection (default ${defaults.maxSubscriptionsPerConnection})`,
+      intOption('--max-subscriptions', 1),
+    )
+    .option(
+      '--max-connections <n>',
+      `connections in total (default ${defaults.maxConnections})`,
+      intOption('--max-connections', 1),
+    )
+    .option(
+      '--max-connections-per-identity <n>',
+      `connections per authenticated identity (default ${defaults.maxConnectionsPerIdentity})`,
+      intOption('--max-connections-per-identity', 1),
+    )
+    .option(
+      '--handshake-timeout <ms>',
+      `close connections that send no HELLO within this time (default ${defaults.handshakeTimeoutMs})`,
+      intOption('--handshake-timeout', 10),
+    )
+    .option('--auth <file>', 'identities, hashed tokens and permissions (YAML or JSON); see docs/security.md')
+    .option('--insecure', 'allow listening on a non-loopback address without --auth')
+    .option('--tls-cert <file>', 'TLS certificate (PEM); clients then use nodesets:// URLs')
+    .option('--tls-key <file>', 'TLS private key (PEM)')
+    .option('--tls-ca <file>', 'require client certificates signed by this CA (mutual TLS)')
+    .option('--hash-token <token>', 'print the stored form of a token for the auth file, and exit')
+    .action(async (_opts: unknown, command: Command) => {
+      const opts = resolveOptions<DispatcherCliOptions>(command);
+      if (opts.hashToken !== undefined) {
+        process.stdout.write(`${hashToken(opts.hashToken)}\n`);
+        return;
+      }
+      const logger = createLogger(opts);
+      {
+        if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined)) {
+          throw new NodesetError('BAD_OPTION', '--tls-cert and --tls-key go together');
+        }
+        if (opts.tlsCa !== undefined && opts.tlsCert === undefined) {
+          throw new NodesetError('BAD_OPTION', '--tls-ca needs --tls-cert and --tls-key');
+        }
+        const tls =
+          opts.tlsCert !== undefined && opts.tlsKey !== undefined
+            ? {
+                cert: readPem('--tls-cert', opts.tlsCert),
+                key: readPem('--tls-key', opts.tlsKey),
+                ...(opts.tlsCa === undefined ? {} : { ca: readPem('--tls-ca', opts.tlsCa) }),
+              }
+            : null;
+        writePidfile(opts.pidfile);
+        const { host, port } = parseHostPort(opts.listen);
+        const dispatcher = new Dispatcher({
+          host,
+          port,
+          hostName: opts.hostName,
+          heartbeatIntervalMs: opts.heartbeatInterval,
+          heartbeatTimeoutMs: opts.heartbeatTimeout,
+          maxPayloadBytes: opts.maxPayload,
+          maxPendingBytes: opts.maxPending,
+          maxSubscriptionsPerConnection: opts.maxSubscriptions,
+          maxConnections: opts.maxConnections,
+          maxConnectionsPerIdentity: opts.maxConnectionsPerIdentity,
+          handshakeTimeoutMs: opts.handshakeTimeout,
+          auth: opts.auth === undefined ? null : AuthConfig.load(opts.auth),
+          insecure: opts.insecure ?? false,
+          tls,
+          logger,
+        });
+        await dispatcher.start();
+        const manhole = await startManhole(opts, { dispatcher }, logger);
+        onShutdown(async () => {
+          await manhole?.close();
+          await dispatcher.stop();
+        }, logger);
+        process.stdout.write(`nodeset dispatcher listening on ${dispatcher.url}\n`);
+      }
+    });
+}
