@@ -135,3 +135,34 @@ describe('bad input never disturbs the dispatcher or other connections', () => {
     }
   });
 });
+
+describe('forged replies', () => {
+  test('a connection cannot answer a request it did not receive', async () => {
+    const d = await startDispatcher();
+    const requester = await startNode(d, { name: 'asker' });
+    const responder = await startNode(d, { name: 'answerer' });
+    const forger = await RawClient.connect(d.address.port, 'forger');
+    try {
+      let release!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      await responder.subscribe('slow.question', async () => {
+        await gate;
+        return 'the real answer';
+      });
+      const answer = requester.request('slow.question', 1, { timeoutMs: 3000 });
+      const requesterId = [...d.sessions.values()].find((s) => s.name === 'asker')!.id;
+      // Guess the correlation ids the requester may be using.
+      for (let r = 1; r < 50; r++) {
+        forger.send(encodeFrame(FrameKind.REPLY, { r, to: requesterId, ct: 0 }, Buffer.from('"forged"')));
+      }
+      assert.equal((await forger.nextError()).code, 'BAD_FRAME');
+      release();
+      assert.equal(await answer, 'the real answer');
+    } finally {
+      forger.destroy();
+      await requester.stop();
+      await responder.stop();
+      await d.stop();
+    }
+  });
+});

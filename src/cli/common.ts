@@ -4,7 +4,7 @@ import pino, { type Logger } from 'pino';
 import pretty from 'pino-pretty';
 import { NodesetError } from '../protocol/errors.js';
 import { DEFAULT_DISPATCHER_URL } from '../protocol/url.js';
-import { USAGE_EXIT_CODE, withEnv } from './config.js';
+import { USAGE_EXIT_CODE } from './config.js';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -157,17 +157,12 @@ export function fail(error: unknown, code?: number): never {
 
 /** Parses the command line and runs the program; maps every failure to an exit code. */
 export async function run(program: Command, argv?: string[]): Promise<void> {
-  for (const c of [program, ...allSubcommands(program)]) withEnv(c);
   try {
     await (argv === undefined ? program.parseAsync() : program.parseAsync(argv, { from: 'user' }));
   } catch (err) {
     if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : USAGE_EXIT_CODE);
     fail(err);
   }
-}
-
-function allSubcommands(command: Command): Command[] {
-  return command.commands.flatMap((c) => [c, ...allSubcommands(c)]);
 }
 
 export { intOption } from './config.js';

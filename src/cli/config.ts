@@ -30,16 +30,6 @@ export function envName(option: Option): string | undefined {
   return option.long === undefined ? undefined : `NODESET_${option.long.slice(2).toUpperCase().replace(/-/g, '_')}`;
 }
 
-/** Gives every option of `command` its NODESET_* environment variable (except help, version, config's own). */
-export function withEnv(command: Command): Command {
-  for (const option of command.options) {
-    const name = envName(option);
-    const skip = option.long === '--version' || option.long === '--hash-token';
-    if (name !== undefined && option.envVar === undefined && !skip) option.env(name);
-  }
-  return command;
-}
-
 function schemaFor(option: Option): z.ZodType {
   if (option.argChoices !== undefined) return z.enum(option.argChoices as [string, ...string[]]);
   const min = (option.parseArg as IntParser | undefined)?.[INT_PARSER];
@@ -103,14 +93,37 @@ export function readConfig(path: string, command: Command): Map<string, { comman
  * Call it first thing in an action handler.
  */
 export function resolveOptions<T>(command: Command): T {
+  const below = (source: string | undefined) => source === undefined || source === 'default' || source === 'implied';
   const globals = command.optsWithGlobals() as { config?: string };
-  if (globals.config !== undefined) {
-    for (const [key, { command: owner, value }] of readConfig(globals.config, command)) {
-      const source = owner.getOptionValueSource(key);
-      if (source === undefined || source === 'default' || source === 'implied') {
-        owner.setOptionValueWithSource(key, value, 'config');
-      }
+  const configPath = globals.config ?? process.env.NODESET_CONFIG;
+  if (configPath !== undefined && configPath !== '') {
+    for (const [key, { command: owner, value }] of readConfig(configPath, command)) {
+      if (below(owner.getOptionValueSource(key))) owner.setOptionValueWithSource(key, value, 'config');
     }
   }
+  for (const [key, { command: owner, option }] of knownOptions(command)) {
+    const name = envName(option);
+    const raw = name === undefined ? undefined : process.env[name];
+    if (raw === undefined || raw === '' || key === 'hashToken') continue;
+    const source = owner.getOptionValueSource(key);
+    if (!below(source) && source !== 'config') continue;
+    owner.setOptionValueWithSource(key, envValue(option, name as string, raw), 'env');
+  }
   return command.optsWithGlobals() as T;
+}
+
+function envValue(option: Option, name: string, raw: string): unknown {
+  if (!option.required && !option.optional) return !['0', 'false', 'no'].includes(raw.toLowerCase());
+  if (option.argChoices !== undefined && !option.argChoices.includes(raw)) {
+    throw new NodesetError(
+      'BAD_OPTION',
+      `${name}: ${JSON.stringify(raw)} is not one of ${option.argChoices.join(', ')}`,
+    );
+  }
+  try {
+    const value = option.parseArg === undefined ? raw : option.parseArg(raw, undefined);
+    return option.variadic && !Array.isArray(value) ? [value] : value;
+  } catch (err) {
+    throw new NodesetError('BAD_OPTION', `${name}: ${(err as Error).message}`);
+  }
 }

@@ -58,31 +58,41 @@ export async function startManhole(
     clients.add(socket);
     socket.on('close', () => clients.delete(socket));
     socket.on('error', () => {});
-    socket.setEncoding('utf8');
     socket.write('nodeset manhole: token? ');
     const timer = setTimeout(() => socket.destroy(), TOKEN_TIMEOUT_MS);
-    let line = '';
-    const onData = (chunk: string) => {
-      line += chunk;
-      const nl = line.indexOf('\n');
-      if (nl === -1) {
-        if (line.length > MAX_TOKEN_LINE) socket.destroy();
+    let line = Buffer.alloc(0);
+    const onReadable = () => {
+      for (let chunk = socket.read() as Buffer | null; chunk !== null; chunk = socket.read() as Buffer | null) {
+        line = Buffer.concat([line, chunk]);
+        const nl = line.indexOf(0x0a);
+        if (nl === -1) {
+          if (line.length > MAX_TOKEN_LINE) socket.destroy();
+          continue;
+        }
+        clearTimeout(timer);
+        socket.off('readable', onReadable);
+        const rest = line.subarray(nl + 1);
+        if (rest.length > 0) socket.unshift(rest);
+        if (findToken(line.subarray(0, nl).toString('utf8').trim(), expected) === -1) {
+          logger.warn({ address: socket.remoteAddress }, 'manhole: wrong token');
+          socket.end('AUTH_FAILED\n');
+          return;
+        }
+        logger.warn({ address: socket.remoteAddress }, 'manhole: client connected');
+        socket.write('ok\n');
+        const repl = startRepl({
+          prompt: 'nodeset> ',
+          input: socket,
+          output: socket,
+          terminal: false,
+          useGlobal: false,
+        });
+        Object.assign(repl.context, context);
+        repl.on('exit', () => socket.end());
         return;
       }
-      clearTimeout(timer);
-      socket.off('data', onData);
-      if (findToken(line.slice(0, nl).trim(), expected) === -1) {
-        logger.warn({ address: socket.remoteAddress }, 'manhole: wrong token');
-        socket.end('AUTH_FAILED\n');
-        return;
-      }
-      logger.warn({ address: socket.remoteAddress }, 'manhole: client connected');
-      socket.write('ok\n');
-      const repl = startRepl({ prompt: 'nodeset> ', input: socket, output: socket, terminal: false, useGlobal: false });
-      Object.assign(repl.context, context);
-      repl.on('exit', () => socket.end());
     };
-    socket.on('data', onData);
+    socket.on('readable', onReadable);
   };
   const { server, port } = await listenTcp({ host: '127.0.0.1', port: options.manhole }, accept);
   process.stdout.write(`nodeset manhole listening on 127.0.0.1:${port}\n`);

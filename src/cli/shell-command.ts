@@ -48,6 +48,8 @@ export function shellCommand(name = 'nodeset-shell'): Command {
 async function runShell(opts: ShellOptions, logger: Logger): Promise<void> {
   const subscriptions = new Map<string, { uri: string; group?: string }>();
   let repl: REPLServer | null = null;
+  /** True while a command is being evaluated: its own output and prompt follow. */
+  let busy = false;
 
   const print = (text: string) => {
     const out = process.stdout;
@@ -59,7 +61,7 @@ async function runShell(opts: ShellOptions, logger: Logger): Promise<void> {
     clearLine(out, 0);
     cursorTo(out, 0);
     out.write(`${text}\n`);
-    repl.displayPrompt(true);
+    if (!busy) repl.displayPrompt(true);
   };
   const onEvent = (message: unknown, info: { uri: string; from: string }) => {
     print(
@@ -119,13 +121,18 @@ async function runShell(opts: ShellOptions, logger: Logger): Promise<void> {
   // Await results that are promises, so `pub(...)` prints its count rather than a pending promise.
   const evaluate = server.eval;
   const awaiting: REPLEval = (cmd, context, file, callback) => {
+    busy = true;
+    const done = (err: Error | null, result: unknown) => {
+      busy = false;
+      callback(err, result);
+    };
     evaluate.call(server, cmd, context, file, (err, result) => {
       if (err === null && result instanceof Promise) {
         result.then(
-          (value: unknown) => callback(null, value),
-          (error: Error) => callback(error, undefined),
+          (value: unknown) => done(null, value),
+          (error: Error) => done(error, undefined),
         );
-      } else callback(err, result);
+      } else done(err, result);
     });
   };
   (server as { eval: REPLEval }).eval = awaiting;

@@ -25,6 +25,8 @@ interface Target {
 }
 
 const TARGET_CACHE_LIMIT = 10_000;
+/** Requests a responder may hold unanswered before the oldest is forgotten. */
+const MAX_AWAITED_REPLIES = 10_000;
 
 export interface NodeInfo {
   id: number;
@@ -54,6 +56,8 @@ export class Dispatcher {
   #targets = new Map<string, Target | NodesetError>();
   #heartbeat: NodeJS.Timeout | null = null;
   #stopping: Promise<void> | null = null;
+  /** The session the last successful delivery went to (for request bookkeeping). */
+  #lastDelivered: Session | null = null;
 
   constructor(options: DispatcherOptions = {}) {
     this.options = resolveDispatcherOptions(options);
@@ -221,13 +225,21 @@ export class Dispatcher {
     }
     if (isRequest) {
       if (delivered === 0) from.error(new NodesetError('NO_RESPONDERS', `no subscriber for request ${uri}`), r);
+      else this.#awaitReply(this.#lastDelivered as Session, from.id, r);
     } else if ((flags & PubFlag.ACK) !== 0) {
       from.ok({ r, n: delivered });
     }
   }
 
-  /** Forwards a responder's REPLY to the requesting connection. */
-  reply(toSession: number, r: number, ct: number, err: unknown, payload: Buffer): void {
+  /**
+   * Forwards a responder's REPLY to the requesting connection: only for a
+   * request this dispatcher routed to that responder, so no connection can
+   * forge answers to another's requests.
+   */
+  reply(from: Session, toSession: number, r: number, ct: number, err: unknown, payload: Buffer): void {
+    if (!from.awaitingReply.delete(`${toSession}:${r}`)) {
+      throw new NodesetError('BAD_FRAME', `REPLY to a request this connection did not receive (${toSession}:${r})`);
+    }
     const requester = this.sessions.get(toSession);
     if (requester === undefined || !requester.open) {
       this.stats.repliesDropped++;
@@ -308,6 +320,16 @@ export class Dispatcher {
 
   // ---- internals -----------------------------------------------------------
 
+  #awaitReply(responder: Session, requester: number, r: number): void {
+    const pending = responder.awaitingReply;
+    if (pending.size >= MAX_AWAITED_REPLIES) {
+      // The oldest request never got its answer; the requester's own timeout reports it.
+      const oldest = pending.values().next().value;
+      if (oldest !== undefined) pending.delete(oldest);
+    }
+    pending.add(`${requester}:${r}`);
+  }
+
   #deliver(sub: Subscription, event: string, tail: Buffer, payload: Buffer): boolean {
     const session = sub.session;
     if (!session.open) return false;
@@ -317,6 +339,7 @@ export class Dispatcher {
       return false;
     }
     session.fs.sendMsg(sub.sid, tail, payload);
+    this.#lastDelivered = session;
     session.msgsOut++;
     this.stats.deliveries++;
     return true;

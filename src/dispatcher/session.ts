@@ -59,6 +59,8 @@ export class Session implements FrameSocketHandlers {
   leaveReason: LeaveReason = 'closed';
   /** The authenticated identity; null when the dispatcher has no auth configured. */
   identity: Identity | null = null;
+  /** Requests routed to this session and not answered yet (`conn:r`), in order; bounded. */
+  readonly awaitingReply = new Set<string>();
   /** Publish permission by event name, for this identity (bounded). */
   readonly #publishAllowed = new Map<string, boolean>();
   readonly subs = new Map<number, Subscription>();
@@ -141,7 +143,7 @@ export class Session implements FrameSocketHandlers {
           if (!isUint(h.r) || !isUint(h.to) || !isUint(h.ct)) {
             throw new NodesetError('BAD_FRAME', 'REPLY needs numeric r, to and ct');
           }
-          this.#dispatcher.reply(h.to, h.r, h.ct, h.err, payload);
+          this.#dispatcher.reply(this, h.to, h.r, h.ct, h.err, payload);
           return;
         }
         case FrameKind.QUERY: {
