@@ -47,7 +47,14 @@ function start(args: string[]): Proc {
 const worker = (...args: string[]) => start(['--import', 'tsx', 'bench/stream-worker.ts', ...args]);
 const mbps = (r: { bytes: number; ms: number }) => r.bytes / 1024 / 1024 / (r.ms / 1000);
 
-const dispatcher = start(['dist/cli/nodeset-dispatcher.js', '--listen', '127.0.0.1:0', '--loglevel', 'warn']);
+const dispatcher = start([
+  'dist/cli/nodeset-dispatcher.js',
+  '--listen',
+  '127.0.0.1:0',
+  '--loglevel',
+  'warn',
+  '--no-monitor',
+]);
 const stopAll: ChildProcess[] = [dispatcher.child];
 try {
   const url = /(nodeset:\/\/\S+)/.exec(await dispatcher.line())![1]!;

@@ -70,7 +70,14 @@ function rssMb(pid: number): number {
   }
 }
 
-const dispatcher = start(['dist/cli/nodeset-dispatcher.js', '--listen', '127.0.0.1:0', '--loglevel', 'warn']);
+const dispatcher = start([
+  'dist/cli/nodeset-dispatcher.js',
+  '--listen',
+  '127.0.0.1:0',
+  '--loglevel',
+  'warn',
+  '--no-monitor',
+]);
 try {
   const url = /(nodeset:\/\/\S+)/.exec(await dispatcher.line(/listening on/))![1]!;
   const dpid = dispatcher.child.pid!;

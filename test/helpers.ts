@@ -70,7 +70,8 @@ export class CliProcess {
 
   constructor(command: string, args: string[], env: NodeJS.ProcessEnv = {}) {
     this.child = spawn(process.execPath, [`${ROOT}dist/cli/${command}.js`, ...args], {
-      env: { ...process.env, NODESET_LOGLEVEL: 'warn', ...env },
+      // Monitoring endpoints on free ports, so dispatchers can run side by side.
+      env: { ...process.env, NODESET_LOGLEVEL: 'warn', NODESET_MONITOR: '127.0.0.1:0', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     createInterface({ input: this.child.stdout! }).on('line', (line) => {

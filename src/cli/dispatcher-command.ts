@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { Dispatcher } from '../dispatcher/dispatcher.js';
 import { defaultDispatcherOptions } from '../dispatcher/options.js';
+import { MonitorServer } from '../monitor/monitor-server.js';
 import { NodesetError } from '../protocol/errors.js';
 import { parseHostPort } from '../protocol/url.js';
 import { AuthConfig } from '../security/auth-config.js';
@@ -34,6 +35,7 @@ interface DispatcherCliOptions extends CommonOptions, ManholeOptions {
   tlsKey?: string;
   tlsCa?: string;
   hashToken?: string;
+  monitor: string | false;
 }
 
 /** The `nodeset-dispatcher` command (also `nodeset dispatcher`). */
@@ -89,6 +91,12 @@ export function dispatcherCommand(name = 'nodeset-dispatcher'): Command {
     .option('--tls-cert <file>', 'TLS certificate (PEM); clients then use nodesets:// URLs')
     .option('--tls-key <file>', 'TLS private key (PEM)')
     .option('--tls-ca <file>', 'require client certificates signed by this CA (mutual TLS)')
+    .option(
+      '--monitor <host:port>',
+      'monitoring endpoint: /metrics, /stats, /nodes, /healthz, dashboard at /',
+      '127.0.0.1:8222',
+    )
+    .option('--no-monitor', 'no monitoring endpoint')
     .option('--hash-token <token>', 'print the stored form of a token for the auth file, and exit')
     .action(async (_opts: unknown, command: Command) => {
       const opts = resolveOptions<DispatcherCliOptions>(command);
@@ -132,12 +140,19 @@ export function dispatcherCommand(name = 'nodeset-dispatcher'): Command {
           logger,
         });
         await dispatcher.start();
-        const manhole = await startManhole(opts, { dispatcher }, logger);
+        let monitor: MonitorServer | null = null;
+        if (opts.monitor !== false) {
+          const at = parseHostPort(opts.monitor);
+          monitor = await new MonitorServer(dispatcher).start(at.host, at.port);
+        }
+        const manhole = await startManhole(opts, { dispatcher, monitor }, logger);
         onShutdown(async () => {
           await manhole?.close();
+          await monitor?.stop();
           await dispatcher.stop();
         }, logger);
         process.stdout.write(`nodeset dispatcher listening on ${dispatcher.url}\n`);
+        if (monitor !== null) process.stdout.write(`nodeset monitor listening on ${monitor.url}\n`);
       }
     });
 }

@@ -8,12 +8,14 @@ import {
   packHeader,
   packMsgTail,
   type ReplyHeader,
+  STATS_EVENT,
   type SubscriberInfo,
 } from '../protocol/frames.js';
 import { Route, RoutingTable } from '../protocol/routing-table.js';
 import { formatDispatcherUrl } from '../protocol/url.js';
 import { isLoopback, listenTcp } from '../transport/tcp.js';
 import { type DispatcherOptions, type ResolvedDispatcherOptions, resolveDispatcherOptions } from './options.js';
+import { PRESENCE_JOINED, PRESENCE_LEFT, presenceOf } from './presence.js';
 import { type LeaveReason, Session, type Subscription, servesNode, TAIL_CACHE_LIMIT } from './session.js';
 import { DispatcherStats, type StatsSnapshot } from './stats.js';
 
@@ -25,6 +27,9 @@ interface Target {
 }
 
 const TARGET_CACHE_LIMIT = 10_000;
+/** Sender name of the dispatcher's own events. */
+export const INTERNAL_SENDER = 'dispatcher';
+
 /** Requests a responder may hold unanswered before the oldest is forgotten. */
 const MAX_AWAITED_REPLIES = 10_000;
 
@@ -37,6 +42,12 @@ export interface NodeInfo {
   subscriptions: string[];
   msgsIn: number;
   msgsOut: number;
+  bytesIn: number;
+  bytesOut: number;
+  /** Round trip of the last heartbeat, in ms (null before the first). */
+  heartbeatRttMs: number | null;
+  /** The latest metrics the node published on $nodeset.stats. */
+  metrics: unknown;
 }
 
 /**
@@ -155,6 +166,10 @@ export class Dispatcher {
 
   sessionOpened(session: Session): void {
     this.stats.connectionsOpened++;
+    // On the next turn, so the subscriptions sent with the handshake are in the payload.
+    setImmediate(() => {
+      if (session.open) this.publishInternal(PRESENCE_JOINED, presenceOf(session));
+    });
     this.logger.info(
       { node: session.name, host: session.host, address: session.address, id: session.id },
       'node connected',
@@ -163,6 +178,8 @@ export class Dispatcher {
 
   removeSession(session: Session, wasOpen: boolean): void {
     if (!this.sessions.delete(session.id)) return;
+    this.stats.bytesInClosed += session.fs.bytesIn;
+    this.stats.bytesOutClosed += session.fs.bytesOut;
     if (session.identity !== null) {
       const n = (this.identityConnections.get(session.identity.name) ?? 1) - 1;
       if (n <= 0) this.identityConnections.delete(session.identity.name);
@@ -171,6 +188,14 @@ export class Dispatcher {
     for (const sub of session.subs.values()) this.table.remove(sub);
     session.subs.clear();
     if (wasOpen) {
+      if (session.leaveReason !== 'shutdown') {
+        this.publishInternal(PRESENCE_LEFT, { ...presenceOf(session), reason: session.leaveReason });
+        const will = session.will;
+        if (will !== null && session.leaveReason !== 'graceful') {
+          this.stats.willsPublished++;
+          this.publishInternal(will.uri, undefined, session.name, will.ct, will.payload);
+        }
+      }
       this.stats.connectionsClosed++;
       this.logger.info({ node: session.name, id: session.id, reason: session.leaveReason }, 'node disconnected');
     }
@@ -183,7 +208,8 @@ export class Dispatcher {
     if (!target.local) {
       throw new NodesetError('NO_ROUTE', `host ${target.uri.host} is not reachable from ${this.hostName}`);
     }
-    if (from.identity !== null && !from.mayPublish(target.uri.event)) {
+    // Every node may report its own metrics.
+    if (from.identity !== null && !from.mayPublish(target.uri.event) && target.uri.event !== STATS_EVENT) {
       throw new NodesetError('PERMISSION_DENIED', `identity ${from.identity.name} may not publish to ${uri}`);
     }
     const stats = this.stats;
@@ -210,19 +236,13 @@ export class Dispatcher {
       const sub = node === null ? route.pickOne() : pickNamed(route, node);
       if (sub !== undefined && this.#deliver(sub, event, tail, payload)) delivered = 1;
     } else if (node === null) {
-      const skipOwn = (flags & PubFlag.LOCAL_DONE) !== 0;
-      for (const sub of route.ungrouped) {
-        if (skipOwn && sub.session === from) continue;
-        if (this.#deliver(sub, event, tail, payload)) delivered++;
-      }
-      for (const group of route.groups) {
-        if (this.#deliver(Route.pickMember(group), event, tail, payload)) delivered++;
-      }
+      delivered = this.#fanOut(route, event, tail, payload, (flags & PubFlag.LOCAL_DONE) !== 0 ? from : null);
     } else {
       for (const sub of route.all) {
         if (servesNode(sub, node) && this.#deliver(sub, event, tail, payload)) delivered++;
       }
     }
+    if (event.charCodeAt(0) === 36 /* $ */ && event === STATS_EVENT) from.latestMetrics = payload.toString('utf8');
     if (isRequest) {
       if (delivered === 0) from.error(new NodesetError('NO_RESPONDERS', `no subscriber for request ${uri}`), r);
       else this.#awaitReply(this.#lastDelivered as Session, from.id, r);
@@ -295,6 +315,10 @@ export class Dispatcher {
         subscriptions: [...s.subs.values()].map((sub) => sub.uri),
         msgsIn: s.msgsIn,
         msgsOut: s.msgsOut,
+        bytesIn: s.fs.bytesIn,
+        bytesOut: s.fs.bytesOut,
+        heartbeatRttMs: s.lastRttMs,
+        metrics: parseMetrics(s.latestMetrics),
       });
     }
     return out;
@@ -319,6 +343,45 @@ export class Dispatcher {
   }
 
   // ---- internals -----------------------------------------------------------
+
+  /** `all` mode: every ungrouped subscription (but those of `skip`), and one member of each queue group. */
+  #fanOut(route: Route<Subscription>, event: string, tail: Buffer, payload: Buffer, skip: Session | null): number {
+    let delivered = 0;
+    for (const sub of route.ungrouped) {
+      if (sub.session !== skip && this.#deliver(sub, event, tail, payload)) delivered++;
+    }
+    for (const group of route.groups) {
+      if (this.#deliver(Route.pickMember(group), event, tail, payload)) delivered++;
+    }
+    return delivered;
+  }
+
+  /**
+   * Publishes an event of the dispatcher's own (presence, last wills): JSON,
+   * `all` mode, from the sender name `dispatcher`, or as `sender`.
+   */
+  publishInternal(uri: string, message: unknown, sender = INTERNAL_SENDER, ct = 0, bytes?: Buffer): number {
+    const target = this.#target(uri);
+    if (!target.local) return 0;
+    const event = target.uri.event;
+    const payload = bytes ?? Buffer.from(JSON.stringify(message));
+    this.stats.publishes++;
+    this.stats.countEvent(event);
+    return this.#fanOut(this.table.match(event), event, packMsgTail(uri, sender, ct, 0, 0, false), payload, null);
+  }
+
+  /** Disconnects the nodes with this connection id or name (presence reason `kicked`). Returns how many. */
+  kick(idOrName: number | string): number {
+    let n = 0;
+    for (const session of this.sessions.values()) {
+      if (!session.open || (session.id !== idOrName && session.name !== idOrName)) continue;
+      session.fs.send(FrameKind.GOODBYE, packHeader({ reason: 'kicked' }));
+      session.leaveReason = 'kicked';
+      session.close();
+      n++;
+    }
+    return n;
+  }
 
   #awaitReply(responder: Session, requester: number, r: number): void {
     const pending = responder.awaitingReply;
@@ -404,6 +467,7 @@ export class Dispatcher {
         );
         session.terminate('heartbeat-timeout');
       } else {
+        session.pingSentAt = now;
         session.fs.send(FrameKind.PING, null);
       }
     }
@@ -412,6 +476,15 @@ export class Dispatcher {
 
 function pickNamed(route: Route<Subscription>, node: string): Subscription | undefined {
   return route.all.find((sub) => servesNode(sub, node));
+}
+
+function parseMetrics(text: string | null): unknown {
+  if (text === null) return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
 }
 
 function deniedBy(patterns: string[], event: string): boolean {

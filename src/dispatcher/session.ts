@@ -32,7 +32,21 @@ const MAX_NODES_PER_SUBSCRIPTION = 10_000;
 const STREAM_ADDRESS_RE = /^(tls:)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}$/;
 
 /** Why a session ended: reported in logs and (later) presence events. */
-export type LeaveReason = 'graceful' | 'closed' | 'heartbeat-timeout' | 'slow-consumer' | 'protocol-error' | 'shutdown';
+export type LeaveReason =
+  | 'graceful'
+  | 'closed'
+  | 'heartbeat-timeout'
+  | 'slow-consumer'
+  | 'kicked'
+  | 'protocol-error'
+  | 'shutdown';
+
+/** A message the dispatcher publishes for a node that disappears without a graceful stop. */
+export interface LastWill {
+  readonly uri: string;
+  readonly ct: number;
+  readonly payload: Buffer;
+}
 
 enum State {
   Handshake = 0,
@@ -59,6 +73,13 @@ export class Session implements FrameSocketHandlers {
   leaveReason: LeaveReason = 'closed';
   /** The authenticated identity; null when the dispatcher has no auth configured. */
   identity: Identity | null = null;
+  /** Last will, registered in HELLO. */
+  will: LastWill | null = null;
+  /** The latest metrics the node published on $nodeset.stats (JSON text). */
+  latestMetrics: string | null = null;
+  /** When the last PING went out, and the round trip of the last PONG, in ms. */
+  pingSentAt = 0;
+  lastRttMs: number | null = null;
   /** Requests routed to this session and not answered yet (`conn:r`), in order; bounded. */
   readonly awaitingReply = new Set<string>();
   /** Publish permission by event name, for this identity (bounded). */
@@ -118,6 +139,7 @@ export class Session implements FrameSocketHandlers {
           this.fs.send(FrameKind.PONG, null);
           return;
         case FrameKind.PONG:
+          if (this.pingSentAt !== 0) this.lastRttMs = Date.now() - this.pingSentAt;
           return;
         case FrameKind.SUB: {
           const h = this.#record(header, 'SUB');
@@ -270,6 +292,28 @@ export class Session implements FrameSocketHandlers {
       }
       this.identity = identity;
       this.#dispatcher.identityConnections.set(identity.name, open + 1);
+    }
+    if (h.will !== undefined && h.will !== null) {
+      const will = h.will as Record<string, unknown>;
+      try {
+        if (!isRecord(will) || typeof will.uri !== 'string' || !isUint(will.ct)) {
+          throw new NodesetError('BAD_HANDSHAKE', 'HELLO will must be { uri, ct, payload }');
+        }
+        const uri = parseEventUri(will.uri, false);
+        if (this.identity !== null && !mayPublish(this.identity.publish, uri.event)) {
+          throw new NodesetError(
+            'PERMISSION_DENIED',
+            `identity ${this.identity.name} may not publish its will to ${will.uri}`,
+          );
+        }
+        const payload = will.payload instanceof Uint8Array ? Buffer.from(will.payload) : Buffer.alloc(0);
+        if (payload.length > this.#dispatcher.options.maxPayloadBytes)
+          throw new NodesetError('TOO_LARGE', 'last will is too large');
+        this.will = { uri: will.uri, ct: will.ct, payload };
+      } catch (err) {
+        this.fail(err as NodesetError);
+        return;
+      }
     }
     if (this.#handshakeTimer !== null) clearTimeout(this.#handshakeTimer);
     this.#handshakeTimer = null;

@@ -20,6 +20,7 @@ export interface StatsSnapshot {
   authFailures: number;
   permissionDenials: number;
   tlsFailures: number;
+  willsPublished: number;
   /** Publishes per event name, busiest first (bounded). */
   events: Record<string, number>;
 }
@@ -40,6 +41,10 @@ export class DispatcherStats {
   authFailures = 0;
   permissionDenials = 0;
   tlsFailures = 0;
+  willsPublished = 0;
+  /** Bytes of connections that have closed (open ones are counted on their sockets). */
+  bytesInClosed = 0;
+  bytesOutClosed = 0;
   readonly events = new Map<string, number>();
 
   countEvent(event: string): void {
@@ -69,6 +74,7 @@ export class DispatcherStats {
       authFailures: this.authFailures,
       permissionDenials: this.permissionDenials,
       tlsFailures: this.tlsFailures,
+      willsPublished: this.willsPublished,
       events: Object.fromEntries(busiest),
     };
   }

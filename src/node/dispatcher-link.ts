@@ -47,6 +47,8 @@ export interface LinkOptions {
   maxPendingBytes: number;
   /** TLS settings for `nodesets://` URLs. */
   tls: TlsClientOptions | null;
+  /** Last will, sent in HELLO. */
+  will?: { uri: string; ct: number; payload: Buffer } | null;
   logger: Logger;
 }
 
@@ -360,6 +362,7 @@ export class DispatcherLink implements FrameSocketHandlers {
     this.#fs = fs;
     const hello: HelloHeader = { v: PROTOCOL_VERSION, name: this.options.name, token: this.options.address.token };
     if (this.options.host !== null) hello.host = this.options.host;
+    if (this.options.will) hello.will = this.options.will;
     fs.send(FrameKind.HELLO, packHeader(hello));
     // A dispatcher that accepts but never answers: give up on this attempt.
     this.#startLiveness(this.options.connectTimeoutMs);

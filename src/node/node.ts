@@ -10,6 +10,7 @@ import {
   PubFlag,
   packHeader,
   type QueryWhat,
+  STATS_EVENT,
 } from '../protocol/frames.js';
 import { decodePayload, encodePayload } from '../protocol/payload.js';
 import { DEFAULT_DISPATCHER_URL, parseDispatcherUrl } from '../protocol/url.js';
@@ -21,6 +22,7 @@ import { declaredHandlers, type EventInfo, type Handler, type SubscribeOptions }
 import { ATTACH_CHANNEL, CHANNEL_OWNER } from './internal.js';
 import { defaultLogger } from './logger.js';
 import type { MessageType } from './message.js';
+import { NodeMetrics } from './metrics.js';
 
 export interface NodeOptions {
   /** Node name; a random UUID when not given. */
@@ -51,6 +53,10 @@ export interface NodeOptions {
   maxPendingBytes?: number;
   /** On stop, how long queued frames may take to be written, in ms. Default 5000. */
   closeTimeoutMs?: number;
+  /** Publish `metrics` on `$nodeset.stats` this often, in ms (0: never). Default 5000. */
+  statsIntervalMs?: number;
+  /** A message the dispatcher publishes for this node if it disappears without a graceful stop. */
+  lastWill?: { uri: string; message?: unknown };
   logger?: Logger;
 }
 
@@ -101,6 +107,12 @@ export class Node extends EventEmitter<NodeEvents> {
   #plainHeaders = new Map<string, Buffer>();
   #resubscribed: Promise<unknown> = Promise.resolve();
   #started = false;
+  /** This node's metrics; published on `$nodeset.stats` every statsIntervalMs. */
+  readonly metrics = new NodeMetrics();
+  readonly statsIntervalMs: number;
+  #statsTimer: NodeJS.Timeout | null = null;
+  #published = 0;
+  #received = 0;
 
   constructor(options: NodeOptions = {}) {
     super();
@@ -113,6 +125,7 @@ export class Node extends EventEmitter<NodeEvents> {
     this.requestTimeoutMs = options.requestTimeoutMs ?? 5000;
     this.startTimeoutMs = options.startTimeoutMs ?? 30_000;
     this.closeTimeoutMs = options.closeTimeoutMs ?? 5000;
+    this.statsIntervalMs = options.statsIntervalMs ?? 5000;
     this.#owner = {
       name: this.name,
       subscriptions: () => this.#subs.values(),
@@ -145,6 +158,7 @@ export class Node extends EventEmitter<NodeEvents> {
       offlineMaxBytes: options.offlineMaxBytes ?? 8 * 1024 * 1024,
       maxPendingBytes: options.maxPendingBytes ?? 8 * 1024 * 1024,
       tls: options.tls ?? null,
+      will: options.lastWill === undefined ? null : lastWillHeader(options.lastWill),
       logger: this.logger,
     });
   }
@@ -187,12 +201,36 @@ export class Node extends EventEmitter<NodeEvents> {
     }
     await this.#channel.start(this.startTimeoutMs);
     await this.#resubscribed;
+    if (this.statsIntervalMs > 0 && this.#statsTimer === null) {
+      this.#statsTimer = setInterval(() => void this.publishStats(), this.statsIntervalMs);
+    }
     return this;
   }
 
   /** Says goodbye, writes what is queued, closes. Leaves no timers or sockets. Idempotent. */
   async stop(): Promise<void> {
+    if (this.#statsTimer !== null) clearInterval(this.#statsTimer);
+    this.#statsTimer = null;
     await this.#channel.stop(this.closeTimeoutMs);
+  }
+
+  /** Publishes this node's metrics on `$nodeset.stats` now (also done every statsIntervalMs). */
+  async publishStats(): Promise<void> {
+    if (!this.connected) return;
+    const metrics = await this.metrics.snapshot();
+    const message = {
+      node: this.name,
+      at: new Date().toISOString(),
+      published: this.#published,
+      received: this.#received,
+      pendingBytes: this.pendingBytes,
+      metrics,
+    };
+    try {
+      this.publish(STATS_EVENT, message);
+    } catch (err) {
+      this.logger.debug({ err: (err as Error).message }, 'stats not published');
+    }
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -335,6 +373,7 @@ export class Node extends EventEmitter<NodeEvents> {
       this.#plainHeaders.set(key, header);
     }
     this.#channel.publish(uri, flags, ct, bytes, header);
+    this.#published++;
   }
 
   async #publishAcked(uri: string, message: unknown, flags: number, timeoutMs: number): Promise<number> {
@@ -376,6 +415,7 @@ export class Node extends EventEmitter<NodeEvents> {
 
   /** One received message for one of this node's subscriptions: MSG header [sid, uri, from, ct, replyTo, replyId, direct]. */
   #deliver(sub: LocalSubscription, h: unknown[], payload: Buffer): void {
+    this.#received++;
     const uri = h[1] as string;
     const replyTo = (h[4] as number) || 0;
     const replyId = (h[5] as number) || 0;
@@ -435,6 +475,12 @@ export class Node extends EventEmitter<NodeEvents> {
     if (this.listenerCount('error') > 0) this.emit('error', error);
     else this.logger.warn({ err: error }, error.message);
   }
+}
+
+function lastWillHeader(will: { uri: string; message?: unknown }): { uri: string; ct: number; payload: Buffer } {
+  parseEventUri(will.uri, false);
+  const { ct, bytes } = encodePayload(will.message);
+  return { uri: will.uri, ct, payload: bytes };
 }
 
 function subKey(uri: string, group: string | null): string {

@@ -24,6 +24,7 @@ export const ERROR_CODES = {
   LIMIT_EXCEEDED: 'A configured limit (subscriptions, connections) was reached.',
   CLOSED: 'The node or dispatcher has been stopped.',
   BAD_OPTION: 'An option is missing, malformed or conflicts with another.',
+  NOT_FOUND: 'No such HTTP resource (monitoring endpoint, HTTP bridge).',
   INTERNAL: 'The dispatcher failed while handling a frame; the frame was dropped and the connection kept.',
 } as const;
 

@@ -71,8 +71,10 @@ export interface HelloHeader {
   v: number;
   name: string;
   host?: string;
-  /** Reserved for authentication. */
+  /** Authentication token. */
   token?: string | null;
+  /** Last will: published by the dispatcher if this node disappears without a graceful stop. */
+  will?: { uri: string; ct: number; payload: Uint8Array };
 }
 
 export interface WelcomeHeader {
@@ -268,3 +270,10 @@ export function writeMsgFrame(
   target.set(payload, at);
   return at + payload.length;
 }
+
+/** Reserved events. Nodes publish their metrics on STATS_EVENT; the dispatcher keeps the latest per node. */
+export const STATS_EVENT = '$nodeset.stats';
+/** Published by the dispatcher when a node has connected. */
+export const PRESENCE_JOINED = '$nodeset.node.joined';
+/** Published by the dispatcher when a node has gone, with the reason. */
+export const PRESENCE_LEFT = '$nodeset.node.left';

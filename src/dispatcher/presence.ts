@@ -1,0 +1,23 @@
+import type { Session } from './session.js';
+
+export { PRESENCE_JOINED, PRESENCE_LEFT } from '../protocol/frames.js';
+
+export interface NodePresence {
+  id: number;
+  name: string;
+  host: string;
+  address: string;
+  connectedAt: string;
+  subscriptions: string[];
+}
+
+export function presenceOf(session: Session): NodePresence {
+  return {
+    id: session.id,
+    name: session.name,
+    host: session.host,
+    address: session.address,
+    connectedAt: new Date(session.connectedAt).toISOString(),
+    subscriptions: [...session.subs.values()].map((s) => s.uri),
+  };
+}

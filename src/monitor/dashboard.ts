@@ -1,0 +1,98 @@
+/**
+ * The live dashboard served at `/` of the monitoring endpoint. Charts use
+ * uPlot, served by the endpoint itself from the installed package (no CDN);
+ * data arrives every second over Server-Sent Events from `/events`.
+ */
+export const DASHBOARD_HTML = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>nodeset dispatcher</title>
+<link rel="stylesheet" href="/assets/uplot.css">
+<style>
+  :root { --fg: #1d2433; --muted: #667085; --line: #e4e7ec; --accent: #2563eb; --bg: #f8fafc; }
+  * { box-sizing: border-box; }
+  body { margin: 0; font: 14px/1.4 system-ui, -apple-system, Segoe UI, Roboto, sans-serif; color: var(--fg); background: var(--bg); }
+  header { display: flex; align-items: baseline; gap: 16px; padding: 14px 24px; background: #fff; border-bottom: 1px solid var(--line); }
+  header h1 { font-size: 18px; margin: 0; }
+  header .state { color: var(--muted); }
+  header .state.live::before { content: "\\25CF "; color: #16a34a; }
+  main { padding: 16px 24px; display: grid; gap: 16px; }
+  .cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(150px, 1fr)); gap: 12px; }
+  .card { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 10px 14px; }
+  .card .label { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .04em; }
+  .card .value { font-size: 24px; font-weight: 600; font-variant-numeric: tabular-nums; }
+  .charts { display: grid; grid-template-columns: 1fr 1fr; gap: 16px; }
+  .panel { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 12px; }
+  .panel h2 { font-size: 14px; margin: 0 0 8px; }
+  table { width: 100%; border-collapse: collapse; font-variant-numeric: tabular-nums; }
+  th, td { text-align: left; padding: 6px 8px; border-bottom: 1px solid var(--line); vertical-align: top; }
+  th { color: var(--muted); font-weight: 500; font-size: 12px; }
+  td.num { text-align: right; }
+  .subs { color: var(--muted); font-size: 12px; }
+  .empty { color: var(--muted); padding: 12px 8px; }
+</style>
+</head>
+<body>
+<header><h1>nodeset dispatcher <span id="host"></span></h1><span id="state" class="state">connecting…</span></header>
+<main>
+  <section class="cards">
+    <div class="card"><div class="label">Nodes</div><div class="value" id="connections">–</div></div>
+    <div class="card"><div class="label">Subscriptions</div><div class="value" id="subscriptions">–</div></div>
+    <div class="card"><div class="label">Publishes / s</div><div class="value" id="pubrate">–</div></div>
+    <div class="card"><div class="label">Deliveries / s</div><div class="value" id="delrate">–</div></div>
+    <div class="card"><div class="label">Dropped</div><div class="value" id="dropped">–</div></div>
+    <div class="card"><div class="label">Memory (RSS)</div><div class="value" id="rss">–</div></div>
+  </section>
+  <section class="charts">
+    <div class="panel"><h2>Publishes per second</h2><div id="chart-pub"></div></div>
+    <div class="panel"><h2>Deliveries per second</h2><div id="chart-del"></div></div>
+  </section>
+  <section class="panel">
+    <h2>Nodes</h2>
+    <table>
+      <thead><tr><th>Name</th><th>Host</th><th>Address</th><th>Connected</th><th class="num">In</th><th class="num">Out</th><th class="num">Heartbeat</th><th>Subscriptions</th></tr></thead>
+      <tbody id="nodes"><tr><td colspan="8" class="empty">no nodes</td></tr></tbody>
+    </table>
+  </section>
+</main>
+<script src="/assets/uplot.js"></script>
+<script>
+  const WINDOW = 120;
+  const times = [], pubs = [], dels = [];
+  const fmt = (n) => n >= 1e6 ? (n / 1e6).toFixed(1) + 'M' : n >= 1e4 ? (n / 1e3).toFixed(1) + 'k' : String(Math.round(n));
+  const chart = (el, label, color) => new uPlot({
+    width: el.clientWidth || 500, height: 220,
+    series: [{}, { label, stroke: color, width: 2, fill: color + '22' }],
+    axes: [{}, { values: (u, v) => v.map(fmt) }],
+    legend: { show: false },
+  }, [times, []], el);
+  const pubChart = chart(document.getElementById('chart-pub'), 'publishes/s', '#2563eb');
+  const delChart = chart(document.getElementById('chart-del'), 'deliveries/s', '#16a34a');
+  const text = (id, v) => { document.getElementById(id).textContent = v; };
+  const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
+  function render({ stats, nodes }) {
+    text('host', stats.host);
+    text('connections', stats.connections);
+    text('subscriptions', stats.subscriptions);
+    text('pubrate', fmt(stats.rates.publishesPerSec));
+    text('delrate', fmt(stats.rates.deliveriesPerSec));
+    text('dropped', fmt(stats.dropped));
+    text('rss', (stats.memory.rssBytes / 1048576).toFixed(0) + ' MB');
+    times.push(Date.parse(stats.at) / 1000); pubs.push(stats.rates.publishesPerSec); dels.push(stats.rates.deliveriesPerSec);
+    if (times.length > WINDOW) { times.shift(); pubs.shift(); dels.shift(); }
+    pubChart.setData([times, pubs]);
+    delChart.setData([times, dels]);
+    document.body.dataset.samples = String(times.length);
+    const rows = nodes.map((n) => '<tr data-node="' + esc(n.name) + '"><td>' + esc(n.name) + '</td><td>' + esc(n.host) + '</td><td>' + esc(n.address) +
+      '</td><td>' + esc(new Date(n.connectedAt).toLocaleTimeString()) + '</td><td class="num">' + fmt(n.msgsIn) + '</td><td class="num">' + fmt(n.msgsOut) +
+      '</td><td class="num">' + (n.heartbeatRttMs === null ? '–' : n.heartbeatRttMs + ' ms') + '</td><td class="subs">' + esc(n.subscriptions.join(', ')) + '</td></tr>');
+    document.getElementById('nodes').innerHTML = rows.length ? rows.join('') : '<tr><td colspan="8" class="empty">no nodes</td></tr>';
+  }
+  const source = new EventSource('/events');
+  source.onmessage = (e) => { document.getElementById('state').className = 'state live'; text('state', 'live'); render(JSON.parse(e.data)); };
+  source.onerror = () => { document.getElementById('state').className = 'state'; text('state', 'reconnecting…'); };
+</script>
+</body>
+</html>
+`;
