@@ -178,6 +178,7 @@ export class Dispatcher {
 
   removeSession(session: Session, wasOpen: boolean): void {
     if (!this.sessions.delete(session.id)) return;
+    const presence = wasOpen ? presenceOf(session) : null;
     this.stats.bytesInClosed += session.fs.bytesIn;
     this.stats.bytesOutClosed += session.fs.bytesOut;
     if (session.identity !== null) {
@@ -189,7 +190,7 @@ export class Dispatcher {
     session.subs.clear();
     if (wasOpen) {
       if (session.leaveReason !== 'shutdown') {
-        this.publishInternal(PRESENCE_LEFT, { ...presenceOf(session), reason: session.leaveReason });
+        this.publishInternal(PRESENCE_LEFT, { ...presence, reason: session.leaveReason });
         const will = session.will;
         if (will !== null && session.leaveReason !== 'graceful') {
           this.stats.willsPublished++;
