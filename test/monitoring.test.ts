@@ -177,6 +177,45 @@ describe('monitoring endpoint', () => {
     const table = new CliProcess('nodeset-monitor', ['--monitor-url', monitor.url, '--once']);
     assert.equal(await table.exit(), 0);
     assert.match(table.lines.join('\n'), /NAME\s+HOST\s+ADDRESS[\s\S]*seen-by-monitor/);
+    // Straight from the dispatcher, without the monitoring endpoint.
+    const direct = new CliProcess('nodeset-monitor', ['--dispatcher-url', dispatcher.url, '--once']);
+    assert.equal(await direct.exit(), 0);
+    assert.match(direct.lines.join('\n'), /seen-by-monitor/);
+  });
+
+  test('who subscribes to a URI: over the protocol, over HTTP and from the command line', async () => {
+    const n = await node('queried');
+    await n.subscribe('query.*', () => {}, { group: 'g1' });
+    const viaNode = (await n.subscribers('query.me')) as { node: string; group: string }[];
+    assert.deepEqual(
+      viaNode.map((x) => [x.node, x.group]),
+      [['queried', 'g1']],
+    );
+    const viaHttp = (await (await fetch(`${monitor.url}/subscribers?uri=query.me`)).json()) as { node: string }[];
+    assert.deepEqual(
+      viaHttp.map((x) => x.node),
+      ['queried'],
+    );
+    const bad = await fetch(`${monitor.url}/subscribers?uri=bad..uri`);
+    assert.equal(bad.status, 400);
+    assert.equal(((await bad.json()) as { code: string }).code, 'BAD_URI');
+    const cli = new CliProcess('nodeset-monitor', ['--dispatcher-url', dispatcher.url, '--subscribers', 'query.me']);
+    assert.equal(await cli.exit(), 0);
+    assert.equal(JSON.parse(cli.lines.join('\n'))[0].node, 'queried');
+  });
+
+  test('a node whose handlers are busy still answers heartbeats', async () => {
+    const busy = await node('busy-node');
+    let done = 0;
+    await busy.subscribe('slow.work', async () => {
+      await new Promise((r) => setTimeout(r, 400)); // far past the 100 ms heartbeat interval
+      done++;
+    });
+    const pub = await node('busy-feeder');
+    for (let i = 0; i < 5; i++) await pub.publish('slow.work', i, { ack: true });
+    await until(() => done === 5, 5000);
+    assert.ok(busy.connected);
+    assert.ok(dispatcher.nodes().some((x) => x.name === 'busy-node' && x.heartbeatRttMs !== null));
   });
 });
 

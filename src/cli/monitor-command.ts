@@ -1,13 +1,21 @@
 import type { Command } from 'commander';
+import { Node } from '../node/node.js';
 import { NodesetError } from '../protocol/errors.js';
-import { baseCommand } from './common.js';
+import { baseCommand, type NodeCommandOptions, nodeConnectionOptions, withNodeOptions } from './common.js';
 import { resolveOptions } from './config.js';
 
-interface MonitorCliOptions {
-  monitorUrl: string;
+interface MonitorCliOptions extends NodeCommandOptions {
+  monitorUrl?: string;
   json?: boolean;
   once?: boolean;
-  interval: number;
+  subscribers?: string;
+}
+
+/** Where snapshots come from: the monitoring endpoint (HTTP) or the dispatcher itself (a node's queries). */
+interface Source {
+  snapshot(): Promise<Snapshot>;
+  subscribers(uri: string): Promise<unknown>;
+  close(): Promise<void>;
 }
 
 interface NodeRow {
@@ -35,6 +43,35 @@ interface Snapshot {
   nodes: NodeRow[];
 }
 
+function httpSource(base: string): Source {
+  return {
+    snapshot: () => fetchSnapshot(base),
+    subscribers: async (uri) => (await fetch(new URL(`/subscribers?uri=${encodeURIComponent(uri)}`, base))).json(),
+    close: async () => {},
+  };
+}
+
+/** Snapshots through a node's QUERY frames; rates come from the difference between two snapshots. */
+async function dispatcherSource(opts: NodeCommandOptions): Promise<Source> {
+  const node = await new Node({ ...nodeConnectionOptions(opts), statsIntervalMs: 0, startTimeoutMs: 5000 }).start();
+  let last: { at: number; publishes: number; deliveries: number } | null = null;
+  return {
+    async snapshot() {
+      const [stats, nodes] = (await Promise.all([node.stats(), node.nodes()])) as [Snapshot['stats'], NodeRow[]];
+      const now = Date.now();
+      const secs = last === null ? 0 : (now - last.at) / 1000;
+      const rates = {
+        publishesPerSec: secs > 0 && last !== null ? (stats.publishes - last.publishes) / secs : 0,
+        deliveriesPerSec: secs > 0 && last !== null ? (stats.deliveries - last.deliveries) / secs : 0,
+      };
+      last = { at: now, publishes: stats.publishes, deliveries: stats.deliveries };
+      return { stats: { ...stats, rates, memory: stats.memory ?? { rssBytes: 0 } }, nodes };
+    },
+    subscribers: (uri) => node.subscribers(uri),
+    close: () => node.stop(),
+  };
+}
+
 async function fetchSnapshot(base: string): Promise<Snapshot> {
   const get = async (path: string) => {
     let res: Response;
@@ -58,7 +95,7 @@ export function renderSnapshot({ stats, nodes }: Snapshot, width = 120): string 
   const lines = [
     `nodeset dispatcher ${stats.host}   nodes ${stats.connections}   subscriptions ${stats.subscriptions}   ` +
       `publishes/s ${num(stats.rates.publishesPerSec)}   deliveries/s ${num(stats.rates.deliveriesPerSec)}   ` +
-      `dropped ${num(stats.dropped)}   rss ${(stats.memory.rssBytes / 1048576).toFixed(0)} MB`,
+      `dropped ${num(stats.dropped)}${stats.memory.rssBytes > 0 ? `   rss ${(stats.memory.rssBytes / 1048576).toFixed(0)} MB` : ''}`,
     '',
   ];
   const header = ['NAME', 'HOST', 'ADDRESS', 'IN', 'OUT', 'RTT', 'SUBSCRIPTIONS'];
@@ -84,23 +121,40 @@ export function renderSnapshot({ stats, nodes }: Snapshot, width = 120): string 
 
 /** `nodeset-monitor`: a live terminal view of a dispatcher, from its monitoring endpoint. */
 export function monitorCommand(name = 'nodeset-monitor'): Command {
-  return baseCommand(name, 'Watch a dispatcher: nodes, rates and subscriptions, refreshed every second.')
-    .option('--monitor-url <url>', "the dispatcher's monitoring endpoint", 'http://127.0.0.1:8222')
+  return withNodeOptions(
+    baseCommand(name, 'Watch a dispatcher: nodes, rates and subscriptions, refreshed every second.'),
+  )
+    .option(
+      '--monitor-url <url>',
+      "the dispatcher's monitoring endpoint (default http://127.0.0.1:8222, unless --dispatcher-url is given)",
+    )
     .option('--json', 'print one snapshot as JSON and exit')
     .option('--once', 'print the table once and exit')
+    .option('--subscribers <uri>', 'print who would receive a publish to this URI, and exit')
     .action(async (_opts: unknown, command: Command) => {
       const opts = resolveOptions<MonitorCliOptions>(command);
-      if (opts.json) {
-        process.stdout.write(`${JSON.stringify(await fetchSnapshot(opts.monitorUrl), null, 2)}\n`);
-        return;
-      }
-      if (opts.once || !process.stdout.isTTY) {
-        process.stdout.write(`${renderSnapshot(await fetchSnapshot(opts.monitorUrl))}\n`);
+      const viaDispatcher =
+        opts.monitorUrl === undefined && command.getOptionValueSource('dispatcherUrl') !== 'default';
+      const source = viaDispatcher
+        ? await dispatcherSource(opts)
+        : httpSource(opts.monitorUrl ?? 'http://127.0.0.1:8222');
+      if (opts.subscribers !== undefined || opts.json || opts.once || !process.stdout.isTTY) {
+        try {
+          if (opts.subscribers !== undefined) {
+            process.stdout.write(`${JSON.stringify(await source.subscribers(opts.subscribers), null, 2)}\n`);
+          } else if (opts.json) {
+            process.stdout.write(`${JSON.stringify(await source.snapshot(), null, 2)}\n`);
+          } else {
+            process.stdout.write(`${renderSnapshot(await source.snapshot())}\n`);
+          }
+        } finally {
+          await source.close();
+        }
         return;
       }
       const draw = async () => {
         try {
-          const text = renderSnapshot(await fetchSnapshot(opts.monitorUrl), process.stdout.columns);
+          const text = renderSnapshot(await source.snapshot(), process.stdout.columns);
           process.stdout.write(`\x1b[H\x1b[2J${text}\n\n(ctrl-c to quit)`);
         } catch (err) {
           process.stdout.write(`\x1b[H\x1b[2J${(err as Error).message}; retrying…`);
@@ -111,7 +165,7 @@ export function monitorCommand(name = 'nodeset-monitor'): Command {
       process.once('SIGINT', () => {
         clearInterval(timer);
         process.stdout.write('\n');
-        process.exit(0);
+        void source.close().then(() => process.exit(0));
       });
     });
 }

@@ -215,6 +215,16 @@ export class MonitorServer {
       case '/nodes':
         this.#json(res, 200, this.nodes());
         return;
+      case '/subscribers': {
+        const uri = new URL(req.url ?? '/', 'http://x').searchParams.get('uri');
+        try {
+          this.#json(res, 200, this.#dispatcher.subscribers(uri ?? ''));
+        } catch (err) {
+          const e = err as { code?: string; message: string };
+          this.#json(res, 400, { code: e.code ?? 'BAD_URI', message: e.message });
+        }
+        return;
+      }
       case '/healthz':
         this.#json(res, 200, {
           status: 'ok',
