@@ -107,7 +107,7 @@ describe('StreamNode', () => {
     assert.deepEqual(await values, [{ a: 1 }, [1, 'two', { three: 3 }], 'last']);
   });
 
-  test('a receiver that reads slowly keeps the sender under its buffer bound', async () => {
+  test('a receiver that reads slowly keeps the sender under its buffer bound', async (t) => {
     const receiver = await streamNode('slow-rx');
     let slow!: Readable;
     const ready = new Promise<void>((resolve) => {
@@ -138,6 +138,7 @@ describe('StreamNode', () => {
     slow.resume();
     const sent = await done;
     assert.deepEqual(await result, { bytes: total, sha256: sent });
+    t.diagnostic(`sender buffered at most ${peak} bytes (bound ${bound}) while the receiver read slowly`);
     assert.ok(peak <= bound, `sender buffered up to ${peak} bytes, bound ${bound}`);
   });
 
