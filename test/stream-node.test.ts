@@ -18,8 +18,9 @@ async function writeBytes(stream: OutgoingStream, total: number, onChunk?: () =>
     const chunk = Buffer.from(block.subarray(0, Math.min(CHUNK, total - sent)));
     chunk.writeUInt32LE(i, 0);
     hash.update(chunk);
-    if (!stream.write(chunk)) await once(stream, 'drain');
-    onChunk?.();
+    const ok = stream.write(chunk);
+    onChunk?.(); // measured while the chunk is still buffered
+    if (!ok) await once(stream, 'drain');
   }
   stream.end();
   await once(stream, 'finish');
