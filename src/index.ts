@@ -32,3 +32,5 @@ export {
   STATS_EVENT,
 } from './protocol/frames.js';
 export { DEFAULT_DISPATCHER_URL, DEFAULT_PORT, parseDispatcherUrl } from './protocol/url.js';
+export { KeyRing, signRequest } from './web/signatures.js';
+export { WebBridge, type WebBridgeOptions } from './web/web-server.js';

@@ -5,6 +5,7 @@ import { dispatcherCommand } from './dispatcher-command.js';
 import { monitorCommand } from './monitor-command.js';
 import { nodeCommand } from './node-command.js';
 import { shellCommand } from './shell-command.js';
+import { webCommand } from './web-command.js';
 
 /** `nodeset dispatcher|node|shell|monitor …`: the same commands as the nodeset-* ones. */
 const program = new Command('nodeset')
@@ -14,6 +15,7 @@ const program = new Command('nodeset')
   .addCommand(dispatcherCommand('dispatcher'))
   .addCommand(nodeCommand('node'))
   .addCommand(shellCommand('shell'))
-  .addCommand(monitorCommand('monitor'));
+  .addCommand(monitorCommand('monitor'))
+  .addCommand(webCommand('web'));
 
 await run(program);

@@ -1,0 +1,5 @@
+#!/usr/bin/env node
+import { run } from './common.js';
+import { webCommand } from './web-command.js';
+
+await run(webCommand());

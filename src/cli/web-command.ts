@@ -1,0 +1,61 @@
+import type { Command } from 'commander';
+import { parseHostPort } from '../protocol/url.js';
+import { KeyRing } from '../web/signatures.js';
+import { WebBridge } from '../web/web-server.js';
+import {
+  baseCommand,
+  createLogger,
+  type NodeCommandOptions,
+  nodeConnectionOptions,
+  onShutdown,
+  withNodeOptions,
+  writePidfile,
+} from './common.js';
+import { resolveOptions } from './config.js';
+import { type ManholeOptions, startManhole, withManholeOptions } from './manhole.js';
+
+interface WebCliOptions extends NodeCommandOptions, ManholeOptions {
+  listen: string;
+  path?: string;
+  keys?: string;
+  cors?: string;
+  insecure?: boolean;
+}
+
+/** `nodeset-web` (also `nodeset web`): the HTTP and WebSocket bridge. */
+export function webCommand(name = 'nodeset-web'): Command {
+  return withManholeOptions(
+    withNodeOptions(baseCommand(name, 'Publish, subscribe and request over HTTP, WebSocket and from the browser.')),
+  )
+    .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8080')
+    .option('--path <dir>', 'serve static files and route modules (NAME.route.mjs) from this directory')
+    .option('--keys <file>', 'shared keys (YAML or JSON); publish and subscribe must then be signed')
+    .option('--cors <origins>', 'comma-separated origins allowed by CORS (* for any)')
+    .option('--insecure', 'allow a non-loopback --listen without --keys')
+    .action(async (_opts: unknown, command: Command) => {
+      const opts = resolveOptions<WebCliOptions>(command);
+      const logger = createLogger(opts);
+      writePidfile(opts.pidfile);
+      const { host, port } = parseHostPort(opts.listen);
+      const conn = nodeConnectionOptions(opts);
+      const bridge = new WebBridge({
+        host,
+        port,
+        dispatcherUrl: conn.dispatcherUrl,
+        token: conn.token,
+        tls: conn.tls,
+        path: opts.path,
+        keys: opts.keys === undefined ? null : KeyRing.load(opts.keys),
+        cors: opts.cors === undefined ? [] : opts.cors.split(',').map((o) => o.trim()),
+        insecure: opts.insecure ?? false,
+        logger,
+      });
+      await bridge.start();
+      const manhole = await startManhole(opts, { bridge }, logger);
+      onShutdown(async () => {
+        await manhole?.close();
+        await bridge.stop();
+      }, logger);
+      process.stdout.write(`nodeset web listening on ${bridge.url}\n`);
+    });
+}

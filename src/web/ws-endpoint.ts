@@ -1,0 +1,105 @@
+import type { IncomingMessage } from 'node:http';
+import type { WebSocket } from 'ws';
+import { NodesetError } from '../protocol/errors.js';
+import { parseEventUri } from '../protocol/event-uri.js';
+import type { WebBridge } from './web-server.js';
+
+/** A WebSocket client's frames: JSON objects with an `op`, answered by `{ id, ok, result | error }`. */
+interface Op {
+  id?: unknown;
+  op?: unknown;
+  event?: unknown;
+  message?: unknown;
+  mode?: unknown;
+  timeout?: unknown;
+}
+
+/** Pending bytes on one WebSocket before events for it are dropped and the client told. */
+const MAX_WS_BUFFERED_BYTES = 8 * 1024 * 1024;
+
+/**
+ * `/ws`: subscribe, unsubscribe, publish and request over one WebSocket, for
+ * browsers and other languages. Events arrive as `{ type: 'event', event, message, from }`.
+ */
+export function handleWebSocket(bridge: WebBridge, ws: WebSocket, req: IncomingMessage, token: string | null): void {
+  const subscriptions = new Map<string, () => Promise<void>>();
+  const send = (value: unknown) => {
+    if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(value));
+  };
+  const fail = (id: unknown, err: unknown) => {
+    const e = err instanceof NodesetError ? err : new NodesetError('INTERNAL', 'internal error');
+    send({ id, ok: false, error: { code: e.code, message: e.message } });
+  };
+  try {
+    bridge.verify(req, ['/ws'], '');
+  } catch (err) {
+    fail(null, err);
+    ws.close(4003, 'signature required');
+    return;
+  }
+  const node = bridge.nodeFor(token);
+  node.catch((err: unknown) => {
+    fail(null, err);
+    ws.close(4001, (err as Error).message.slice(0, 100));
+  });
+
+  ws.on('message', (data) => {
+    let op: Op;
+    try {
+      op = JSON.parse(data.toString()) as Op;
+      if (typeof op !== 'object' || op === null) throw new Error('not an object');
+    } catch {
+      fail(null, new NodesetError('BAD_FRAME', 'WebSocket messages are JSON objects'));
+      return;
+    }
+    void run(op).then(
+      (result) => send({ id: op.id ?? null, ok: true, result }),
+      (err: unknown) => fail(op.id ?? null, err),
+    );
+  });
+  ws.on('close', () => {
+    for (const remove of subscriptions.values()) void remove();
+    subscriptions.clear();
+  });
+
+  async function run(op: Op): Promise<unknown> {
+    if (typeof op.event !== 'string') throw new NodesetError('BAD_URI', 'field "event" is required');
+    const event = op.event;
+    const n = await node;
+    switch (op.op) {
+      case 'subscribe': {
+        parseEventUri(event, true);
+        if (subscriptions.has(event)) return { subscribed: event };
+        const remove = await bridge.pool.listen(n, event, (e) => {
+          if (ws.bufferedAmount > MAX_WS_BUFFERED_BYTES) {
+            fail(null, new NodesetError('SLOW_CONSUMER', 'events dropped: the WebSocket is not reading'));
+            return;
+          }
+          send({ type: 'event', event: e.event, message: e.message ?? null, from: e.from });
+        });
+        if (ws.readyState !== ws.OPEN) await remove();
+        else subscriptions.set(event, remove);
+        return { subscribed: event };
+      }
+      case 'unsubscribe': {
+        await subscriptions.get(event)?.();
+        subscriptions.delete(event);
+        return { unsubscribed: event };
+      }
+      case 'publish': {
+        const mode = op.mode === undefined ? undefined : op.mode;
+        if (mode !== undefined && mode !== 'all' && mode !== 'direct') {
+          throw new NodesetError('BAD_OPTION', 'mode must be "all" or "direct"');
+        }
+        const delivered = await n.publish(event, op.message, { ack: true, mode });
+        return { delivered };
+      }
+      case 'request': {
+        const timeoutMs = typeof op.timeout === 'number' && op.timeout > 0 ? op.timeout : 5000;
+        return { reply: (await n.request(event, op.message, { timeoutMs })) ?? null };
+      }
+      default:
+        throw new NodesetError('BAD_FRAME', 'op must be subscribe, unsubscribe, publish or request');
+    }
+  }
+}
