@@ -215,7 +215,8 @@ export class WebBridge {
         close();
       }
     };
-    req.on('close', close);
+    // The response closes when the client goes away (the request 'close' only means its body was read).
+    res.on('close', close);
     try {
       for (const e of events) removers.push(await this.pool.listen(node, e, send));
     } catch (err) {
@@ -235,7 +236,7 @@ export class WebBridge {
     if (sse) {
       res.write(': subscribed\n\n');
       keepAlive = setInterval(() => res.write(': keep-alive\n\n'), this.#o.keepAliveMs);
-    } else if (!once) {
+    } else {
       res.flushHeaders();
     }
   }
