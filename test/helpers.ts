@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Dispatcher, type DispatcherOptions, Node, type NodeOptions } from '../src/index.js';
@@ -208,4 +209,49 @@ export async function makeCerts(): Promise<TestCerts> {
     clientCert: client.cert,
     clientKey: client.private,
   };
+}
+
+/** A nats-server of the test's own, on a free port (restartable on the same port). */
+export class NatsServer {
+  child: ChildProcess | null = null;
+  port = 0;
+
+  /** The binary, when installed. */
+  static find(): string | null {
+    return (
+      ['/usr/sbin/nats-server', '/usr/bin/nats-server', '/usr/local/bin/nats-server'].find((p) => existsSync(p)) ?? null
+    );
+  }
+
+  get url(): string {
+    return `nats://127.0.0.1:${this.port}`;
+  }
+
+  async start(port = this.port === 0 ? -1 : this.port): Promise<this> {
+    const bin = NatsServer.find();
+    if (bin === null) throw new Error('nats-server is not installed');
+    const child = spawn(bin, ['-a', '127.0.0.1', '-p', String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = child;
+    const re = /Listening for client connections on 127\.0\.0\.1:(\d+)/;
+    this.port = await new Promise<number>((resolve, reject) => {
+      let text = '';
+      const onData = (c: Buffer) => {
+        text += c.toString();
+        const m = re.exec(text);
+        if (m !== null) resolve(Number(m[1]));
+      };
+      child.stdout!.on('data', onData);
+      child.stderr!.on('data', onData);
+      child.once('exit', (code) => reject(new Error(`nats-server exited (${code}): ${text}`)));
+    });
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    const child = this.child;
+    this.child = null;
+    if (child === null || child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    await once(child, 'exit');
+  }
 }

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { Dispatcher } from '../dispatcher/dispatcher.js';
 import { defaultDispatcherOptions } from '../dispatcher/options.js';
+import { NatsFederation } from '../federation/nats-federation.js';
 import { MonitorServer } from '../monitor/monitor-server.js';
 import { NodesetError } from '../protocol/errors.js';
 import { parseHostPort } from '../protocol/url.js';
@@ -36,6 +37,7 @@ interface DispatcherCliOptions extends CommonOptions, ManholeOptions {
   tlsCa?: string;
   hashToken?: string;
   monitor: string | false;
+  federation?: string;
 }
 
 /** The `nodeset-dispatcher` command (also `nodeset dispatcher`). */
@@ -97,6 +99,7 @@ export function dispatcherCommand(name = 'nodeset-dispatcher'): Command {
       '127.0.0.1:8222',
     )
     .option('--no-monitor', 'no monitoring endpoint')
+    .option('--federation <urls>', 'join the federation: comma-separated NATS URLs (nats://host:port,…)')
     .option('--hash-token <token>', 'print the stored form of a token for the auth file, and exit')
     .action(async (_opts: unknown, command: Command) => {
       const opts = resolveOptions<DispatcherCliOptions>(command);
@@ -122,23 +125,28 @@ export function dispatcherCommand(name = 'nodeset-dispatcher'): Command {
             : null;
         writePidfile(opts.pidfile);
         const { host, port } = parseHostPort(opts.listen);
-        const dispatcher = new Dispatcher({
-          host,
-          port,
-          hostName: opts.hostName,
-          heartbeatIntervalMs: opts.heartbeatInterval,
-          heartbeatTimeoutMs: opts.heartbeatTimeout,
-          maxPayloadBytes: opts.maxPayload,
-          maxPendingBytes: opts.maxPending,
-          maxSubscriptionsPerConnection: opts.maxSubscriptions,
-          maxConnections: opts.maxConnections,
-          maxConnectionsPerIdentity: opts.maxConnectionsPerIdentity,
-          handshakeTimeoutMs: opts.handshakeTimeout,
-          auth: opts.auth === undefined ? null : AuthConfig.load(opts.auth),
-          insecure: opts.insecure ?? false,
-          tls,
-          logger,
-        });
+        const dispatcher = new Dispatcher(
+          {
+            host,
+            port,
+            hostName: opts.hostName,
+            heartbeatIntervalMs: opts.heartbeatInterval,
+            heartbeatTimeoutMs: opts.heartbeatTimeout,
+            maxPayloadBytes: opts.maxPayload,
+            maxPendingBytes: opts.maxPending,
+            maxSubscriptionsPerConnection: opts.maxSubscriptions,
+            maxConnections: opts.maxConnections,
+            maxConnectionsPerIdentity: opts.maxConnectionsPerIdentity,
+            handshakeTimeoutMs: opts.handshakeTimeout,
+            auth: opts.auth === undefined ? null : AuthConfig.load(opts.auth),
+            insecure: opts.insecure ?? false,
+            tls,
+            logger,
+          },
+          opts.federation === undefined
+            ? null
+            : new NatsFederation({ servers: opts.federation.split(',').map((u) => u.trim()), logger }),
+        );
         await dispatcher.start();
         let monitor: MonitorServer | null = null;
         if (opts.monitor !== false) {

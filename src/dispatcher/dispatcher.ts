@@ -1,7 +1,7 @@
 import type { Server, Socket } from 'node:net';
 import pino, { type Logger } from 'pino';
 import { isErrorCode, NodesetError } from '../protocol/errors.js';
-import { type EventUri, matchesPattern, parseEventUri } from '../protocol/event-uri.js';
+import { ALL_HOSTS, type EventUri, matchesPattern, parseEventUri } from '../protocol/event-uri.js';
 import {
   FrameKind,
   PubFlag,
@@ -14,6 +14,7 @@ import {
 import { Route, RoutingTable } from '../protocol/routing-table.js';
 import { formatDispatcherUrl } from '../protocol/url.js';
 import { isLoopback, listenTcp } from '../transport/tcp.js';
+import { FEDERATION_CONN, type Federation, FederationGlue } from './federation.js';
 import { type DispatcherOptions, type ResolvedDispatcherOptions, resolveDispatcherOptions } from './options.js';
 import { PRESENCE_JOINED, PRESENCE_LEFT, presenceOf } from './presence.js';
 import { type LeaveReason, Session, type Subscription, servesNode, TAIL_CACHE_LIMIT } from './session.js';
@@ -67,12 +68,31 @@ export class Dispatcher {
   #targets = new Map<string, Target | NodesetError>();
   #heartbeat: NodeJS.Timeout | null = null;
   #stopping: Promise<void> | null = null;
+  /** The link to the other hosts' dispatchers, when federated. */
+  federation: Federation | null = null;
   /** The session the last successful delivery went to (for request bookkeeping). */
   #lastDelivered: Session | null = null;
 
-  constructor(options: DispatcherOptions = {}) {
+  /** Routing of what arrives from other hosts; null without federation. */
+  readonly federationGlue: FederationGlue | null = null;
+
+  constructor(options: DispatcherOptions = {}, federation: Federation | null = null) {
     this.options = resolveDispatcherOptions(options);
     this.logger = this.options.logger ?? pino({ level: 'silent' });
+    if (federation !== null) {
+      this.federation = federation;
+      this.federationGlue = new FederationGlue(this, federation);
+    }
+  }
+
+  /** Adds a subscription to the routing table (and declares interest to the other hosts). */
+  addSubscription(sub: Subscription): void {
+    this.table.add(sub);
+    this.federationGlue?.interestChanged(sub.pattern, 1);
+  }
+
+  removeSubscription(sub: Subscription): void {
+    if (this.table.remove(sub)) this.federationGlue?.interestChanged(sub.pattern, -1);
   }
 
   get hostName(): string {
@@ -115,6 +135,7 @@ export class Dispatcher {
     this.#server = server;
     this.#address = { host, port };
     this.#heartbeat = setInterval(() => this.#sweep(), this.options.heartbeatIntervalMs);
+    if (this.federation !== null) await this.federation.start(this);
     this.logger.info({ url: this.url, host: this.hostName }, 'dispatcher listening');
     return this;
   }
@@ -155,6 +176,7 @@ export class Dispatcher {
     clearTimeout(timer);
     for (const session of this.sessions.values()) session.terminate('shutdown');
     await serverClosed;
+    await this.federation?.stop();
     this.logger.info('dispatcher stopped');
   }
 
@@ -186,7 +208,7 @@ export class Dispatcher {
       if (n <= 0) this.identityConnections.delete(session.identity.name);
       else this.identityConnections.set(session.identity.name, n);
     }
-    for (const sub of session.subs.values()) this.table.remove(sub);
+    for (const sub of session.subs.values()) this.removeSubscription(sub);
     session.subs.clear();
     if (wasOpen) {
       if (session.leaveReason !== 'shutdown') {
@@ -205,24 +227,19 @@ export class Dispatcher {
   /** Routes one publish. Hot path: no promise, no closure, no re-encode of the payload. */
   publish(from: Session, sender: string, uri: string, flags: number, r: number, ct: number, payload: Buffer): void {
     const target = this.#target(uri);
-    const isRequest = (flags & PubFlag.REQUEST) !== 0;
-    if (!target.local) {
-      throw new NodesetError('NO_ROUTE', `host ${target.uri.host} is not reachable from ${this.hostName}`);
-    }
+    const event = target.uri.event;
     // Every node may report its own metrics.
-    if (from.identity !== null && !from.mayPublish(target.uri.event) && target.uri.event !== STATS_EVENT) {
+    if (from.identity !== null && !from.mayPublish(event) && event !== STATS_EVENT) {
       throw new NodesetError('PERMISSION_DENIED', `identity ${from.identity.name} may not publish to ${uri}`);
     }
-    const stats = this.stats;
-    stats.publishes++;
-    stats.countEvent(target.uri.event);
-    const event = target.uri.event;
-    const route = this.table.match(event);
-    const single = (flags & (PubFlag.DIRECT | PubFlag.REQUEST)) !== 0;
+    if (!target.local) {
+      this.#forward(from, sender, target.uri.host as string, uri, flags, r, ct, payload);
+      return;
+    }
+    const isRequest = (flags & PubFlag.REQUEST) !== 0;
     let tail: Buffer | undefined;
-    if (isRequest) {
-      tail = packMsgTail(uri, sender, ct, from.id, r, true);
-    } else {
+    if (!isRequest) {
+      const single = (flags & PubFlag.DIRECT) !== 0;
       const key = flags === 0 && ct === 0 && sender === from.name ? uri : `${ct}:${single ? 1 : 0}:${sender}:${uri}`;
       tail = from.tails.get(key);
       if (tail === undefined) {
@@ -231,25 +248,87 @@ export class Dispatcher {
         from.tails.set(key, tail);
       }
     }
-    let delivered = 0;
-    const node = target.uri.node;
-    if (single) {
-      const sub = node === null ? route.pickOne() : pickNamed(route, node);
-      if (sub !== undefined && this.#deliver(sub, event, tail, payload)) delivered = 1;
-    } else if (node === null) {
-      delivered = this.#fanOut(route, event, tail, payload, (flags & PubFlag.LOCAL_DONE) !== 0 ? from : null);
-    } else {
-      for (const sub of route.all) {
-        if (servesNode(sub, node) && this.#deliver(sub, event, tail, payload)) delivered++;
-      }
-    }
+    const skip = (flags & PubFlag.LOCAL_DONE) !== 0 ? from : null;
+    const delivered = this.routeLocal(target.uri, sender, uri, flags, ct, payload, from.id, r, skip, tail);
     if (event.charCodeAt(0) === 36 /* $ */ && event === STATS_EVENT) from.latestMetrics = payload.toString('utf8');
     if (isRequest) {
       if (delivered === 0) from.error(new NodesetError('NO_RESPONDERS', `no subscriber for request ${uri}`), r);
-      else this.#awaitReply(this.#lastDelivered as Session, from.id, r);
     } else if ((flags & PubFlag.ACK) !== 0) {
       from.ok({ r, n: delivered });
     }
+    if (target.uri.host === ALL_HOSTS && this.federation !== null) {
+      this.federation.broadcast({ uri, from: sender, host: this.hostName, ct, flags: flags & PubFlag.DIRECT, payload });
+    }
+  }
+
+  /**
+   * Delivers a publish to this host's subscribers; returns how many got it.
+   * A request is routed to one subscriber and its reply awaited from it for
+   * (replyConn, replyId). `tail` is a cached MSG header tail, when there is one.
+   */
+  routeLocal(
+    target: EventUri,
+    sender: string,
+    uri: string,
+    flags: number,
+    ct: number,
+    payload: Buffer,
+    replyConn: number,
+    replyId: number,
+    skip: Session | null,
+    tail?: Buffer,
+  ): number {
+    const event = target.event;
+    const stats = this.stats;
+    stats.publishes++;
+    stats.countEvent(event);
+    const route = this.table.match(event);
+    const isRequest = (flags & PubFlag.REQUEST) !== 0;
+    const single = (flags & (PubFlag.DIRECT | PubFlag.REQUEST)) !== 0;
+    const msgTail = tail ?? packMsgTail(uri, sender, ct, isRequest ? replyConn : 0, isRequest ? replyId : 0, single);
+    let delivered = 0;
+    const node = target.node;
+    if (single) {
+      const sub = node === null ? route.pickOne() : pickNamed(route, node);
+      if (sub !== undefined && this.#deliver(sub, event, msgTail, payload)) delivered = 1;
+    } else if (node === null) {
+      delivered = this.#fanOut(route, event, msgTail, payload, skip);
+    } else {
+      for (const sub of route.all) {
+        if (servesNode(sub, node) && this.#deliver(sub, event, msgTail, payload)) delivered++;
+      }
+    }
+    if (isRequest && delivered > 0) this.#awaitReply(this.#lastDelivered as Session, replyConn, replyId);
+    return delivered;
+  }
+
+  /** A publish for another host: through the federation, or NO_ROUTE. Its ack or reply comes back from there. */
+  #forward(
+    from: Session,
+    sender: string,
+    host: string,
+    uri: string,
+    flags: number,
+    r: number,
+    ct: number,
+    payload: Buffer,
+  ): void {
+    const federation = this.federation;
+    if (federation === null) throw new NodesetError('NO_ROUTE', `host ${host} is not reachable from ${this.hostName}`);
+    if (!federation.connected) {
+      this.stats.federationRejected++;
+      throw new NodesetError('NO_ROUTE', `host ${host} is not reachable: the federation link is down`);
+    }
+    const answered = (flags & (PubFlag.ACK | PubFlag.REQUEST)) !== 0;
+    federation.forward(host, {
+      uri,
+      from: sender,
+      host: this.hostName,
+      ct,
+      flags,
+      payload,
+      ...(answered ? { conn: from.id, r } : {}),
+    });
   }
 
   /**
@@ -260,6 +339,10 @@ export class Dispatcher {
   reply(from: Session, toSession: number, r: number, ct: number, err: unknown, payload: Buffer): void {
     if (!from.awaitingReply.delete(`${toSession}:${r}`)) {
       throw new NodesetError('BAD_FRAME', `REPLY to a request this connection did not receive (${toSession}:${r})`);
+    }
+    if (toSession === FEDERATION_CONN) {
+      this.federationGlue?.reply(r, ct, wireErrorOf(err), payload);
+      return;
     }
     const requester = this.sessions.get(toSession);
     if (requester === undefined || !requester.open) {
@@ -289,6 +372,12 @@ export class Dispatcher {
         if (from.identity !== null && !from.mayPublish(target.uri.event)) {
           throw new NodesetError('PERMISSION_DENIED', `identity ${from.identity.name} may not look up ${String(uri)}`);
         }
+        const host = target.uri.host;
+        if (!target.local && host !== null) {
+          if (this.federation === null)
+            throw new NodesetError('NO_ROUTE', `host ${host} is not reachable from ${this.hostName}`);
+          return this.federation.subscribers(host, uri as string);
+        }
         return this.subscribers(uri);
       }
       default:
@@ -300,7 +389,9 @@ export class Dispatcher {
   }
 
   snapshot(): StatsSnapshot {
-    return this.stats.snapshot(this.hostName, this.sessions.size, this.table.size);
+    const snap = this.stats.snapshot(this.hostName, this.sessions.size, this.table.size);
+    snap.federation = this.federation === null ? null : { connected: this.federation.connected };
+    return snap;
   }
 
   nodes(): NodeInfo[] {
@@ -477,6 +568,15 @@ export class Dispatcher {
 
 function pickNamed(route: Route<Subscription>, node: string): Subscription | undefined {
   return route.all.find((sub) => servesNode(sub, node));
+}
+
+function wireErrorOf(err: unknown): { code: string; message: string } | undefined {
+  if (typeof err !== 'object' || err === null) return undefined;
+  const e = err as Record<string, unknown>;
+  return {
+    code: isErrorCode(e.code) ? e.code : 'HANDLER_ERROR',
+    message: typeof e.message === 'string' ? e.message : 'handler failed',
+  };
 }
 
 function parseMetrics(text: string | null): unknown {

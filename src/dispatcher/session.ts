@@ -155,7 +155,7 @@ export class Session implements FrameSocketHandlers {
           const sub = this.subs.get(h.sid);
           if (sub !== undefined) {
             this.subs.delete(h.sid);
-            this.#dispatcher.table.remove(sub);
+            this.#dispatcher.removeSubscription(sub);
           }
           if (r !== undefined) this.ok({ r });
           return;
@@ -172,7 +172,16 @@ export class Session implements FrameSocketHandlers {
           const h = this.#record(header, 'QUERY');
           if (!isUint(h.r)) throw new NodesetError('BAD_FRAME', 'QUERY needs a numeric r');
           r = h.r;
-          this.ok({ r, data: this.#dispatcher.query(this, h.what, h.uri) });
+          const data = this.#dispatcher.query(this, h.what, h.uri);
+          if (data instanceof Promise) {
+            const id = r;
+            data.then(
+              (d) => this.ok({ r: id, data: d }),
+              (err: unknown) => this.#refuseFrame(err, id),
+            );
+          } else {
+            this.ok({ r, data });
+          }
           return;
         }
         case FrameKind.GOODBYE:
@@ -368,7 +377,7 @@ export class Session implements FrameSocketHandlers {
         existing.stream = stream;
         return;
       }
-      this.#dispatcher.table.remove(existing);
+      this.#dispatcher.removeSubscription(existing);
       this.subs.delete(h.sid);
     } else if (this.subs.size >= this.#dispatcher.options.maxSubscriptionsPerConnection) {
       throw new NodesetError(
@@ -388,7 +397,7 @@ export class Session implements FrameSocketHandlers {
       deny: this.identity === null ? null : denyFilter(this.identity.subscribe, uri.event),
     };
     this.subs.set(h.sid, sub);
-    this.#dispatcher.table.add(sub);
+    this.#dispatcher.addSubscription(sub);
   }
 
   #record(header: Buffer | null, what: string): Record<string, unknown> {

@@ -21,6 +21,11 @@ export interface StatsSnapshot {
   permissionDenials: number;
   tlsFailures: number;
   willsPublished: number;
+  federationOut: number;
+  federationIn: number;
+  federationRejected: number;
+  /** Federation link state (null when not federated). */
+  federation?: { connected: boolean } | null;
   /** Publishes per event name, busiest first (bounded). */
   events: Record<string, number>;
 }
@@ -42,6 +47,10 @@ export class DispatcherStats {
   permissionDenials = 0;
   tlsFailures = 0;
   willsPublished = 0;
+  /** Publishes sent to and received from other hosts, and refused while the federation link was down. */
+  federationOut = 0;
+  federationIn = 0;
+  federationRejected = 0;
   /** Bytes of connections that have closed (open ones are counted on their sockets). */
   bytesInClosed = 0;
   bytesOutClosed = 0;
@@ -75,6 +84,9 @@ export class DispatcherStats {
       permissionDenials: this.permissionDenials,
       tlsFailures: this.tlsFailures,
       willsPublished: this.willsPublished,
+      federationOut: this.federationOut,
+      federationIn: this.federationIn,
+      federationRejected: this.federationRejected,
       events: Object.fromEntries(busiest),
     };
   }

@@ -179,6 +179,16 @@ export class MonitorServer {
     counter('nodeset_errors_sent_total', 'ERROR frames sent', () => s.errorsSent);
     counter('nodeset_bytes_in_total', 'Bytes received from nodes', () => this.#bytes().bytesIn);
     counter('nodeset_bytes_out_total', 'Bytes written to nodes', () => this.#bytes().bytesOut);
+    counter('nodeset_federation_out_total', 'Publishes sent to other hosts', () => s.federationOut);
+    counter('nodeset_federation_in_total', 'Publishes received from other hosts', () => s.federationIn);
+    counter(
+      'nodeset_federation_rejected_total',
+      'Cross-host publishes refused while the link was down',
+      () => s.federationRejected,
+    );
+    gauge('nodeset_federation_connected', '1 while the federation link is up (0 when down or not federated)', () =>
+      d.federation?.connected ? 1 : 0,
+    );
     counter('nodeset_wills_published_total', 'Last wills published for nodes that vanished', () => s.willsPublished);
     new Gauge({
       name: 'nodeset_event_publishes',

@@ -279,7 +279,9 @@ export class OutgoingStream extends Writable {
         socket.destroy();
         return;
       }
-      const hello = { v: STREAM_PROTOCOL_VERSION, stream: this.name, from: this.#node.name, format: this.format.name };
+      // The receiver knows the stream by its event name, without the `host/` or `node@host/` part.
+      const stream = this.name.slice(this.name.indexOf('/') + 1);
+      const hello = { v: STREAM_PROTOCOL_VERSION, stream, from: this.#node.name, format: this.format.name };
       socket.write(`${JSON.stringify(hello)}\n`);
       const peer: PeerConn = { node, address, socket };
       this.#peers.set(address, peer);

@@ -1,0 +1,164 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { NatsFederation } from '../src/federation/nats-federation.js';
+import { Dispatcher, type Node, NodesetError, StreamNode } from '../src/index.js';
+import { NatsServer, startNode, until } from './helpers.js';
+
+// CI installs nats-server; there a missing one is a failure, not a skip.
+const skip =
+  NatsServer.find() !== null || process.env.NODESET_CI
+    ? false
+    : 'nats-server is not installed (apt-get install nats-server)';
+
+describe('federation over NATS: three hosts', { skip }, () => {
+  const nats = new NatsServer();
+  const hosts: Record<string, Dispatcher> = {};
+  const nodes: Node[] = [];
+  const at = async (host: string, name: string) => {
+    const n = await startNode(hosts[host]!, { name, statsIntervalMs: 0, ackTimeoutMs: 3000 });
+    nodes.push(n);
+    return n;
+  };
+
+  before(async () => {
+    await nats.start();
+    for (const h of ['hostA', 'hostB', 'hostC']) {
+      hosts[h] = await new Dispatcher({ port: 0, hostName: h }, new NatsFederation({ servers: [nats.url] })).start();
+    }
+  });
+  after(async () => {
+    await Promise.all(nodes.map((n) => n.stop()));
+    for (const d of Object.values(hosts)) await d.stop();
+    await nats.stop();
+  });
+
+  test('B/event and node@B/event published on A reach B only', async () => {
+    const got: string[] = [];
+    const b1 = await at('hostB', 'b1');
+    const b2 = await at('hostB', 'b2');
+    const c1 = await at('hostC', 'c1');
+    for (const [n, label] of [
+      [b1, 'b1'],
+      [b2, 'b2'],
+      [c1, 'c1'],
+    ] as const) {
+      await n.subscribe('orders.new', () => void got.push(label));
+    }
+    const a = await at('hostA', 'a-pub');
+    assert.equal(await a.publish('hostB/orders.new', { id: 1 }, { ack: true }), 2);
+    assert.equal(await a.publish('b2@hostB/orders.new', { id: 2 }, { ack: true }), 1);
+    await until(() => got.length === 3);
+    assert.deepEqual(got.sort(), ['b1', 'b2', 'b2']);
+    assert.equal(await a.publish('orders.new', 'local only', { ack: true }), 0, 'plain event stays on host A');
+  });
+
+  test('*/event reaches every host, the local one included; hosts without interest get nothing', async () => {
+    const got: string[] = [];
+    for (const h of ['hostA', 'hostB']) {
+      const n = await at(h, `alerts-${h}`);
+      await n.subscribe('alerts.*', (_m, info) => void got.push(`${h}:${info.uri}`));
+    }
+    const cBefore = hosts.hostC!.stats.federationIn;
+    const pub = await at('hostA', 'alerts-pub');
+    await pub.publish('*/alerts.fire', { level: 3 }, { ack: true });
+    await until(() => got.length === 2);
+    assert.deepEqual(got.sort(), ['hostA:*/alerts.fire', 'hostB:*/alerts.fire']);
+    assert.equal(hosts.hostC!.stats.federationIn, cBefore, 'host C subscribes to nothing of it');
+    const cNode = await at('hostC', 'alerts-c');
+    await cNode.subscribe('alerts.>', (_m, info) => void got.push(`hostC:${info.uri}`));
+    await until(
+      async () => {
+        await pub.publish('*/alerts.fire', { level: 4 }, { ack: true });
+        return got.some((g) => g.startsWith('hostC:'));
+      },
+      5000,
+      'host C to declare interest',
+    );
+  });
+
+  test('direct mode picks one subscriber at the far host; request/reply across hosts', async () => {
+    const counts = { w1: 0, w2: 0 };
+    const w1 = await at('hostB', 'w1');
+    const w2 = await at('hostB', 'w2');
+    await w1.subscribe('jobs.run', () => void counts.w1++);
+    await w2.subscribe('jobs.run', () => void counts.w2++);
+    await w1.subscribe('math.double', (n: number) => n * 2);
+    const a = await at('hostA', 'a-jobs');
+    for (let i = 0; i < 10; i++) assert.equal(await a.publish('hostB/jobs.run', i, { mode: 'direct', ack: true }), 1);
+    await until(() => counts.w1 + counts.w2 === 10);
+    assert.deepEqual(counts, { w1: 5, w2: 5 });
+    assert.equal(await a.request('hostB/math.double', 21), 42);
+    await assert.rejects(a.request('hostC/math.double', 1), { code: 'NO_RESPONDERS' });
+    // No dispatcher answers for an unknown host: the ack times out rather than hang.
+    await assert.rejects(a.publish('hostZ/x', 1, { ack: true, timeoutMs: 300 }), { code: 'TIMEOUT' });
+  });
+
+  test("stream('B/name') returns B's peers and the data flows directly", async () => {
+    const rx = await new StreamNode({ dispatcherUrl: hosts.hostB!.url, name: 'b-archive', statsIntervalMs: 0 }).start();
+    const tx = await new StreamNode({ dispatcherUrl: hosts.hostA!.url, name: 'a-sender', statsIntervalMs: 0 }).start();
+    try {
+      const received = new Promise<string>((resolve) => {
+        void rx.subscribeStream('backups', (readable, info) => {
+          let text = '';
+          readable.on('data', (c: Buffer) => (text += c.toString()));
+          readable.on('end', () => resolve(`${info.from}:${text}`));
+        });
+      });
+      const stream = await tx.stream('hostB/backups');
+      assert.deepEqual(stream.peers, [{ node: 'b-archive', address: rx.streamAddress }]);
+      stream.end('across hosts');
+      assert.equal(await received, 'a-sender:across hosts');
+    } finally {
+      await tx.stop();
+      await rx.stop();
+    }
+  });
+
+  test('NATS stopped and restarted during traffic: every publish is delivered or rejected; interest comes back', async (t) => {
+    const got = new Set<number>();
+    const sub = await at('hostB', 'outage-sub');
+    await sub.subscribe('outage.tick', (i: number) => void got.add(i));
+    const pub = await at('hostA', 'outage-pub');
+    let delivered = 0;
+    let rejected = 0;
+    const localGot: number[] = [];
+    const local = await at('hostA', 'outage-local');
+    await local.subscribe('outage.local', (i: number) => void localGot.push(i));
+    const total = 150;
+    for (let i = 0; i < total; i++) {
+      if (i === 40) await nats.stop();
+      if (i === 90) {
+        await nats.start();
+        // Both dispatchers reconnect by themselves and re-declare their interest.
+        await until(
+          () => hosts.hostA!.federation!.connected && hosts.hostB!.federation!.connected,
+          10_000,
+          'reconnect',
+        );
+      }
+      try {
+        const n = await pub.publish('hostB/outage.tick', i, { ack: true, timeoutMs: 2000 });
+        if (n === 1) delivered++;
+        else rejected++;
+      } catch (err) {
+        assert.ok(err instanceof NodesetError && ['NO_ROUTE', 'TIMEOUT'].includes(err.code), String(err));
+        rejected++;
+      }
+      // Local traffic is untouched by the outage.
+      assert.equal(await pub.publish('outage.local', i, { ack: true }), 1);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    t.diagnostic(
+      `${total} cross-host publishes: ${delivered} delivered, ${rejected} rejected; ${got.size} seen at host B`,
+    );
+    assert.equal(delivered + rejected, total);
+    await until(() => got.size >= delivered, 5000, 'every delivered publish seen at host B');
+    assert.equal(got.size, delivered, 'reported delivered = arrived');
+    assert.ok(delivered >= 40 + 55, `delivered before and after the outage (${delivered})`);
+    assert.ok(rejected > 0, 'some were refused while NATS was away');
+    for (const i of got) assert.ok(i < 40 || i >= 90 || got.has(i), 'no duplicates');
+    await until(() => localGot.length === total, 5000);
+    // After the outage, the federation is back by itself.
+    await until(async () => (await pub.publish('hostB/outage.tick', -1, { ack: true })) === 1, 10_000, 'link back');
+  });
+});
