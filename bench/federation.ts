@@ -53,7 +53,18 @@ try {
   all.push(nats.child);
   const natsUrl = `nats://127.0.0.1:${/127\.0\.0\.1:(\d+)/.exec(await nats.line(/Listening for client connections/))![1]}`;
   const dispatcher = (host: string) => {
-    const p = node('dist/cli/nodeset-dispatcher.js', '--listen', '127.0.0.1:0', '--host-name', host, '--loglevel', 'warn', '--no-monitor', '--federation', natsUrl);
+    const p = node(
+      'dist/cli/nodeset-dispatcher.js',
+      '--listen',
+      '127.0.0.1:0',
+      '--host-name',
+      host,
+      '--loglevel',
+      'warn',
+      '--no-monitor',
+      '--federation',
+      natsUrl,
+    );
     all.push(p.child);
     return p;
   };
