@@ -1,0 +1,281 @@
+// nodeset benchmark suite: every scenario with publisher(s), broker and
+// subscriber(s) each in their own process; optionally the same scenarios,
+// alternating in the same run, against nats-server and redis-server pub/sub.
+//
+//   npm run bench                      nodeset alone
+//   npm run bench:compare              nodeset, NATS and Redis side by side, with ratios
+//   options: --peers nodeset,nats,redis --scenarios 1-1,1-8,8-1,direct-1-4,request,pingpong
+//            --sizes 16,128,1024,16384 --count 100000 --round-trips 5000 --json
+//
+// Flow control: publishers stop queueing past 1 MiB (nodeset: drain(); NATS:
+// flush() every 1,024 messages; Redis: await every 1,024 PUBLISH replies), so
+// no benchmark process buffers without bound. Subscribers stop by themselves
+// when the expected count arrived or nothing came for 2 s (loss is reported).
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { PeerName } from './clients.js';
+
+const { values } = parseArgs({
+  options: {
+    peers: { type: 'string', default: 'nodeset' },
+    scenarios: { type: 'string', default: '1-1,1-8,8-1,direct-1-4,request,pingpong' },
+    sizes: { type: 'string', default: '128' },
+    count: { type: 'string', default: '100000' },
+    'round-trips': { type: 'string', default: '5000' },
+    json: { type: 'boolean', default: false },
+  },
+});
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const COUNT = Number(values.count);
+const ROUND_TRIPS = Number(values['round-trips']);
+const SIZES = values.sizes.split(',').map(Number);
+const SCENARIOS = values.scenarios.split(',');
+const requested = values.peers.split(',') as PeerName[];
+
+interface Proc {
+  child: ChildProcess;
+  line(re: RegExp): Promise<string>;
+}
+
+function start(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Proc {
+  const child = spawn(cmd, args, { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  const lines: string[] = [];
+  const waiters: (() => void)[] = [];
+  const onLine = (l: string) => {
+    lines.push(l);
+    for (const w of waiters.splice(0)) w();
+  };
+  createInterface({ input: child.stdout! }).on('line', onLine);
+  createInterface({ input: child.stderr! }).on('line', onLine);
+  return {
+    child,
+    async line(re) {
+      for (;;) {
+        const i = lines.findIndex((l) => re.test(l));
+        if (i !== -1) return lines.splice(i, 1)[0]!;
+        if (child.exitCode !== null)
+          throw new Error(`${cmd} exited (${child.exitCode}) before printing ${re}: ${lines.join(' | ')}`);
+        await new Promise<void>((r) => waiters.push(r));
+      }
+    },
+  };
+}
+
+/** CPU (user+system) of a process in ms, and its peak RSS in MB, from /proc. */
+function cpuMs(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
+}
+function peakRssMb(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : Number.NaN;
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as { port: number };
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+const natsBin = ['/usr/sbin/nats-server', '/usr/bin/nats-server'].find((p) => existsSync(p));
+const redisBin = ['/usr/bin/redis-server', '/usr/sbin/redis-server'].find((p) => existsSync(p));
+
+/** Starts a broker; resolves with its URL and process. */
+async function broker(peer: PeerName): Promise<{ url: string; proc: Proc }> {
+  if (peer === 'nodeset') {
+    const proc = start(process.execPath, [
+      'dist/cli/nodeset-dispatcher.js',
+      '--listen',
+      '127.0.0.1:0',
+      '--loglevel',
+      'warn',
+      '--no-monitor',
+    ]);
+    return { url: /(nodeset:\/\/\S+)/.exec(await proc.line(/listening on/))![1]!, proc };
+  }
+  if (peer === 'nats') {
+    const proc = start(natsBin!, ['-a', '127.0.0.1', '-p', '-1']);
+    const port = /127\.0\.0\.1:(\d+)/.exec(await proc.line(/Listening for client connections/))![1];
+    return { url: `nats://127.0.0.1:${port}`, proc };
+  }
+  const port = await freePort();
+  const proc = start(redisBin!, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']);
+  await proc.line(/Ready to accept connections/);
+  return { url: `redis://127.0.0.1:${port}`, proc };
+}
+
+const worker = (
+  peer: PeerName,
+  url: string,
+  role: string,
+  subject: string,
+  count: number,
+  size: number,
+  direct = false,
+) =>
+  start(
+    process.execPath,
+    ['--import', 'tsx', 'bench/suite-worker.ts', peer, url, role, subject, String(count), String(size)],
+    {
+      BENCH_DIRECT: direct ? '1' : '0',
+    },
+  );
+
+interface Result {
+  scenario: string;
+  size: number;
+  peer: PeerName;
+  /** Messages per second at the subscribers (deliveries for fan-out). */
+  rate?: number;
+  mbPerSec?: number;
+  sent?: number;
+  received?: number;
+  lost?: number;
+  latencyUs?: { p50: number; p99: number; max: number };
+  brokerCpuUsPerMsg?: number;
+  brokerPeakRssMb?: number;
+}
+
+async function runScenario(peer: PeerName, scenario: string, size: number): Promise<Result | null> {
+  if (peer === 'redis' && (scenario === 'request' || scenario === 'direct-1-4')) return null;
+  const { url, proc } = await broker(peer);
+  const procs: Proc[] = [proc];
+  try {
+    const pid = proc.child.pid!;
+    const result: Result = { scenario, size, peer };
+    if (scenario === 'request' || scenario === 'pingpong') {
+      const [serveRole, driveRole] = scenario === 'request' ? ['responder', 'requester'] : ['ponger', 'pinger'];
+      const server = worker(peer, url, serveRole, 'bench.rt', ROUND_TRIPS, size);
+      procs.push(server);
+      await server.line(/^ready$/);
+      const driver = worker(peer, url, driveRole, 'bench.rt', ROUND_TRIPS, size);
+      procs.push(driver);
+      await driver.line(/^ready$/);
+      driver.child.stdin!.write('go\n');
+      const r = JSON.parse(await driver.line(/^\{/));
+      result.latencyUs = r.latencyUs;
+      result.brokerPeakRssMb = peakRssMb(pid);
+      return result;
+    }
+    const [pubs, subs] =
+      scenario === '1-8' ? [1, 8] : scenario === '8-1' ? [8, 1] : scenario === 'direct-1-4' ? [1, 4] : [1, 1];
+    const direct = scenario === 'direct-1-4';
+    const perPub = Math.floor(COUNT / pubs);
+    const expected = direct ? Math.floor((perPub * pubs) / subs) : perPub * pubs;
+    const subProcs = [];
+    for (let i = 0; i < subs; i++) {
+      const s = worker(peer, url, 'sub', 'bench.data', expected, size, direct);
+      procs.push(s);
+      subProcs.push(s);
+      await s.line(/^ready$/);
+    }
+    const pubProcs = [];
+    for (let i = 0; i < pubs; i++) {
+      const p = worker(peer, url, 'pub', 'bench.data', perPub, size, direct);
+      procs.push(p);
+      pubProcs.push(p);
+      await p.line(/^ready$/);
+    }
+    const cpu0 = cpuMs(pid);
+    for (const p of pubProcs) p.child.stdin!.write('go\n');
+    const results = await Promise.all(subProcs.map(async (s) => JSON.parse(await s.line(/^\{/))));
+    await Promise.all(pubProcs.map((p) => p.line(/^\{/)));
+    const received = results.reduce((n, r) => n + r.received, 0);
+    const ms = Math.max(...results.map((r) => r.ms));
+    const sent = perPub * pubs;
+    const shouldReceive = direct ? sent : sent * subs;
+    result.rate = received / (ms / 1000);
+    result.mbPerSec = (result.rate * size) / 1e6;
+    result.sent = sent;
+    result.received = received;
+    result.lost = shouldReceive - received;
+    result.latencyUs = results[0].latencyUs;
+    result.brokerCpuUsPerMsg = ((cpuMs(pid) - cpu0) * 1000) / sent;
+    result.brokerPeakRssMb = peakRssMb(pid);
+    return result;
+  } finally {
+    for (const p of procs) if (p.child.exitCode === null) p.child.kill('SIGTERM');
+  }
+}
+
+const peers = requested.filter((p) => {
+  if (p === 'nats' && natsBin === undefined) {
+    process.stdout.write('nats-server is not installed (apt-get install nats-server): NATS skipped\n');
+    return false;
+  }
+  if (p === 'redis' && redisBin === undefined) {
+    process.stdout.write('redis-server is not installed (apt-get install redis-server): Redis skipped\n');
+    return false;
+  }
+  return true;
+});
+
+const plan: [string, number][] = [];
+for (const scenario of SCENARIOS) for (const size of SIZES) plan.push([scenario, size]);
+if (values.sizes === '128' && SCENARIOS.includes('1-1')) for (const size of [16, 1024, 16384]) plan.push(['1-1', size]);
+
+const all: Result[] = [];
+let step = 0;
+for (const [scenario, size] of plan) {
+  for (const peer of peers) {
+    step++;
+    process.stderr.write(`[${step}/${plan.length * peers.length}] ${scenario} ${size} B ${peer} ...\n`);
+    const r = await runScenario(peer, scenario, size);
+    if (r !== null) all.push(r);
+  }
+}
+
+if (values.json) {
+  process.stdout.write(`${JSON.stringify(all, null, 2)}\n`);
+} else {
+  const f = (n: number | undefined, digits = 0) => (n === undefined || Number.isNaN(n) ? '-' : n.toFixed(digits));
+  const k = (n: number | undefined) => (n === undefined ? '-' : Math.round(n).toLocaleString('en-US'));
+  const header = [
+    'scenario',
+    'size',
+    'peer',
+    'msg/s',
+    'MB/s',
+    'lost',
+    'p50 us',
+    'p99 us',
+    'max us',
+    'broker us/msg',
+    'broker RSS MB',
+    'ratio',
+  ];
+  const rows = all.map((r) => {
+    const ours = all.find((o) => o.peer === 'nodeset' && o.scenario === r.scenario && o.size === r.size);
+    // Ratio nodeset / peer: throughput for throughput scenarios, p50 latency (peer / nodeset… shown as nodeset/peer) otherwise.
+    let ratio = '';
+    if (r.peer !== 'nodeset' && ours !== undefined) {
+      ratio =
+        r.rate !== undefined && ours.rate !== undefined
+          ? `${(ours.rate / r.rate).toFixed(2)}x rate`
+          : `${((ours.latencyUs?.p50 ?? 0) / (r.latencyUs?.p50 ?? 1)).toFixed(2)}x p50`;
+    }
+    return [
+      r.scenario,
+      `${r.size}`,
+      r.peer,
+      k(r.rate),
+      f(r.mbPerSec, 1),
+      r.lost === undefined ? '-' : String(r.lost),
+      f(r.latencyUs?.p50),
+      f(r.latencyUs?.p99),
+      f(r.latencyUs?.max),
+      f(r.brokerCpuUsPerMsg, 2),
+      f(r.brokerPeakRssMb),
+      ratio,
+    ];
+  });
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ');
+  process.stdout.write(`${line(header)}\n${rows.map(line).join('\n')}\n`);
+}
