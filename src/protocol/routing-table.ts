@@ -149,18 +149,18 @@ export class RoutingTable<S extends RouteEntry> {
   match(event: string): Route<S> {
     let route = this.#cache.get(event);
     if (route !== undefined) return route;
-    const exact = this.#exact.get(event);
-    let all: S[];
-    if (this.#wildcards === 0) {
-      all = exact === undefined ? [] : exact.slice();
-    } else {
-      all = exact === undefined ? [] : exact.slice();
-      this.#collect(this.#trie, event.split('.'), 0, all);
-    }
-    route = new Route(all);
+    route = new Route(this.lookup(event));
     if (this.#cache.size >= ROUTE_CACHE_LIMIT) this.#cache.clear();
     this.#cache.set(event, route);
     return route;
+  }
+
+  /** The subscriptions matching an event name, from the index itself (no cache). */
+  lookup(event: string): S[] {
+    const exact = this.#exact.get(event);
+    const all = exact === undefined ? [] : exact.slice();
+    if (this.#wildcards > 0) this.#collect(this.#trie, event.split('.'), 0, all);
+    return all;
   }
 
   #collect(node: TrieNode<S>, tokens: string[], i: number, out: S[]): void {
