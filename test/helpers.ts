@@ -255,3 +255,26 @@ export class NatsServer {
     await once(child, 'exit');
   }
 }
+
+/** Debian's chromium, when installed (never a downloaded browser). */
+export const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p));
+/** Skip reason for browser tests; CI installs chromium, so there a missing one fails. */
+export const BROWSER_SKIP =
+  CHROMIUM || process.env.NODESET_CI ? false : 'chromium is not installed (apt-get install chromium)';
+
+/** Launches Debian's chromium headless through playwright-core, with the flags a closed network needs. */
+export async function launchChromium() {
+  const { chromium } = await import('playwright-core');
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+}

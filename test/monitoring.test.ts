@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { type Dispatcher, Node, NodeMetrics } from '../src/index.js';
 import { MonitorServer } from '../src/monitor/monitor-server.js';
 import { encodeFrame, FrameKind } from '../src/protocol/frames.js';
-import { CliProcess, ROOT, startDispatcher, startNode, until } from './helpers.js';
+import { BROWSER_SKIP, CliProcess, launchChromium, ROOT, startDispatcher, startNode, until } from './helpers.js';
 import { RawClient } from './raw-client.js';
 
 const quiet = { statsIntervalMs: 0 };
@@ -219,12 +219,8 @@ describe('monitoring endpoint', () => {
   });
 });
 
-const chromium = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p));
-const browserSkip = chromium || process.env.NODESET_CI ? false : 'chromium is not installed (apt-get install chromium)';
-
-describe('dashboard in a real browser', { skip: browserSkip }, () => {
+describe('dashboard in a real browser', { skip: BROWSER_SKIP }, () => {
   test('lists the nodes and the chart moves while a publisher runs', async () => {
-    const { chromium: pw } = await import('playwright-core');
     const dispatcher = await startDispatcher();
     const monitor = await new MonitorServer(dispatcher).start('127.0.0.1', 0);
     const sub = await startNode(dispatcher, { name: 'dashboard-subscriber', ...quiet });
@@ -237,18 +233,7 @@ describe('dashboard in a real browser', { skip: browserSkip }, () => {
         await new Promise((r) => setTimeout(r, 20));
       }
     })();
-    const browser = await pw.launch({
-      executablePath: chromium,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    const browser = await launchChromium();
     try {
       const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
       await page.goto(monitor.url);

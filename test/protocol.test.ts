@@ -120,6 +120,56 @@ describe('frame decoder', () => {
   });
 });
 
+describe('PUB header fast path', () => {
+  test('agrees with the general decoder, and declines what it does not handle', async () => {
+    const { default: fc } = await import('fast-check');
+    const { decodePubHeader, packHeader, unpackHeader } = await import('../src/protocol/frames.js');
+    fc.assert(
+      fc.property(
+        fc.string({ maxLength: 300 }),
+        fc.nat(),
+        fc.nat(),
+        fc.integer({ min: 0, max: 70000 }),
+        fc.option(fc.string({ maxLength: 40 }), { nil: undefined }),
+        (uri, flags, r, ct, sender) => {
+          const value = sender === undefined ? [uri, flags, r, ct] : [uri, flags, r, ct, sender];
+          const bytes = packHeader(value);
+          assert.deepEqual(decodePubHeader(bytes), unpackHeader(bytes));
+        },
+      ),
+      { numRuns: 5000 },
+    );
+    for (const odd of [[1, 2, 3, 4], ['a', -1, 0, 0], ['a', 1.5, 0, 0], ['a', 0, 0], { uri: 'a' }, ['a', 0, 0, 0, 7]]) {
+      assert.equal(decodePubHeader(packHeader(odd)), null, JSON.stringify(odd));
+    }
+    assert.equal(decodePubHeader(Buffer.from([0x94, 0xa5, 0x61])), null, 'truncated');
+  });
+
+  test('MSG header fast path agrees with the general decoder', async () => {
+    const { default: fc } = await import('fast-check');
+    const { decodeMsgHeader, msgFrameSize, packMsgTail, unpackHeader } = await import('../src/protocol/frames.js');
+    fc.assert(
+      fc.property(
+        fc.nat(),
+        fc.string({ maxLength: 300 }),
+        fc.string({ maxLength: 60 }),
+        fc.nat({ max: 2 }),
+        fc.nat(),
+        fc.nat(),
+        fc.boolean(),
+        (sid, uri, from, ct, rc, ri, single) => {
+          const tail = packMsgTail(uri, from, ct, rc, ri, single);
+          const frame = Buffer.alloc(msgFrameSize(tail, 0));
+          writeMsgFrame(frame, 0, sid, tail, Buffer.alloc(0));
+          const header = frame.subarray(7);
+          assert.deepEqual(decodeMsgHeader(header), unpackHeader(header));
+        },
+      ),
+      { numRuns: 5000 },
+    );
+  });
+});
+
 describe('event URIs', () => {
   test('the three forms', () => {
     assert.deepEqual(parseEventUri('orders.new', false), {

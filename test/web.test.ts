@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,7 +9,7 @@ import WebSocket from 'ws';
 import { type Dispatcher, KeyRing, type Node, signRequest, WebBridge } from '../src/index.js';
 import { AuthConfig } from '../src/security/auth-config.js';
 import { hashToken } from '../src/security/keys.js';
-import { CliProcess, ROOT, startDispatcher, startNode, until } from './helpers.js';
+import { BROWSER_SKIP, CliProcess, launchChromium, ROOT, startDispatcher, startNode, until } from './helpers.js';
 
 const post = (url: string, body: unknown, headers: Record<string, string> = {}) =>
   fetch(url, {
@@ -313,26 +313,11 @@ describe('nodeset-web identities, signatures, files', () => {
   });
 });
 
-const chromium = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p));
-const browserSkip = chromium || process.env.NODESET_CI ? false : 'chromium is not installed (apt-get install chromium)';
-
-describe('demo page in a real browser', { skip: browserSkip }, () => {
+describe('demo page in a real browser', { skip: BROWSER_SKIP }, () => {
   test('subscribes from the page; an event published by a node appears', async () => {
-    const { chromium: pw } = await import('playwright-core');
     const d = await startDispatcher();
     const b = await new WebBridge({ port: 0, dispatcherUrl: d.url }).start();
-    const browser = await pw.launch({
-      executablePath: chromium,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    const browser = await launchChromium();
     try {
       const page = await browser.newPage({ viewport: { width: 1100, height: 600 } });
       await page.goto(b.url);

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import type { NodeInfo } from '../dispatcher/dispatcher.js';
 import { Node } from '../node/node.js';
 import { NodesetError } from '../protocol/errors.js';
 import { baseCommand, type NodeCommandOptions, nodeConnectionOptions, withNodeOptions } from './common.js';
@@ -18,16 +19,10 @@ interface Source {
   close(): Promise<void>;
 }
 
-interface NodeRow {
-  name: string;
-  host: string;
-  address: string;
-  connectedAt: string;
-  subscriptions: string[];
-  msgsIn: number;
-  msgsOut: number;
-  heartbeatRttMs: number | null;
-}
+type NodeRow = Pick<
+  NodeInfo,
+  'name' | 'host' | 'address' | 'connectedAt' | 'subscriptions' | 'msgsIn' | 'msgsOut' | 'heartbeatRttMs'
+>;
 
 interface Snapshot {
   stats: {

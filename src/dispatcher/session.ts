@@ -2,7 +2,14 @@ import type { Socket } from 'node:net';
 import { decodeHeader, isRecord, isUint } from '../protocol/decoder.js';
 import { NodesetError } from '../protocol/errors.js';
 import { isValidName, parseEventUri } from '../protocol/event-uri.js';
-import { FrameKind, type OkHeader, PROTOCOL_VERSION, packHeader, type WelcomeHeader } from '../protocol/frames.js';
+import {
+  decodePubHeader,
+  FrameKind,
+  type OkHeader,
+  PROTOCOL_VERSION,
+  packHeader,
+  type WelcomeHeader,
+} from '../protocol/frames.js';
 import type { RouteEntry } from '../protocol/routing-table.js';
 import type { Identity } from '../security/auth-config.js';
 import { denyFilter, mayPublish, maySubscribe } from '../security/permissions.js';
@@ -121,7 +128,7 @@ export class Session implements FrameSocketHandlers {
     try {
       switch (kind) {
         case FrameKind.PUB: {
-          const h = decodeHeader(header);
+          const h = (header === null ? null : decodePubHeader(header)) ?? decodeHeader(header);
           if (!Array.isArray(h) || typeof h[0] !== 'string' || !isUint(h[1]) || !isUint(h[2]) || !isUint(h[3])) {
             throw new NodesetError('BAD_FRAME', 'PUB header must be [uri, flags, id, contentType, sender?]');
           }

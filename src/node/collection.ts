@@ -5,7 +5,6 @@ import { NodesetError } from '../protocol/errors.js';
 import { type EventUri, parseEventUri } from '../protocol/event-uri.js';
 import { FrameKind, PubFlag, packHeader, type QueryWhat } from '../protocol/frames.js';
 import { type RouteEntry, RoutingTable } from '../protocol/routing-table.js';
-import { DEFAULT_DISPATCHER_URL, parseDispatcherUrl } from '../protocol/url.js';
 import type { TlsClientOptions } from '../transport/tcp.js';
 import type { BackoffOptions } from './backoff.js';
 import {
@@ -17,7 +16,7 @@ import {
   queryLink,
   subHeader,
 } from './channel.js';
-import { DispatcherLink, type Welcome, withToken } from './dispatcher-link.js';
+import { DispatcherLink, linkOptions, type Welcome } from './dispatcher-link.js';
 import { ATTACH_CHANNEL, CHANNEL_OWNER } from './internal.js';
 import { defaultLogger } from './logger.js';
 import type { Node } from './node.js';
@@ -86,33 +85,18 @@ export class NodeCollection extends EventEmitter<{ error: [Error] }> {
     this.logger = (options.logger ?? defaultLogger()).child({ collection: this.name });
     this.startTimeoutMs = options.startTimeoutMs ?? 30_000;
     this.closeTimeoutMs = options.closeTimeoutMs ?? 5000;
-    const url = options.dispatcherUrl ?? process.env.NODESET_DISPATCHER_URL ?? DEFAULT_DISPATCHER_URL;
-    this.#link = new DispatcherLink(
-      {
-        name: this.name,
-        host: null,
-        address: withToken(parseDispatcherUrl(url), options.token),
-        backoff: options.reconnect ?? {},
-        connectTimeoutMs: options.connectTimeoutMs ?? 5000,
-        offlineMaxMessages: options.offlineMaxMessages ?? 10_000,
-        offlineMaxBytes: options.offlineMaxBytes ?? 8 * 1024 * 1024,
-        maxPendingBytes: options.maxPendingBytes ?? 8 * 1024 * 1024,
-        tls: options.tls ?? null,
-        logger: this.logger,
+    this.#link = new DispatcherLink(linkOptions(this.name, options, this.logger), {
+      opened: (welcome) => this.#opened(welcome),
+      message: (header, payload) => this.#message(header, payload),
+      lost: (error) => {
+        this.logger.warn({ err: error?.message }, 'collection disconnected from the dispatcher');
+        for (const m of this.#members.values()) m.owner.channelLost(error);
       },
-      {
-        opened: (welcome) => this.#opened(welcome),
-        message: (header, payload) => this.#message(header, payload),
-        lost: (error) => {
-          this.logger.warn({ err: error?.message }, 'collection disconnected from the dispatcher');
-          for (const m of this.#members.values()) m.owner.channelLost(error);
-        },
-        error: (error) => this.#reportError(error),
-        drained: () => {
-          for (const m of this.#members.values()) m.owner.channelDrained();
-        },
+      error: (error) => this.#reportError(error),
+      drained: () => {
+        for (const m of this.#members.values()) m.owner.channelDrained();
       },
-    );
+    });
   }
 
   get connected(): boolean {

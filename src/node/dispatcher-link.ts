@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { decodeHeader, isRecord, isUint } from '../protocol/decoder.js';
 import { isErrorCode, NodesetError, TimeoutError } from '../protocol/errors.js';
 import {
+  decodeMsgHeader,
   FrameKind,
   frameSize,
   type HelloHeader,
@@ -10,7 +11,7 @@ import {
   writeFrame,
 } from '../protocol/frames.js';
 import { decodePayload } from '../protocol/payload.js';
-import type { DispatcherAddress } from '../protocol/url.js';
+import { DEFAULT_DISPATCHER_URL, type DispatcherAddress, parseDispatcherUrl } from '../protocol/url.js';
 import { FrameSocket, type FrameSocketHandlers } from '../transport/frame-socket.js';
 import { connectTcp, type TlsClientOptions } from '../transport/tcp.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
@@ -278,7 +279,7 @@ export class DispatcherLink implements FrameSocketHandlers {
     try {
       switch (kind) {
         case FrameKind.MSG: {
-          const h = decodeHeader(header);
+          const h = (header === null ? null : decodeMsgHeader(header)) ?? decodeHeader(header);
           if (!Array.isArray(h)) throw new NodesetError('BAD_FRAME', 'MSG header must be an array');
           this.#events.message(h, payload);
           return;
@@ -494,4 +495,37 @@ function wireError(h: Record<string, unknown>): NodesetError {
 export function withToken(address: DispatcherAddress, token: string | undefined): DispatcherAddress {
   const chosen = token ?? address.token ?? process.env.NODESET_TOKEN ?? null;
   return { ...address, token: chosen === '' ? null : chosen };
+}
+
+/** Link options from the options nodes and collections share. */
+export function linkOptions(
+  name: string,
+  o: {
+    dispatcherUrl?: string;
+    token?: string;
+    tls?: TlsClientOptions;
+    host?: string;
+    reconnect?: BackoffOptions;
+    connectTimeoutMs?: number;
+    offlineMaxMessages?: number;
+    offlineMaxBytes?: number;
+    maxPendingBytes?: number;
+  },
+  logger: Logger,
+  will: LinkOptions['will'] = null,
+): LinkOptions {
+  const url = o.dispatcherUrl ?? process.env.NODESET_DISPATCHER_URL ?? DEFAULT_DISPATCHER_URL;
+  return {
+    name,
+    host: o.host ?? null,
+    address: withToken(parseDispatcherUrl(url), o.token),
+    backoff: o.reconnect ?? {},
+    connectTimeoutMs: o.connectTimeoutMs ?? 5000,
+    offlineMaxMessages: o.offlineMaxMessages ?? 10_000,
+    offlineMaxBytes: o.offlineMaxBytes ?? 8 * 1024 * 1024,
+    maxPendingBytes: o.maxPendingBytes ?? 8 * 1024 * 1024,
+    tls: o.tls ?? null,
+    will,
+    logger,
+  };
 }

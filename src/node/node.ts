@@ -13,11 +13,10 @@ import {
   STATS_EVENT,
 } from '../protocol/frames.js';
 import { decodePayload, encodePayload } from '../protocol/payload.js';
-import { DEFAULT_DISPATCHER_URL, parseDispatcherUrl } from '../protocol/url.js';
 import type { TlsClientOptions } from '../transport/tcp.js';
 import type { BackoffOptions } from './backoff.js';
 import { type ChannelOwner, LinkChannel, type LocalSubscription, type NodeChannel } from './channel.js';
-import { type Welcome, withToken } from './dispatcher-link.js';
+import { linkOptions, type Welcome } from './dispatcher-link.js';
 import { declaredHandlers, type EventInfo, type Handler, type SubscribeOptions } from './handlers.js';
 import { ATTACH_CHANNEL, CHANNEL_OWNER } from './internal.js';
 import { defaultLogger } from './logger.js';
@@ -147,20 +146,8 @@ export class Node extends EventEmitter<NodeEvents> {
       channelError: (error) => this.#reportError(error),
       channelDrained: () => this.emit('drain'),
     };
-    const url = options.dispatcherUrl ?? process.env.NODESET_DISPATCHER_URL ?? DEFAULT_DISPATCHER_URL;
-    this.#channel = new LinkChannel(this.#owner, {
-      name: this.name,
-      host: options.host ?? null,
-      address: withToken(parseDispatcherUrl(url), options.token),
-      backoff: options.reconnect ?? {},
-      connectTimeoutMs: options.connectTimeoutMs ?? 5000,
-      offlineMaxMessages: options.offlineMaxMessages ?? 10_000,
-      offlineMaxBytes: options.offlineMaxBytes ?? 8 * 1024 * 1024,
-      maxPendingBytes: options.maxPendingBytes ?? 8 * 1024 * 1024,
-      tls: options.tls ?? null,
-      will: options.lastWill === undefined ? null : lastWillHeader(options.lastWill),
-      logger: this.logger,
-    });
+    const will = options.lastWill === undefined ? null : lastWillHeader(options.lastWill);
+    this.#channel = new LinkChannel(this.#owner, linkOptions(this.name, options, this.logger, will));
   }
 
   /** True while connected and past the handshake. */

@@ -277,3 +277,85 @@ export const STATS_EVENT = '$nodeset.stats';
 export const PRESENCE_JOINED = '$nodeset.node.joined';
 /** Published by the dispatcher when a node has gone, with the reason. */
 export const PRESENCE_LEFT = '$nodeset.node.left';
+
+/** Reads a MessagePack unsigned integer at `at`; returns [value, next offset] or null for any other type. */
+function readUint(b: Buffer, at: number): [number, number] | null {
+  const t = b[at];
+  if (t === undefined) return null;
+  if (t < 0x80) return [t, at + 1];
+  if (t === 0xcc && at + 1 < b.length) return [b[at + 1] as number, at + 2];
+  if (t === 0xcd && at + 2 < b.length) return [b.readUInt16BE(at + 1), at + 3];
+  if (t === 0xce && at + 4 < b.length) return [b.readUInt32BE(at + 1), at + 5];
+  return null;
+}
+
+/** Reads a MessagePack string at `at`; returns [value, next offset] or null for any other type. */
+function readStr(b: Buffer, at: number): [string, number] | null {
+  const t = b[at];
+  if (t === undefined) return null;
+  let len: number;
+  let start: number;
+  if (t >= 0xa0 && t <= 0xbf) {
+    len = t & 0x1f;
+    start = at + 1;
+  } else if (t === 0xd9 && at + 1 < b.length) {
+    len = b[at + 1] as number;
+    start = at + 2;
+  } else if (t === 0xda && at + 2 < b.length) {
+    len = b.readUInt16BE(at + 1);
+    start = at + 3;
+  } else {
+    return null;
+  }
+  if (start + len > b.length) return null;
+  return [b.toString('utf8', start, start + len), start + len];
+}
+
+/**
+ * Fast path for the PUB header, the one decoded for every message: a 4- or
+ * 5-element array of [string, uint, uint, uint, string?] read directly.
+ * Returns null for anything else, and the caller falls back to the general
+ * MessagePack decoder (which then validates or refuses it).
+ */
+export function decodePubHeader(
+  b: Buffer,
+): [string, number, number, number] | [string, number, number, number, string] | null {
+  const head = b[0];
+  if (head !== 0x94 && head !== 0x95) return null;
+  const uri = readStr(b, 1);
+  if (uri === null) return null;
+  const flags = readUint(b, uri[1]);
+  if (flags === null) return null;
+  const r = readUint(b, flags[1]);
+  if (r === null) return null;
+  const ct = readUint(b, r[1]);
+  if (ct === null) return null;
+  if (head === 0x94) return ct[1] === b.length ? [uri[0], flags[0], r[0], ct[0]] : null;
+  const sender = readStr(b, ct[1]);
+  if (sender === null || sender[1] !== b.length) return null;
+  return [uri[0], flags[0], r[0], ct[0], sender[0]];
+}
+
+/**
+ * Fast path for the MSG header a node decodes for every message:
+ * [uint sid, string uri, string from, uint ct, uint replyConn, uint replyId, uint single].
+ * Null for anything else (the caller falls back to the general decoder).
+ */
+export function decodeMsgHeader(b: Buffer): unknown[] | null {
+  if (b[0] !== 0x97) return null;
+  const sid = readUint(b, 1);
+  if (sid === null) return null;
+  const uri = readStr(b, sid[1]);
+  if (uri === null) return null;
+  const from = readStr(b, uri[1]);
+  if (from === null) return null;
+  const ct = readUint(b, from[1]);
+  if (ct === null) return null;
+  const rc = readUint(b, ct[1]);
+  if (rc === null) return null;
+  const ri = readUint(b, rc[1]);
+  if (ri === null) return null;
+  const single = readUint(b, ri[1]);
+  if (single === null || single[1] !== b.length) return null;
+  return [sid[0], uri[0], from[0], ct[0], rc[0], ri[0], single[0]];
+}
