@@ -3,10 +3,9 @@
 // run. Both sides write 64 KiB chunks and respect write()/drain back-pressure.
 //
 //   npm run bench:stream [-- --mb 256 --rounds 3 --json]
-import { type ChildProcess, spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import type { ChildProcess } from 'node:child_process';
 import { parseArgs } from 'node:util';
+import { start, startDispatcher } from './procs.js';
 
 const { values } = parseArgs({
   options: {
@@ -17,68 +16,35 @@ const { values } = parseArgs({
 });
 const BYTES = Number(values.mb) * 1024 * 1024;
 const ROUNDS = Number(values.rounds);
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
-interface Proc {
-  child: ChildProcess;
-  line(): Promise<string>;
-}
-
-function start(args: string[]): Proc {
-  const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
-  const lines: string[] = [];
-  const waiters: (() => void)[] = [];
-  createInterface({ input: child.stdout! }).on('line', (l) => {
-    lines.push(l);
-    for (const w of waiters.splice(0)) w();
-  });
-  return {
-    child,
-    async line() {
-      while (lines.length === 0) {
-        if (child.exitCode !== null) throw new Error(`process exited (${child.exitCode})`);
-        await new Promise<void>((r) => waiters.push(r));
-      }
-      return lines.shift()!;
-    },
-  };
-}
-
-const worker = (...args: string[]) => start(['--import', 'tsx', 'bench/stream-worker.ts', ...args]);
+const worker = (...args: string[]) => start(process.execPath, ['--import', 'tsx', 'bench/stream-worker.ts', ...args]);
 const mbps = (r: { bytes: number; ms: number }) => r.bytes / 1024 / 1024 / (r.ms / 1000);
 
-const dispatcher = start([
-  'dist/cli/nodeset-dispatcher.js',
-  '--listen',
-  '127.0.0.1:0',
-  '--loglevel',
-  'warn',
-  '--no-monitor',
-]);
-const stopAll: ChildProcess[] = [dispatcher.child];
+const stopAll: ChildProcess[] = [];
 try {
-  const url = /(nodeset:\/\/\S+)/.exec(await dispatcher.line())![1]!;
+  const { proc: dispatcher, url } = await startDispatcher();
+  stopAll.push(dispatcher.child);
   const rx = worker('rx', url, 'bench.stream');
   stopAll.push(rx.child);
-  await rx.line();
+  await rx.line(/^ready$/);
   const plainRx = worker('plain-rx');
   stopAll.push(plainRx.child);
-  const port = await plainRx.line();
+  const port = await plainRx.line(/^\d+$/);
 
   const stream: number[] = [];
   const plain: number[] = [];
   for (let round = 1; round <= ROUNDS; round++) {
     process.stderr.write(`round ${round}/${ROUNDS}: ${values.mb} MB each way ...\n`);
     const tx = worker('tx', url, 'bench.stream', String(BYTES));
-    await tx.line();
+    await tx.line(/^ready$/);
     tx.child.stdin!.write('go\n');
-    const s = JSON.parse(await rx.line());
+    const s = JSON.parse(await rx.line(/^\{/));
     if (s.bytes !== BYTES) throw new Error(`stream delivered ${s.bytes} of ${BYTES} bytes`);
     stream.push(mbps(s));
     const ptx = worker('plain-tx', port, String(BYTES));
-    await ptx.line();
+    await ptx.line(/^ready$/);
     ptx.child.stdin!.write('go\n');
-    const p = JSON.parse(await plainRx.line());
+    const p = JSON.parse(await plainRx.line(/^\{/));
     if (p.bytes !== BYTES) throw new Error(`socket delivered ${p.bytes} of ${BYTES} bytes`);
     plain.push(mbps(p));
   }

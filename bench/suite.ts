@@ -11,13 +11,11 @@
 // flush() every 1,024 messages; Redis: await every 1,024 PUBLISH replies), so
 // no benchmark process buffers without bound. Subscribers stop by themselves
 // when the expected count arrived or nothing came for 2 s (loss is reported).
-import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { PeerName } from './clients.js';
+import { cpuMs, type Proc, peakRssMb, start } from './procs.js';
 
 const { values } = parseArgs({
   options: {
@@ -29,51 +27,11 @@ const { values } = parseArgs({
     json: { type: 'boolean', default: false },
   },
 });
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const COUNT = Number(values.count);
 const ROUND_TRIPS = Number(values['round-trips']);
 const SIZES = values.sizes.split(',').map(Number);
 const SCENARIOS = values.scenarios.split(',');
 const requested = values.peers.split(',') as PeerName[];
-
-interface Proc {
-  child: ChildProcess;
-  line(re: RegExp): Promise<string>;
-}
-
-function start(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Proc {
-  const child = spawn(cmd, args, { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-  const lines: string[] = [];
-  const waiters: (() => void)[] = [];
-  const onLine = (l: string) => {
-    lines.push(l);
-    for (const w of waiters.splice(0)) w();
-  };
-  createInterface({ input: child.stdout! }).on('line', onLine);
-  createInterface({ input: child.stderr! }).on('line', onLine);
-  return {
-    child,
-    async line(re) {
-      for (;;) {
-        const i = lines.findIndex((l) => re.test(l));
-        if (i !== -1) return lines.splice(i, 1)[0]!;
-        if (child.exitCode !== null)
-          throw new Error(`${cmd} exited (${child.exitCode}) before printing ${re}: ${lines.join(' | ')}`);
-        await new Promise<void>((r) => waiters.push(r));
-      }
-    },
-  };
-}
-
-/** CPU (user+system) of a process in ms, and its peak RSS in MB, from /proc. */
-function cpuMs(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
-}
-function peakRssMb(pid: number): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : Number.NaN;
-}
 
 async function freePort(): Promise<number> {
   const server = createServer();

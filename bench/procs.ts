@@ -1,0 +1,70 @@
+// Child processes for the benchmarks: start one, read its output lines, and
+// read its CPU time and peak memory from /proc.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+export interface Proc {
+  child: ChildProcess;
+  /** The next output line (stdout or stderr) matching `re`; rejects if the process exits first. */
+  line(re?: RegExp): Promise<string>;
+}
+
+export function start(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Proc {
+  const child = spawn(cmd, args, { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  const lines: string[] = [];
+  const waiters: (() => void)[] = [];
+  const onLine = (l: string) => {
+    lines.push(l);
+    for (const w of waiters.splice(0)) w();
+  };
+  createInterface({ input: child.stdout! }).on('line', onLine);
+  createInterface({ input: child.stderr! }).on('line', onLine);
+  child.once('exit', () => {
+    for (const w of waiters.splice(0)) w();
+  });
+  return {
+    child,
+    async line(re = /./) {
+      for (;;) {
+        const i = lines.findIndex((l) => re.test(l));
+        if (i !== -1) return lines.splice(i, 1)[0]!;
+        if (child.exitCode !== null || child.signalCode !== null) {
+          throw new Error(
+            `${cmd} exited (${child.exitCode ?? child.signalCode}) before printing ${re}: ${lines.join(' | ')}`,
+          );
+        }
+        await new Promise<void>((r) => waiters.push(r));
+      }
+    },
+  };
+}
+
+/** User + system CPU time of a process, in ms. */
+export function cpuMs(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
+}
+
+/** Peak resident memory of a process, in MB. */
+export function peakRssMb(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : Number.NaN;
+}
+
+/** A nodeset dispatcher from the built package; resolves with its URL. */
+export async function startDispatcher(extra: string[] = []): Promise<{ proc: Proc; url: string }> {
+  const proc = start(process.execPath, [
+    'dist/cli/nodeset-dispatcher.js',
+    '--listen',
+    '127.0.0.1:0',
+    '--loglevel',
+    'warn',
+    '--no-monitor',
+    ...extra,
+  ]);
+  return { proc, url: /(nodeset:\/\/\S+)/.exec(await proc.line(/listening on/))![1]! };
+}
