@@ -159,8 +159,16 @@ export class RoutingTable<S extends RouteEntry> {
   lookup(event: string): S[] {
     const exact = this.#exact.get(event);
     const all = exact === undefined ? [] : exact.slice();
-    if (this.#wildcards > 0) this.#collect(this.#trie, event.split('.'), 0, all);
+    if (this.#wildcards > 0 && this.#mayMatchWildcard(event)) this.#collect(this.#trie, event.split('.'), 0, all);
     return all;
+  }
+
+  /** False when no wildcard subscription can match: none starts with this event's first token, `*` or `>`. */
+  #mayMatchWildcard(event: string): boolean {
+    const root = this.#trie;
+    if (root.rest.length > 0 || root.children.has('*')) return true;
+    const dot = event.indexOf('.');
+    return root.children.has(dot === -1 ? event : event.slice(0, dot));
   }
 
   #collect(node: TrieNode<S>, tokens: string[], i: number, out: S[]): void {

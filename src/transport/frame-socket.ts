@@ -5,6 +5,7 @@ import { frameSize, msgFrameSize, writeFrame, writeMsgFrame } from '../protocol/
 /** Past this many buffered bytes the outbound buffer is written at once. */
 export const FLUSH_THRESHOLD_BYTES = 64 * 1024;
 const INITIAL_BUFFER_BYTES = 16 * 1024;
+const EMPTY = Buffer.alloc(0);
 
 export interface FrameSocketHandlers extends FrameSink {
   /** The socket closed (for any reason); called once. */
@@ -26,8 +27,10 @@ export class FrameSocket {
   readonly decoder: FrameDecoder;
   bytesIn = 0;
   bytesOut = 0;
-  #buf: Buffer = Buffer.allocUnsafe(INITIAL_BUFFER_BYTES);
+  /** Outbound bytes; allocated on the first send after each flush, so idle connections hold none. */
+  #buf: Buffer = EMPTY;
   #len = 0;
+  #lastSize = INITIAL_BUFFER_BYTES;
   #flushQueued = false;
   #closed = false;
   readonly #flushTask = (): void => {
@@ -94,10 +97,11 @@ export class FrameSocket {
       this.#len = 0;
       return;
     }
-    // The socket keeps the buffer it is given; start a fresh one.
+    // The socket keeps the buffer it is given; the next send allocates a fresh one.
     const out = this.#buf.subarray(0, this.#len);
     this.bytesOut += this.#len;
-    this.#buf = Buffer.allocUnsafe(Math.max(INITIAL_BUFFER_BYTES, Math.min(this.#buf.length, 1024 * 1024)));
+    this.#lastSize = this.#buf.length;
+    this.#buf = EMPTY;
     this.#len = 0;
     this.socket.write(out);
   }
@@ -121,7 +125,10 @@ export class FrameSocket {
         this.flush();
         return this.#reserve(size);
       }
-      const bigger = Buffer.allocUnsafe(Math.max(need, this.#buf.length * 2));
+      // Busy connections get back the size they used last time (up to 1 MiB).
+      const bigger = Buffer.allocUnsafe(
+        Math.max(need, this.#buf.length * 2, Math.min(this.#lastSize, 1024 * 1024), INITIAL_BUFFER_BYTES),
+      );
       this.#buf.copy(bigger, 0, 0, this.#len);
       this.#buf = bigger;
     }
