@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
+import { benchCommand } from './bench-command.js';
 import { packageVersion, run } from './common.js';
 import { dispatcherCommand } from './dispatcher-command.js';
 import { monitorCommand } from './monitor-command.js';
@@ -7,7 +8,7 @@ import { nodeCommand } from './node-command.js';
 import { shellCommand } from './shell-command.js';
 import { webCommand } from './web-command.js';
 
-/** `nodeset dispatcher|node|shell|monitor …`: the same commands as the nodeset-* ones. */
+/** `nodeset dispatcher|node|shell|monitor|web|bench …`: the same commands as the nodeset-* ones. */
 const program = new Command('nodeset')
   .description('nodeset: publish/subscribe for distributed services')
   .version(packageVersion(), '-V, --version')
@@ -16,6 +17,7 @@ const program = new Command('nodeset')
   .addCommand(nodeCommand('node'))
   .addCommand(shellCommand('shell'))
   .addCommand(monitorCommand('monitor'))
-  .addCommand(webCommand('web'));
+  .addCommand(webCommand('web'))
+  .addCommand(benchCommand('bench'));
 
 await run(program);
