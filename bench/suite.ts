@@ -46,17 +46,7 @@ const redisBin = ['/usr/bin/redis-server', '/usr/sbin/redis-server'].find((p) =>
 
 /** Starts a broker; resolves with its URL and process. */
 async function broker(peer: PeerName): Promise<{ url: string; proc: Proc }> {
-  if (peer === 'nodeset') {
-    const proc = start(process.execPath, [
-      'dist/cli/nodeset-dispatcher.js',
-      '--listen',
-      '127.0.0.1:0',
-      '--loglevel',
-      'warn',
-      '--no-monitor',
-    ]);
-    return { url: /(nodeset:\/\/\S+)/.exec(await proc.line(/listening on/))![1]!, proc };
-  }
+  if (peer === 'nodeset') return startDispatcher();
   if (peer === 'nats') {
     const proc = start(natsBin!, ['-a', '127.0.0.1', '-p', '-1']);
     const port = /127\.0\.0\.1:(\d+)/.exec(await proc.line(/Listening for client connections/))![1];
