@@ -15,7 +15,7 @@ import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { parseArgs } from 'node:util';
 import type { PeerName } from './clients.js';
-import { cpuMs, type Proc, peakRssMb, start } from './procs.js';
+import { cpuMs, type Proc, peakRssMb, start, startDispatcher } from './procs.js';
 
 const { values } = parseArgs({
   options: {
