@@ -36,6 +36,9 @@ export interface WebBridgeOptions {
   logger?: Logger;
 }
 
+/** Bytes a subscription stream may hold for a client that does not read before it is closed. */
+const MAX_STREAM_BUFFERED_BYTES = 8 * 1024 * 1024;
+
 /**
  * nodeset-web: publish, subscribe and request over HTTP (JSON, forms,
  * Server-Sent Events, newline-delimited JSON) and WebSocket, with the same
@@ -208,6 +211,13 @@ export class WebBridge {
     };
     const send = (e: BridgeEvent) => {
       if (closed) return;
+      if (res.writableLength > MAX_STREAM_BUFFERED_BYTES) {
+        // A client that does not read: end its stream (it may reconnect) rather than buffer without bound.
+        this.logger.warn({ buffered: res.writableLength }, 'subscription stream not read; closing it');
+        res.destroy();
+        close();
+        return;
+      }
       const line = JSON.stringify({ event: e.event, message: e.message ?? null, from: e.from });
       res.write(sse ? `id: ${++id}\ndata: ${line}\n\n` : `${line}\n`);
       if (once) {
