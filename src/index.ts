@@ -8,7 +8,14 @@ export { MonitorServer, type StatsWithRates } from './monitor/monitor-server.js'
 export type { BackoffOptions } from './node/backoff.js';
 export { NodeCollection, type NodeCollectionOptions } from './node/collection.js';
 export type { Welcome } from './node/dispatcher-link.js';
-export { type EventInfo, type Handler, on, type SubscribeOptions } from './node/handlers.js';
+export {
+  type EventInfo,
+  type Handler,
+  type OverflowEvent,
+  type OverflowPolicy,
+  on,
+  type SubscribeOptions,
+} from './node/handlers.js';
 export { defineMessage, type MessageOf, type MessageType, z } from './node/message.js';
 export { type CounterMetric, type GaugeMetric, type MetricKind, NodeMetrics } from './node/metrics.js';
 export { Node, type NodeEvents, type NodeOptions, type PublishOptions, type RequestOptions } from './node/node.js';

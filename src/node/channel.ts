@@ -2,7 +2,7 @@ import { isRecord } from '../protocol/decoder.js';
 import { NodesetError } from '../protocol/errors.js';
 import { FrameKind, type OkHeader, PubFlag, packHeader, type QueryWhat, type SubHeader } from '../protocol/frames.js';
 import { DispatcherLink, type LinkOptions, type Welcome } from './dispatcher-link.js';
-import type { Handler } from './handlers.js';
+import type { Handler, OverflowPolicy } from './handlers.js';
 import type { MessageType } from './message.js';
 
 /** A subscription as its node holds it. */
@@ -14,6 +14,12 @@ export interface LocalSubscription {
   type: MessageType | null;
   /** Direct-stream address announced with the subscription (StreamNode). */
   stream: string | null;
+  /** Flow control: handlers running, the limit, and messages waiting ([header, payload] pairs). */
+  inFlight: number;
+  readonly maxInFlight: number;
+  readonly queueLimit: number;
+  readonly overflow: OverflowPolicy;
+  readonly queue: [unknown[], Buffer][];
 }
 
 /** What a channel calls back on the node it serves. */
@@ -50,6 +56,10 @@ export interface NodeChannel {
   request(uri: string, ct: number, bytes: Buffer, timeoutMs: number): Promise<unknown>;
   query(what: QueryWhat, uri: string | undefined, timeoutMs: number): Promise<unknown>;
   reply(to: number, r: number, ct: number, bytes: Buffer | null, err?: { code: string; message: string }): void;
+  /** Stops (true) or resumes (false) reading from the connection (the `block` overflow policy). */
+  pauseReading(paused: boolean): void;
+  /** Drops the connection; it is made again with back-off (the `disconnect` overflow policy). */
+  resetConnection(): void;
 }
 
 export function subHeader(sid: number, sub: Pick<LocalSubscription, 'uri' | 'group' | 'stream'>, r: number): SubHeader {
@@ -180,5 +190,13 @@ export class LinkChannel implements NodeChannel {
 
   reply(to: number, r: number, ct: number, bytes: Buffer | null, err?: { code: string; message: string }): void {
     this.link.sendIfOpen(FrameKind.REPLY, packHeader(err === undefined ? { r, to, ct } : { r, to, ct, err }), bytes);
+  }
+
+  pauseReading(paused: boolean): void {
+    this.link.pauseReading(paused);
+  }
+
+  resetConnection(): void {
+    this.link.resetConnection();
   }
 }

@@ -414,4 +414,12 @@ class MemberChannel implements NodeChannel {
     const header = packHeader(err === undefined ? { r, to, ct } : { r, to, ct, err });
     this.#collection.link.sendIfOpen(FrameKind.REPLY, header, bytes);
   }
+
+  pauseReading(paused: boolean): void {
+    this.#collection.link.pauseReading(paused);
+  }
+
+  resetConnection(): void {
+    this.#collection.link.resetConnection();
+  }
 }

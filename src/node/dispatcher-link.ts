@@ -194,6 +194,19 @@ export class DispatcherLink implements FrameSocketHandlers {
     for (const wake of this.#drainWaiters.splice(0)) wake();
   }
 
+  /** Stops or resumes reading from the socket (flow control toward the dispatcher). */
+  pauseReading(paused: boolean): void {
+    const socket = this.#fs?.socket;
+    if (socket === undefined) return;
+    if (paused) socket.pause();
+    else socket.resume();
+  }
+
+  /** Drops the current connection; the usual reconnect follows. */
+  resetConnection(): void {
+    this.#fs?.destroy();
+  }
+
   /** Sends only when connected (control frames that are replayed on reconnect anyway). */
   sendIfOpen(kind: number, header: Uint8Array | null, payload: Uint8Array | null = null): boolean {
     if (this.#state !== LinkState.Open || this.#fs === null) return false;

@@ -15,11 +15,34 @@ export interface EventInfo {
 /** A subscription handler: its return value answers a request. */
 export type Handler<M = unknown> = (message: M, info: EventInfo) => unknown;
 
+/**
+ * What happens when a subscription's queue is full: `drop-newest` (the
+ * arriving message is dropped), `drop-oldest` (the oldest queued one is),
+ * `disconnect` (the connection is dropped and re-made: the messages in flight
+ * on it are lost), `block` (the connection's reads pause until the queue has
+ * room; every subscription of the connection waits).
+ */
+export type OverflowPolicy = 'drop-newest' | 'drop-oldest' | 'disconnect' | 'block';
+
 export interface SubscribeOptions {
   /** Queue group: members of a group share each message, one of them per message. */
   group?: string;
   /** Message type: received messages are checked against it (VALIDATION on mismatch). */
   type?: MessageType;
+  /** Handlers of this subscription running at once (async ones); default 1: in order. */
+  maxInFlight?: number;
+  /** Messages waiting for a free handler; default 10,000. */
+  queueLimit?: number;
+  /** What a full queue does; default `drop-newest`. Each time is counted and emitted as `overflow`. */
+  overflow?: OverflowPolicy;
+}
+
+/** Emitted (`overflow` event) each time a subscription's queue overflows. */
+export interface OverflowEvent {
+  subscription: string;
+  policy: OverflowPolicy;
+  /** Messages dropped by this overflow (0 for `block`). */
+  dropped: number;
 }
 
 interface DeclaredHandler {

@@ -17,7 +17,13 @@ import type { TlsClientOptions } from '../transport/tcp.js';
 import type { BackoffOptions } from './backoff.js';
 import { type ChannelOwner, LinkChannel, type LocalSubscription, type NodeChannel } from './channel.js';
 import { linkOptions, type Welcome } from './dispatcher-link.js';
-import { declaredHandlers, type EventInfo, type Handler, type SubscribeOptions } from './handlers.js';
+import {
+  declaredHandlers,
+  type EventInfo,
+  type Handler,
+  type OverflowEvent,
+  type SubscribeOptions,
+} from './handlers.js';
 import { ATTACH_CHANNEL, CHANNEL_OWNER } from './internal.js';
 import { defaultLogger } from './logger.js';
 import type { MessageType } from './message.js';
@@ -84,6 +90,7 @@ export interface NodeEvents {
   error: [Error];
   drain: [];
   event: [string, unknown, EventInfo];
+  overflow: [OverflowEvent];
 }
 
 /**
@@ -112,6 +119,9 @@ export class Node extends EventEmitter<NodeEvents> {
   #statsTimer: NodeJS.Timeout | null = null;
   #published = 0;
   #received = 0;
+  #overflows = 0;
+  /** Subscriptions whose full queue paused the connection's reads (`block`). */
+  readonly #blocked = new Set<LocalSubscription>();
 
   constructor(options: NodeOptions = {}) {
     super();
@@ -210,6 +220,7 @@ export class Node extends EventEmitter<NodeEvents> {
       at: new Date().toISOString(),
       published: this.#published,
       received: this.#received,
+      overflows: this.#overflows,
       pendingBytes: this.pendingBytes,
       metrics,
     };
@@ -389,7 +400,31 @@ export class Node extends EventEmitter<NodeEvents> {
       if (options.type !== undefined) existing.type = options.type;
       return { sub: existing, isNew: false };
     }
-    const sub: LocalSubscription = { sid: this.#nextSid++, uri, group, handler, type: options.type ?? null, stream };
+    const maxInFlight = options.maxInFlight ?? 1;
+    const queueLimit = options.queueLimit ?? 10_000;
+    if (!Number.isInteger(maxInFlight) || maxInFlight < 1 || !Number.isInteger(queueLimit) || queueLimit < 0) {
+      throw new NodesetError('BAD_OPTION', 'maxInFlight must be an integer >= 1 and queueLimit an integer >= 0');
+    }
+    const overflow = options.overflow ?? 'drop-newest';
+    if (!['drop-newest', 'drop-oldest', 'disconnect', 'block'].includes(overflow)) {
+      throw new NodesetError(
+        'BAD_OPTION',
+        `overflow must be drop-newest, drop-oldest, disconnect or block, got ${overflow}`,
+      );
+    }
+    const sub: LocalSubscription = {
+      sid: this.#nextSid++,
+      uri,
+      group,
+      handler,
+      type: options.type ?? null,
+      stream,
+      inFlight: 0,
+      maxInFlight,
+      queueLimit,
+      overflow,
+      queue: [],
+    };
     this.#subs.set(sub.sid, sub);
     this.#byKey.set(key, sub);
     return { sub, isNew: true };
@@ -403,6 +438,64 @@ export class Node extends EventEmitter<NodeEvents> {
   /** One received message for one of this node's subscriptions: MSG header [sid, uri, from, ct, replyTo, replyId, direct]. */
   #deliver(sub: LocalSubscription, h: unknown[], payload: Buffer): void {
     this.#received++;
+    if (sub.inFlight < sub.maxInFlight) this.#run(sub, h, payload);
+    else this.#enqueue(sub, h, payload);
+  }
+
+  /** A message for a subscription whose handlers are all busy: queue it, or apply the overflow policy. */
+  #enqueue(sub: LocalSubscription, h: unknown[], payload: Buffer): void {
+    if (sub.queue.length < sub.queueLimit) {
+      sub.queue.push([h, payload]);
+      if (sub.overflow === 'block' && sub.queue.length >= sub.queueLimit) {
+        this.#blocked.add(sub);
+        this.#channel.pauseReading(true);
+        this.#overflowed(sub, 0);
+      }
+      return;
+    }
+    switch (sub.overflow) {
+      case 'drop-oldest':
+        sub.queue.shift();
+        sub.queue.push([h, payload]);
+        this.#overflowed(sub, 1);
+        return;
+      case 'disconnect':
+        this.#overflowed(sub, sub.queue.length + 1);
+        sub.queue.length = 0;
+        this.#channel.resetConnection();
+        return;
+      case 'block':
+        // Reads are paused; frames of the chunk already read still arrive: keep them
+        // (bounded by one socket read) rather than lose them.
+        sub.queue.push([h, payload]);
+        return;
+      default:
+        this.#overflowed(sub, 1);
+    }
+  }
+
+  #overflowed(sub: LocalSubscription, dropped: number): void {
+    this.#overflows++;
+    this.logger.warn({ subscription: sub.uri, policy: sub.overflow, dropped }, 'subscription queue overflow');
+    this.emit('overflow', { subscription: sub.uri, policy: sub.overflow, dropped });
+  }
+
+  /** A handler finished: start the next queued message, and resume reading once a blocked queue has room. */
+  #finished(sub: LocalSubscription): void {
+    sub.inFlight--;
+    while (sub.inFlight < sub.maxInFlight && sub.queue.length > 0) {
+      const [h, payload] = sub.queue.shift() as [unknown[], Buffer];
+      this.#run(sub, h, payload);
+    }
+    if (this.#blocked.has(sub) && sub.queue.length < sub.queueLimit) {
+      this.#blocked.delete(sub);
+      if (this.#blocked.size === 0) this.#channel.pauseReading(false);
+    }
+  }
+
+  /** Runs the handler for one message: decode, check, call, answer a request. */
+  #run(sub: LocalSubscription, h: unknown[], payload: Buffer): void {
+    sub.inFlight++;
     const uri = h[1] as string;
     const replyTo = (h[4] as number) || 0;
     const replyId = (h[5] as number) || 0;
@@ -412,6 +505,7 @@ export class Node extends EventEmitter<NodeEvents> {
       if (sub.type !== null) message = sub.type.parse(message);
     } catch (err) {
       this.#handlerFailed(err, sub, replyTo, replyId);
+      this.#finished(sub);
       return;
     }
     const info: EventInfo = { uri, from: h[2] as string, subscription: sub.uri, isRequest: replyTo !== 0 };
@@ -420,20 +514,24 @@ export class Node extends EventEmitter<NodeEvents> {
       result = sub.handler === null ? this.onEvent(uri, message, info) : sub.handler(message, info);
     } catch (err) {
       this.#handlerFailed(err, sub, replyTo, replyId);
+      this.#finished(sub);
       return;
     }
-    if (replyTo !== 0) {
-      if (isThenable(result)) {
-        result.then(
-          (value: unknown) => this.#reply(replyTo, replyId, value),
-          (err: unknown) => this.#handlerFailed(err, sub, replyTo, replyId),
-        );
-      } else {
-        this.#reply(replyTo, replyId, result);
-      }
-    } else if (isThenable(result)) {
-      result.then(undefined, (err: unknown) => this.#handlerFailed(err, sub, 0, 0));
+    if (!isThenable(result)) {
+      if (replyTo !== 0) this.#reply(replyTo, replyId, result);
+      this.#finished(sub);
+      return;
     }
+    result.then(
+      (value: unknown) => {
+        if (replyTo !== 0) this.#reply(replyTo, replyId, value);
+        this.#finished(sub);
+      },
+      (err: unknown) => {
+        this.#handlerFailed(err, sub, replyTo, replyId);
+        this.#finished(sub);
+      },
+    );
   }
 
   #reply(to: number, r: number, value: unknown): void {
