@@ -18,7 +18,14 @@ export {
 } from './node/handlers.js';
 export { defineMessage, type MessageOf, type MessageType, z } from './node/message.js';
 export { type CounterMetric, type GaugeMetric, type MetricKind, NodeMetrics } from './node/metrics.js';
-export { Node, type NodeEvents, type NodeOptions, type PublishOptions, type RequestOptions } from './node/node.js';
+export {
+  type GapEvent,
+  Node,
+  type NodeEvents,
+  type NodeOptions,
+  type PublishOptions,
+  type RequestOptions,
+} from './node/node.js';
 export { JSON_FORMAT, RAW_FORMAT, type StreamFormat } from './node/stream-format.js';
 export {
   type IncomingStreamInfo,

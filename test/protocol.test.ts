@@ -107,15 +107,15 @@ describe('frame decoder', () => {
     assert.throws(() => decodeHeader(Buffer.from([0x92, 0x01])), { code: 'BAD_FRAME' });
   });
 
-  test('MSG frames built from a shared tail decode as a 7-element array', () => {
-    const tail = packMsgTail('orders.new', 'pub-1', 0, 0, 0, false);
+  test('MSG frames built from a shared tail decode as an 8-element array', () => {
+    const tail = packMsgTail('orders.new', 'pub-1', 0, 0, 0, false, 41);
     const payload = Buffer.from('"hello"');
     const out = Buffer.alloc(msgFrameSize(tail, payload.length));
     writeMsgFrame(out, 0, 0xdeadbeef, tail, payload);
     const { sink, seen } = collector();
     new FrameDecoder(sink).push(out);
     assert.deepEqual(seen.frames, [
-      { kind: FrameKind.MSG, header: [0xdeadbeef, 'orders.new', 'pub-1', 0, 0, 0, 0], payload: '"hello"' },
+      { kind: FrameKind.MSG, header: [0xdeadbeef, 'orders.new', 'pub-1', 0, 0, 0, 0, 41], payload: '"hello"' },
     ]);
   });
 });
@@ -131,8 +131,14 @@ describe('PUB header fast path', () => {
         fc.nat(),
         fc.integer({ min: 0, max: 70000 }),
         fc.option(fc.string({ maxLength: 40 }), { nil: undefined }),
-        (uri, flags, r, ct, sender) => {
-          const value = sender === undefined ? [uri, flags, r, ct] : [uri, flags, r, ct, sender];
+        fc.option(fc.nat(), { nil: undefined }),
+        (uri, flags, r, ct, sender, seq) => {
+          const value =
+            seq !== undefined
+              ? [uri, flags, r, ct, sender ?? null, seq]
+              : sender === undefined
+                ? [uri, flags, r, ct]
+                : [uri, flags, r, ct, sender];
           const bytes = packHeader(value);
           assert.deepEqual(decodePubHeader(bytes), unpackHeader(bytes));
         },
@@ -157,8 +163,9 @@ describe('PUB header fast path', () => {
         fc.nat(),
         fc.nat(),
         fc.boolean(),
-        (sid, uri, from, ct, rc, ri, single) => {
-          const tail = packMsgTail(uri, from, ct, rc, ri, single);
+        fc.nat(),
+        (sid, uri, from, ct, rc, ri, single, seq) => {
+          const tail = packMsgTail(uri, from, ct, rc, ri, single, seq);
           const frame = Buffer.alloc(msgFrameSize(tail, 0));
           writeMsgFrame(frame, 0, sid, tail, Buffer.alloc(0));
           const header = frame.subarray(7);

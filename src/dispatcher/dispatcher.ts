@@ -10,6 +10,7 @@ import {
   type ReplyHeader,
   STATS_EVENT,
   type SubscriberInfo,
+  setSeq,
 } from '../protocol/frames.js';
 import { Route, RoutingTable } from '../protocol/routing-table.js';
 import { formatDispatcherUrl } from '../protocol/url.js';
@@ -225,7 +226,16 @@ export class Dispatcher {
   }
 
   /** Routes one publish. Hot path: no promise, no closure, no re-encode of the payload. */
-  publish(from: Session, sender: string, uri: string, flags: number, r: number, ct: number, payload: Buffer): void {
+  publish(
+    from: Session,
+    sender: string,
+    uri: string,
+    flags: number,
+    r: number,
+    ct: number,
+    payload: Buffer,
+    seq = 0,
+  ): void {
     const target = this.#target(uri);
     const event = target.uri.event;
     // Every node may report its own metrics.
@@ -233,7 +243,7 @@ export class Dispatcher {
       throw new NodesetError('PERMISSION_DENIED', `identity ${from.identity.name} may not publish to ${uri}`);
     }
     if (!target.local) {
-      this.#forward(from, sender, target.uri.host as string, uri, flags, r, ct, payload);
+      this.#forward(from, sender, target.uri.host as string, uri, flags, r, ct, payload, seq);
       return;
     }
     const isRequest = (flags & PubFlag.REQUEST) !== 0;
@@ -247,6 +257,7 @@ export class Dispatcher {
         if (from.tails.size >= TAIL_CACHE_LIMIT) from.tails.clear();
         from.tails.set(key, tail);
       }
+      setSeq(tail, seq);
     }
     const skip = (flags & PubFlag.LOCAL_DONE) !== 0 ? from : null;
     const delivered = this.routeLocal(target.uri, sender, uri, flags, ct, payload, from.id, r, skip, tail);
@@ -257,7 +268,15 @@ export class Dispatcher {
       from.ok({ r, n: delivered });
     }
     if (target.uri.host === ALL_HOSTS && this.federation !== null) {
-      this.federation.broadcast({ uri, from: sender, host: this.hostName, ct, flags: flags & PubFlag.DIRECT, payload });
+      this.federation.broadcast({
+        uri,
+        from: sender,
+        host: this.hostName,
+        ct,
+        flags: flags & PubFlag.DIRECT,
+        payload,
+        seq,
+      });
     }
   }
 
@@ -277,6 +296,7 @@ export class Dispatcher {
     replyId: number,
     skip: Session | null,
     tail?: Buffer,
+    seq = 0,
   ): number {
     const event = target.event;
     const stats = this.stats;
@@ -285,7 +305,8 @@ export class Dispatcher {
     const route = this.table.match(event);
     const isRequest = (flags & PubFlag.REQUEST) !== 0;
     const single = (flags & (PubFlag.DIRECT | PubFlag.REQUEST)) !== 0;
-    const msgTail = tail ?? packMsgTail(uri, sender, ct, isRequest ? replyConn : 0, isRequest ? replyId : 0, single);
+    const msgTail =
+      tail ?? packMsgTail(uri, sender, ct, isRequest ? replyConn : 0, isRequest ? replyId : 0, single, seq);
     let delivered = 0;
     const node = target.node;
     if (single) {
@@ -312,6 +333,7 @@ export class Dispatcher {
     r: number,
     ct: number,
     payload: Buffer,
+    seq: number,
   ): void {
     const federation = this.federation;
     if (federation === null) throw new NodesetError('NO_ROUTE', `host ${host} is not reachable from ${this.hostName}`);
@@ -327,6 +349,7 @@ export class Dispatcher {
       ct,
       flags,
       payload,
+      seq,
       ...(answered ? { conn: from.id, r } : {}),
     });
   }

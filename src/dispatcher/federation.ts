@@ -13,6 +13,8 @@ export interface Envelope {
   ct: number;
   flags: number;
   payload: Uint8Array;
+  /** The publisher's sequence number for this URI (0: none). */
+  seq?: number;
   /** For ACK and REQUEST: where the answer goes on the origin host. */
   conn?: number;
   r?: number;
@@ -96,7 +98,19 @@ export class FederationGlue {
         this.#remoteRequests.set(replyId, { host: env.host, conn: env.conn ?? 0, r: env.r ?? 0 });
       }
       const flags = env.flags & ~PubFlag.LOCAL_DONE;
-      const n = d.routeLocal(target, env.from, env.uri, flags, env.ct, payload, FEDERATION_CONN, replyId, null);
+      const n = d.routeLocal(
+        target,
+        env.from,
+        env.uri,
+        flags,
+        env.ct,
+        payload,
+        FEDERATION_CONN,
+        replyId,
+        null,
+        undefined,
+        env.seq ?? 0,
+      );
       if (isRequest && n === 0) {
         this.#remoteRequests.delete(replyId);
         answer({

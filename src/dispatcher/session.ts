@@ -130,16 +130,22 @@ export class Session implements FrameSocketHandlers {
         case FrameKind.PUB: {
           const h = (header === null ? null : decodePubHeader(header)) ?? decodeHeader(header);
           if (!Array.isArray(h) || typeof h[0] !== 'string' || !isUint(h[1]) || !isUint(h[2]) || !isUint(h[3])) {
-            throw new NodesetError('BAD_FRAME', 'PUB header must be [uri, flags, id, contentType, sender?]');
+            throw new NodesetError('BAD_FRAME', 'PUB header must be [uri, flags, id, contentType, sender?, seq?]');
           }
           r = h[2];
-          // Optional 5th element: the publishing member of a node collection.
+          // Optional 5th element: the publishing member of a node collection (nil: the connection's name).
           let sender = this.name;
-          if (h.length > 4) {
+          if (h.length > 4 && h[4] !== null) {
             if (!isValidName(h[4])) throw new NodesetError('BAD_FRAME', 'PUB sender must be a node name');
             sender = h[4];
           }
-          this.#dispatcher.publish(this, sender, h[0], h[1], r, h[3], payload);
+          // Optional 6th element: the publisher's sequence number for this URI.
+          let seq = 0;
+          if (h.length > 5) {
+            if (!isUint(h[5])) throw new NodesetError('BAD_FRAME', 'PUB seq must be an unsigned integer');
+            seq = h[5];
+          }
+          this.#dispatcher.publish(this, sender, h[0], h[1], r, h[3], payload, seq);
           return;
         }
         case FrameKind.PING:

@@ -20,6 +20,8 @@ export interface LocalSubscription {
   readonly queueLimit: number;
   readonly overflow: OverflowPolicy;
   readonly queue: [unknown[], Buffer][];
+  /** Last sequence number seen per publisher and URI (gap detection); created on first use. */
+  seen: Map<string, Map<string, number>> | null;
 }
 
 /** What a channel calls back on the node it serves. */
@@ -50,9 +52,9 @@ export interface NodeChannel {
   /** Resolves once the dispatcher confirmed it (at once when offline: sent on connect). */
   subscribe(sub: LocalSubscription, timeoutMs: number): Promise<unknown>;
   unsubscribe(sub: LocalSubscription, timeoutMs: number): Promise<unknown>;
-  /** The throughput path: no promise. `header` is the packed PUB header for these arguments. */
-  publish(uri: string, flags: number, ct: number, bytes: Buffer, header: Buffer): void;
-  publishAcked(uri: string, flags: number, ct: number, bytes: Buffer, timeoutMs: number): Promise<number>;
+  /** The throughput path: no promise. `header` is the packed PUB header for these arguments, `seq` already in it. */
+  publish(uri: string, flags: number, ct: number, bytes: Buffer, header: Buffer, seq: number): void;
+  publishAcked(uri: string, flags: number, ct: number, bytes: Buffer, timeoutMs: number, seq: number): Promise<number>;
   request(uri: string, ct: number, bytes: Buffer, timeoutMs: number): Promise<unknown>;
   query(what: QueryWhat, uri: string | undefined, timeoutMs: number): Promise<unknown>;
   reply(to: number, r: number, ct: number, bytes: Buffer | null, err?: { code: string; message: string }): void;
@@ -168,11 +170,18 @@ export class LinkChannel implements NodeChannel {
     this.link.send(FrameKind.PUB, header, bytes);
   }
 
-  async publishAcked(uri: string, flags: number, ct: number, bytes: Buffer, timeoutMs: number): Promise<number> {
+  async publishAcked(
+    uri: string,
+    flags: number,
+    ct: number,
+    bytes: Buffer,
+    timeoutMs: number,
+    seq: number,
+  ): Promise<number> {
     const ok = await ask(
       this.link,
       FrameKind.PUB,
-      (r) => [uri, flags | PubFlag.ACK, r, ct],
+      (r) => [uri, flags | PubFlag.ACK, r, ct, null, seq],
       bytes,
       timeoutMs,
       `publish ${uri}`,

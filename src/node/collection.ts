@@ -3,7 +3,7 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { NodesetError } from '../protocol/errors.js';
 import { type EventUri, parseEventUri } from '../protocol/event-uri.js';
-import { FrameKind, PubFlag, packHeader, type QueryWhat } from '../protocol/frames.js';
+import { FrameKind, PubFlag, packHeader, packPubHeader, type QueryWhat, setSeq } from '../protocol/frames.js';
 import { type RouteEntry, RoutingTable } from '../protocol/routing-table.js';
 import type { TlsClientOptions } from '../transport/tcp.js';
 import type { BackoffOptions } from './backoff.js';
@@ -359,21 +359,28 @@ class MemberChannel implements NodeChannel {
     return this.#collection.removeHolder(this.owner, sub, timeoutMs);
   }
 
-  publish(uri: string, flags: number, ct: number, bytes: Buffer): void {
+  publish(uri: string, flags: number, ct: number, bytes: Buffer, _header: Buffer, seq: number): void {
     const link = this.#collection.link;
     if (flags === 0 && this.#collection.deliverLocally(this.owner.name, uri, ct, bytes) >= 0)
       flags = PubFlag.LOCAL_DONE;
     const key = `${flags}:${ct}:${uri}`;
     let header = this.#plainHeaders.get(key);
     if (header === undefined) {
-      header = packHeader([uri, flags, 0, ct, this.owner.name]);
+      header = packPubHeader(uri, flags, 0, ct, this.owner.name, 0);
       if (this.#plainHeaders.size >= 1024) this.#plainHeaders.clear();
       this.#plainHeaders.set(key, header);
     }
-    link.send(FrameKind.PUB, header, bytes);
+    link.send(FrameKind.PUB, setSeq(header, seq), bytes);
   }
 
-  async publishAcked(uri: string, flags: number, ct: number, bytes: Buffer, timeoutMs: number): Promise<number> {
+  async publishAcked(
+    uri: string,
+    flags: number,
+    ct: number,
+    bytes: Buffer,
+    timeoutMs: number,
+    seq: number,
+  ): Promise<number> {
     let local = 0;
     if (flags === 0) {
       const n = this.#collection.deliverLocally(this.owner.name, uri, ct, bytes);
@@ -386,7 +393,7 @@ class MemberChannel implements NodeChannel {
     const ok = await ask(
       this.#collection.link,
       FrameKind.PUB,
-      (r) => [uri, flags | PubFlag.ACK, r, ct, name],
+      (r) => [uri, flags | PubFlag.ACK, r, ct, name, seq],
       bytes,
       timeoutMs,
       `publish ${uri}`,

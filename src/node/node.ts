@@ -9,8 +9,10 @@ import {
   type DeliveryMode,
   PubFlag,
   packHeader,
+  packPubHeader,
   type QueryWhat,
   STATS_EVENT,
+  setSeq,
 } from '../protocol/frames.js';
 import { decodePayload, encodePayload } from '../protocol/payload.js';
 import type { TlsClientOptions } from '../transport/tcp.js';
@@ -82,6 +84,17 @@ export interface RequestOptions {
 }
 
 const PLAIN_HEADER_CACHE_LIMIT = 1024;
+/** Sequence counters kept per node (URIs published) and per subscription (publishers × URIs seen). */
+const SEQ_TABLE_LIMIT = 100_000;
+
+/** Emitted (`gap` event) when a subscription missed messages of a publisher's stream. */
+export interface GapEvent {
+  subscription: string;
+  from: string;
+  uri: string;
+  /** First and last sequence numbers missed. */
+  missed: [number, number];
+}
 
 export interface NodeEvents {
   connect: [Welcome];
@@ -91,6 +104,7 @@ export interface NodeEvents {
   drain: [];
   event: [string, unknown, EventInfo];
   overflow: [OverflowEvent];
+  gap: [GapEvent];
 }
 
 /**
@@ -120,6 +134,8 @@ export class Node extends EventEmitter<NodeEvents> {
   #published = 0;
   #received = 0;
   #overflows = 0;
+  #gaps = 0;
+  readonly #seqs = new Map<string, number>();
   /** Subscriptions whose full queue paused the connection's reads (`block`). */
   readonly #blocked = new Set<LocalSubscription>();
 
@@ -221,6 +237,7 @@ export class Node extends EventEmitter<NodeEvents> {
       published: this.#published,
       received: this.#received,
       overflows: this.#overflows,
+      gaps: this.#gaps,
       pendingBytes: this.pendingBytes,
       metrics,
     };
@@ -366,18 +383,49 @@ export class Node extends EventEmitter<NodeEvents> {
     let header = this.#plainHeaders.get(key);
     if (header === undefined) {
       parseEventUri(uri, false);
-      header = packHeader([uri, flags, 0, ct]);
+      header = packPubHeader(uri, flags, 0, ct, null, 0);
       if (this.#plainHeaders.size >= PLAIN_HEADER_CACHE_LIMIT) this.#plainHeaders.clear();
       this.#plainHeaders.set(key, header);
     }
-    this.#channel.publish(uri, flags, ct, bytes, header);
+    // Only `all`-mode publishes are numbered: a direct one reaches a single subscriber, so it is no one's gap.
+    const seq = flags === 0 ? this.#nextSeq(uri) : 0;
+    this.#channel.publish(uri, flags, ct, bytes, setSeq(header, seq), seq);
     this.#published++;
   }
 
   async #publishAcked(uri: string, message: unknown, flags: number, timeoutMs: number): Promise<number> {
     parseEventUri(uri, false);
     const { ct, bytes } = this.#encode(uri, message);
-    return this.#channel.publishAcked(uri, flags, ct, bytes, timeoutMs);
+    return this.#channel.publishAcked(uri, flags, ct, bytes, timeoutMs, flags === 0 ? this.#nextSeq(uri) : 0);
+  }
+
+  /** The next sequence number for a URI (per publishing node and event stream). */
+  #nextSeq(uri: string): number {
+    const seq = ((this.#seqs.get(uri) ?? 0) % 0xfffffffe) + 1;
+    // Bounded: past the limit the counters restart, which subscribers take as a restart, not a gap.
+    if (seq === 1 && this.#seqs.size >= SEQ_TABLE_LIMIT) this.#seqs.clear();
+    this.#seqs.set(uri, seq);
+    return seq;
+  }
+
+  /** Gap detection: every `all`-mode message outside queue groups carries its publisher's sequence number. */
+  #checkSeq(sub: LocalSubscription, from: string, uri: string, seq: number): void {
+    sub.seen ??= new Map();
+    let byUri = sub.seen.get(from);
+    if (byUri === undefined) {
+      if (sub.seen.size >= SEQ_TABLE_LIMIT) sub.seen.clear();
+      byUri = new Map();
+      sub.seen.set(from, byUri);
+    }
+    const last = byUri.get(uri);
+    if (byUri.size >= SEQ_TABLE_LIMIT && last === undefined) byUri.clear();
+    byUri.set(uri, seq);
+    // A number at or below the last one means the publisher restarted: a new stream, not a gap.
+    if (last === undefined || seq <= last + 1) return;
+    this.#gaps++;
+    const gap: GapEvent = { subscription: sub.uri, from, uri, missed: [last + 1, seq - 1] };
+    this.logger.warn(gap, 'messages missed');
+    this.emit('gap', gap);
   }
 
   #query(what: QueryWhat, uri?: string): Promise<unknown> {
@@ -424,6 +472,7 @@ export class Node extends EventEmitter<NodeEvents> {
       queueLimit,
       overflow,
       queue: [],
+      seen: null,
     };
     this.#subs.set(sub.sid, sub);
     this.#byKey.set(key, sub);
@@ -438,6 +487,10 @@ export class Node extends EventEmitter<NodeEvents> {
   /** One received message for one of this node's subscriptions: MSG header [sid, uri, from, ct, replyTo, replyId, direct]. */
   #deliver(sub: LocalSubscription, h: unknown[], payload: Buffer): void {
     this.#received++;
+    const seq = h[7];
+    if (typeof seq === 'number' && seq !== 0 && h[6] === 0 && sub.group === null) {
+      this.#checkSeq(sub, h[2] as string, h[1] as string, seq);
+    }
     if (sub.inFlight < sub.maxInFlight) this.#run(sub, h, payload);
     else this.#enqueue(sub, h, payload);
   }

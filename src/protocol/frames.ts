@@ -108,9 +108,10 @@ export interface UnsubHeader {
 export type PubHeader = [uri: string, flags: number, r: number, ct: number];
 
 /**
- * MSG header: [sid, uri, from, ct, replyConn, replyId, direct].
+ * MSG header: [sid, uri, from, ct, replyConn, replyId, direct, seq].
  * replyConn/replyId are 0 unless the message is a request; direct is 1 when
- * the message was routed to exactly one subscriber (`direct` mode or request).
+ * the message was routed to exactly one subscriber (`direct` mode or request);
+ * seq is the publisher's sequence number for this URI (0: none).
  */
 export type MsgHeader = [
   sid: number,
@@ -120,6 +121,7 @@ export type MsgHeader = [
   replyConn: number,
   replyId: number,
   direct: number,
+  seq: number,
 ];
 
 export interface WireError {
@@ -229,11 +231,15 @@ export function encodeFrame(kind: number, header: unknown = null, payload: Uint8
 
 /**
  * MSG frames are built once per publish and sent to many subscriptions that
- * differ only in their sid. The header is a 7-element array whose first
+ * differ only in their sid. The header is an 8-element array whose first
  * element is always encoded as a MessagePack uint32, so the dispatcher packs
- * the other six once (the "tail") and patches the sid in per delivery.
+ * the other seven once (the "tail") and patches the sid in per delivery. The
+ * last element, the publisher's sequence number, is also a fixed-width uint32,
+ * so a cached tail is reused by patching it (setTailSeq).
  */
-const MSG_HEAD_BYTES = 6; // fixarray(7) marker + uint32 marker + 4 sid bytes
+const MSG_HEAD_BYTES = 6; // fixarray(8) marker + uint32 marker + 4 sid bytes
+/** Packs as a 5-byte MessagePack uint32, whatever the value patched in later. */
+const SEQ_PLACEHOLDER = 0xffffffff;
 
 export function packMsgTail(
   uri: string,
@@ -242,9 +248,29 @@ export function packMsgTail(
   replyConn: number,
   replyId: number,
   direct: boolean,
+  seq = 0,
 ): Buffer {
-  // A 6-element fixarray: drop its 1-byte marker, keep the elements.
-  return packr.pack([uri, from, ct, replyConn, replyId, direct ? 1 : 0]).subarray(1);
+  // A 7-element fixarray: drop its 1-byte marker, keep the elements.
+  const tail = packr.pack([uri, from, ct, replyConn, replyId, direct ? 1 : 0, SEQ_PLACEHOLDER]).subarray(1);
+  return setSeq(tail, seq);
+}
+
+/** Writes a sequence number into the last 4 bytes of a packed MSG tail or PUB header. */
+export function setSeq<B extends Buffer>(packed: B, seq: number): B {
+  packed.writeUInt32BE(seq >>> 0, packed.length - 4);
+  return packed;
+}
+
+/** A PUB header with a sequence slot: [uri, flags, r, ct, sender|nil, seq]. */
+export function packPubHeader(
+  uri: string,
+  flags: number,
+  r: number,
+  ct: number,
+  sender: string | null,
+  seq: number,
+): Buffer {
+  return setSeq(packHeader([uri, flags, r, ct, sender, SEQ_PLACEHOLDER]), seq);
 }
 
 export function msgFrameSize(tail: Uint8Array, payloadBytes: number): number {
@@ -262,7 +288,7 @@ export function writeMsgFrame(
   target.writeUInt32BE(FRAME_FIXED_BYTES + hlen + payload.length, offset);
   target[offset + 4] = FrameKind.MSG;
   target.writeUInt16BE(hlen, offset + 5);
-  target[offset + 7] = 0x97; // fixarray, 7 elements
+  target[offset + 7] = 0x98; // fixarray, 8 elements
   target[offset + 8] = 0xce; // uint32
   target.writeUInt32BE(sid >>> 0, offset + 9);
   target.set(tail, offset + 13);
@@ -317,10 +343,9 @@ function readStr(b: Buffer, at: number): [string, number] | null {
  * Returns null for anything else, and the caller falls back to the general
  * MessagePack decoder (which then validates or refuses it).
  */
-export function decodePubHeader(
-  b: Buffer,
-): [string, number, number, number] | [string, number, number, number, string] | null {
+export function decodePubHeader(b: Buffer): unknown[] | null {
   const head = b[0];
+  if (head === 0x96) return decodeSeqPubHeader(b);
   if (head !== 0x94 && head !== 0x95) return null;
   const uri = readStr(b, 1);
   if (uri === null) return null;
@@ -336,13 +361,38 @@ export function decodePubHeader(
   return [uri[0], flags[0], r[0], ct[0], sender[0]];
 }
 
+/** [uri, flags, r, ct, sender|nil, seq], the form nodes send. */
+function decodeSeqPubHeader(b: Buffer): unknown[] | null {
+  const uri = readStr(b, 1);
+  if (uri === null) return null;
+  const flags = readUint(b, uri[1]);
+  if (flags === null) return null;
+  const r = readUint(b, flags[1]);
+  if (r === null) return null;
+  const ct = readUint(b, r[1]);
+  if (ct === null) return null;
+  let sender: string | null = null;
+  let at = ct[1];
+  if (b[at] === 0xc0) {
+    at++;
+  } else {
+    const s = readStr(b, at);
+    if (s === null) return null;
+    sender = s[0];
+    at = s[1];
+  }
+  const seq = readUint(b, at);
+  if (seq === null || seq[1] !== b.length) return null;
+  return [uri[0], flags[0], r[0], ct[0], sender, seq[0]];
+}
+
 /**
  * Fast path for the MSG header a node decodes for every message:
- * [uint sid, string uri, string from, uint ct, uint replyConn, uint replyId, uint single].
+ * [uint sid, string uri, string from, uint ct, uint replyConn, uint replyId, uint single, uint seq].
  * Null for anything else (the caller falls back to the general decoder).
  */
 export function decodeMsgHeader(b: Buffer): unknown[] | null {
-  if (b[0] !== 0x97) return null;
+  if (b[0] !== 0x98) return null;
   const sid = readUint(b, 1);
   if (sid === null) return null;
   const uri = readStr(b, sid[1]);
@@ -356,6 +406,8 @@ export function decodeMsgHeader(b: Buffer): unknown[] | null {
   const ri = readUint(b, rc[1]);
   if (ri === null) return null;
   const single = readUint(b, ri[1]);
-  if (single === null || single[1] !== b.length) return null;
-  return [sid[0], uri[0], from[0], ct[0], rc[0], ri[0], single[0]];
+  if (single === null) return null;
+  const seq = readUint(b, single[1]);
+  if (seq === null || seq[1] !== b.length) return null;
+  return [sid[0], uri[0], from[0], ct[0], rc[0], ri[0], single[0], seq[0]];
 }
