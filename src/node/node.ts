@@ -8,7 +8,6 @@ import {
   DEFAULT_MAX_PAYLOAD_BYTES,
   type DeliveryMode,
   PubFlag,
-  packHeader,
   packPubHeader,
   type QueryWhat,
   STATS_EVENT,
