@@ -22,6 +22,10 @@ export interface LocalSubscription {
   readonly queue: [unknown[], Buffer][];
   /** Last sequence number seen per publisher and URI (gap detection); created on first use. */
   seen: Map<string, Map<string, number>> | null;
+  /** The stream seen last, kept out of the table (gap detection's fast path). */
+  lastFrom: string | null;
+  lastUri: string | null;
+  lastSeq: number;
 }
 
 /** What a channel calls back on the node it serves. */

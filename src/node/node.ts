@@ -407,24 +407,41 @@ export class Node extends EventEmitter<NodeEvents> {
     return seq;
   }
 
-  /** Gap detection: every `all`-mode message outside queue groups carries its publisher's sequence number. */
+  /**
+   * Gap detection: every `all`-mode message outside queue groups carries its
+   * publisher's sequence number. The stream seen last is kept in the
+   * subscription itself (the common case: one publisher, one URI), the others
+   * in a bounded table.
+   */
   #checkSeq(sub: LocalSubscription, from: string, uri: string, seq: number): void {
-    sub.seen ??= new Map();
-    let byUri = sub.seen.get(from);
-    if (byUri === undefined) {
-      if (sub.seen.size >= SEQ_TABLE_LIMIT) sub.seen.clear();
-      byUri = new Map();
-      sub.seen.set(from, byUri);
+    let last: number | undefined;
+    if (sub.lastFrom === from && sub.lastUri === uri) {
+      last = sub.lastSeq;
+    } else {
+      sub.seen ??= new Map();
+      if (sub.lastFrom !== null) this.#remember(sub.seen, sub.lastFrom, sub.lastUri as string, sub.lastSeq);
+      last = sub.seen.get(from)?.get(uri);
+      sub.lastFrom = from;
+      sub.lastUri = uri;
     }
-    const last = byUri.get(uri);
-    if (byUri.size >= SEQ_TABLE_LIMIT && last === undefined) byUri.clear();
-    byUri.set(uri, seq);
+    sub.lastSeq = seq;
     // A number at or below the last one means the publisher restarted: a new stream, not a gap.
     if (last === undefined || seq <= last + 1) return;
     this.#gaps++;
     const gap: GapEvent = { subscription: sub.uri, from, uri, missed: [last + 1, seq - 1] };
     this.logger.warn(gap, 'messages missed');
     this.emit('gap', gap);
+  }
+
+  #remember(seen: Map<string, Map<string, number>>, from: string, uri: string, seq: number): void {
+    let byUri = seen.get(from);
+    if (byUri === undefined) {
+      if (seen.size >= SEQ_TABLE_LIMIT) seen.clear();
+      byUri = new Map();
+      seen.set(from, byUri);
+    }
+    if (byUri.size >= SEQ_TABLE_LIMIT && !byUri.has(uri)) byUri.clear();
+    byUri.set(uri, seq);
   }
 
   #query(what: QueryWhat, uri?: string): Promise<unknown> {
@@ -472,6 +489,9 @@ export class Node extends EventEmitter<NodeEvents> {
       overflow,
       queue: [],
       seen: null,
+      lastFrom: null,
+      lastUri: null,
+      lastSeq: 0,
     };
     this.#subs.set(sub.sid, sub);
     this.#byKey.set(key, sub);
