@@ -1,0 +1,167 @@
+// Chaos: processes killed, frozen and restarted under traffic. `npm test` runs
+// a shortened version; `npm run test:chaos` the full one (NODESET_CHAOS=full).
+// Every scenario is bounded in count and time and prints its figures.
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { describe, test } from 'node:test';
+import { type Node, NodesetError } from '../src/index.js';
+import { CliProcess, spawnDispatcher, startNode, until } from './helpers.js';
+
+const FULL = process.env.NODESET_CHAOS === 'full';
+
+describe(`chaos (${FULL ? 'full' : 'short'})`, () => {
+  test('dispatcher SIGKILL and restart during an acked publish stream: every promise settles, nothing reported delivered is missing', async (t) => {
+    const total = FULL ? 50_000 : 5_000;
+    const first = await spawnDispatcher(['--heartbeat-interval', '500']);
+    const opts = {
+      statsIntervalMs: 0,
+      reconnect: { initialMs: 50, maxMs: 500 },
+      ackTimeoutMs: 5000,
+      offlineMaxMessages: 50_000,
+    };
+    const sub = await startNode(first.url, { name: 'chaos-sub', ...opts });
+    const pub = await startNode(first.url, { name: 'chaos-pub', ...opts });
+    const received = new Set<number>();
+    await sub.subscribe('chaos.stream', (i: number) => void received.add(i));
+    let second: Awaited<ReturnType<typeof spawnDispatcher>> | null = null;
+    try {
+      const delivered: number[] = [];
+      let notRouted = 0;
+      let rejected = 0;
+      let restartedAt = 0;
+      let firstAfterRestart = 0;
+      const window = 64;
+      const inFlight = new Set<Promise<void>>();
+      for (let i = 0; i < total; i++) {
+        if (i === Math.floor(total / 3)) {
+          await first.proc.kill('SIGKILL');
+          second = await spawnDispatcher(['--listen', `127.0.0.1:${first.port}`, '--heartbeat-interval', '500']);
+          restartedAt = Date.now();
+        }
+        const p = pub.publish('chaos.stream', i, { ack: true }).then(
+          (n) => {
+            if (n === 1) {
+              delivered.push(i);
+              if (restartedAt > 0 && firstAfterRestart === 0) firstAfterRestart = Date.now();
+            } else notRouted++;
+          },
+          (err: unknown) => {
+            assert.ok(err instanceof NodesetError && ['CONNECTION_LOST', 'TIMEOUT'].includes(err.code), String(err));
+            rejected++;
+          },
+        );
+        inFlight.add(p);
+        void p.finally(() => inFlight.delete(p));
+        if (inFlight.size >= window) await Promise.race(inFlight);
+      }
+      await Promise.all(inFlight);
+      assert.equal(delivered.length + notRouted + rejected, total, 'every promise settled');
+      await until(() => delivered.every((i) => received.has(i)), 10_000, 'every message reported delivered to arrive');
+      const resumeMs = firstAfterRestart - restartedAt;
+      t.diagnostic(
+        `${total} acked publishes: ${delivered.length} delivered (all received), ${notRouted} routed to nobody, ${rejected} rejected; delivering again ${resumeMs} ms after the restart`,
+      );
+      assert.ok(firstAfterRestart > 0 && resumeMs < 3000, `resumed ${resumeMs} ms after the restart`);
+    } finally {
+      await pub.stop();
+      await sub.stop();
+      await first.proc.kill('SIGKILL');
+      if (second !== null) await second.proc.kill('SIGTERM');
+    }
+  });
+
+  test('subscriber SIGKILL in a work queue of 4: the others receive every later message', async (t) => {
+    const { proc, url } = await spawnDispatcher();
+    const workers = [0, 1, 2, 3].map(
+      (i) =>
+        new CliProcess('nodeset-node', [
+          'subscriber',
+          '--dispatcher-url',
+          url,
+          '--name',
+          `w${i}`,
+          '--event',
+          'chaos.jobs',
+        ]),
+    );
+    const pub = await startNode(url, { statsIntervalMs: 0 });
+    try {
+      await until(async () => ((await pub.subscribers('chaos.jobs')) as unknown[]).length === 4, 10_000, 'workers');
+      const before = FULL ? 2000 : 200;
+      for (let i = 0; i < before; i++)
+        assert.equal(await pub.publish('chaos.jobs', i, { mode: 'direct', ack: true }), 1);
+      await workers[2]!.kill('SIGKILL');
+      const deadCount = workers[2]!.lines.length;
+      await until(
+        async () => ((await pub.subscribers('chaos.jobs')) as unknown[]).length === 3,
+        5000,
+        'dead worker dropped',
+      );
+      const after = FULL ? 6000 : 600;
+      for (let i = before; i < before + after; i++) {
+        assert.equal(await pub.publish('chaos.jobs', i, { mode: 'direct', ack: true }), 1);
+      }
+      const live = [workers[0]!, workers[1]!, workers[3]!];
+      await until(
+        () =>
+          live.reduce((n, w) => n + w.lines.filter((l) => Number(JSON.parse(l).message) >= before).length, 0) === after,
+        10_000,
+        'later messages',
+      );
+      assert.equal(workers[2]!.lines.length, deadCount, 'nothing went to the dead worker');
+      t.diagnostic(
+        `${after} messages after the kill, spread ${live.map((w) => w.lines.length).join('/')} over the 3 live workers`,
+      );
+    } finally {
+      await pub.stop();
+      await Promise.all(workers.map((w) => w.kill('SIGTERM')));
+      await proc.kill('SIGTERM');
+    }
+  });
+
+  test('dispatcher frozen (SIGSTOP) past the heartbeat timeout, then resumed: nodes reconnect, traffic resumes, dead nodes are dropped', async (t) => {
+    const { proc, url } = await spawnDispatcher(['--heartbeat-interval', '200']);
+    const opts = { statsIntervalMs: 0, reconnect: { initialMs: 50, maxMs: 300 }, connectTimeoutMs: 1000 };
+    const sub = await startNode(url, { name: 'frozen-sub', ...opts });
+    const pub = await startNode(url, { name: 'frozen-pub', ...opts });
+    const doomed = new CliProcess('nodeset-node', [
+      'subscriber',
+      '--dispatcher-url',
+      url,
+      '--name',
+      'doomed',
+      '--event',
+      'x',
+    ]);
+    const got: number[] = [];
+    let waiting: Node[] = [];
+    try {
+      await sub.subscribe('frozen.ev', (n: number) => void got.push(n));
+      await until(async () => ((await pub.nodes()) as unknown[]).length === 3, 10_000, 'three nodes');
+      const lost = [once(sub, 'disconnect'), once(pub, 'disconnect')];
+      proc.child.kill('SIGSTOP');
+      const frozenAt = Date.now();
+      await Promise.all(lost);
+      const detectMs = Date.now() - frozenAt;
+      await doomed.kill('SIGKILL'); // dies while the dispatcher is frozen
+      waiting = [sub, pub];
+      const back = [once(sub, 'reconnect'), once(pub, 'reconnect')];
+      proc.child.kill('SIGCONT');
+      const resumedAt = Date.now();
+      await Promise.all(back);
+      await until(async () => (await pub.publish('frozen.ev', 1, { ack: true })) === 1, 5000, 'traffic');
+      await until(() => got.includes(1));
+      await until(
+        async () => !((await pub.nodes()) as { name: string }[]).some((n) => n.name === 'doomed'),
+        5000,
+        'dead node dropped',
+      );
+      t.diagnostic(`silence detected after ${detectMs} ms; traffic again ${Date.now() - resumedAt} ms after SIGCONT`);
+    } finally {
+      if (proc.child.exitCode === null) proc.child.kill('SIGCONT');
+      for (const n of waiting.length ? waiting : [sub, pub]) await n.stop();
+      await doomed.kill('SIGKILL');
+      await proc.kill('SIGTERM');
+    }
+  });
+});
