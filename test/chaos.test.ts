@@ -2,10 +2,12 @@
 // a shortened version; `npm run test:chaos` the full one (NODESET_CHAOS=full).
 // Every scenario is bounded in count and time and prints its figures.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { createInterface } from 'node:readline';
 import { describe, test } from 'node:test';
 import { type Node, NodesetError } from '../src/index.js';
-import { CliProcess, spawnDispatcher, startNode, until } from './helpers.js';
+import { CliProcess, ROOT, spawnDispatcher, startNode, until } from './helpers.js';
 
 const FULL = process.env.NODESET_CHAOS === 'full';
 
@@ -162,6 +164,58 @@ describe(`chaos (${FULL ? 'full' : 'short'})`, () => {
       for (const n of waiting.length ? waiting : [sub, pub]) await n.stop();
       await doomed.kill('SIGKILL');
       await proc.kill('SIGTERM');
+    }
+  });
+
+  test('reconnect storm: nodes in several processes all re-subscribe after a dispatcher restart, spread out', async (t) => {
+    const perProcess = FULL ? 125 : 25;
+    const processes = 4;
+    const total = perProcess * processes;
+    const first = await spawnDispatcher();
+    const children = Array.from({ length: processes }, () =>
+      spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/many-nodes.ts', first.url, String(perProcess)], {
+        cwd: ROOT,
+        stdio: ['ignore', 'pipe', 'inherit'],
+        env: { ...process.env, NODESET_LOGLEVEL: 'silent' },
+      }),
+    );
+    let second: Awaited<ReturnType<typeof spawnDispatcher>> | null = null;
+    let watcher: Node | null = null;
+    try {
+      await Promise.all(
+        children.map(
+          (c) => new Promise<void>((resolve) => createInterface({ input: c.stdout! }).once('line', () => resolve())),
+        ),
+      );
+      await first.proc.kill('SIGKILL');
+      second = await spawnDispatcher(['--listen', `127.0.0.1:${first.port}`]);
+      const restartedAt = Date.now();
+      watcher = await startNode(second.url, { statsIntervalMs: 0 });
+      const marks: Record<string, number> = {};
+      const count = async () => ((await watcher!.stats()) as { subscriptions: number }).subscriptions;
+      await until(
+        async () => {
+          const n = await count();
+          for (const q of [0.25, 0.5, 0.9, 1])
+            if (n >= total * q && marks[`${q * 100}%`] === undefined) marks[`${q * 100}%`] = Date.now() - restartedAt;
+          return n >= total;
+        },
+        10_000,
+        'all re-subscribed',
+      );
+      t.diagnostic(
+        `${total} nodes re-subscribed after the restart: ${Object.entries(marks)
+          .map(([k, v]) => `${k} at ${v} ms`)
+          .join(', ')}`,
+      );
+      assert.ok((marks['100%'] ?? Infinity) < 5000, 'all within 5 s');
+      assert.ok((marks['25%'] ?? 0) < (marks['100%'] ?? 0) || total <= 100, 'spread out, not all at once');
+    } finally {
+      await watcher?.stop();
+      for (const c of children) c.kill('SIGTERM');
+      await Promise.all(children.map((c) => (c.exitCode === null ? once(c, 'exit') : undefined)));
+      await first.proc.kill('SIGKILL');
+      if (second !== null) await second.proc.kill('SIGTERM');
     }
   });
 });
