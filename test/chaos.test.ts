@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { describe, test } from 'node:test';
 import { type Node, NodesetError } from '../src/index.js';
@@ -216,6 +217,96 @@ describe(`chaos (${FULL ? 'full' : 'short'})`, () => {
       await Promise.all(children.map((c) => (c.exitCode === null ? once(c, 'exit') : undefined)));
       await first.proc.kill('SIGKILL');
       if (second !== null) await second.proc.kill('SIGTERM');
+    }
+  });
+
+  test('soak: many nodes with 10 subscriptions each under a steady rate: no errors, no loss, dispatcher memory flat', async (t) => {
+    const perProcess = FULL ? 250 : 25;
+    const processes = 4;
+    const subsPerNode = 10;
+    const rate = FULL ? 20_000 : 5_000;
+    const seconds = FULL ? 60 : 4;
+    const warmupSeconds = FULL ? 10 : 1;
+    const { proc, url } = await spawnDispatcher();
+    const rss = () => {
+      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${proc.child.pid}/status`, 'utf8'));
+      return Number(m?.[1] ?? 0) / 1024;
+    };
+    const children = Array.from({ length: processes }, () =>
+      spawn(
+        process.execPath,
+        ['--import', 'tsx', 'test/fixtures/many-nodes.ts', url, String(perProcess), String(subsPerNode)],
+        {
+          cwd: ROOT,
+          stdio: ['ignore', 'pipe', 'inherit'],
+          env: { ...process.env, NODESET_LOGLEVEL: 'silent' },
+        },
+      ),
+    );
+    const counts = new Map<number, number>();
+    const pub = await startNode(url, { statsIntervalMs: 0 });
+    try {
+      const pids = await Promise.all(
+        children.map(
+          (c) =>
+            new Promise<number>((resolve) => {
+              createInterface({ input: c.stdout! }).on('line', (line) => {
+                const ready = /^ready (\d+)$/.exec(line);
+                if (ready) resolve(Number(ready[1]));
+                const got = /^received (\d+)$/.exec(line);
+                if (got) counts.set(c.pid!, Number(got[1]));
+              });
+            }),
+        ),
+      );
+      let published = 0;
+      let errors = 0;
+      let afterWarmup = 0;
+      const perTick = rate / 100;
+      const started = Date.now();
+      await new Promise<void>((resolve) => {
+        const timer = setInterval(() => {
+          const elapsed = (Date.now() - started) / 1000;
+          if (elapsed >= seconds) {
+            clearInterval(timer);
+            resolve();
+            return;
+          }
+          if (afterWarmup === 0 && elapsed >= warmupSeconds) afterWarmup = rss();
+          for (let i = 0; i < perTick; i++) {
+            const n = published++;
+            const pid = pids[n % processes];
+            const node = Math.floor(n / processes) % perProcess;
+            try {
+              pub.publish(`storm.${pid}.${node}.${n % subsPerNode}`, n);
+            } catch {
+              errors++;
+            }
+          }
+        }, 10);
+      });
+      await pub.drain();
+      const atEnd = rss();
+      await until(
+        async () => {
+          for (const c of children) c.kill('SIGUSR2');
+          await new Promise((r) => setTimeout(r, 100));
+          return [...counts.values()].reduce((a, b) => a + b, 0) === published;
+        },
+        20_000,
+        'every message received',
+      );
+      const achieved = published / seconds;
+      t.diagnostic(
+        `${processes * perProcess} nodes, ${processes * perProcess * subsPerNode} subscriptions, ${published} messages in ${seconds} s (${Math.round(achieved)}/s), ${errors} errors, all received; dispatcher RSS ${afterWarmup.toFixed(0)} MB after warm-up, ${atEnd.toFixed(0)} MB at the end`,
+      );
+      assert.equal(errors, 0);
+      assert.ok(atEnd <= afterWarmup * (FULL ? 1.1 : 1.25), `memory grew from ${afterWarmup} to ${atEnd} MB`);
+    } finally {
+      await pub.stop();
+      for (const c of children) c.kill('SIGTERM');
+      await Promise.all(children.map((c) => (c.exitCode === null ? once(c, 'exit') : undefined)));
+      await proc.kill('SIGTERM');
     }
   });
 });
