@@ -262,7 +262,6 @@ describe(`chaos (${FULL ? 'full' : 'short'})`, () => {
       let published = 0;
       let errors = 0;
       let afterWarmup = 0;
-      const perTick = rate / 100;
       const started = Date.now();
       await new Promise<void>((resolve) => {
         const timer = setInterval(() => {
@@ -273,7 +272,9 @@ describe(`chaos (${FULL ? 'full' : 'short'})`, () => {
             return;
           }
           if (afterWarmup === 0 && elapsed >= warmupSeconds) afterWarmup = rss();
-          for (let i = 0; i < perTick; i++) {
+          // Paced by the clock, not by the timer: catch up on what is due.
+          const due = Math.floor(rate * elapsed) - published;
+          for (let i = 0; i < due; i++) {
             const n = published++;
             const pid = pids[n % processes];
             const node = Math.floor(n / processes) % perProcess;
@@ -308,5 +309,79 @@ describe(`chaos (${FULL ? 'full' : 'short'})`, () => {
       await Promise.all(children.map((c) => (c.exitCode === null ? once(c, 'exit') : undefined)));
       await proc.kill('SIGTERM');
     }
+  });
+
+  test('a subscriber frozen (SIGSTOP) under load is cut off; the others keep their throughput; dispatcher memory stays bounded', async (t) => {
+    const count = FULL ? 300_000 : 60_000;
+    const maxPending = 4 * 1024 * 1024;
+    const worker = (url: string, role: string) => {
+      const child = spawn(
+        process.execPath,
+        ['--import', 'tsx', 'bench/suite-worker.ts', 'nodeset', url, role, 'chaos.load', String(count), '128'],
+        {
+          cwd: ROOT,
+          stdio: ['pipe', 'pipe', 'inherit'],
+          env: { ...process.env, NODESET_LOGLEVEL: 'silent' },
+        },
+      );
+      const lines: string[] = [];
+      createInterface({ input: child.stdout! }).on('line', (l) => lines.push(l));
+      return { child, lines };
+    };
+    /** One run: 2 subscribers (+ a frozen one), 1 publisher; returns the slower subscriber's rate. */
+    const run = async (withFrozen: boolean) => {
+      const { proc, url } = await spawnDispatcher(['--max-pending', String(maxPending)]);
+      const all: ReturnType<typeof worker>[] = [];
+      try {
+        const subs = [worker(url, 'sub'), worker(url, 'sub')];
+        all.push(...subs);
+        let frozen: ReturnType<typeof worker> | null = null;
+        if (withFrozen) {
+          frozen = worker(url, 'sub');
+          all.push(frozen);
+        }
+        await until(() => all.every((w) => w.lines.includes('ready')), 20_000, 'subscribers ready');
+        if (frozen !== null) frozen.child.kill('SIGSTOP');
+        const rssBefore = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${proc.child.pid}/status`, 'utf8'))![1];
+        const pub = worker(url, 'pub');
+        all.push(pub);
+        await until(() => pub.lines.includes('ready'), 20_000, 'publisher ready');
+        pub.child.stdin!.write('go\n');
+        await until(() => subs.every((w) => w.lines.some((l) => l.startsWith('{'))), 60_000, 'subscribers done');
+        const results = subs.map(
+          (w) => JSON.parse(w.lines.find((l) => l.startsWith('{'))!) as { received: number; ms: number },
+        );
+        const peak = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${proc.child.pid}/status`, 'utf8'))![1];
+        let slowConsumers = 0;
+        if (withFrozen) {
+          const observer = await startNode(url, { statsIntervalMs: 0 });
+          slowConsumers = ((await observer.stats()) as { slowConsumers: number }).slowConsumers;
+          await observer.stop();
+        }
+        for (const r of results) assert.equal(r.received, count, 'the live subscribers got everything');
+        return {
+          rate: Math.min(...results.map((r) => r.received / (r.ms / 1000))),
+          growthMb: (Number(peak) - Number(rssBefore)) / 1024,
+          slowConsumers,
+        };
+      } finally {
+        for (const w of all) {
+          if (w.child.exitCode === null) {
+            w.child.kill('SIGCONT');
+            w.child.kill('SIGKILL');
+          }
+        }
+        await proc.kill('SIGTERM');
+      }
+    };
+    const base = await run(false);
+    const frozen = await run(true);
+    t.diagnostic(
+      `${count} messages: ${Math.round(base.rate)}/s per subscriber without a frozen one, ${Math.round(frozen.rate)}/s with (ratio ${(frozen.rate / base.rate).toFixed(2)}); slow consumers cut off: ${frozen.slowConsumers}; dispatcher RSS growth ${frozen.growthMb.toFixed(0)} MB (limit per connection ${maxPending / 1048576} MiB)`,
+    );
+    assert.equal(frozen.slowConsumers, 1);
+    assert.ok(frozen.growthMb < 64, `dispatcher memory grew ${frozen.growthMb} MB`);
+    // On this shared 2-core machine throughput varies run to run; the 20% bound is checked in the full suite.
+    if (FULL) assert.ok(frozen.rate >= 0.8 * base.rate, `throughput ${frozen.rate} vs ${base.rate}`);
   });
 });
