@@ -428,4 +428,30 @@ describe(`chaos (${FULL ? 'full' : 'short'})`, () => {
       await proc.kill('SIGKILL');
     }
   });
+
+  test('node SIGTERM: what it published before the signal is delivered before it exits', async (t) => {
+    const total = FULL ? 100_000 : 10_000;
+    const { proc, url } = await spawnDispatcher();
+    const sub = await startNode(url, { statsIntervalMs: 0 });
+    try {
+      let got = 0;
+      await sub.subscribe('node.sigterm', () => void got++);
+      const child = spawn(
+        process.execPath,
+        ['--import', 'tsx', 'test/fixtures/publish-then-sigterm.ts', url, String(total)],
+        {
+          cwd: ROOT,
+          stdio: ['ignore', 'inherit', 'inherit'],
+          env: { ...process.env, NODESET_LOGLEVEL: 'silent' },
+        },
+      );
+      const [code] = (await once(child, 'exit')) as [number | null];
+      assert.equal(code, 0);
+      await until(() => got === total, 10_000, 'every message published before SIGTERM');
+      t.diagnostic(`${total} messages published, SIGTERM right after: ${got} delivered, exit code ${code}`);
+    } finally {
+      await sub.stop();
+      await proc.kill('SIGTERM');
+    }
+  });
 });
