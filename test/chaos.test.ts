@@ -212,7 +212,8 @@ describe(`chaos (${FULL ? 'full' : 'short'})`, () => {
           .join(', ')}`,
       );
       assert.ok((marks['100%'] ?? Infinity) < 5000, 'all within 5 s');
-      assert.ok((marks['25%'] ?? 0) < (marks['100%'] ?? 0) || total <= 100, 'spread out, not all at once');
+      // With 500 nodes the jittered back-off must spread them out; 100 may all fit in one poll.
+      if (FULL) assert.ok((marks['25%'] ?? 0) < (marks['100%'] ?? 0), 'spread out, not all at once');
     } finally {
       await watcher?.stop();
       for (const c of children) c.kill('SIGTERM');

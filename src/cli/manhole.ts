@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import type { Logger } from 'pino';
 import { NodesetError } from '../protocol/errors.js';
 import { findToken, hashToken } from '../security/keys.js';
+import { readFirstLine } from '../transport/read-line.js';
 import { listenTcp } from '../transport/tcp.js';
 import { intOption } from './config.js';
 
@@ -60,39 +61,20 @@ export async function startManhole(
     socket.on('error', () => {});
     socket.write('nodeset manhole: token? ');
     const timer = setTimeout(() => socket.destroy(), TOKEN_TIMEOUT_MS);
-    let line = Buffer.alloc(0);
-    const onReadable = () => {
-      for (let chunk = socket.read() as Buffer | null; chunk !== null; chunk = socket.read() as Buffer | null) {
-        line = Buffer.concat([line, chunk]);
-        const nl = line.indexOf(0x0a);
-        if (nl === -1) {
-          if (line.length > MAX_TOKEN_LINE) socket.destroy();
-          continue;
-        }
-        clearTimeout(timer);
-        socket.off('readable', onReadable);
-        const rest = line.subarray(nl + 1);
-        if (rest.length > 0) socket.unshift(rest);
-        if (findToken(line.subarray(0, nl).toString('utf8').trim(), expected) === -1) {
-          logger.warn({ address: socket.remoteAddress }, 'manhole: wrong token');
-          socket.end('AUTH_FAILED\n');
-          return;
-        }
-        logger.warn({ address: socket.remoteAddress }, 'manhole: client connected');
-        socket.write('ok\n');
-        const repl = startRepl({
-          prompt: 'nodeset> ',
-          input: socket,
-          output: socket,
-          terminal: false,
-          useGlobal: false,
-        });
-        Object.assign(repl.context, context);
-        repl.on('exit', () => socket.end());
+    socket.once('close', () => clearTimeout(timer));
+    readFirstLine(socket, MAX_TOKEN_LINE, (line) => {
+      clearTimeout(timer);
+      if (findToken(line.trim(), expected) === -1) {
+        logger.warn({ address: socket.remoteAddress }, 'manhole: wrong token');
+        socket.end('AUTH_FAILED\n');
         return;
       }
-    };
-    socket.on('readable', onReadable);
+      logger.warn({ address: socket.remoteAddress }, 'manhole: client connected');
+      socket.write('ok\n');
+      const repl = startRepl({ prompt: 'nodeset> ', input: socket, output: socket, terminal: false, useGlobal: false });
+      Object.assign(repl.context, context);
+      repl.on('exit', () => socket.end());
+    });
   };
   const { server, port } = await listenTcp({ host: '127.0.0.1', port: options.manhole }, accept);
   process.stdout.write(`nodeset manhole listening on 127.0.0.1:${port}\n`);

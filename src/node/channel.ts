@@ -108,6 +108,40 @@ export function queryLink(link: DispatcherLink, what: QueryWhat, uri: string | u
   ).then((ok) => (ok as OkHeader).data);
 }
 
+/** An acknowledged publish; resolves with the number of subscriptions reached. */
+export async function publishAcked(
+  link: DispatcherLink,
+  uri: string,
+  flags: number,
+  ct: number,
+  bytes: Buffer,
+  timeoutMs: number,
+  sender: string | null,
+  seq: number,
+): Promise<number> {
+  const ok = await ask(
+    link,
+    FrameKind.PUB,
+    (r) => [uri, flags | PubFlag.ACK, r, ct, sender, seq],
+    bytes,
+    timeoutMs,
+    `publish ${uri}`,
+  );
+  return ackCount(ok);
+}
+
+/** A request; resolves with the reply. */
+export function requestOver(
+  link: DispatcherLink,
+  uri: string,
+  ct: number,
+  bytes: Buffer,
+  timeoutMs: number,
+  sender: string | null,
+): Promise<unknown> {
+  return ask(link, FrameKind.PUB, (r) => [uri, PubFlag.REQUEST, r, ct, sender], bytes, timeoutMs, `request ${uri}`);
+}
+
 export function ackCount(ok: unknown): number {
   return isRecord(ok) && typeof ok.n === 'number' ? ok.n : 0;
 }
@@ -174,27 +208,12 @@ export class LinkChannel implements NodeChannel {
     this.link.send(FrameKind.PUB, header, bytes);
   }
 
-  async publishAcked(
-    uri: string,
-    flags: number,
-    ct: number,
-    bytes: Buffer,
-    timeoutMs: number,
-    seq: number,
-  ): Promise<number> {
-    const ok = await ask(
-      this.link,
-      FrameKind.PUB,
-      (r) => [uri, flags | PubFlag.ACK, r, ct, null, seq],
-      bytes,
-      timeoutMs,
-      `publish ${uri}`,
-    );
-    return ackCount(ok);
+  publishAcked(uri: string, flags: number, ct: number, bytes: Buffer, timeoutMs: number, seq: number): Promise<number> {
+    return publishAcked(this.link, uri, flags, ct, bytes, timeoutMs, null, seq);
   }
 
   request(uri: string, ct: number, bytes: Buffer, timeoutMs: number): Promise<unknown> {
-    return ask(this.link, FrameKind.PUB, (r) => [uri, PubFlag.REQUEST, r, ct], bytes, timeoutMs, `request ${uri}`);
+    return requestOver(this.link, uri, ct, bytes, timeoutMs, null);
   }
 
   query(what: QueryWhat, uri: string | undefined, timeoutMs: number): Promise<unknown> {

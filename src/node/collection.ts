@@ -8,12 +8,13 @@ import { type RouteEntry, RoutingTable } from '../protocol/routing-table.js';
 import type { TlsClientOptions } from '../transport/tcp.js';
 import type { BackoffOptions } from './backoff.js';
 import {
-  ackCount,
   ask,
   type ChannelOwner,
   type LocalSubscription,
   type NodeChannel,
+  publishAcked,
   queryLink,
+  requestOver,
   subHeader,
 } from './channel.js';
 import { DispatcherLink, linkOptions, type Welcome } from './dispatcher-link.js';
@@ -389,28 +390,11 @@ class MemberChannel implements NodeChannel {
         flags = PubFlag.LOCAL_DONE;
       }
     }
-    const name = this.owner.name;
-    const ok = await ask(
-      this.#collection.link,
-      FrameKind.PUB,
-      (r) => [uri, flags | PubFlag.ACK, r, ct, name, seq],
-      bytes,
-      timeoutMs,
-      `publish ${uri}`,
-    );
-    return local + ackCount(ok);
+    return local + (await publishAcked(this.#collection.link, uri, flags, ct, bytes, timeoutMs, this.owner.name, seq));
   }
 
   request(uri: string, ct: number, bytes: Buffer, timeoutMs: number): Promise<unknown> {
-    const name = this.owner.name;
-    return ask(
-      this.#collection.link,
-      FrameKind.PUB,
-      (r) => [uri, PubFlag.REQUEST, r, ct, name],
-      bytes,
-      timeoutMs,
-      `request ${uri}`,
-    );
+    return requestOver(this.#collection.link, uri, ct, bytes, timeoutMs, this.owner.name);
   }
 
   query(what: QueryWhat, uri: string | undefined, timeoutMs: number): Promise<unknown> {

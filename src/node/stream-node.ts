@@ -2,6 +2,7 @@ import type { Server, Socket } from 'node:net';
 import { type Readable, Writable } from 'node:stream';
 import { NodesetError } from '../protocol/errors.js';
 import type { SubscriberInfo } from '../protocol/frames.js';
+import { readFirstLine } from '../transport/read-line.js';
 import { connectTcp, listenTcp, type TlsClientOptions, type TlsServerOptions } from '../transport/tcp.js';
 import { Node, type NodeOptions } from './node.js';
 import { BUILTIN_FORMATS, type StreamFormat } from './stream-format.js';
@@ -155,25 +156,7 @@ export class StreamNode extends Node {
     this.#incoming.add(socket);
     socket.on('close', () => this.#incoming.delete(socket));
     socket.on('error', (err) => this.logger.debug({ err: err.message }, 'incoming stream error'));
-    // Read the handshake line in paused mode; the rest of the bytes stay in
-    // the socket for the handler's reader.
-    let head = Buffer.alloc(0);
-    const onReadable = () => {
-      for (let chunk = socket.read() as Buffer | null; chunk !== null; chunk = socket.read() as Buffer | null) {
-        head = Buffer.concat([head, chunk]);
-        const nl = head.indexOf(0x0a);
-        if (nl === -1) {
-          if (head.length > MAX_HANDSHAKE_BYTES) socket.destroy();
-          continue;
-        }
-        socket.off('readable', onReadable);
-        const rest = head.subarray(nl + 1);
-        if (rest.length > 0) socket.unshift(rest);
-        this.#opened(socket, head.subarray(0, nl).toString('utf8'));
-        return;
-      }
-    };
-    socket.on('readable', onReadable);
+    readFirstLine(socket, MAX_HANDSHAKE_BYTES, (line) => this.#opened(socket, line));
   }
 
   #opened(socket: Socket, line: string): void {

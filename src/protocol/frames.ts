@@ -338,15 +338,15 @@ function readStr(b: Buffer, at: number): [string, number] | null {
 }
 
 /**
- * Fast path for the PUB header, the one decoded for every message: a 4- or
- * 5-element array of [string, uint, uint, uint, string?] read directly.
- * Returns null for anything else, and the caller falls back to the general
- * MessagePack decoder (which then validates or refuses it).
+ * Fast path for the PUB header, the one decoded for every message:
+ * [uri, flags, r, ct], [uri, flags, r, ct, sender] or
+ * [uri, flags, r, ct, sender|nil, seq], read directly. Returns null for
+ * anything else, and the caller falls back to the general MessagePack decoder
+ * (which then validates or refuses it).
  */
 export function decodePubHeader(b: Buffer): unknown[] | null {
   const head = b[0];
-  if (head === 0x96) return decodeSeqPubHeader(b);
-  if (head !== 0x94 && head !== 0x95) return null;
+  if (head !== 0x94 && head !== 0x95 && head !== 0x96) return null;
   const uri = readStr(b, 1);
   if (uri === null) return null;
   const flags = readUint(b, uri[1]);
@@ -355,35 +355,26 @@ export function decodePubHeader(b: Buffer): unknown[] | null {
   if (r === null) return null;
   const ct = readUint(b, r[1]);
   if (ct === null) return null;
-  if (head === 0x94) return ct[1] === b.length ? [uri[0], flags[0], r[0], ct[0]] : null;
-  const sender = readStr(b, ct[1]);
-  if (sender === null || sender[1] !== b.length) return null;
-  return [uri[0], flags[0], r[0], ct[0], sender[0]];
-}
-
-/** [uri, flags, r, ct, sender|nil, seq], the form nodes send. */
-function decodeSeqPubHeader(b: Buffer): unknown[] | null {
-  const uri = readStr(b, 1);
-  if (uri === null) return null;
-  const flags = readUint(b, uri[1]);
-  if (flags === null) return null;
-  const r = readUint(b, flags[1]);
-  if (r === null) return null;
-  const ct = readUint(b, r[1]);
-  if (ct === null) return null;
-  let sender: string | null = null;
+  const out: unknown[] = [uri[0], flags[0], r[0], ct[0]];
   let at = ct[1];
-  if (b[at] === 0xc0) {
-    at++;
-  } else {
-    const s = readStr(b, at);
-    if (s === null) return null;
-    sender = s[0];
-    at = s[1];
+  if (head >= 0x95) {
+    if (b[at] === 0xc0) {
+      out.push(null);
+      at++;
+    } else {
+      const sender = readStr(b, at);
+      if (sender === null) return null;
+      out.push(sender[0]);
+      at = sender[1];
+    }
   }
-  const seq = readUint(b, at);
-  if (seq === null || seq[1] !== b.length) return null;
-  return [uri[0], flags[0], r[0], ct[0], sender, seq[0]];
+  if (head === 0x96) {
+    const seq = readUint(b, at);
+    if (seq === null) return null;
+    out.push(seq[0]);
+    at = seq[1];
+  }
+  return at === b.length ? out : null;
 }
 
 /**
