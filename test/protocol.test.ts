@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { decodeHeader, FrameDecoder, type FrameSink } from '../src/protocol/decoder.js';
+import { decodeHeader, FrameDecoder, type FrameSink, headerOf, payloadOf } from '../src/protocol/decoder.js';
 import type { NodesetError } from '../src/protocol/errors.js';
 import { formatEventUri, matchesPattern, parseEventUri } from '../src/protocol/event-uri.js';
 import { encodeFrame, FrameKind, msgFrameSize, packMsgTail, writeMsgFrame } from '../src/protocol/frames.js';
@@ -17,8 +17,12 @@ function collector(): { sink: FrameSink; seen: Seen } {
   return {
     seen,
     sink: {
-      frame: (kind, header, payload) =>
-        seen.frames.push({ kind, header: decodeHeader(header), payload: payload.toString() }),
+      frame: (kind, buf, headerStart, payloadStart, end) =>
+        seen.frames.push({
+          kind,
+          header: decodeHeader(headerOf(buf, headerStart, payloadStart)),
+          payload: payloadOf(buf, payloadStart, end).toString(),
+        }),
       refused: (error: NodesetError, fatal) => seen.refused.push({ code: error.code, fatal }),
     },
   };
@@ -120,10 +124,17 @@ describe('frame decoder', () => {
   });
 });
 
-describe('PUB header fast path', () => {
-  test('agrees with the general decoder, and declines what it does not handle', async () => {
+describe('header fast paths', () => {
+  test('PUB: agrees with the general decoder, and declines what it does not handle', async () => {
     const { default: fc } = await import('fast-check');
-    const { decodePubHeader, packHeader, unpackHeader } = await import('../src/protocol/frames.js');
+    const { decodePubHeader, pubFields } = await import('../src/protocol/fast-headers.js');
+    const { packHeader } = await import('../src/protocol/frames.js');
+    const read = (bytes: Buffer) => {
+      // At an offset inside a larger buffer, as the decoder hands it over.
+      const framed = Buffer.concat([Buffer.from([1, 2, 3]), bytes, Buffer.from([4, 5])]);
+      const out = pubFields();
+      return decodePubHeader(framed, 3, 3 + bytes.length, out) ? out : null;
+    };
     fc.assert(
       fc.property(
         fc.string({ maxLength: 300 }),
@@ -140,20 +151,33 @@ describe('PUB header fast path', () => {
                 ? [uri, flags, r, ct]
                 : [uri, flags, r, ct, sender];
           const bytes = packHeader(value);
-          assert.deepEqual(decodePubHeader(bytes), unpackHeader(bytes));
+          const general = decodeHeader(bytes) as unknown[];
+          assert.deepEqual(read(bytes), {
+            uri: general[0],
+            flags: general[1],
+            r: general[2],
+            ct: general[3],
+            sender: general[4] ?? null,
+            seq: general[5] ?? 0,
+          });
         },
       ),
       { numRuns: 5000 },
     );
     for (const odd of [[1, 2, 3, 4], ['a', -1, 0, 0], ['a', 1.5, 0, 0], ['a', 0, 0], { uri: 'a' }, ['a', 0, 0, 0, 7]]) {
-      assert.equal(decodePubHeader(packHeader(odd)), null, JSON.stringify(odd));
+      assert.equal(read(packHeader(odd)), null, JSON.stringify(odd));
     }
-    assert.equal(decodePubHeader(Buffer.from([0x94, 0xa5, 0x61])), null, 'truncated');
+    assert.equal(read(Buffer.from([0x94, 0xa5, 0x61])), null, 'truncated');
+    // A string running past the header's end is declined even when the buffer goes on.
+    const whole = packHeader(['abcdef', 0, 0, 0]);
+    const out = pubFields();
+    assert.equal(decodePubHeader(whole, 0, 4, out), false);
   });
 
-  test('MSG header fast path agrees with the general decoder', async () => {
+  test('MSG: agrees with the general decoder', async () => {
     const { default: fc } = await import('fast-check');
-    const { decodeMsgHeader, msgFrameSize, packMsgTail, unpackHeader } = await import('../src/protocol/frames.js');
+    const { decodeMsgHeader } = await import('../src/protocol/fast-headers.js');
+    const { unpackHeader } = await import('../src/protocol/frames.js');
     fc.assert(
       fc.property(
         fc.nat(),
@@ -168,12 +192,28 @@ describe('PUB header fast path', () => {
           const tail = packMsgTail(uri, from, ct, rc, ri, single, seq);
           const frame = Buffer.alloc(msgFrameSize(tail, 0));
           writeMsgFrame(frame, 0, sid, tail, Buffer.alloc(0));
-          const header = frame.subarray(7);
-          assert.deepEqual(decodeMsgHeader(header), unpackHeader(header));
+          assert.deepEqual(decodeMsgHeader(frame, 7, frame.length), unpackHeader(frame.subarray(7)));
         },
       ),
       { numRuns: 5000 },
     );
+  });
+
+  test('interned strings: equal bytes give the same string, different bytes never do', async () => {
+    const { default: fc } = await import('fast-check');
+    const { internUtf8 } = await import('../src/protocol/fast-headers.js');
+    fc.assert(
+      fc.property(fc.array(fc.string({ maxLength: 80 }), { minLength: 1, maxLength: 50 }), (names) => {
+        for (const name of [...names, ...names]) {
+          const bytes = Buffer.concat([Buffer.from('xx'), Buffer.from(name)]);
+          assert.equal(internUtf8(bytes, 2, bytes.length - 2), bytes.toString('utf8', 2));
+        }
+      }),
+      { numRuns: 2000 },
+    );
+    // Invalid UTF-8 decodes as Buffer#toString does.
+    const bad = Buffer.from([0xff, 0xfe, 0x61]);
+    assert.equal(internUtf8(bad, 0, 3), bad.toString('utf8'));
   });
 });
 

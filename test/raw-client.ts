@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
-import { decodeHeader, FrameDecoder } from '../src/protocol/decoder.js';
+import { decodeHeader, FrameDecoder, headerOf } from '../src/protocol/decoder.js';
 import { encodeFrame, FrameKind, PROTOCOL_VERSION } from '../src/protocol/frames.js';
 
 export interface RawFrame {
@@ -20,8 +20,9 @@ export class RawClient {
     this.socket = socket;
     const decoder = new FrameDecoder(
       {
-        frame: (kind, header, payload) => {
-          const f = { kind, header: decodeHeader(header), payload: Buffer.from(payload) };
+        frame: (kind, buf, headerStart, payloadStart, end) => {
+          const header = decodeHeader(headerOf(buf, headerStart, payloadStart));
+          const f = { kind, header, payload: Buffer.from(buf.subarray(payloadStart, end)) };
           if (kind === FrameKind.PING) socket.write(encodeFrame(FrameKind.PONG));
           this.frames.push(f);
           this.#waiters = this.#waiters.filter((w) => {

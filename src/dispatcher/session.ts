@@ -1,15 +1,9 @@
 import type { Socket } from 'node:net';
-import { decodeHeader, isRecord, isUint } from '../protocol/decoder.js';
+import { decodeHeader, headerOf, isRecord, isUint, payloadOf } from '../protocol/decoder.js';
 import { NodesetError } from '../protocol/errors.js';
 import { isValidName, parseEventUri } from '../protocol/event-uri.js';
-import {
-  decodePubHeader,
-  FrameKind,
-  type OkHeader,
-  PROTOCOL_VERSION,
-  packHeader,
-  type WelcomeHeader,
-} from '../protocol/frames.js';
+import { decodePubHeader, type PubFields, pubFields } from '../protocol/fast-headers.js';
+import { FrameKind, type OkHeader, PROTOCOL_VERSION, packHeader, type WelcomeHeader } from '../protocol/frames.js';
 import type { RouteEntry } from '../protocol/routing-table.js';
 import type { Identity } from '../security/auth-config.js';
 import { denyFilter, mayPublish, maySubscribe } from '../security/permissions.js';
@@ -66,6 +60,33 @@ const GROUP_RE = /^[A-Za-z0-9_.:-]{1,255}$/;
 /** Bound on the per-session cache of packed MSG header tails. */
 export const TAIL_CACHE_LIMIT = 256;
 
+/** The PUB header being routed (one at a time: routing is synchronous). */
+const PUB = pubFields();
+
+/** A PUB header the fast path declined: validated from its general decoding into `out`. */
+function pubFromValue(h: unknown, out: PubFields): void {
+  if (
+    !Array.isArray(h) ||
+    h.length < 4 ||
+    typeof h[0] !== 'string' ||
+    !isUint(h[1]) ||
+    !isUint(h[2]) ||
+    !isUint(h[3])
+  ) {
+    throw new NodesetError('BAD_FRAME', 'PUB header must be [uri, flags, id, contentType, sender?, seq?]');
+  }
+  if (h.length > 4 && h[4] !== null && typeof h[4] !== 'string') {
+    throw new NodesetError('BAD_FRAME', 'PUB sender must be a node name');
+  }
+  if (h.length > 5 && !isUint(h[5])) throw new NodesetError('BAD_FRAME', 'PUB seq must be an unsigned integer');
+  out.uri = h[0];
+  out.flags = h[1];
+  out.r = h[2];
+  out.ct = h[3];
+  out.sender = h.length > 4 ? (h[4] as string | null) : null;
+  out.seq = h.length > 5 ? (h[5] as number) : 0;
+}
+
 /** The dispatcher's side of one node connection. */
 export class Session implements FrameSocketHandlers {
   readonly id: number;
@@ -118,36 +139,31 @@ export class Session implements FrameSocketHandlers {
     this.lastSeen = Date.now();
   }
 
-  frame(kind: number, header: Buffer | null, payload: Buffer): void {
+  frame(kind: number, buf: Buffer, headerStart: number, payloadStart: number, end: number): void {
     if (this.#state !== State.Open) {
-      if (this.#state === State.Handshake) this.#handshake(kind, header);
+      if (this.#state === State.Handshake) this.#handshake(kind, headerOf(buf, headerStart, payloadStart));
       return;
     }
     this.msgsIn++;
     let r: number | undefined;
     try {
-      switch (kind) {
-        case FrameKind.PUB: {
-          const h = (header === null ? null : decodePubHeader(header)) ?? decodeHeader(header);
-          if (!Array.isArray(h) || typeof h[0] !== 'string' || !isUint(h[1]) || !isUint(h[2]) || !isUint(h[3])) {
-            throw new NodesetError('BAD_FRAME', 'PUB header must be [uri, flags, id, contentType, sender?, seq?]');
-          }
-          r = h[2];
-          // Optional 5th element: the publishing member of a node collection (nil: the connection's name).
-          let sender = this.name;
-          if (h.length > 4 && h[4] !== null) {
-            if (!isValidName(h[4])) throw new NodesetError('BAD_FRAME', 'PUB sender must be a node name');
-            sender = h[4];
-          }
-          // Optional 6th element: the publisher's sequence number for this URI.
-          let seq = 0;
-          if (h.length > 5) {
-            if (!isUint(h[5])) throw new NodesetError('BAD_FRAME', 'PUB seq must be an unsigned integer');
-            seq = h[5];
-          }
-          this.#dispatcher.publish(this, sender, h[0], h[1], r, h[3], payload, seq);
-          return;
+      if (kind === FrameKind.PUB) {
+        const h = PUB;
+        if (!decodePubHeader(buf, headerStart, payloadStart, h)) {
+          pubFromValue(decodeHeader(headerOf(buf, headerStart, payloadStart)), h);
         }
+        r = h.r;
+        // The publishing member of a node collection (nil: the connection's name).
+        let sender = this.name;
+        if (h.sender !== null) {
+          if (!isValidName(h.sender)) throw new NodesetError('BAD_FRAME', 'PUB sender must be a node name');
+          sender = h.sender;
+        }
+        this.#dispatcher.publish(this, sender, h.uri, h.flags, r, h.ct, payloadOf(buf, payloadStart, end), h.seq);
+        return;
+      }
+      const header = headerOf(buf, headerStart, payloadStart);
+      switch (kind) {
         case FrameKind.PING:
           this.fs.send(FrameKind.PONG, null);
           return;
@@ -178,7 +194,7 @@ export class Session implements FrameSocketHandlers {
           if (!isUint(h.r) || !isUint(h.to) || !isUint(h.ct)) {
             throw new NodesetError('BAD_FRAME', 'REPLY needs numeric r, to and ct');
           }
-          this.#dispatcher.reply(this, h.to, h.r, h.ct, h.err, payload);
+          this.#dispatcher.reply(this, h.to, h.r, h.ct, h.err, payloadOf(buf, payloadStart, end));
           return;
         }
         case FrameKind.QUERY: {

@@ -1,8 +1,8 @@
 import type { Logger } from 'pino';
-import { decodeHeader, isRecord, isUint } from '../protocol/decoder.js';
+import { decodeHeader, headerOf, isRecord, isUint, payloadOf } from '../protocol/decoder.js';
 import { isErrorCode, NodesetError, TimeoutError } from '../protocol/errors.js';
+import { decodeMsgHeader } from '../protocol/fast-headers.js';
 import {
-  decodeMsgHeader,
   FrameKind,
   frameSize,
   type HelloHeader,
@@ -288,15 +288,17 @@ export class DispatcherLink implements FrameSocketHandlers {
     this.#events.drained();
   }
 
-  frame(kind: number, header: Buffer | null, payload: Buffer): void {
+  frame(kind: number, buf: Buffer, headerStart: number, payloadStart: number, end: number): void {
     try {
+      if (kind === FrameKind.MSG) {
+        const h =
+          decodeMsgHeader(buf, headerStart, payloadStart) ?? decodeHeader(headerOf(buf, headerStart, payloadStart));
+        if (!Array.isArray(h)) throw new NodesetError('BAD_FRAME', 'MSG header must be an array');
+        this.#events.message(h, payloadOf(buf, payloadStart, end));
+        return;
+      }
+      const header = headerOf(buf, headerStart, payloadStart);
       switch (kind) {
-        case FrameKind.MSG: {
-          const h = (header === null ? null : decodeMsgHeader(header)) ?? decodeHeader(header);
-          if (!Array.isArray(h)) throw new NodesetError('BAD_FRAME', 'MSG header must be an array');
-          this.#events.message(h, payload);
-          return;
-        }
         case FrameKind.PING:
           this.#fs?.send(FrameKind.PONG, null);
           return;
@@ -306,7 +308,7 @@ export class DispatcherLink implements FrameSocketHandlers {
           this.#answerOk(decodeHeader(header));
           return;
         case FrameKind.REPLY:
-          this.#answerReply(decodeHeader(header), payload);
+          this.#answerReply(decodeHeader(header), payloadOf(buf, payloadStart, end));
           return;
         case FrameKind.ERROR:
           this.#answerError(decodeHeader(header));

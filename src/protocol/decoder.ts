@@ -9,8 +9,14 @@ import {
 
 /** Receives what the decoder finds in the byte stream. */
 export interface FrameSink {
-  /** One whole frame. `header` is the raw MessagePack bytes (null when empty). */
-  frame(kind: number, header: Buffer | null, payload: Buffer): void;
+  /**
+   * One whole frame, in place: its header (raw MessagePack) is
+   * buf[headerStart, payloadStart) and its payload buf[payloadStart, end).
+   * The bytes are valid during the call only unless the sink keeps a view of
+   * them (see headerOf/payloadOf); no view is made for a sink that does not
+   * ask for one.
+   */
+  frame(kind: number, buf: Buffer, headerStart: number, payloadStart: number, end: number): void;
   /**
    * A frame the decoder refused. When `fatal` is false the stream is still
    * framed and decoding goes on; when true the stream cannot be trusted any
@@ -147,11 +153,7 @@ export class FrameDecoder {
         );
         continue;
       }
-      this.#sink.frame(
-        kind,
-        hlen === 0 ? null : buf.subarray(headerStart, payloadStart),
-        payloadStart === frameEnd ? EMPTY : buf.subarray(payloadStart, frameEnd),
-      );
+      this.#sink.frame(kind, buf, headerStart, payloadStart, frameEnd);
     }
     if (!this.#stopped && off < end) {
       const rest = buf.subarray(off);
@@ -164,6 +166,16 @@ export class FrameDecoder {
     this.stop();
     this.#sink.refused(error, fatal);
   }
+}
+
+/** A view of a frame's header bytes, or null when it has none. */
+export function headerOf(buf: Buffer, headerStart: number, payloadStart: number): Buffer | null {
+  return headerStart === payloadStart ? null : buf.subarray(headerStart, payloadStart);
+}
+
+/** A view of a frame's payload bytes (a shared empty buffer when it has none). */
+export function payloadOf(buf: Buffer, payloadStart: number, end: number): Buffer {
+  return payloadStart === end ? EMPTY : buf.subarray(payloadStart, end);
 }
 
 /** Decodes a header, turning any MessagePack failure into BAD_FRAME. */
