@@ -56,6 +56,40 @@ describe('routing table', () => {
     assert.equal(table.wildcardCount, 0);
   });
 
+  test('a route handed out is marked stale when its subscriptions change, and only then', () => {
+    const table = new RoutingTable<Sub>();
+    const ab = table.match('a.b');
+    const cd = table.match('c.d');
+    table.add(sub('x', 'a.b'));
+    assert.equal(ab.stale, true, 'exact add');
+    assert.equal(cd.stale, false, 'other events keep their route');
+    const ab2 = table.match('a.b');
+    table.add(sub('w', 'c.*'));
+    assert.equal(cd.stale, true, 'wildcard add');
+    assert.equal(ab2.stale, false);
+    assert.deepEqual(ids(table.match('c.d').all), ['w']);
+  });
+
+  test('the tail cache keeps one packed tail per URI, sender, content type and mode', async () => {
+    const { TailCache } = await import('../src/dispatcher/tail-cache.js');
+    const { unpackHeader } = await import('../src/protocol/frames.js');
+    const cache = new TailCache();
+    const t1 = cache.tail('a.b', 'n1', 0, false, 7);
+    assert.equal(cache.tail('a.b', 'n1', 0, false, 8), t1, 'same buffer, seq patched');
+    const variants = [
+      cache.tail('a.b', 'n2', 0, false, 1),
+      cache.tail('a.b', 'n1', 1, false, 1),
+      cache.tail('a.b', 'n1', 0, true, 1),
+    ];
+    for (const v of variants) assert.notEqual(v, t1);
+    // A tail is the MSG header without its sid: prefix the array marker and a sid to read it.
+    const read = (tail: Buffer) => unpackHeader(Buffer.concat([Buffer.from([0x98, 0]), tail]));
+    assert.deepEqual(read(cache.tail('a.b', 'n1', 0, false, 9)), [0, 'a.b', 'n1', 0, 0, 0, 0, 9]);
+    assert.deepEqual(read(variants[0] as Buffer), [0, 'a.b', 'n2', 0, 0, 0, 0, 1]);
+    assert.deepEqual(read(variants[2] as Buffer), [0, 'a.b', 'n1', 0, 0, 0, 1, 1]);
+    assert.equal(cache.size, 1);
+  });
+
   test('round-robin over all subscriptions and within queue groups', () => {
     const table = new RoutingTable<Sub>();
     for (const s of [sub('x', 'job'), sub('y', 'job'), sub('g1', 'job', 'g'), sub('g2', 'job', 'g')]) table.add(s);

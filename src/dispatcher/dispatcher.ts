@@ -10,7 +10,6 @@ import {
   type ReplyHeader,
   STATS_EVENT,
   type SubscriberInfo,
-  setSeq,
 } from '../protocol/frames.js';
 import { Route, RoutingTable } from '../protocol/routing-table.js';
 import { formatDispatcherUrl } from '../protocol/url.js';
@@ -18,14 +17,18 @@ import { isLoopback, listenTcp } from '../transport/tcp.js';
 import { FEDERATION_CONN, type Federation, FederationGlue } from './federation.js';
 import { type DispatcherOptions, type ResolvedDispatcherOptions, resolveDispatcherOptions } from './options.js';
 import { PRESENCE_JOINED, PRESENCE_LEFT, presenceOf } from './presence.js';
-import { type LeaveReason, Session, type Subscription, servesNode, TAIL_CACHE_LIMIT } from './session.js';
-import { DispatcherStats, type StatsSnapshot } from './stats.js';
+import { type LeaveReason, Session, type Subscription, servesNode } from './session.js';
+import { DispatcherStats, type EventCount, type StatsSnapshot } from './stats.js';
 
-/** A publish target resolved from its URI, cached by URI text. */
-interface Target {
+/** A publish target resolved from its URI, cached by URI text with what routing it needs. */
+export interface Target {
   readonly uri: EventUri;
   /** False when the URI names another host. */
   readonly local: boolean;
+  /** The route of its event, until the subscriptions behind it change (Route.stale). */
+  route: Route<Subscription> | null;
+  /** Publish counter of its event, for the stats (null until first routed). */
+  count: EventCount | null;
 }
 
 const TARGET_CACHE_LIMIT = 10_000;
@@ -236,7 +239,7 @@ export class Dispatcher {
     payload: Buffer,
     seq = 0,
   ): void {
-    const target = this.#target(uri);
+    const target = this.resolve(uri);
     const event = target.uri.event;
     // Every node may report its own metrics.
     if (from.identity !== null && !from.mayPublish(event) && event !== STATS_EVENT) {
@@ -247,20 +250,9 @@ export class Dispatcher {
       return;
     }
     const isRequest = (flags & PubFlag.REQUEST) !== 0;
-    let tail: Buffer | undefined;
-    if (!isRequest) {
-      const single = (flags & PubFlag.DIRECT) !== 0;
-      const key = flags === 0 && ct === 0 && sender === from.name ? uri : `${ct}:${single ? 1 : 0}:${sender}:${uri}`;
-      tail = from.tails.get(key);
-      if (tail === undefined) {
-        tail = packMsgTail(uri, sender, ct, 0, 0, single);
-        if (from.tails.size >= TAIL_CACHE_LIMIT) from.tails.clear();
-        from.tails.set(key, tail);
-      }
-      setSeq(tail, seq);
-    }
+    const tail = isRequest ? undefined : from.tails.tail(uri, sender, ct, (flags & PubFlag.DIRECT) !== 0, seq);
     const skip = (flags & PubFlag.LOCAL_DONE) !== 0 ? from : null;
-    const delivered = this.routeLocal(target.uri, sender, uri, flags, ct, payload, from.id, r, skip, tail);
+    const delivered = this.routeLocal(target, sender, uri, flags, ct, payload, from.id, r, skip, tail);
     if (event.charCodeAt(0) === 36 /* $ */ && event === STATS_EVENT) from.latestMetrics = payload.toString('utf8');
     if (isRequest) {
       if (delivered === 0) from.error(new NodesetError('NO_RESPONDERS', `no subscriber for request ${uri}`), r);
@@ -286,7 +278,7 @@ export class Dispatcher {
    * (replyConn, replyId). `tail` is a cached MSG header tail, when there is one.
    */
   routeLocal(
-    target: EventUri,
+    target: Target,
     sender: string,
     uri: string,
     flags: number,
@@ -298,17 +290,15 @@ export class Dispatcher {
     tail?: Buffer,
     seq = 0,
   ): number {
-    const event = target.event;
-    const stats = this.stats;
-    stats.publishes++;
-    stats.countEvent(event);
-    const route = this.table.match(event);
+    const event = target.uri.event;
+    this.stats.publishes++;
+    const route = this.#routeOf(target);
     const isRequest = (flags & PubFlag.REQUEST) !== 0;
     const single = (flags & (PubFlag.DIRECT | PubFlag.REQUEST)) !== 0;
     const msgTail =
       tail ?? packMsgTail(uri, sender, ct, isRequest ? replyConn : 0, isRequest ? replyId : 0, single, seq);
     let delivered = 0;
-    const node = target.node;
+    const node = target.uri.node;
     if (single) {
       const sub = node === null ? route.pickOne() : pickNamed(route, node);
       if (sub !== undefined && this.#deliver(sub, event, msgTail, payload)) delivered = 1;
@@ -391,7 +381,7 @@ export class Dispatcher {
         return this.nodes();
       case 'subscribers': {
         // Looking up who receives a URI (stream peers) needs the right to publish to it.
-        const target = this.#target(uri);
+        const target = this.resolve(uri);
         if (from.identity !== null && !from.mayPublish(target.uri.event)) {
           throw new NodesetError('PERMISSION_DENIED', `identity ${from.identity.name} may not look up ${String(uri)}`);
         }
@@ -441,7 +431,7 @@ export class Dispatcher {
 
   /** Who would receive a publish to `uri` (in `all` mode, ignoring groups). */
   subscribers(uri: unknown): SubscriberInfo[] {
-    const target = this.#target(uri);
+    const target = this.resolve(uri);
     if (!target.local) return [];
     const node = target.uri.node;
     return this.table
@@ -476,13 +466,28 @@ export class Dispatcher {
    * `all` mode, from the sender name `dispatcher`, or as `sender`.
    */
   publishInternal(uri: string, message: unknown, sender = INTERNAL_SENDER, ct = 0, bytes?: Buffer): number {
-    const target = this.#target(uri);
+    const target = this.resolve(uri);
     if (!target.local) return 0;
-    const event = target.uri.event;
     const payload = bytes ?? Buffer.from(JSON.stringify(message));
     this.stats.publishes++;
-    this.stats.countEvent(event);
-    return this.#fanOut(this.table.match(event), event, packMsgTail(uri, sender, ct, 0, 0, false), payload, null);
+    const route = this.#routeOf(target);
+    return this.#fanOut(route, target.uri.event, packMsgTail(uri, sender, ct, 0, 0, false), payload, null);
+  }
+
+  /** The route of a target's event, counting the publish. */
+  #routeOf(target: Target): Route<Subscription> {
+    let count = target.count;
+    if (count === null) {
+      count = this.stats.eventCount(target.uri.event);
+      target.count = count;
+    }
+    count.n++;
+    let route = target.route;
+    if (route === null || route.stale) {
+      route = this.table.match(target.uri.event);
+      target.route = route;
+    }
+    return route;
   }
 
   /** Disconnects the nodes with this connection id or name (presence reason `kicked`). Returns how many. */
@@ -534,7 +539,8 @@ export class Dispatcher {
     session.terminate('slow-consumer');
   }
 
-  #target(uri: unknown): Target {
+  /** The target of a URI (cached); throws BAD_URI for a malformed one. */
+  resolve(uri: unknown): Target {
     if (typeof uri === 'string') {
       const cached = this.#targets.get(uri);
       if (cached !== undefined) {
@@ -545,7 +551,7 @@ export class Dispatcher {
     let result: Target | NodesetError;
     try {
       const parsed = parseEventUri(uri, false);
-      result = { uri: parsed, local: parsed.host === null || this.isLocalHost(parsed.host) };
+      result = { uri: parsed, local: parsed.host === null || this.isLocalHost(parsed.host), route: null, count: null };
     } catch (err) {
       if (!(err instanceof NodesetError)) throw err;
       result = err;

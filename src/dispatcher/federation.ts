@@ -1,5 +1,4 @@
 import { isErrorCode, NodesetError } from '../protocol/errors.js';
-import { parseEventUri } from '../protocol/event-uri.js';
 import { FrameKind, PubFlag, packHeader, type SubscriberInfo } from '../protocol/frames.js';
 import type { Dispatcher } from './dispatcher.js';
 
@@ -83,8 +82,8 @@ export class FederationGlue {
       }
     };
     try {
-      const target = parseEventUri(env.uri, false);
-      if (target.host !== null && !d.isLocalHost(target.host)) return; // not for this host
+      const target = d.resolve(env.uri);
+      if (!target.local) return; // not for this host
       const payload = Buffer.from(env.payload.buffer, env.payload.byteOffset, env.payload.byteLength);
       const isRequest = (env.flags & PubFlag.REQUEST) !== 0;
       let replyId = 0;

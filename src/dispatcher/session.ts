@@ -9,6 +9,7 @@ import type { Identity } from '../security/auth-config.js';
 import { denyFilter, mayPublish, maySubscribe } from '../security/permissions.js';
 import { FrameSocket, type FrameSocketHandlers } from '../transport/frame-socket.js';
 import type { Dispatcher } from './dispatcher.js';
+import { TailCache } from './tail-cache.js';
 
 /** One subscription held by a session. */
 export interface Subscription extends RouteEntry {
@@ -57,8 +58,6 @@ enum State {
 }
 
 const GROUP_RE = /^[A-Za-z0-9_.:-]{1,255}$/;
-/** Bound on the per-session cache of packed MSG header tails. */
-export const TAIL_CACHE_LIMIT = 256;
 
 /** The PUB header being routed (one at a time: routing is synchronous). */
 const PUB = pubFields();
@@ -113,8 +112,8 @@ export class Session implements FrameSocketHandlers {
   /** Publish permission by event name, for this identity (bounded). */
   readonly #publishAllowed = new Map<string, boolean>();
   readonly subs = new Map<number, Subscription>();
-  /** Packed MSG header tails for this session's plain publishes, by URI and content type. */
-  readonly tails = new Map<string, Buffer>();
+  /** Packed MSG header tails for this session's plain publishes. */
+  readonly tails = new TailCache();
   #state = State.Handshake;
   #dispatcher: Dispatcher;
   #handshakeTimer: NodeJS.Timeout | null;

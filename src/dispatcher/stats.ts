@@ -30,6 +30,11 @@ export interface StatsSnapshot {
   events: Record<string, number>;
 }
 
+/** A publish counter of one event name. */
+export interface EventCount {
+  n: number;
+}
+
 /** Dispatcher counters: plain integers bumped on the hot path. */
 export class DispatcherStats {
   readonly startedAt = Date.now();
@@ -54,17 +59,32 @@ export class DispatcherStats {
   /** Bytes of connections that have closed (open ones are counted on their sockets). */
   bytesInClosed = 0;
   bytesOutClosed = 0;
-  readonly events = new Map<string, number>();
+  /** Publishes per event name (bounded; the rest are summed under OTHER_EVENTS). */
+  readonly events = new Map<string, EventCount>();
 
-  countEvent(event: string): void {
-    const n = this.events.get(event);
-    if (n !== undefined) this.events.set(event, n + 1);
-    else if (this.events.size < EVENT_COUNT_LIMIT) this.events.set(event, 1);
-    else this.events.set(OTHER_EVENTS, (this.events.get(OTHER_EVENTS) ?? 0) + 1);
+  /** The publish counter of an event name (callers may keep it and bump `n`). */
+  eventCount(event: string): EventCount {
+    let count = this.events.get(event);
+    if (count === undefined) {
+      const key = this.events.size < EVENT_COUNT_LIMIT ? event : OTHER_EVENTS;
+      count = this.events.get(key);
+      if (count === undefined) {
+        count = { n: 0 };
+        this.events.set(key, count);
+      }
+    }
+    return count;
+  }
+
+  /** Event names with their publish counts, busiest first. */
+  busiestEvents(limit: number): [string, number][] {
+    return [...this.events.entries()]
+      .map(([event, count]): [string, number] => [event, count.n])
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, limit);
   }
 
   snapshot(host: string, connections: number, subscriptions: number): StatsSnapshot {
-    const busiest = [...this.events.entries()].sort((a, b) => b[1] - a[1]).slice(0, 50);
     return {
       host,
       uptimeMs: Date.now() - this.startedAt,
@@ -87,7 +107,7 @@ export class DispatcherStats {
       federationOut: this.federationOut,
       federationIn: this.federationIn,
       federationRejected: this.federationRejected,
-      events: Object.fromEntries(busiest),
+      events: Object.fromEntries(this.busiestEvents(50)),
     };
   }
 }

@@ -197,7 +197,7 @@ export class MonitorServer {
       registers,
       collect() {
         this.reset();
-        const busiest = [...s.events.entries()].sort((a, b) => b[1] - a[1]).slice(0, METRICS_TOP_EVENTS);
+        const busiest = s.busiestEvents(METRICS_TOP_EVENTS);
         for (const [event, n] of busiest) this.set({ event }, n);
       },
     });

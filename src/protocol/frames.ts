@@ -257,7 +257,11 @@ export function packMsgTail(
 
 /** Writes a sequence number into the last 4 bytes of a packed MSG tail or PUB header. */
 export function setSeq<B extends Buffer>(packed: B, seq: number): B {
-  packed.writeUInt32BE(seq >>> 0, packed.length - 4);
+  const at = packed.length - 4;
+  packed[at] = seq >>> 24;
+  packed[at + 1] = seq >>> 16;
+  packed[at + 2] = seq >>> 8;
+  packed[at + 3] = seq;
   return packed;
 }
 

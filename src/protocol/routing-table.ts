@@ -22,6 +22,8 @@ export class Route<S extends RouteEntry> {
   /** Matching subscriptions outside any queue group. */
   readonly ungrouped: S[] = [];
   readonly groups: GroupRoute<S>[] = [];
+  /** Set when the subscriptions behind this route changed: look it up again (RoutingTable.match). */
+  stale = false;
   #next = 0;
 
   constructor(all: S[]) {
@@ -122,7 +124,7 @@ export class RoutingTable<S extends RouteEntry> {
       const list = this.#exact.get(sub.pattern);
       if (list === undefined) this.#exact.set(sub.pattern, [sub]);
       else list.push(sub);
-      this.#cache.delete(sub.pattern);
+      this.#uncache(sub.pattern);
     }
     this.#size++;
   }
@@ -139,7 +141,7 @@ export class RoutingTable<S extends RouteEntry> {
       const list = this.#exact.get(sub.pattern);
       removed = list !== undefined && removeFrom(list, sub);
       if (list !== undefined && list.length === 0) this.#exact.delete(sub.pattern);
-      this.#cache.delete(sub.pattern);
+      this.#uncache(sub.pattern);
     }
     if (removed) this.#size--;
     return removed;
@@ -150,7 +152,10 @@ export class RoutingTable<S extends RouteEntry> {
     let route = this.#cache.get(event);
     if (route !== undefined) return route;
     route = new Route(this.lookup(event));
-    if (this.#cache.size >= ROUTE_CACHE_LIMIT) this.#cache.clear();
+    if (this.#cache.size >= ROUTE_CACHE_LIMIT) {
+      for (const old of this.#cache.values()) old.stale = true;
+      this.#cache.clear();
+    }
     this.#cache.set(event, route);
     return route;
   }
@@ -206,7 +211,14 @@ export class RoutingTable<S extends RouteEntry> {
 
   #invalidateMatching(pattern: string): void {
     for (const event of this.#cache.keys()) {
-      if (matchesPattern(pattern, event)) this.#cache.delete(event);
+      if (matchesPattern(pattern, event)) this.#uncache(event);
     }
+  }
+
+  #uncache(event: string): void {
+    const route = this.#cache.get(event);
+    if (route === undefined) return;
+    route.stale = true;
+    this.#cache.delete(event);
   }
 }

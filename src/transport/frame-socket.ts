@@ -121,11 +121,9 @@ export class FrameSocket {
   #reserve(size: number): number {
     const need = this.#len + size;
     if (need > this.#buf.length) {
-      if (this.#len > 0 && size <= FLUSH_THRESHOLD_BYTES) {
-        this.flush();
-        return this.#reserve(size);
-      }
-      // Busy connections get back the size they used last time (up to 1 MiB).
+      // Grow rather than flush: the buffer is written at FLUSH_THRESHOLD_BYTES
+      // (see #scheduleFlush), so writes stay large. Busy connections get back
+      // the size they used last time (up to 1 MiB).
       const bigger = Buffer.allocUnsafe(
         Math.max(need, this.#buf.length * 2, Math.min(this.#lastSize, 1024 * 1024), INITIAL_BUFFER_BYTES),
       );
