@@ -4,8 +4,7 @@
 //
 //   npm run bench                      nodeset alone
 //   npm run bench:compare              nodeset, NATS and Redis side by side, with ratios
-//   options: --peers nodeset,nats,redis --scenarios 1-1,1-8,8-1,direct-1-4,request,pingpong
-//            --sizes 16,128,1024,16384 --count 100000 --round-trips 5000 --json
+//   options: see USAGE below (--help)
 //
 // Flow control: publishers stop queueing past 1 MiB (nodeset: drain(); NATS:
 // flush() every 1,024 messages; Redis: await every 1,024 PUBLISH replies), so
@@ -17,21 +16,65 @@ import { parseArgs } from 'node:util';
 import type { PeerName } from './clients.js';
 import { cpuMs, type Proc, peakRssMb, start, startDispatcher } from './procs.js';
 
-const { values } = parseArgs({
-  options: {
-    peers: { type: 'string', default: 'nodeset' },
-    scenarios: { type: 'string', default: '1-1,1-8,8-1,direct-1-4,request,pingpong' },
-    sizes: { type: 'string', default: '128' },
-    count: { type: 'string', default: '100000' },
-    'round-trips': { type: 'string', default: '5000' },
-    json: { type: 'boolean', default: false },
-  },
-});
-const COUNT = Number(values.count);
-const ROUND_TRIPS = Number(values['round-trips']);
+const USAGE = `usage: nodeset-bench [options]   (npm run bench / npm run bench:compare)
+  --peers LIST        nodeset,nats,redis (default nodeset; peers not installed are skipped)
+  --scenarios LIST    1-1,1-8,8-1,direct-1-4,request,pingpong (default: all)
+  --sizes LIST        payload bytes, e.g. 16,128,1024,16384 (default 128, plus 1-1 at 16, 1024, 16384)
+  --count N           messages per throughput round (default 100000)
+  --warmup N          messages of a discarded first round against the same broker (default 100000; 0: none)
+  --round-trips N     request and ping-pong round trips (default 5000)
+  --json              results as JSON
+`;
+
+function parseOptions() {
+  return parseArgs({
+    options: {
+      help: { type: 'boolean', short: 'h', default: false },
+      peers: { type: 'string', default: 'nodeset' },
+      scenarios: { type: 'string', default: '1-1,1-8,8-1,direct-1-4,request,pingpong' },
+      sizes: { type: 'string', default: '128' },
+      count: { type: 'string', default: '100000' },
+      'round-trips': { type: 'string', default: '5000' },
+      warmup: { type: 'string', default: '100000' },
+      json: { type: 'boolean', default: false },
+    },
+  });
+}
+
+let values: ReturnType<typeof parseOptions>['values'];
+try {
+  values = parseOptions().values;
+} catch (err) {
+  process.stderr.write(`nodeset-bench: ${(err as Error).message}\n${USAGE}`);
+  process.exit(2);
+}
+if (values.help) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
+function count(name: 'count' | 'round-trips' | 'warmup', min: number): number {
+  const n = Number(values[name]);
+  if (!Number.isInteger(n) || n < min) {
+    process.stderr.write(`nodeset-bench: --${name} must be an integer >= ${min}\n`);
+    process.exit(2);
+  }
+  return n;
+}
+const COUNT = count('count', 1);
+const ROUND_TRIPS = count('round-trips', 1);
+const WARMUP = count('warmup', 0);
 const SIZES = values.sizes.split(',').map(Number);
 const SCENARIOS = values.scenarios.split(',');
 const requested = values.peers.split(',') as PeerName[];
+const KNOWN_SCENARIOS = ['1-1', '1-8', '8-1', 'direct-1-4', 'request', 'pingpong'];
+const bad =
+  SCENARIOS.find((x) => !KNOWN_SCENARIOS.includes(x)) ??
+  requested.find((x) => !['nodeset', 'nats', 'redis'].includes(x)) ??
+  (SIZES.some((n) => !Number.isInteger(n) || n < 0) ? values.sizes : undefined);
+if (bad !== undefined) {
+  process.stderr.write(`nodeset-bench: unknown scenario, peer or size: ${bad}\n${USAGE}`);
+  process.exit(2);
+}
 
 async function freePort(): Promise<number> {
   const server = createServer();
@@ -111,47 +154,65 @@ async function runScenario(peer: PeerName, scenario: string, size: number): Prom
       result.brokerPeakRssMb = peakRssMb(pid);
       return result;
     }
-    const [pubs, subs] =
-      scenario === '1-8' ? [1, 8] : scenario === '8-1' ? [8, 1] : scenario === 'direct-1-4' ? [1, 4] : [1, 1];
-    const direct = scenario === 'direct-1-4';
-    const perPub = Math.floor(COUNT / pubs);
-    // Work-queue subscribers cannot know their share in advance (NATS queue groups are not
-    // strictly round-robin): they count until nothing arrives for 2 s instead.
-    const expected = perPub * pubs;
-    const subProcs = [];
-    for (let i = 0; i < subs; i++) {
-      const s = worker(peer, url, 'sub', 'bench.data', expected, size, direct);
-      procs.push(s);
-      subProcs.push(s);
-      await s.line(/^ready$/);
-    }
-    const pubProcs = [];
-    for (let i = 0; i < pubs; i++) {
-      const p = worker(peer, url, 'pub', 'bench.data', perPub, size, direct);
-      procs.push(p);
-      pubProcs.push(p);
-      await p.line(/^ready$/);
-    }
-    const cpu0 = cpuMs(pid);
-    for (const p of pubProcs) p.child.stdin!.write('go\n');
-    const results = await Promise.all(subProcs.map(async (s) => JSON.parse(await s.line(/^\{/))));
-    await Promise.all(pubProcs.map((p) => p.line(/^\{/)));
-    const received = results.reduce((n, r) => n + r.received, 0);
-    const ms = Math.max(...results.map((r) => r.ms));
-    const sent = perPub * pubs;
-    const shouldReceive = direct ? sent : sent * subs;
-    result.rate = received / (ms / 1000);
-    result.mbPerSec = (result.rate * size) / 1e6;
-    result.sent = sent;
-    result.received = received;
-    result.lost = shouldReceive - received;
-    result.latencyUs = results[0].latencyUs;
-    result.brokerCpuUsPerMsg = ((cpuMs(pid) - cpu0) * 1000) / sent;
-    result.brokerPeakRssMb = peakRssMb(pid);
-    return result;
+    // Warm-up: one discarded round against the same broker, so a JIT-compiled
+    // dispatcher is measured in its steady state, as the compiled peers are.
+    if (WARMUP > 0) await throughputRound(peer, url, scenario, size, WARMUP, procs, pid);
+    return { ...result, ...(await throughputRound(peer, url, scenario, size, COUNT, procs, pid)) };
   } finally {
     for (const p of procs) if (p.child.exitCode === null) p.child.kill('SIGTERM');
   }
+}
+
+/** One round of a throughput scenario with fresh publisher and subscriber processes. */
+async function throughputRound(
+  peer: PeerName,
+  url: string,
+  scenario: string,
+  size: number,
+  count: number,
+  procs: Proc[],
+  brokerPid: number,
+): Promise<Partial<Result>> {
+  const [pubs, subs] =
+    scenario === '1-8' ? [1, 8] : scenario === '8-1' ? [8, 1] : scenario === 'direct-1-4' ? [1, 4] : [1, 1];
+  const direct = scenario === 'direct-1-4';
+  const perPub = Math.floor(count / pubs);
+  // Work-queue subscribers cannot know their share in advance (NATS queue groups are not
+  // strictly round-robin): they count until nothing arrives for 2 s instead.
+  const expected = perPub * pubs;
+  const subProcs = [];
+  for (let i = 0; i < subs; i++) {
+    const s = worker(peer, url, 'sub', 'bench.data', expected, size, direct);
+    procs.push(s);
+    subProcs.push(s);
+    await s.line(/^ready$/);
+  }
+  const pubProcs = [];
+  for (let i = 0; i < pubs; i++) {
+    const p = worker(peer, url, 'pub', 'bench.data', perPub, size, direct);
+    procs.push(p);
+    pubProcs.push(p);
+    await p.line(/^ready$/);
+  }
+  const cpu0 = cpuMs(brokerPid);
+  for (const p of pubProcs) p.child.stdin!.write('go\n');
+  const results = await Promise.all(subProcs.map(async (s) => JSON.parse(await s.line(/^\{/))));
+  await Promise.all(pubProcs.map((p) => p.line(/^\{/)));
+  const received = results.reduce((n, r) => n + r.received, 0);
+  const ms = Math.max(...results.map((r) => r.ms));
+  const sent = perPub * pubs;
+  const shouldReceive = direct ? sent : sent * subs;
+  const rate = received / (ms / 1000);
+  return {
+    rate,
+    mbPerSec: (rate * size) / 1e6,
+    sent,
+    received,
+    lost: shouldReceive - received,
+    latencyUs: results[0].latencyUs,
+    brokerCpuUsPerMsg: ((cpuMs(brokerPid) - cpu0) * 1000) / sent,
+    brokerPeakRssMb: peakRssMb(brokerPid),
+  };
 }
 
 const peers = requested.filter((p) => {
