@@ -1,7 +1,7 @@
 // Child processes for the benchmarks: start one, read its output lines, and
 // read its CPU time and peak memory from /proc.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
@@ -43,10 +43,22 @@ export function start(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}):
   };
 }
 
-/** User + system CPU time of a process, in ms. */
+/**
+ * CPU time of a process, in ms: the run time of all its threads from
+ * /proc/PID/task/TID/schedstat (nanoseconds), falling back to utime + stime
+ * from /proc/PID/stat (10 ms ticks) where schedstat is missing.
+ */
 export function cpuMs(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
+  try {
+    let ns = 0;
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    }
+    return ns / 1e6;
+  } catch {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
+  }
 }
 
 /** Peak resident memory of a process, in MB. */

@@ -56,6 +56,52 @@ describe('routing table', () => {
     assert.equal(table.wildcardCount, 0);
   });
 
+  test('several subscriptions to one exact name come and go in any order', () => {
+    const table = new RoutingTable<Sub>();
+    const [a, b, c] = [sub('a', 'x.y'), sub('b', 'x.y'), sub('c', 'x.y')];
+    for (const s of [a, b, c]) table.add(s);
+    assert.equal(table.remove(b), true);
+    assert.deepEqual(ids(table.match('x.y').all), ['a', 'c']);
+    assert.equal(table.remove(a), true);
+    assert.deepEqual(ids(table.match('x.y').all), ['c']);
+    table.add(b);
+    assert.deepEqual(ids(table.match('x.y').all), ['b', 'c']);
+    assert.equal(table.remove(c), true);
+    assert.equal(table.remove(b), true);
+    assert.equal(table.remove(b), false, 'already gone');
+    assert.deepEqual(ids(table.match('x.y').all), []);
+    assert.equal(table.size, 0);
+  });
+
+  test("a connection's subscription set keeps order and lookups across its list-to-map switch", async () => {
+    const { SubscriptionSet } = await import('../src/dispatcher/subscription-set.js');
+    const set = new SubscriptionSet<{ sid: number; v: string }>();
+    for (let sid = 1; sid <= 100; sid++) {
+      set.set({ sid, v: `a${sid}` });
+      assert.equal(set.size, sid);
+      assert.equal(set.get(sid)?.v, `a${sid}`);
+      assert.equal(set.get(1)?.v, 'a1');
+    }
+    set.set({ sid: 7, v: 'replaced' });
+    assert.equal(set.size, 100);
+    assert.equal(set.get(7)?.v, 'replaced');
+    for (let sid = 2; sid <= 100; sid += 2) assert.equal(set.delete(sid), true);
+    assert.equal(set.delete(2), false);
+    assert.deepEqual(
+      [...set.values()].slice(0, 4).map((s) => s.sid),
+      [1, 3, 5, 7],
+    );
+    const small = new SubscriptionSet<{ sid: number }>();
+    for (const sid of [5, 3, 9]) small.set({ sid });
+    small.delete(3);
+    assert.deepEqual(
+      [...small.values()].map((s) => s.sid),
+      [5, 9],
+    );
+    small.clear();
+    assert.equal(small.size, 0);
+  });
+
   test('a route handed out is marked stale when its subscriptions change, and only then', () => {
     const table = new RoutingTable<Sub>();
     const ab = table.match('a.b');

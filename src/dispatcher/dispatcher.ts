@@ -4,6 +4,7 @@ import { isErrorCode, NodesetError } from '../protocol/errors.js';
 import { ALL_HOSTS, type EventUri, matchesPattern, parseEventUri } from '../protocol/event-uri.js';
 import {
   FrameKind,
+  PING_FRAME,
   PubFlag,
   packHeader,
   packMsgTail,
@@ -350,7 +351,7 @@ export class Dispatcher {
    * forge answers to another's requests.
    */
   reply(from: Session, toSession: number, r: number, ct: number, err: unknown, payload: Buffer): void {
-    if (!from.awaitingReply.delete(`${toSession}:${r}`)) {
+    if (from.awaitingReply?.delete(`${toSession}:${r}`) !== true) {
       throw new NodesetError('BAD_FRAME', `REPLY to a request this connection did not receive (${toSession}:${r})`);
     }
     if (toSession === FEDERATION_CONN) {
@@ -504,6 +505,7 @@ export class Dispatcher {
   }
 
   #awaitReply(responder: Session, requester: number, r: number): void {
+    responder.awaitingReply ??= new Set();
     const pending = responder.awaitingReply;
     if (pending.size >= MAX_AWAITED_REPLIES) {
       // The oldest request never got its answer; the requester's own timeout reports it.
@@ -589,7 +591,7 @@ export class Dispatcher {
         session.terminate('heartbeat-timeout');
       } else {
         session.pingSentAt = now;
-        session.fs.send(FrameKind.PING, null);
+        session.fs.sendConstant(PING_FRAME);
       }
     }
   }

@@ -1,28 +1,90 @@
 import type { Socket } from 'node:net';
 import { decodeHeader, headerOf, isRecord, isUint, payloadOf } from '../protocol/decoder.js';
 import { NodesetError } from '../protocol/errors.js';
-import { isValidName, parseEventUri } from '../protocol/event-uri.js';
+import { type EventUri, isValidName, parseEventUri } from '../protocol/event-uri.js';
 import { decodePubHeader, type PubFields, pubFields } from '../protocol/fast-headers.js';
-import { FrameKind, type OkHeader, PROTOCOL_VERSION, packHeader, type WelcomeHeader } from '../protocol/frames.js';
+import {
+  FrameKind,
+  type OkHeader,
+  PONG_FRAME,
+  PROTOCOL_VERSION,
+  packHeader,
+  type WelcomeHeader,
+} from '../protocol/frames.js';
 import type { RouteEntry } from '../protocol/routing-table.js';
 import type { Identity } from '../security/auth-config.js';
 import { denyFilter, mayPublish, maySubscribe } from '../security/permissions.js';
 import { FrameSocket, type FrameSocketHandlers } from '../transport/frame-socket.js';
 import type { Dispatcher } from './dispatcher.js';
+import { SubscriptionSet } from './subscription-set.js';
 import { TailCache } from './tail-cache.js';
 
+/** What few subscriptions carry: kept apart so the common one stays small. */
+interface SubscriptionExtras {
+  /** The URI as the node sent it, when it differs from the pattern (`host/event`). */
+  uri: string | null;
+  nodes: string[] | null;
+  stream: string | null;
+  deny: string[] | null;
+}
+
 /** One subscription held by a session. */
-export interface Subscription extends RouteEntry {
+export class Subscription implements RouteEntry {
   readonly session: Session;
   readonly sid: number;
+  readonly pattern: string;
+  readonly wildcard: boolean;
+  readonly group: string | null;
+  #extras: SubscriptionExtras | null = null;
+
+  constructor(
+    session: Session,
+    sid: number,
+    uri: string,
+    target: EventUri,
+    group: string | null,
+    nodes: string[] | null,
+    stream: string | null,
+    deny: string[] | null,
+  ) {
+    this.session = session;
+    this.sid = sid;
+    this.pattern = target.event;
+    this.wildcard = target.wildcard;
+    this.group = group;
+    const ownUri = uri === target.event ? null : uri;
+    if (ownUri !== null || nodes !== null || stream !== null || deny !== null) {
+      this.#extras = { uri: ownUri, nodes, stream, deny };
+    }
+  }
+
   /** The URI as the node sent it. */
-  readonly uri: string;
+  get uri(): string {
+    return this.#extras?.uri ?? this.pattern;
+  }
+
   /** Names of the nodes behind this subscription (a collection's members); null: the connection's name. */
-  nodes: string[] | null;
+  get nodes(): string[] | null {
+    return this.#extras?.nodes ?? null;
+  }
+
   /** Direct-stream address of the subscriber (StreamNode), or null. */
-  stream: string | null;
+  get stream(): string | null {
+    return this.#extras?.stream ?? null;
+  }
+
   /** Deny patterns of the identity that overlap this subscription; matching events are not delivered. */
-  readonly deny: string[] | null;
+  get deny(): string[] | null {
+    return this.#extras?.deny ?? null;
+  }
+
+  /** A repeated SUB for the same sid and URI: new member list and stream address. */
+  update(nodes: string[] | null, stream: string | null): void {
+    if (this.#extras === null && nodes === null && stream === null) return;
+    this.#extras ??= { uri: null, nodes: null, stream: null, deny: null };
+    this.#extras.nodes = nodes;
+    this.#extras.stream = stream;
+  }
 }
 
 /** True when a `node@host/…` target names a node behind this subscription. */
@@ -108,12 +170,11 @@ export class Session implements FrameSocketHandlers {
   pingSentAt = 0;
   lastRttMs: number | null = null;
   /** Requests routed to this session and not answered yet (`conn:r`), in order; bounded. */
-  readonly awaitingReply = new Set<string>();
+  awaitingReply: Set<string> | null = null;
   /** Publish permission by event name, for this identity (bounded). */
-  readonly #publishAllowed = new Map<string, boolean>();
-  readonly subs = new Map<number, Subscription>();
-  /** Packed MSG header tails for this session's plain publishes. */
-  readonly tails = new TailCache();
+  #publishAllowed: Map<string, boolean> | null = null;
+  readonly subs = new SubscriptionSet<Subscription>();
+  #tails: TailCache | null = null;
   #state = State.Handshake;
   #dispatcher: Dispatcher;
   #handshakeTimer: NodeJS.Timeout | null;
@@ -128,6 +189,12 @@ export class Session implements FrameSocketHandlers {
       this.#handshakeTimer = null;
       this.fail(new NodesetError('NOT_CONNECTED', 'no HELLO within the handshake timeout'));
     }, dispatcher.options.handshakeTimeoutMs);
+  }
+
+  /** Packed MSG header tails for this session's plain publishes (made on the first one). */
+  get tails(): TailCache {
+    this.#tails ??= new TailCache();
+    return this.#tails;
   }
 
   get open(): boolean {
@@ -164,7 +231,7 @@ export class Session implements FrameSocketHandlers {
       const header = headerOf(buf, headerStart, payloadStart);
       switch (kind) {
         case FrameKind.PING:
-          this.fs.send(FrameKind.PONG, null);
+          this.fs.sendConstant(PONG_FRAME);
           return;
         case FrameKind.PONG:
           if (this.pingSentAt !== 0) this.lastRttMs = Date.now() - this.pingSentAt;
@@ -401,8 +468,7 @@ export class Session implements FrameSocketHandlers {
     if (existing !== undefined) {
       // Same sid again: idempotent when identical (node list and stream address updated), otherwise a replacement.
       if (existing.uri === h.uri && existing.group === group) {
-        existing.nodes = nodes as string[] | null;
-        existing.stream = stream;
+        existing.update(nodes as string[] | null, stream);
         return;
       }
       this.#dispatcher.removeSubscription(existing);
@@ -413,18 +479,9 @@ export class Session implements FrameSocketHandlers {
         `more than ${this.#dispatcher.options.maxSubscriptionsPerConnection} subscriptions on one connection`,
       );
     }
-    const sub: Subscription = {
-      session: this,
-      sid: h.sid,
-      uri: h.uri as string,
-      pattern: uri.event,
-      wildcard: uri.wildcard,
-      group,
-      nodes: nodes as string[] | null,
-      stream,
-      deny: this.identity === null ? null : denyFilter(this.identity.subscribe, uri.event),
-    };
-    this.subs.set(h.sid, sub);
+    const deny = this.identity === null ? null : denyFilter(this.identity.subscribe, uri.event);
+    const sub = new Subscription(this, h.sid, h.uri as string, uri, group, nodes as string[] | null, stream, deny);
+    this.subs.set(sub);
     this.#dispatcher.addSubscription(sub);
   }
 
@@ -437,11 +494,12 @@ export class Session implements FrameSocketHandlers {
   /** Whether this session's identity may publish to an event name (cached). */
   mayPublish(event: string): boolean {
     if (this.identity === null) return true;
-    let ok = this.#publishAllowed.get(event);
+    const allowed = (this.#publishAllowed ??= new Map());
+    let ok = allowed.get(event);
     if (ok === undefined) {
       ok = mayPublish(this.identity.publish, event);
-      if (this.#publishAllowed.size >= 1024) this.#publishAllowed.clear();
-      this.#publishAllowed.set(event, ok);
+      if (allowed.size >= 1024) allowed.clear();
+      allowed.set(event, ok);
     }
     return ok;
   }

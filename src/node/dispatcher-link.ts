@@ -6,6 +6,7 @@ import {
   FrameKind,
   frameSize,
   type HelloHeader,
+  PONG_FRAME,
   PROTOCOL_VERSION,
   packHeader,
   writeFrame,
@@ -300,7 +301,7 @@ export class DispatcherLink implements FrameSocketHandlers {
       const header = headerOf(buf, headerStart, payloadStart);
       switch (kind) {
         case FrameKind.PING:
-          this.#fs?.send(FrameKind.PONG, null);
+          this.#fs?.sendConstant(PONG_FRAME);
           return;
         case FrameKind.PONG:
           return;

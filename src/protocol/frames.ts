@@ -218,6 +218,16 @@ export function writeFrame(
   return at;
 }
 
+/** Whole PING and PONG frames (they carry nothing), shared by every connection. */
+export const PING_FRAME = encodeFrameBytes(FrameKind.PING);
+export const PONG_FRAME = encodeFrameBytes(FrameKind.PONG);
+
+function encodeFrameBytes(kind: number): Buffer {
+  const out = Buffer.alloc(frameSize(0, 0));
+  writeFrame(out, 0, kind, null, null);
+  return out;
+}
+
 /** Encodes one whole frame into a new buffer (control frames, tests, tools). */
 export function encodeFrame(kind: number, header: unknown = null, payload: Uint8Array | null = null): Buffer {
   const headerBytes = header === null ? null : packHeader(header);

@@ -90,7 +90,8 @@ export const ROUTE_CACHE_LIMIT = 10_000;
  * wildcard lookup walks only the trie branches its tokens can match.
  */
 export class RoutingTable<S extends RouteEntry> {
-  #exact = new Map<string, S[]>();
+  /** Exact patterns: the one subscription of a name, or a list when there are several (saves an array per name). */
+  #exact = new Map<string, S | S[]>();
   #trie: TrieNode<S> = trieNode();
   #wildcards = 0;
   #size = 0;
@@ -121,9 +122,10 @@ export class RoutingTable<S extends RouteEntry> {
       this.#wildcards++;
       this.#invalidateMatching(sub.pattern);
     } else {
-      const list = this.#exact.get(sub.pattern);
-      if (list === undefined) this.#exact.set(sub.pattern, [sub]);
-      else list.push(sub);
+      const entry = this.#exact.get(sub.pattern);
+      if (entry === undefined) this.#exact.set(sub.pattern, sub);
+      else if (Array.isArray(entry)) entry.push(sub);
+      else this.#exact.set(sub.pattern, [entry, sub]);
       this.#uncache(sub.pattern);
     }
     this.#size++;
@@ -138,9 +140,16 @@ export class RoutingTable<S extends RouteEntry> {
         this.#invalidateMatching(sub.pattern);
       }
     } else {
-      const list = this.#exact.get(sub.pattern);
-      removed = list !== undefined && removeFrom(list, sub);
-      if (list !== undefined && list.length === 0) this.#exact.delete(sub.pattern);
+      const entry = this.#exact.get(sub.pattern);
+      if (entry === sub) {
+        this.#exact.delete(sub.pattern);
+        removed = true;
+      } else if (Array.isArray(entry)) {
+        removed = removeFrom(entry, sub);
+        if (entry.length === 1) this.#exact.set(sub.pattern, entry[0] as S);
+      } else {
+        removed = false;
+      }
       this.#uncache(sub.pattern);
     }
     if (removed) this.#size--;
@@ -163,7 +172,7 @@ export class RoutingTable<S extends RouteEntry> {
   /** The subscriptions matching an event name, from the index itself (no cache). */
   lookup(event: string): S[] {
     const exact = this.#exact.get(event);
-    const all = exact === undefined ? [] : exact.slice();
+    const all = exact === undefined ? [] : Array.isArray(exact) ? exact.slice() : [exact];
     if (this.#wildcards > 0 && this.#mayMatchWildcard(event)) this.#collect(this.#trie, event.split('.'), 0, all);
     return all;
   }

@@ -4,7 +4,9 @@ import { frameSize, msgFrameSize, writeFrame, writeMsgFrame } from '../protocol/
 
 /** Past this many buffered bytes the outbound buffer is written at once. */
 export const FLUSH_THRESHOLD_BYTES = 64 * 1024;
-const INITIAL_BUFFER_BYTES = 16 * 1024;
+/** A quiet connection's first buffer: small, from Node's shared pool; busy ones grow it. */
+const INITIAL_BUFFER_BYTES = 256;
+const MAX_REUSED_BUFFER_BYTES = 1024 * 1024;
 const EMPTY = Buffer.alloc(0);
 
 export interface FrameSocketHandlers extends FrameSink {
@@ -15,6 +17,11 @@ export interface FrameSocketHandlers extends FrameSink {
   /** Optional: the socket's write buffer emptied. */
   drained?(): void;
 }
+
+const OWNER = Symbol('nodeset.frameSocket');
+type OwnedSocket = Socket & { [OWNER]: FrameSocket };
+/** Connections with frames waiting for this turn's write. */
+const flushQueue: FrameSocket[] = [];
 
 /**
  * A socket that speaks frames: incoming bytes go through a FrameDecoder,
@@ -33,30 +40,52 @@ export class FrameSocket {
   #lastSize = INITIAL_BUFFER_BYTES;
   #flushQueued = false;
   #closed = false;
-  readonly #flushTask = (): void => {
-    this.#flushQueued = false;
-    this.flush();
-  };
+  #lastError: Error | undefined;
+  readonly #handlers: FrameSocketHandlers;
 
   constructor(socket: Socket, handlers: FrameSocketHandlers, options: DecoderOptions = {}) {
     this.socket = socket;
+    this.#handlers = handlers;
     this.decoder = new FrameDecoder(handlers, options);
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => {
-      this.bytesIn += chunk.length;
-      this.decoder.push(chunk);
-      handlers.received?.(chunk.length);
-    });
-    socket.on('drain', () => handlers.drained?.());
-    let lastError: Error | undefined;
-    socket.on('error', (err) => {
-      lastError = err;
-    });
-    socket.on('close', (hadError) => {
-      this.#closed = true;
-      this.decoder.stop();
-      handlers.closed(hadError, lastError);
-    });
+    // Shared listeners that find their FrameSocket on the socket: no closures per connection.
+    (socket as OwnedSocket)[OWNER] = this;
+    socket.on('data', FrameSocket.#onData);
+    socket.on('drain', FrameSocket.#onDrain);
+    socket.on('error', FrameSocket.#onError);
+    socket.on('close', FrameSocket.#onClose);
+  }
+
+  static #onData = function (this: Socket, chunk: Buffer): void {
+    const fs = (this as OwnedSocket)[OWNER];
+    fs.bytesIn += chunk.length;
+    fs.decoder.push(chunk);
+    fs.#handlers.received?.(chunk.length);
+  };
+
+  static #onDrain = function (this: Socket): void {
+    (this as OwnedSocket)[OWNER].#handlers.drained?.();
+  };
+
+  static #onError = function (this: Socket, err: Error): void {
+    (this as OwnedSocket)[OWNER].#lastError = err;
+  };
+
+  static #onClose = function (this: Socket, hadError: boolean): void {
+    const fs = (this as OwnedSocket)[OWNER];
+    fs.#closed = true;
+    fs.decoder.stop();
+    fs.#handlers.closed(hadError, fs.#lastError);
+  };
+
+  /** Writes every buffer queued during this turn (one microtask for all connections). */
+  static #flushQueuedSockets(): void {
+    for (let i = 0; i < flushQueue.length; i++) {
+      const fs = flushQueue[i] as FrameSocket;
+      fs.#flushQueued = false;
+      fs.flush();
+    }
+    flushQueue.length = 0;
   }
 
   get closed(): boolean {
@@ -83,6 +112,20 @@ export class FrameSocket {
     this.#scheduleFlush();
   }
 
+  /**
+   * Sends a frame that never changes (PING, PONG): written as it is when
+   * nothing is queued before it, so a heartbeat round over many quiet
+   * connections allocates no buffers.
+   */
+  sendConstant(frame: Buffer): void {
+    if (this.#len === 0 && !this.#closed && !this.socket.destroyed) {
+      this.bytesOut += frame.length;
+      this.socket.write(frame);
+    } else {
+      this.sendRaw(frame);
+    }
+  }
+
   /** Appends bytes that are already whole frames. */
   sendRaw(bytes: Uint8Array): void {
     const at = this.#reserve(bytes.length);
@@ -100,7 +143,9 @@ export class FrameSocket {
     // The socket keeps the buffer it is given; the next send allocates a fresh one.
     const out = this.#buf.subarray(0, this.#len);
     this.bytesOut += this.#len;
-    this.#lastSize = this.#buf.length;
+    // The next buffer is sized on what this flush carried, so a busy connection gets room
+    // for a whole burst at once and a quiet one gets a small buffer again.
+    this.#lastSize = Math.min(2 * this.#len, MAX_REUSED_BUFFER_BYTES);
     this.#buf = EMPTY;
     this.#len = 0;
     this.socket.write(out);
@@ -123,10 +168,8 @@ export class FrameSocket {
     if (need > this.#buf.length) {
       // Grow rather than flush: the buffer is written at FLUSH_THRESHOLD_BYTES
       // (see #scheduleFlush), so writes stay large. Busy connections get back
-      // the size they used last time (up to 1 MiB).
-      const bigger = Buffer.allocUnsafe(
-        Math.max(need, this.#buf.length * 2, Math.min(this.#lastSize, 1024 * 1024), INITIAL_BUFFER_BYTES),
-      );
+      // twice what their last flush carried (up to 1 MiB).
+      const bigger = Buffer.allocUnsafe(Math.max(need, this.#buf.length * 2, this.#lastSize, INITIAL_BUFFER_BYTES));
       this.#buf.copy(bigger, 0, 0, this.#len);
       this.#buf = bigger;
     }
@@ -138,7 +181,8 @@ export class FrameSocket {
       this.flush();
     } else if (!this.#flushQueued) {
       this.#flushQueued = true;
-      queueMicrotask(this.#flushTask);
+      if (flushQueue.length === 0) queueMicrotask(FrameSocket.#flushQueuedSockets);
+      flushQueue.push(this);
     }
   }
 }
