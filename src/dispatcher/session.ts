@@ -494,7 +494,8 @@ export class Session implements FrameSocketHandlers {
   /** Whether this session's identity may publish to an event name (cached). */
   mayPublish(event: string): boolean {
     if (this.identity === null) return true;
-    const allowed = (this.#publishAllowed ??= new Map());
+    this.#publishAllowed ??= new Map<string, boolean>();
+    const allowed = this.#publishAllowed;
     let ok = allowed.get(event);
     if (ok === undefined) {
       ok = mayPublish(this.identity.publish, event);
