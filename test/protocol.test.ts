@@ -199,6 +199,21 @@ describe('header fast paths', () => {
     );
   });
 
+  test('MSG: one sid alternating between URIs and senders decodes each one right', async () => {
+    const { decodeMsgHeader } = await import('../src/protocol/fast-headers.js');
+    const uris = ['orders.new', 'orders.old', 'orders.nex', 'x', 'a-much-longer-event-name.that.is.over.31.bytes'];
+    const senders = ['n1', 'n2', 'node-3'];
+    for (let i = 0; i < 60; i++) {
+      const [uri, from] = [uris[i % uris.length] as string, senders[i % senders.length] as string];
+      for (const sid of [9, 9 + 256]) {
+        const tail = packMsgTail(uri, from, 0, 0, 0, false, i);
+        const frame = Buffer.alloc(msgFrameSize(tail, 0));
+        writeMsgFrame(frame, 0, sid, tail, Buffer.alloc(0));
+        assert.deepEqual(decodeMsgHeader(frame, 7, frame.length), [sid, uri, from, 0, 0, 0, 0, i]);
+      }
+    }
+  });
+
   test('interned strings: equal bytes give the same string, different bytes never do', async () => {
     const { default: fc } = await import('fast-check');
     const { internUtf8 } = await import('../src/protocol/fast-headers.js');

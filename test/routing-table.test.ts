@@ -116,24 +116,31 @@ describe('routing table', () => {
     assert.deepEqual(ids(table.match('c.d').all), ['w']);
   });
 
-  test('the tail cache keeps one packed tail per URI, sender, content type and mode', async () => {
-    const { TailCache } = await import('../src/dispatcher/tail-cache.js');
-    const { unpackHeader } = await import('../src/protocol/frames.js');
-    const cache = new TailCache();
-    const t1 = cache.tail('a.b', 'n1', 0, false, 7);
-    assert.equal(cache.tail('a.b', 'n1', 0, false, 8), t1, 'same buffer, seq patched');
+  test('the header cache keeps one packed header per URI, sender, content type and mode', async () => {
+    const { HeaderCache } = await import('../src/protocol/header-cache.js');
+    const packed: string[] = [];
+    const cache = new HeaderCache((uri, sender, ct, mode) => {
+      packed.push(`${uri}|${sender}|${ct}|${mode}`);
+      return Buffer.from(packed.at(-1) as string);
+    }, 2);
+    const first = cache.get('a.b', 'n1', 0, 0);
+    assert.equal(cache.get('a.b', 'n1', 0, 0), first, 'same buffer the second time');
     const variants = [
-      cache.tail('a.b', 'n2', 0, false, 1),
-      cache.tail('a.b', 'n1', 1, false, 1),
-      cache.tail('a.b', 'n1', 0, true, 1),
+      cache.get('a.b', 'n2', 0, 0),
+      cache.get('a.b', 'n1', 1, 0),
+      cache.get('a.b', 'n1', 0, 1),
+      cache.get('a.b', null, 0, 0),
     ];
-    for (const v of variants) assert.notEqual(v, t1);
-    // A tail is the MSG header without its sid: prefix the array marker and a sid to read it.
-    const read = (tail: Buffer) => unpackHeader(Buffer.concat([Buffer.from([0x98, 0]), tail]));
-    assert.deepEqual(read(cache.tail('a.b', 'n1', 0, false, 9)), [0, 'a.b', 'n1', 0, 0, 0, 0, 9]);
-    assert.deepEqual(read(variants[0] as Buffer), [0, 'a.b', 'n2', 0, 0, 0, 0, 1]);
-    assert.deepEqual(read(variants[2] as Buffer), [0, 'a.b', 'n1', 0, 0, 0, 1, 1]);
-    assert.equal(cache.size, 1);
+    assert.deepEqual(
+      variants.map((v) => v.toString()),
+      ['a.b|n2|0|0', 'a.b|n1|1|0', 'a.b|n1|0|1', 'a.b|null|0|0'],
+    );
+    assert.equal(cache.get('a.b', 'n1', 0, 0), first, 'earlier variants kept');
+    assert.equal(packed.length, 5);
+    cache.get('c', null, 0, 0);
+    assert.equal(cache.size, 2);
+    cache.get('d', null, 0, 0);
+    assert.equal(cache.size, 1, 'bounded: starts over past its limit');
   });
 
   test('round-robin over all subscriptions and within queue groups', () => {

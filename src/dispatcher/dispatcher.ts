@@ -11,6 +11,7 @@ import {
   type ReplyHeader,
   STATS_EVENT,
   type SubscriberInfo,
+  setSeq,
 } from '../protocol/frames.js';
 import { Route, RoutingTable } from '../protocol/routing-table.js';
 import { formatDispatcherUrl } from '../protocol/url.js';
@@ -251,7 +252,7 @@ export class Dispatcher {
       return;
     }
     const isRequest = (flags & PubFlag.REQUEST) !== 0;
-    const tail = isRequest ? undefined : from.tails.tail(uri, sender, ct, (flags & PubFlag.DIRECT) !== 0, seq);
+    const tail = isRequest ? undefined : setSeq(from.tails.get(uri, sender, ct, flags & PubFlag.DIRECT), seq);
     const skip = (flags & PubFlag.LOCAL_DONE) !== 0 ? from : null;
     const delivered = this.routeLocal(target, sender, uri, flags, ct, payload, from.id, r, skip, tail);
     if (event.charCodeAt(0) === 36 /* $ */ && event === STATS_EVENT) from.latestMetrics = payload.toString('utf8');

@@ -9,15 +9,16 @@ import {
   PONG_FRAME,
   PROTOCOL_VERSION,
   packHeader,
+  packMsgTail,
   type WelcomeHeader,
 } from '../protocol/frames.js';
+import { HeaderCache } from '../protocol/header-cache.js';
 import type { RouteEntry } from '../protocol/routing-table.js';
 import type { Identity } from '../security/auth-config.js';
 import { denyFilter, mayPublish, maySubscribe } from '../security/permissions.js';
 import { FrameSocket, type FrameSocketHandlers } from '../transport/frame-socket.js';
 import type { Dispatcher } from './dispatcher.js';
 import { SubscriptionSet } from './subscription-set.js';
-import { TailCache } from './tail-cache.js';
 
 /** What few subscriptions carry: kept apart so the common one stays small. */
 interface SubscriptionExtras {
@@ -148,6 +149,13 @@ function pubFromValue(h: unknown, out: PubFields): void {
   out.seq = h.length > 5 ? (h[5] as number) : 0;
 }
 
+/** URIs whose MSG tails a connection keeps. */
+export const TAIL_CACHE_LIMIT = 256;
+
+function packPlainTail(uri: string, sender: string | null, ct: number, mode: number): Buffer {
+  return packMsgTail(uri, sender ?? '', ct, 0, 0, mode === 1);
+}
+
 /** The dispatcher's side of one node connection. */
 export class Session implements FrameSocketHandlers {
   readonly id: number;
@@ -174,7 +182,7 @@ export class Session implements FrameSocketHandlers {
   /** Publish permission by event name, for this identity (bounded). */
   #publishAllowed: Map<string, boolean> | null = null;
   readonly subs = new SubscriptionSet<Subscription>();
-  #tails: TailCache | null = null;
+  #tails: HeaderCache | null = null;
   #state = State.Handshake;
   #dispatcher: Dispatcher;
   #handshakeTimer: NodeJS.Timeout | null;
@@ -191,9 +199,12 @@ export class Session implements FrameSocketHandlers {
     }, dispatcher.options.handshakeTimeoutMs);
   }
 
-  /** Packed MSG header tails for this session's plain publishes (made on the first one). */
-  get tails(): TailCache {
-    this.#tails ??= new TailCache();
+  /**
+   * Packed MSG header tails for this session's plain publishes (made on the
+   * first one); mode 1: routed to a single subscriber.
+   */
+  get tails(): HeaderCache {
+    this.#tails ??= new HeaderCache(packPlainTail, TAIL_CACHE_LIMIT);
     return this.#tails;
   }
 

@@ -3,7 +3,8 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { NodesetError } from '../protocol/errors.js';
 import { type EventUri, parseEventUri } from '../protocol/event-uri.js';
-import { FrameKind, PubFlag, packHeader, packPubHeader, type QueryWhat, setSeq } from '../protocol/frames.js';
+import { FrameKind, PubFlag, packHeader, packPlainPubHeader, type QueryWhat, setSeq } from '../protocol/frames.js';
+import { HeaderCache } from '../protocol/header-cache.js';
 import { type RouteEntry, RoutingTable } from '../protocol/routing-table.js';
 import type { TlsClientOptions } from '../transport/tcp.js';
 import type { BackoffOptions } from './backoff.js';
@@ -301,7 +302,7 @@ function sharedKey(uri: string, group: string | null): string {
 class MemberChannel implements NodeChannel {
   readonly owner: ChannelOwner;
   readonly #collection: NodeCollection;
-  readonly #plainHeaders = new Map<string, Buffer>();
+  readonly #plainHeaders = new HeaderCache(packPlainPubHeader, 1024);
   readonly #held = new Set<LocalSubscription>();
   #stopped = false;
 
@@ -364,13 +365,7 @@ class MemberChannel implements NodeChannel {
     const link = this.#collection.link;
     if (flags === 0 && this.#collection.deliverLocally(this.owner.name, uri, ct, bytes) >= 0)
       flags = PubFlag.LOCAL_DONE;
-    const key = `${flags}:${ct}:${uri}`;
-    let header = this.#plainHeaders.get(key);
-    if (header === undefined) {
-      header = packPubHeader(uri, flags, 0, ct, this.owner.name, 0);
-      if (this.#plainHeaders.size >= 1024) this.#plainHeaders.clear();
-      this.#plainHeaders.set(key, header);
-    }
+    const header = this.#plainHeaders.get(uri, this.owner.name, ct, flags);
     link.send(FrameKind.PUB, setSeq(header, seq), bytes);
   }
 

@@ -8,11 +8,12 @@ import {
   DEFAULT_MAX_PAYLOAD_BYTES,
   type DeliveryMode,
   PubFlag,
-  packPubHeader,
+  packPlainPubHeader,
   type QueryWhat,
   STATS_EVENT,
   setSeq,
 } from '../protocol/frames.js';
+import { HeaderCache } from '../protocol/header-cache.js';
 import { decodePayload, encodePayload } from '../protocol/payload.js';
 import type { TlsClientOptions } from '../transport/tcp.js';
 import type { BackoffOptions } from './backoff.js';
@@ -83,6 +84,11 @@ export interface RequestOptions {
 }
 
 const PLAIN_HEADER_CACHE_LIMIT = 1024;
+
+function packCheckedPubHeader(uri: string, sender: string | null, ct: number, flags: number): Buffer {
+  parseEventUri(uri, false);
+  return packPlainPubHeader(uri, sender, ct, flags);
+}
 /** Sequence counters kept per node (URIs published) and per subscription (publishers × URIs seen). */
 const SEQ_TABLE_LIMIT = 100_000;
 
@@ -123,7 +129,7 @@ export class Node extends EventEmitter<NodeEvents> {
   #subs = new Map<number, LocalSubscription>();
   #byKey = new Map<string, LocalSubscription>();
   #nextSid = 1;
-  #plainHeaders = new Map<string, Buffer>();
+  #plainHeaders = new HeaderCache(packCheckedPubHeader, PLAIN_HEADER_CACHE_LIMIT);
   #resubscribed: Promise<unknown> = Promise.resolve();
   #started = false;
   /** This node's metrics; published on `$nodeset.stats` every statsIntervalMs. */
@@ -378,14 +384,8 @@ export class Node extends EventEmitter<NodeEvents> {
 
   #publishPlain(uri: string, message: unknown, flags: number): void {
     const { ct, bytes } = this.#encode(uri, message);
-    const key = flags === 0 && ct === 0 ? uri : `${flags}:${ct}:${uri}`;
-    let header = this.#plainHeaders.get(key);
-    if (header === undefined) {
-      parseEventUri(uri, false);
-      header = packPubHeader(uri, flags, 0, ct, null, 0);
-      if (this.#plainHeaders.size >= PLAIN_HEADER_CACHE_LIMIT) this.#plainHeaders.clear();
-      this.#plainHeaders.set(key, header);
-    }
+    // Validated when first packed (a bad URI throws and is not cached).
+    const header = this.#plainHeaders.get(uri, null, ct, flags);
     // Only `all`-mode publishes are numbered: a direct one reaches a single subscriber, so it is no one's gap.
     const seq = flags === 0 ? this.#nextSeq(uri) : 0;
     this.#channel.publish(uri, flags, ct, bytes, setSeq(header, seq), seq);

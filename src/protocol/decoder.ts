@@ -107,7 +107,10 @@ export class FrameDecoder {
         this.#needed = FRAME_PREFIX_BYTES;
         break;
       }
-      const len = buf.readUInt32BE(off);
+      // Byte by byte: cheaper than the Buffer read helpers on this path.
+      const len =
+        (buf[off] as number) * 0x1000000 +
+        (((buf[off + 1] as number) << 16) | ((buf[off + 2] as number) << 8) | (buf[off + 3] as number));
       if (len < FRAME_FIXED_BYTES) {
         this.#fail(new NodesetError('BAD_FRAME', `frame length ${len} is shorter than ${FRAME_FIXED_BYTES}`), true);
         return;
@@ -139,7 +142,7 @@ export class FrameDecoder {
       const frameEnd = start + len;
       off = frameEnd;
       const kind = buf[start] as number;
-      const hlen = buf.readUInt16BE(start + 1);
+      const hlen = ((buf[start + 1] as number) << 8) | (buf[start + 2] as number);
       if (hlen > len - FRAME_FIXED_BYTES) {
         this.#sink.refused(new NodesetError('BAD_FRAME', `header length ${hlen} runs past the frame end`), false);
         continue;

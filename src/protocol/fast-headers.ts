@@ -52,6 +52,38 @@ function uintAt(b: Uint8Array, at: number, end: number): number {
   return FAIL;
 }
 
+/**
+ * The string at `at`, first compared with what the same slot held last time:
+ * a subscription (slot: its sid) usually receives one URI from one sender, so
+ * this costs one byte comparison instead of hashing for the interning cache.
+ */
+function memoStrAt(b: Buffer, at: number, end: number, slot: number): string | null {
+  const t = b[at];
+  if (t === undefined || t < 0xa0 || t > 0xbf || at >= end) return strAt(b, at, end);
+  const len = t & 0x1f;
+  const start = at + 1;
+  if (start + len > end) return null;
+  next = start + len;
+  const base = slot * MEMO_MAX_BYTES;
+  if (memoLength[slot] === len) {
+    let i = 0;
+    while (i < len && memoBytes[base + i] === b[start + i]) i++;
+    if (i === len) return memoString[slot] as string;
+  }
+  const str = internUtf8(b, start, len);
+  for (let i = 0; i < len; i++) memoBytes[base + i] = b[start + i] as number;
+  memoLength[slot] = len;
+  memoString[slot] = str;
+  return str;
+}
+
+/** Two memo slots (URI, sender) for each of 256 sid classes; fixstr only (up to 31 bytes). */
+const MEMO_SLOTS = 512;
+const MEMO_MAX_BYTES = 31;
+const memoBytes = new Uint8Array(MEMO_SLOTS * MEMO_MAX_BYTES);
+const memoLength = new Int32Array(MEMO_SLOTS).fill(-1);
+const memoString = new Array<string>(MEMO_SLOTS).fill('');
+
 /** A MessagePack string at `at`, or null for any other type. */
 function strAt(b: Buffer, at: number, end: number): string | null {
   if (at >= end) return null;
@@ -153,9 +185,10 @@ export function decodeMsgHeader(b: Buffer, start = 0, end = b.length): unknown[]
   if (b[start] !== 0x98) return null;
   const sid = uintAt(b, start + 1, end);
   if (sid === FAIL) return null;
-  const uri = strAt(b, next, end);
+  const slot = (sid & 0xff) << 1;
+  const uri = memoStrAt(b, next, end, slot);
   if (uri === null) return null;
-  const from = strAt(b, next, end);
+  const from = memoStrAt(b, next, end, slot | 1);
   if (from === null) return null;
   const ct = uintAt(b, next, end);
   if (ct === FAIL) return null;

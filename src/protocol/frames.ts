@@ -287,6 +287,11 @@ export function packPubHeader(
   return setSeq(packHeader([uri, flags, r, ct, sender, SEQ_PLACEHOLDER]), seq);
 }
 
+/** A plain publish's header (no correlation id) in HeaderCache's argument order; mode: the PUB flags. */
+export function packPlainPubHeader(uri: string, sender: string | null, ct: number, flags: number): Buffer {
+  return packPubHeader(uri, flags, 0, ct, sender, 0);
+}
+
 export function msgFrameSize(tail: Uint8Array, payloadBytes: number): number {
   return frameSize(MSG_HEAD_BYTES + tail.length, payloadBytes);
 }
