@@ -36,6 +36,35 @@ describe('publish/subscribe end to end', () => {
     assert.equal(seen?.info.uri, 'greetings');
   });
 
+  test('every byte arrives intact and in order under load: mixed sizes, three subscribers', async () => {
+    // Sizes from tiny to over a read chunk, so frames straddle reads and outbound buffers grow and are reused.
+    const sizes = [16, 128, 1000, 5000, 20_000, 70_000];
+    const count = 3000;
+    const fill = (i: number) => {
+      const b = Buffer.allocUnsafe(sizes[i % sizes.length] as number);
+      for (let j = 0; j < b.length; j++) b[j] = (i * 31 + j) & 0xff;
+      return b;
+    };
+    const done = new Latch(3);
+    const problems: string[] = [];
+    for (let k = 0; k < 3; k++) {
+      const sub = await node(`intact-sub-${k}`);
+      let next = 0;
+      await sub.subscribe('intact.data', (message) => {
+        const got = message as Buffer;
+        if (!got.equals(fill(next))) problems.push(`subscriber ${k}: message ${next} differs`);
+        if (++next === count) done.countDown();
+      });
+    }
+    const pub = await node('intact-pub');
+    for (let i = 0; i < count; i++) {
+      pub.publish('intact.data', fill(i));
+      if (i % 200 === 199) await pub.drain();
+    }
+    await done.wait(60_000);
+    assert.deepEqual(problems.slice(0, 5), []);
+  });
+
   test('payload types: JSON values, binary and empty', async () => {
     const sub = await node();
     const pub = await node();

@@ -88,12 +88,20 @@ export class FrameDecoder {
       this.#skip = 0;
     }
     if (this.#buffered > 0) {
-      this.#chunks.push(chunk);
-      this.#buffered += chunk.length;
-      if (this.#buffered < this.#needed) return;
-      chunk = Buffer.concat(this.#chunks, this.#buffered);
+      const missing = this.#needed - this.#buffered;
+      if (chunk.length < missing) {
+        this.#chunks.push(chunk);
+        this.#buffered += chunk.length;
+        return;
+      }
+      // Join only the bytes the pending piece lacks; the rest of the chunk is decoded in place.
+      this.#chunks.push(chunk.subarray(0, missing));
+      const head = Buffer.concat(this.#chunks, this.#needed);
       this.#chunks = [];
       this.#buffered = 0;
+      this.#decode(head);
+      if (chunk.length > missing) this.push(chunk.subarray(missing));
+      return;
     }
     this.#decode(chunk);
   }

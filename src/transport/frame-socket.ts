@@ -18,6 +18,33 @@ export interface FrameSocketHandlers extends FrameSink {
   drained?(): void;
 }
 
+/**
+ * Large outbound buffers already written, shared by all connections: a busy
+ * connection takes one instead of allocating (and faulting in) fresh memory
+ * for every flush. Bounded in count, so quiet connections hold nothing.
+ */
+const spareBuffers: Buffer[] = [];
+const MAX_SPARE_BUFFERS = 16;
+const MIN_SPARE_BYTES = 16 * 1024;
+
+function keepSpare(buf: Buffer): void {
+  if (buf.length >= MIN_SPARE_BYTES && spareBuffers.length < MAX_SPARE_BUFFERS) spareBuffers.push(buf);
+}
+
+/** A spare buffer of at least `size` bytes (and not much more), or undefined. */
+function takeSpare(size: number): Buffer | undefined {
+  if (size < MIN_SPARE_BYTES) return undefined;
+  for (let i = spareBuffers.length - 1; i >= 0; i--) {
+    const buf = spareBuffers[i] as Buffer;
+    if (buf.length >= size && buf.length <= size * 4) {
+      spareBuffers[i] = spareBuffers[spareBuffers.length - 1] as Buffer;
+      spareBuffers.pop();
+      return buf;
+    }
+  }
+  return undefined;
+}
+
 const OWNER = Symbol('nodeset.frameSocket');
 type OwnedSocket = Socket & { [OWNER]: FrameSocket };
 /** Connections with frames waiting for this turn's write. */
@@ -42,10 +69,13 @@ export class FrameSocket {
   #closed = false;
   #lastError: Error | undefined;
   readonly #handlers: FrameSocketHandlers;
+  /** TLS copies what it is given at its own pace: its buffers are never reused. */
+  readonly #encrypted: boolean;
 
   constructor(socket: Socket, handlers: FrameSocketHandlers, options: DecoderOptions = {}) {
     this.socket = socket;
     this.#handlers = handlers;
+    this.#encrypted = (socket as { encrypted?: boolean }).encrypted === true;
     this.decoder = new FrameDecoder(handlers, options);
     socket.setNoDelay(true);
     // Shared listeners that find their FrameSocket on the socket: no closures per connection.
@@ -140,8 +170,8 @@ export class FrameSocket {
       this.#len = 0;
       return;
     }
-    // The socket keeps the buffer it is given; the next send allocates a fresh one.
-    const out = this.#buf.subarray(0, this.#len);
+    const buf = this.#buf;
+    const out = buf.subarray(0, this.#len);
     this.bytesOut += this.#len;
     // The next buffer is sized on what this flush carried, so a busy connection gets room
     // for a whole burst at once and a quiet one gets a small buffer again.
@@ -149,6 +179,9 @@ export class FrameSocket {
     this.#buf = EMPTY;
     this.#len = 0;
     this.socket.write(out);
+    // Nothing left queued: the write completed at once and the kernel holds the bytes, so the
+    // buffer can serve another flush. Otherwise the socket keeps it until written.
+    if (this.socket.writableLength === 0 && !this.#encrypted) keepSpare(buf);
   }
 
   /** Flushes, then half-closes the socket once everything is written. */
@@ -169,7 +202,8 @@ export class FrameSocket {
       // Grow rather than flush: the buffer is written at FLUSH_THRESHOLD_BYTES
       // (see #scheduleFlush), so writes stay large. Busy connections get back
       // twice what their last flush carried (up to 1 MiB).
-      const bigger = Buffer.allocUnsafe(Math.max(need, this.#buf.length * 2, this.#lastSize, INITIAL_BUFFER_BYTES));
+      const size = Math.max(need, this.#buf.length * 2, this.#lastSize, INITIAL_BUFFER_BYTES);
+      const bigger = takeSpare(size) ?? Buffer.allocUnsafe(size);
       this.#buf.copy(bigger, 0, 0, this.#len);
       this.#buf = bigger;
     }
