@@ -19,10 +19,11 @@ import { cpuMs, type Proc, peakRssMb, start, startDispatcher } from './procs.js'
 const USAGE = `usage: nodeset-bench [options]   (npm run bench / npm run bench:compare)
   --peers LIST        nodeset,nats,redis (default nodeset; peers not installed are skipped)
   --scenarios LIST    1-1,1-8,8-1,direct-1-4,request,pingpong (default: all)
-  --sizes LIST        payload bytes, e.g. 16,128,1024,16384 (default 128, plus 1-1 at 16, 1024, 16384)
+  --sizes LIST        payload bytes, e.g. 16,128,1024,16384 (default: 128, and 1-1 also at 16, 1024, 16384)
   --count N           messages per throughput round (default 100000)
   --warmup N          messages of a discarded first round against the same broker (default 100000; 0: none)
   --round-trips N     request and ping-pong round trips (default 5000)
+  --repeat N          run every scenario N times, alternating peers; report the median of each figure
   --json              results as JSON
 `;
 
@@ -32,10 +33,11 @@ function parseOptions() {
       help: { type: 'boolean', short: 'h', default: false },
       peers: { type: 'string', default: 'nodeset' },
       scenarios: { type: 'string', default: '1-1,1-8,8-1,direct-1-4,request,pingpong' },
-      sizes: { type: 'string', default: '128' },
+      sizes: { type: 'string' },
       count: { type: 'string', default: '100000' },
       'round-trips': { type: 'string', default: '5000' },
       warmup: { type: 'string', default: '100000' },
+      repeat: { type: 'string', default: '1' },
       json: { type: 'boolean', default: false },
     },
   });
@@ -52,7 +54,7 @@ if (values.help) {
   process.stdout.write(USAGE);
   process.exit(0);
 }
-function count(name: 'count' | 'round-trips' | 'warmup', min: number): number {
+function count(name: 'count' | 'round-trips' | 'warmup' | 'repeat', min: number): number {
   const n = Number(values[name]);
   if (!Number.isInteger(n) || n < min) {
     process.stderr.write(`nodeset-bench: --${name} must be an integer >= ${min}\n`);
@@ -63,7 +65,8 @@ function count(name: 'count' | 'round-trips' | 'warmup', min: number): number {
 const COUNT = count('count', 1);
 const ROUND_TRIPS = count('round-trips', 1);
 const WARMUP = count('warmup', 0);
-const SIZES = values.sizes.split(',').map(Number);
+const REPEAT = count('repeat', 1);
+const SIZES = (values.sizes ?? '128').split(',').map(Number);
 const SCENARIOS = values.scenarios.split(',');
 const requested = values.peers.split(',') as PeerName[];
 const KNOWN_SCENARIOS = ['1-1', '1-8', '8-1', 'direct-1-4', 'request', 'pingpong'];
@@ -131,6 +134,8 @@ interface Result {
   latencyUs?: { p50: number; p99: number; max: number };
   brokerCpuUsPerMsg?: number;
   brokerPeakRssMb?: number;
+  /** Runs behind the figures (medians; loss, max latency and RSS: the worst run). */
+  runs?: number;
 }
 
 async function runScenario(peer: PeerName, scenario: string, size: number): Promise<Result | null> {
@@ -215,6 +220,59 @@ async function throughputRound(
   };
 }
 
+/** One result per scenario, size and peer: the median of each figure over the repeated runs. */
+function medians(results: Result[]): Result[] {
+  const groups = new Map<string, Result[]>();
+  for (const r of results) {
+    const key = `${r.scenario} ${r.size} ${r.peer}`;
+    groups.set(key, [...(groups.get(key) ?? []), r]);
+  }
+  const median = (xs: (number | undefined)[]) => {
+    const v = xs.filter((x): x is number => x !== undefined).sort((a, b) => a - b);
+    return v.length === 0 ? undefined : (v[Math.floor((v.length - 1) / 2)] as number);
+  };
+  return [...groups.values()].map((group) => {
+    const first = group[0] as Result;
+    if (group.length === 1) return first;
+    const m = (pick: (r: Result) => number | undefined) => median(group.map(pick));
+    const out: Result = { scenario: first.scenario, size: first.size, peer: first.peer, runs: group.length };
+    const set = <K extends keyof Result>(key: K, value: Result[K] | undefined) => {
+      if (value !== undefined) out[key] = value;
+    };
+    set(
+      'rate',
+      m((r) => r.rate),
+    );
+    set(
+      'mbPerSec',
+      m((r) => r.mbPerSec),
+    );
+    set(
+      'sent',
+      m((r) => r.sent),
+    );
+    set(
+      'received',
+      m((r) => r.received),
+    );
+    // Loss: the worst run, never a median.
+    set('lost', group.some((r) => r.lost !== undefined) ? Math.max(...group.map((r) => r.lost ?? 0)) : undefined);
+    if (group.some((r) => r.latencyUs !== undefined)) {
+      out.latencyUs = {
+        p50: m((r) => r.latencyUs?.p50) ?? 0,
+        p99: m((r) => r.latencyUs?.p99) ?? 0,
+        max: Math.max(...group.map((r) => r.latencyUs?.max ?? 0)),
+      };
+    }
+    set(
+      'brokerCpuUsPerMsg',
+      m((r) => r.brokerCpuUsPerMsg),
+    );
+    set('brokerPeakRssMb', Math.max(...group.map((r) => r.brokerPeakRssMb ?? 0)));
+    return out;
+  });
+}
+
 const peers = requested.filter((p) => {
   if (p === 'nats' && natsBin === undefined) {
     process.stdout.write('nats-server is not installed (apt-get install nats-server): NATS skipped\n');
@@ -229,18 +287,25 @@ const peers = requested.filter((p) => {
 
 const plan: [string, number][] = [];
 for (const scenario of SCENARIOS) for (const size of SIZES) plan.push([scenario, size]);
-if (values.sizes === '128' && SCENARIOS.includes('1-1')) for (const size of [16, 1024, 16384]) plan.push(['1-1', size]);
+if (values.sizes === undefined && SCENARIOS.includes('1-1'))
+  for (const size of [16, 1024, 16384]) plan.push(['1-1', size]);
 
-const all: Result[] = [];
+const runs: Result[] = [];
 let step = 0;
+const steps = plan.length * peers.length * REPEAT;
 for (const [scenario, size] of plan) {
-  for (const peer of peers) {
-    step++;
-    process.stderr.write(`[${step}/${plan.length * peers.length}] ${scenario} ${size} B ${peer} ...\n`);
-    const r = await runScenario(peer, scenario, size);
-    if (r !== null) all.push(r);
+  // Repeats alternate between the peers too, so a slow spell of the machine hits all of them.
+  for (let round = 1; round <= REPEAT; round++) {
+    for (const peer of peers) {
+      step++;
+      const of = REPEAT > 1 ? ` (run ${round}/${REPEAT})` : '';
+      process.stderr.write(`[${step}/${steps}] ${scenario} ${size} B ${peer}${of} ...\n`);
+      const r = await runScenario(peer, scenario, size);
+      if (r !== null) runs.push(r);
+    }
   }
 }
+const all = medians(runs);
 
 if (values.json) {
   process.stdout.write(`${JSON.stringify(all, null, 2)}\n`);
@@ -289,4 +354,7 @@ if (values.json) {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ');
   process.stdout.write(`${line(header)}\n${rows.map(line).join('\n')}\n`);
+  if (REPEAT > 1) {
+    process.stdout.write(`median of ${REPEAT} runs per row (lost, max latency and RSS: the worst run)\n`);
+  }
 }

@@ -241,7 +241,13 @@ export class Dispatcher {
     payload: Buffer,
     seq = 0,
   ): void {
-    const target = this.resolve(uri);
+    // A connection mostly publishes to the URI it used last (same interned string).
+    let target = from.lastTarget;
+    if (target === null || from.lastUri !== uri) {
+      target = this.resolve(uri);
+      from.lastTarget = target;
+      from.lastUri = uri;
+    }
     const event = target.uri.event;
     // Every node may report its own metrics.
     if (from.identity !== null && !from.mayPublish(event) && event !== STATS_EVENT) {

@@ -17,7 +17,7 @@ import type { RouteEntry } from '../protocol/routing-table.js';
 import type { Identity } from '../security/auth-config.js';
 import { denyFilter, mayPublish, maySubscribe } from '../security/permissions.js';
 import { FrameSocket, type FrameSocketHandlers } from '../transport/frame-socket.js';
-import type { Dispatcher } from './dispatcher.js';
+import type { Dispatcher, Target } from './dispatcher.js';
 import { SubscriptionSet } from './subscription-set.js';
 
 /** What few subscriptions carry: kept apart so the common one stays small. */
@@ -183,6 +183,9 @@ export class Session implements FrameSocketHandlers {
   #publishAllowed: Map<string, boolean> | null = null;
   readonly subs = new SubscriptionSet<Subscription>();
   #tails: HeaderCache | null = null;
+  /** The URI this session published to last, and its target (see Dispatcher.publish). */
+  lastUri = '';
+  lastTarget: Target | null = null;
   #state = State.Handshake;
   #dispatcher: Dispatcher;
   #handshakeTimer: NodeJS.Timeout | null;
@@ -226,7 +229,7 @@ export class Session implements FrameSocketHandlers {
     try {
       if (kind === FrameKind.PUB) {
         const h = PUB;
-        if (!decodePubHeader(buf, headerStart, payloadStart, h)) {
+        if (!decodePubHeader(buf, headerStart, payloadStart, h, this.id)) {
           pubFromValue(decodeHeader(headerOf(buf, headerStart, payloadStart)), h);
         }
         r = h.r;

@@ -77,8 +77,14 @@ function memoStrAt(b: Buffer, at: number, end: number, slot: number): string | n
   return str;
 }
 
-/** Two memo slots (URI, sender) for each of 256 sid classes; fixstr only (up to 31 bytes). */
-const MEMO_SLOTS = 512;
+/**
+ * Memo slots, for fixstr strings only (up to 31 bytes): two (URI, sender) for
+ * each of 256 sid classes of MSG headers, then one URI for each of 256
+ * connection classes of PUB headers.
+ */
+const MSG_MEMO_SLOTS = 512;
+const PUB_MEMO_SLOTS = 256;
+const MEMO_SLOTS = MSG_MEMO_SLOTS + PUB_MEMO_SLOTS;
 const MEMO_MAX_BYTES = 31;
 const memoBytes = new Uint8Array(MEMO_SLOTS * MEMO_MAX_BYTES);
 const memoLength = new Int32Array(MEMO_SLOTS).fill(-1);
@@ -139,12 +145,13 @@ export function internUtf8(b: Buffer, start: number, len: number): string {
 /**
  * Reads the PUB header in b[start, end) into `out`: [uri, flags, r, ct],
  * [uri, flags, r, ct, sender] or [uri, flags, r, ct, sender|nil, seq].
- * False for anything else.
+ * False for anything else. `connection` (any number, e.g. the connection's
+ * id) picks the memo slot its URI is compared with first.
  */
-export function decodePubHeader(b: Buffer, start: number, end: number, out: PubFields): boolean {
+export function decodePubHeader(b: Buffer, start: number, end: number, out: PubFields, connection = 0): boolean {
   const head = b[start];
   if (head !== 0x94 && head !== 0x95 && head !== 0x96) return false;
-  const uri = strAt(b, start + 1, end);
+  const uri = memoStrAt(b, start + 1, end, MSG_MEMO_SLOTS + (connection & (PUB_MEMO_SLOTS - 1)));
   if (uri === null) return false;
   const flags = uintAt(b, next, end);
   if (flags === FAIL) return false;

@@ -24,6 +24,8 @@ export class HeaderCache {
   readonly #pack: HeaderPacker;
   readonly #limit: number;
   #byUri = new Map<string, Entry>();
+  #last: Entry | undefined;
+  #lastUri = '';
 
   constructor(pack: HeaderPacker, limit = 256) {
     this.#pack = pack;
@@ -31,16 +33,34 @@ export class HeaderCache {
   }
 
   get(uri: string, sender: string | null, ct: number, mode: number): Buffer {
+    // The last one asked for first: a connection mostly repeats itself.
+    const last = this.#last;
+    if (last !== undefined && this.#lastUri === uri && last.sender === sender && last.ct === ct && last.mode === mode) {
+      return last.packed;
+    }
+    const entry = this.#entry(uri, sender, ct, mode);
+    this.#last = entry;
+    this.#lastUri = uri;
+    return entry.packed;
+  }
+
+  #entry(uri: string, sender: string | null, ct: number, mode: number): Entry {
     const head = this.#byUri.get(uri);
     let variants = 0;
     for (let e = head; e !== undefined; e = e.next) {
-      if (e.sender === sender && e.ct === ct && e.mode === mode) return e.packed;
+      if (e.sender === sender && e.ct === ct && e.mode === mode) return e;
       variants++;
     }
-    const packed = this.#pack(uri, sender, ct, mode);
+    const entry = {
+      sender,
+      ct,
+      mode,
+      packed: this.#pack(uri, sender, ct, mode),
+      next: variants < VARIANTS_PER_URI ? head : undefined,
+    };
     if (head === undefined && this.#byUri.size >= this.#limit) this.#byUri.clear();
-    this.#byUri.set(uri, { sender, ct, mode, packed, next: variants < VARIANTS_PER_URI ? head : undefined });
-    return packed;
+    this.#byUri.set(uri, entry);
+    return entry;
   }
 
   /** URIs held. */
