@@ -18,6 +18,8 @@ export function start(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}):
   const lines: string[] = [];
   const waiters: (() => void)[] = [];
   const onLine = (l: string) => {
+    // Warnings and errors a process logs are shown as they come.
+    if (/^\{"level":[456]0/.test(l)) process.stderr.write(`${cmd.split('/').pop()} ${args.at(-4) ?? ''}: ${l}\n`);
     lines.push(l);
     for (const w of waiters.splice(0)) w();
   };

@@ -104,6 +104,9 @@ async function broker(peer: PeerName): Promise<{ url: string; proc: Proc }> {
   return { url: `redis://127.0.0.1:${port}`, proc };
 }
 
+/** A worker's result line (its log lines are JSON too, but start with `{"level"`). */
+const RESULT_LINE = /^\{"(received|sent|roundTrips)"/;
+
 const worker = (
   peer: PeerName,
   url: string,
@@ -154,7 +157,7 @@ async function runScenario(peer: PeerName, scenario: string, size: number): Prom
       procs.push(driver);
       await driver.line(/^ready$/);
       driver.child.stdin!.write('go\n');
-      const r = JSON.parse(await driver.line(/^\{/));
+      const r = JSON.parse(await driver.line(RESULT_LINE));
       result.latencyUs = r.latencyUs;
       result.brokerPeakRssMb = peakRssMb(pid);
       return result;
@@ -201,8 +204,8 @@ async function throughputRound(
   }
   const cpu0 = cpuMs(brokerPid);
   for (const p of pubProcs) p.child.stdin!.write('go\n');
-  const results = await Promise.all(subProcs.map(async (s) => JSON.parse(await s.line(/^\{/))));
-  await Promise.all(pubProcs.map((p) => p.line(/^\{/)));
+  const results = await Promise.all(subProcs.map(async (s) => JSON.parse(await s.line(RESULT_LINE))));
+  await Promise.all(pubProcs.map((p) => p.line(RESULT_LINE)));
   const received = results.reduce((n, r) => n + r.received, 0);
   const ms = Math.max(...results.map((r) => r.ms));
   const sent = perPub * pubs;
