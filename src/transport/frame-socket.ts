@@ -110,12 +110,22 @@ export class FrameSocket {
 
   /** Writes every buffer queued during this turn (one microtask for all connections). */
   static #flushQueuedSockets(): void {
-    for (let i = 0; i < flushQueue.length; i++) {
-      const fs = flushQueue[i] as FrameSocket;
-      fs.#flushQueued = false;
-      fs.flush();
+    let i = 0;
+    try {
+      for (; i < flushQueue.length; i++) {
+        const fs = flushQueue[i] as FrameSocket;
+        fs.#flushQueued = false;
+        fs.flush();
+      }
+    } finally {
+      // Should a write throw, the connections after it are queued again rather than forgotten.
+      const rest = flushQueue.slice(i + 1);
+      flushQueue.length = 0;
+      for (const fs of rest) {
+        fs.#flushQueued = false;
+        fs.#scheduleFlush();
+      }
     }
-    flushQueue.length = 0;
   }
 
   get closed(): boolean {
