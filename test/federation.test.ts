@@ -60,9 +60,17 @@ describe('federation over NATS: three hosts', { skip }, () => {
     }
     const cBefore = hosts.hostC!.stats.federationIn;
     const pub = await at('hostA', 'alerts-pub');
-    await pub.publish('*/alerts.fire', { level: 3 }, { ack: true });
-    await until(() => got.length === 2);
-    assert.deepEqual(got.sort(), ['hostA:*/alerts.fire', 'hostB:*/alerts.fire']);
+    // Host B's interest travels through NATS on its own connection, after its subscribe() resolved:
+    // publish until it has arrived there.
+    await until(
+      async () => {
+        await pub.publish('*/alerts.fire', { level: 3 }, { ack: true });
+        return got.includes('hostB:*/alerts.fire');
+      },
+      5000,
+      'host B to declare interest',
+    );
+    assert.deepEqual([...new Set(got)].sort(), ['hostA:*/alerts.fire', 'hostB:*/alerts.fire']);
     assert.equal(hosts.hostC!.stats.federationIn, cBefore, 'host C subscribes to nothing of it');
     const cNode = await at('hostC', 'alerts-c');
     await cNode.subscribe('alerts.>', (_m, info) => void got.push(`hostC:${info.uri}`));
