@@ -91,10 +91,13 @@ export class Dispatcher {
     }
   }
 
-  /** Adds a subscription to the routing table (and declares interest to the other hosts). */
-  addSubscription(sub: Subscription): void {
+  /**
+   * Adds a subscription to the routing table and declares interest to the
+   * other hosts; returns a promise while that interest is not yet in effect.
+   */
+  addSubscription(sub: Subscription): Promise<void> | undefined {
     this.table.add(sub);
-    this.federationGlue?.interestChanged(sub.pattern, 1);
+    return this.federationGlue?.interestChanged(sub.pattern, 1);
   }
 
   removeSubscription(sub: Subscription): void {

@@ -47,8 +47,12 @@ export interface Federation {
   answer(host: string, answer: Answer): void;
   /** Who subscribes to `uri` on another host (stream peers across hosts). */
   subscribers(host: string, uri: string): Promise<SubscriberInfo[]>;
-  /** Local subscribers appeared for (or left) a pattern: declare interest in all-hosts events. */
-  interest(pattern: string, present: boolean): void;
+  /**
+   * Local subscribers appeared for (or left) a pattern: declare interest in
+   * all-hosts events. A new interest may return a promise that resolves once
+   * other hosts' publishes will reach it (it never rejects).
+   */
+  interest(pattern: string, present: boolean): Promise<void> | undefined;
 }
 
 /** Connection id that stands for "the requester is on another host". */
@@ -65,6 +69,8 @@ export class FederationGlue {
   readonly #federation: Federation;
   readonly #remoteRequests = new Map<number, { host: string; conn: number; r: number }>();
   readonly #interest = new Map<string, number>();
+  /** Interests declared and not yet in effect. */
+  readonly #declaring = new Map<string, Promise<void>>();
   #nextId = 1;
 
   constructor(dispatcher: Dispatcher, federation: Federation) {
@@ -156,14 +162,31 @@ export class FederationGlue {
     }
   }
 
-  /** Counts local subscriptions per pattern; tells the federation when one appears or goes. */
-  interestChanged(pattern: string, delta: 1 | -1): void {
+  /**
+   * Counts local subscriptions per pattern; tells the federation when one
+   * appears or goes. For a new subscription it returns, while the pattern's
+   * interest is still on its way, a promise that resolves once it is in effect.
+   */
+  interestChanged(pattern: string, delta: 1 | -1): Promise<void> | undefined {
     const before = this.#interest.get(pattern) ?? 0;
     const after = before + delta;
     if (after <= 0) this.#interest.delete(pattern);
     else this.#interest.set(pattern, after);
-    if (before === 0 && after > 0) this.#federation.interest(pattern, true);
-    if (before > 0 && after <= 0) this.#federation.interest(pattern, false);
+    if (before > 0 && after <= 0) {
+      this.#declaring.delete(pattern);
+      this.#federation.interest(pattern, false);
+      return undefined;
+    }
+    if (before === 0 && after > 0) {
+      const declared = this.#federation.interest(pattern, true);
+      if (declared === undefined) return undefined;
+      const pending = declared.then(() => {
+        if (this.#declaring.get(pattern) === pending) this.#declaring.delete(pattern);
+      });
+      this.#declaring.set(pattern, pending);
+      return pending;
+    }
+    return delta === 1 ? this.#declaring.get(pattern) : undefined;
   }
 
   /** Patterns with local interest (declared again when the link comes back). */

@@ -253,8 +253,17 @@ export class Session implements FrameSocketHandlers {
         case FrameKind.SUB: {
           const h = this.#record(header, 'SUB');
           r = isUint(h.r) ? h.r : undefined;
-          this.#subscribe(h);
-          if (r !== undefined) this.ok({ r });
+          const declared = this.#subscribe(h);
+          if (r === undefined) return;
+          if (declared === undefined) {
+            this.ok({ r });
+          } else {
+            // Confirmed once other hosts' all-hosts events will reach it too.
+            const id = r;
+            void declared.then(() => {
+              if (this.open) this.ok({ r: id });
+            });
+          }
           return;
         }
         case FrameKind.UNSUB: {
@@ -450,7 +459,7 @@ export class Session implements FrameSocketHandlers {
     this.#dispatcher.sessionOpened(this);
   }
 
-  #subscribe(h: Record<string, unknown>): void {
+  #subscribe(h: Record<string, unknown>): Promise<void> | undefined {
     if (!isUint(h.sid)) throw new NodesetError('BAD_FRAME', 'SUB needs a numeric sid');
     const group = h.group ?? null;
     if (group !== null && (typeof group !== 'string' || !GROUP_RE.test(group))) {
@@ -496,7 +505,7 @@ export class Session implements FrameSocketHandlers {
     const deny = this.identity === null ? null : denyFilter(this.identity.subscribe, uri.event);
     const sub = new Subscription(this, h.sid, h.uri as string, uri, group, nodes as string[] | null, stream, deny);
     this.subs.set(sub);
-    this.#dispatcher.addSubscription(sub);
+    return this.#dispatcher.addSubscription(sub);
   }
 
   #record(header: Buffer | null, what: string): Record<string, unknown> {

@@ -25,6 +25,8 @@ export interface NatsFederationOptions {
 
 /** Recent all-hosts message ids, to deliver once when several local patterns match one event. */
 const SEEN_LIMIT = 4096;
+/** Longest a new subscription waits for its all-hosts interest to reach the NATS server. */
+const INTEREST_WAIT_MS = 1000;
 
 /**
  * Dispatcher federation over NATS. Interest-based: a dispatcher subscribes to
@@ -133,9 +135,9 @@ export class NatsFederation implements Federation {
     return reply as SubscriberInfo[];
   }
 
-  interest(pattern: string, present: boolean): void {
+  interest(pattern: string, present: boolean): Promise<void> | undefined {
     const nc = this.#nc;
-    if (nc === null) return; // declared at start
+    if (nc === null) return undefined; // declared at start
     if (present && !this.#interest.has(pattern)) {
       const sub = nc.subscribe(`${SUBJECT_PREFIX}.all.${pattern}`, {
         callback: (err, msg) => {
@@ -143,10 +145,25 @@ export class NatsFederation implements Federation {
         },
       });
       this.#interest.set(pattern, sub);
-    } else if (!present) {
+      // In effect once the NATS server has processed the subscription (a round trip). Waited for
+      // a bounded time only: a link that is down or fails meanwhile declares it again when it
+      // comes back, and local subscribers must not wait on it.
+      if (!this.connected) return undefined;
+      return new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, INTEREST_WAIT_MS);
+        timer.unref();
+        const done = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+        nc.flush().then(done, done);
+      });
+    }
+    if (!present) {
       this.#interest.get(pattern)?.unsubscribe();
       this.#interest.delete(pattern);
     }
+    return undefined;
   }
 
   #publish(subject: string, envelope: Envelope & { id?: string }): void {
