@@ -19,7 +19,7 @@ export function start(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}):
   const waiters: (() => void)[] = [];
   const onLine = (l: string) => {
     // Warnings and errors a process logs are shown as they come.
-    if (/^\{"level":[456]0/.test(l)) process.stderr.write(`${cmd.split('/').pop()} ${args.at(-4) ?? ''}: ${l}\n`);
+    if (/^\{"level":[456]0/.test(l)) process.stderr.write(`process ${child.pid}: ${l}\n`);
     lines.push(l);
     for (const w of waiters.splice(0)) w();
   };

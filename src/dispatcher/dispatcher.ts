@@ -18,7 +18,7 @@ import { formatDispatcherUrl } from '../protocol/url.js';
 import { isLoopback, listenTcp } from '../transport/tcp.js';
 import { FEDERATION_CONN, type Federation, FederationGlue } from './federation.js';
 import { type DispatcherOptions, type ResolvedDispatcherOptions, resolveDispatcherOptions } from './options.js';
-import { PRESENCE_JOINED, PRESENCE_LEFT, presenceOf } from './presence.js';
+import { type NodePresence, PRESENCE_JOINED, PRESENCE_LEFT, presenceOf } from './presence.js';
 import { type LeaveReason, Session, type Subscription, servesNode } from './session.js';
 import { DispatcherStats, type EventCount, type StatsSnapshot } from './stats.js';
 
@@ -40,13 +40,7 @@ export const INTERNAL_SENDER = 'dispatcher';
 /** Requests a responder may hold unanswered before the oldest is forgotten. */
 const MAX_AWAITED_REPLIES = 10_000;
 
-export interface NodeInfo {
-  id: number;
-  name: string;
-  host: string;
-  address: string;
-  connectedAt: string;
-  subscriptions: string[];
+export interface NodeInfo extends NodePresence {
   msgsIn: number;
   msgsOut: number;
   bytesIn: number;
@@ -423,12 +417,7 @@ export class Dispatcher {
     for (const s of this.sessions.values()) {
       if (!s.open) continue;
       out.push({
-        id: s.id,
-        name: s.name,
-        host: s.host,
-        address: s.address,
-        connectedAt: new Date(s.connectedAt).toISOString(),
-        subscriptions: [...s.subs.values()].map((sub) => sub.uri),
+        ...presenceOf(s),
         msgsIn: s.msgsIn,
         msgsOut: s.msgsOut,
         bytesIn: s.fs.bytesIn,

@@ -150,7 +150,7 @@ function pubFromValue(h: unknown, out: PubFields): void {
 }
 
 /** URIs whose MSG tails a connection keeps. */
-export const TAIL_CACHE_LIMIT = 256;
+const TAIL_CACHE_LIMIT = 256;
 
 function packPlainTail(uri: string, sender: string | null, ct: number, mode: number): Buffer {
   return packMsgTail(uri, sender ?? '', ct, 0, 0, mode === 1);

@@ -53,45 +53,52 @@ function uintAt(b: Uint8Array, at: number, end: number): number {
 }
 
 /**
- * The string at `at`, first compared with what the same slot held last time:
- * a subscription (slot: its sid) usually receives one URI from one sender, so
- * this costs one byte comparison instead of hashing for the interning cache.
+ * Strings cached by their bytes, one per slot; a slot holds strings up to
+ * `maxBytes` long, and storing into it replaces what it held.
  */
-function memoStrAt(b: Buffer, at: number, end: number, slot: number): string | null {
-  const t = b[at];
-  if (t === undefined || t < 0xa0 || t > 0xbf || at >= end) return strAt(b, at, end);
-  const len = t & 0x1f;
-  const start = at + 1;
-  if (start + len > end) return null;
-  next = start + len;
-  const base = slot * MEMO_MAX_BYTES;
-  if (memoLength[slot] === len) {
-    let i = 0;
-    while (i < len && memoBytes[base + i] === b[start + i]) i++;
-    if (i === len) return memoString[slot] as string;
+class StringSlots {
+  readonly maxBytes: number;
+  readonly #bytes: Uint8Array;
+  readonly #length: Int32Array;
+  readonly #strings: string[];
+
+  constructor(slots: number, maxBytes: number) {
+    this.maxBytes = maxBytes;
+    this.#bytes = new Uint8Array(slots * maxBytes);
+    this.#length = new Int32Array(slots).fill(-1);
+    this.#strings = new Array<string>(slots).fill('');
   }
-  const str = internUtf8(b, start, len);
-  for (let i = 0; i < len; i++) memoBytes[base + i] = b[start + i] as number;
-  memoLength[slot] = len;
-  memoString[slot] = str;
-  return str;
+
+  /** The string in `slot` when it was stored from exactly b[start, start+len). */
+  get(slot: number, b: Uint8Array, start: number, len: number): string | undefined {
+    if (this.#length[slot] !== len) return undefined;
+    const base = slot * this.maxBytes;
+    const bytes = this.#bytes;
+    for (let i = 0; i < len; i++) if (bytes[base + i] !== b[start + i]) return undefined;
+    return this.#strings[slot];
+  }
+
+  set(slot: number, b: Uint8Array, start: number, len: number, str: string): void {
+    const base = slot * this.maxBytes;
+    for (let i = 0; i < len; i++) this.#bytes[base + i] = b[start + i] as number;
+    this.#length[slot] = len;
+    this.#strings[slot] = str;
+  }
 }
 
 /**
- * Memo slots, for fixstr strings only (up to 31 bytes): two (URI, sender) for
- * each of 256 sid classes of MSG headers, then one URI for each of 256
- * connection classes of PUB headers.
+ * Memo slots, compared before interning: a subscription usually receives one
+ * URI from one sender, and a connection publishes to one URI, so this costs
+ * one byte comparison instead of hashing. Two slots (URI, sender) for each of
+ * 256 sid classes of MSG headers, then one URI for each of 256 connection
+ * classes of PUB headers.
  */
 const MSG_MEMO_SLOTS = 512;
 const PUB_MEMO_SLOTS = 256;
-const MEMO_SLOTS = MSG_MEMO_SLOTS + PUB_MEMO_SLOTS;
-const MEMO_MAX_BYTES = 31;
-const memoBytes = new Uint8Array(MEMO_SLOTS * MEMO_MAX_BYTES);
-const memoLength = new Int32Array(MEMO_SLOTS).fill(-1);
-const memoString = new Array<string>(MEMO_SLOTS).fill('');
+const memo = new StringSlots(MSG_MEMO_SLOTS + PUB_MEMO_SLOTS, 31);
 
-/** A MessagePack string at `at`, or null for any other type. */
-function strAt(b: Buffer, at: number, end: number): string | null {
+/** A MessagePack string at `at`, or null for any other type; `memoSlot`: the memo slot to try first (-1: none). */
+function strAt(b: Buffer, at: number, end: number, memoSlot = -1): string | null {
   if (at >= end) return null;
   const t = b[at] as number;
   let len: number;
@@ -110,14 +117,17 @@ function strAt(b: Buffer, at: number, end: number): string | null {
   }
   if (start + len > end) return null;
   next = start + len;
-  return internUtf8(b, start, len);
+  if (memoSlot < 0 || len > memo.maxBytes) return internUtf8(b, start, len);
+  let str = memo.get(memoSlot, b, start, len);
+  if (str === undefined) {
+    str = internUtf8(b, start, len);
+    memo.set(memoSlot, b, start, len, str);
+  }
+  return str;
 }
 
 const INTERN_SLOTS = 1024;
-const INTERN_MAX_BYTES = 64;
-const internBytes = new Uint8Array(INTERN_SLOTS * INTERN_MAX_BYTES);
-const internLength = new Int32Array(INTERN_SLOTS).fill(-1);
-const internString = new Array<string>(INTERN_SLOTS).fill('');
+const interned = new StringSlots(INTERN_SLOTS, 64);
 
 /**
  * The UTF-8 string in b[start, start+len). Strings up to 64 bytes go through
@@ -125,21 +135,16 @@ const internString = new Array<string>(INTERN_SLOTS).fill('');
  * slot), so the names a connection repeats are decoded once.
  */
 export function internUtf8(b: Buffer, start: number, len: number): string {
-  if (len > INTERN_MAX_BYTES) return b.toString('utf8', start, start + len);
+  if (len > interned.maxBytes) return b.toString('utf8', start, start + len);
   let h = len;
   for (let i = 0; i < len; i++) h = (Math.imul(h, 31) + (b[start + i] as number)) | 0;
   const slot = (h ^ (h >>> 13)) & (INTERN_SLOTS - 1);
-  const base = slot * INTERN_MAX_BYTES;
-  if (internLength[slot] === len) {
-    let i = 0;
-    while (i < len && internBytes[base + i] === b[start + i]) i++;
-    if (i === len) return internString[slot] as string;
+  let str = interned.get(slot, b, start, len);
+  if (str === undefined) {
+    str = b.toString('utf8', start, start + len);
+    interned.set(slot, b, start, len, str);
   }
-  const s = b.toString('utf8', start, start + len);
-  for (let i = 0; i < len; i++) internBytes[base + i] = b[start + i] as number;
-  internLength[slot] = len;
-  internString[slot] = s;
-  return s;
+  return str;
 }
 
 /**
@@ -151,7 +156,7 @@ export function internUtf8(b: Buffer, start: number, len: number): string {
 export function decodePubHeader(b: Buffer, start: number, end: number, out: PubFields, connection = 0): boolean {
   const head = b[start];
   if (head !== 0x94 && head !== 0x95 && head !== 0x96) return false;
-  const uri = memoStrAt(b, start + 1, end, MSG_MEMO_SLOTS + (connection & (PUB_MEMO_SLOTS - 1)));
+  const uri = strAt(b, start + 1, end, MSG_MEMO_SLOTS + (connection & (PUB_MEMO_SLOTS - 1)));
   if (uri === null) return false;
   const flags = uintAt(b, next, end);
   if (flags === FAIL) return false;
@@ -193,9 +198,9 @@ export function decodeMsgHeader(b: Buffer, start = 0, end = b.length): unknown[]
   const sid = uintAt(b, start + 1, end);
   if (sid === FAIL) return null;
   const slot = (sid & 0xff) << 1;
-  const uri = memoStrAt(b, next, end, slot);
+  const uri = strAt(b, next, end, slot);
   if (uri === null) return null;
-  const from = memoStrAt(b, next, end, slot | 1);
+  const from = strAt(b, next, end, slot | 1);
   if (from === null) return null;
   const ct = uintAt(b, next, end);
   if (ct === FAIL) return null;
