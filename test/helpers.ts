@@ -1,11 +1,21 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Dispatcher, type DispatcherOptions, Node, type NodeOptions } from '../src/index.js';
+import { isRunning, spawnOwned, stopProcess, waitForExit } from './owned-processes.js';
+
+export { own, spawnOwned, stopProcess, waitForExit } from './owned-processes.js';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+/**
+ * Waits in tests are bounds on failure, not claims about speed: a busy machine
+ * may take many times longer to start a process or route a burst. Every timeout
+ * given to `until`, `Latch.wait` and `waitForLine` is multiplied by this factor
+ * (NODESET_TEST_WAIT_SCALE, default 3), so a slow machine is never a failure.
+ */
+export const WAIT_SCALE = Math.max(1, Number(process.env.NODESET_TEST_WAIT_SCALE ?? 3) || 3);
 
 /** A dispatcher in this process on a free port. */
 export async function startDispatcher(options: DispatcherOptions = {}): Promise<Dispatcher> {
@@ -40,7 +50,10 @@ export class Latch {
   wait(timeoutMs = 5000): Promise<void> {
     if (this.#count === 0) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`latch timed out with ${this.#count} left`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`latch timed out with ${this.#count} left`)),
+        timeoutMs * WAIT_SCALE,
+      );
       this.#waiters.push(() => {
         clearTimeout(timer);
         resolve();
@@ -55,22 +68,26 @@ export async function until(
   timeoutMs = 5000,
   what = 'condition',
 ): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
+  const deadline = Date.now() + timeoutMs * WAIT_SCALE;
   while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (${timeoutMs * WAIT_SCALE} ms)`);
     await new Promise((r) => setTimeout(r, 10));
   }
 }
 
-/** A CLI command run as a real process from the built package. */
+/** A CLI command run as a real process from the built package; owned, so it never outlives its test file. */
 export class CliProcess {
   readonly child: ChildProcess;
   readonly lines: string[] = [];
   readonly stderr: string[] = [];
-  #watchers: { re: RegExp; resolve(line: string): void }[] = [];
+  #watchers: { re: RegExp; resolve(line: string): void; reject(err: Error): void }[] = [];
 
-  constructor(command: string, args: string[], env: NodeJS.ProcessEnv = {}) {
-    this.child = spawn(process.execPath, [`${ROOT}dist/cli/${command}.js`, ...args], {
+  constructor(
+    readonly command: string,
+    args: string[],
+    env: NodeJS.ProcessEnv = {},
+  ) {
+    this.child = spawnOwned(process.execPath, [`${ROOT}dist/cli/${command}.js`, ...args], {
       // Monitoring endpoints on free ports, so dispatchers can run side by side.
       env: { ...process.env, NODESET_LOGLEVEL: 'warn', NODESET_MONITOR: '127.0.0.1:0', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -84,50 +101,85 @@ export class CliProcess {
       });
     });
     createInterface({ input: this.child.stderr! }).on('line', (line) => this.stderr.push(line));
-  }
-
-  /** Resolves with the first stdout line (past or future) matching `re`. */
-  waitForLine(re: RegExp, timeoutMs = 10_000): Promise<string> {
-    const seen = this.lines.find((l) => re.test(l));
-    if (seen !== undefined) return Promise.resolve(seen);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(
-        () =>
-          reject(
-            new Error(
-              `no line matching ${re} within ${timeoutMs} ms; stdout: ${this.lines.join('\n')}; stderr: ${this.stderr.join('\n')}`,
-            ),
-          ),
-        timeoutMs,
-      );
-      this.#watchers.push({
-        re,
-        resolve: (line) => {
-          clearTimeout(timer);
-          resolve(line);
-        },
-      });
+    // A process that ends fails every wait for a line at once, not at its timeout.
+    this.child.once('close', (code, signal) => {
+      for (const w of this.#watchers.splice(0))
+        w.reject(this.#failure(`exited (${code ?? signal}) before a line matched ${w.re}`));
     });
   }
 
-  async exit(timeoutMs = 10_000): Promise<number | null> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return this.child.exitCode;
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs);
-    const [code] = (await once(this.child, 'exit')) as [number | null];
-    clearTimeout(timer);
-    return code;
+  #failure(what: string): Error {
+    return new Error(
+      `${this.command} (pid ${this.child.pid}): ${what}; stdout: ${this.lines.join('\n')}; stderr: ${this.stderr.join('\n')}`,
+    );
   }
 
-  async kill(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
-    return this.exit();
+  /** Resolves with the first stdout line (past or future) matching `re`; rejects at the timeout or when the process ends. */
+  waitForLine(re: RegExp, timeoutMs = 10_000): Promise<string> {
+    const seen = this.lines.find((l) => re.test(l));
+    if (seen !== undefined) return Promise.resolve(seen);
+    if (this.child.stdout!.readableEnded) return Promise.reject(this.#failure(`no line matching ${re}`));
+    return new Promise((resolve, reject) => {
+      const ms = timeoutMs * WAIT_SCALE;
+      const watcher = {
+        re,
+        resolve: (line: string) => {
+          clearTimeout(timer);
+          resolve(line);
+        },
+        reject: (err: Error) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      };
+      const timer = setTimeout(() => {
+        this.#watchers = this.#watchers.filter((w) => w !== watcher);
+        reject(this.#failure(`no line matching ${re} within ${ms} ms`));
+      }, ms);
+      this.#watchers.push(watcher);
+    });
+  }
+
+  /** Waits for the process to exit by itself; SIGKILL past the timeout. */
+  async exit(timeoutMs = 10_000): Promise<number | null> {
+    if (!isRunning(this.child)) return this.child.exitCode;
+    return waitForExit(this.child, timeoutMs * WAIT_SCALE);
+  }
+
+  /** Sends `signal`, then SIGKILL after a grace; resolves with the exit code. */
+  kill(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    return stopProcess(this.child, signal);
+  }
+}
+
+/**
+ * Starts a CLI command and resolves with the process and its first stdout line
+ * matching `ready`. A start-up that fails or times out kills the process before
+ * rejecting, so it never outlives the wait.
+ */
+export async function startCli(
+  command: string,
+  args: string[],
+  ready: RegExp,
+  timeoutMs = 10_000,
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ proc: CliProcess; line: string }> {
+  const proc = new CliProcess(command, args, env);
+  try {
+    return { proc, line: await proc.waitForLine(ready, timeoutMs) };
+  } catch (err) {
+    await proc.kill('SIGKILL');
+    throw err;
   }
 }
 
 /** Starts `nodeset-dispatcher` on a free port; resolves once it printed its URL. */
 export async function spawnDispatcher(args: string[] = []): Promise<{ proc: CliProcess; url: string; port: number }> {
-  const proc = new CliProcess('nodeset-dispatcher', ['--listen', '127.0.0.1:0', '--host-name', 'testhost', ...args]);
-  const line = await proc.waitForLine(/listening on nodeset:\/\//);
+  const { proc, line } = await startCli(
+    'nodeset-dispatcher',
+    ['--listen', '127.0.0.1:0', '--host-name', 'testhost', ...args],
+    /listening on nodeset:\/\//,
+  );
   const url = /(nodeset:\/\/\S+)/.exec(line)![1]!;
   return { proc, url, port: Number(new URL(url).port) };
 }
@@ -230,29 +282,37 @@ export class NatsServer {
   async start(port = this.port === 0 ? -1 : this.port): Promise<this> {
     const bin = NatsServer.find();
     if (bin === null) throw new Error('nats-server is not installed');
-    const child = spawn(bin, ['-a', '127.0.0.1', '-p', String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawnOwned(bin, ['-a', '127.0.0.1', '-p', String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     const re = /Listening for client connections on 127\.0\.0\.1:(\d+)/;
-    this.port = await new Promise<number>((resolve, reject) => {
-      let text = '';
-      const onData = (c: Buffer) => {
-        text += c.toString();
-        const m = re.exec(text);
-        if (m !== null) resolve(Number(m[1]));
-      };
-      child.stdout!.on('data', onData);
-      child.stderr!.on('data', onData);
-      child.once('exit', (code) => reject(new Error(`nats-server exited (${code}): ${text}`)));
-    });
+    const ms = 10_000 * WAIT_SCALE;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      this.port = await new Promise<number>((resolve, reject) => {
+        let text = '';
+        const onData = (c: Buffer) => {
+          text += c.toString();
+          const m = re.exec(text);
+          if (m !== null) resolve(Number(m[1]));
+        };
+        child.stdout!.on('data', onData);
+        child.stderr!.on('data', onData);
+        child.once('exit', (code) => reject(new Error(`nats-server exited (${code}): ${text}`)));
+        timer = setTimeout(() => reject(new Error(`nats-server did not listen within ${ms} ms: ${text}`)), ms);
+      });
+    } catch (err) {
+      await stopProcess(child, 'SIGKILL');
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
     return this;
   }
 
   async stop(): Promise<void> {
     const child = this.child;
     this.child = null;
-    if (child === null || child.exitCode !== null || child.signalCode !== null) return;
-    child.kill('SIGTERM');
-    await once(child, 'exit');
+    if (child !== null) await stopProcess(child);
   }
 }
 

@@ -5,10 +5,19 @@ import { startDispatcher, startNode, until } from './helpers.js';
 import { RawClient } from './raw-client.js';
 
 describe('limits', () => {
-  test('half-open connections and handshake floods are bounded; a well-behaved node is served throughout', async () => {
-    const d = await startDispatcher({ handshakeTimeoutMs: 300, maxConnections: 40 });
+  test('half-open connections and handshake floods are bounded; a well-behaved node is served throughout', async (t) => {
+    const d = await startDispatcher({ handshakeTimeoutMs: 1000, maxConnections: 40 });
     const sub = await startNode(d);
     const pub = await startNode(d);
+    // The dispatcher runs in this process: sampled once per event-loop turn, the
+    // session count's peak is exact (sessions are only added while accepting).
+    let peak = 0;
+    let sampling = true;
+    const sample = () => {
+      peak = Math.max(peak, d.sessions.size);
+      if (sampling) setImmediate(sample);
+    };
+    sample();
     try {
       let got = 0;
       await sub.subscribe('steady', () => void got++);
@@ -21,11 +30,16 @@ describe('limits', () => {
       // Meanwhile the good pair keeps talking.
       for (let i = 0; i < 20; i++) assert.equal(await pub.publish('steady', i, { ack: true }), 1);
       await until(() => raws.every((r) => r.closed), 5000, 'every half-open connection closed');
-      assert.ok(d.stats.connectionsRefused >= 60, `refused ${d.stats.connectionsRefused} over the connection limit`);
+      // How many are refused depends on how fast the 100 connect against the
+      // handshake timeout; the bound itself does not.
+      t.diagnostic(`${d.stats.connectionsRefused} refused over the limit; at most ${peak} sessions at once`);
+      assert.ok(peak <= 40, `${peak} sessions at once, limit 40`);
+      assert.ok(d.stats.connectionsRefused > 0, 'connections over the limit were refused');
       await until(() => d.sessions.size === 2, 5000, 'the dispatcher to drop every half-open session');
       assert.equal(await pub.publish('steady', 'after', { ack: true }), 1);
       await until(() => got === 21);
     } finally {
+      sampling = false;
       await sub.stop();
       await pub.stop();
       await d.stop();

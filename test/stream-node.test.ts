@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { type Dispatcher, type OutgoingStream, StreamNode } from '../src/index.js';
-import { ROOT, startDispatcher, until } from './helpers.js';
+import { ROOT, spawnOwned, startDispatcher, until } from './helpers.js';
 
 const CHUNK = 64 * 1024;
 const block = randomBytes(CHUNK);
@@ -144,7 +143,7 @@ describe('StreamNode', () => {
   });
 
   test('a receiver killed mid-stream is dropped, the sender is told, the others get everything; refresh finds new receivers', async () => {
-    const child = spawn(
+    const child = spawnOwned(
       process.execPath,
       ['--import', 'tsx', 'test/fixtures/stream-receiver.ts', dispatcher.url, 'bulk.kill'],
       {
