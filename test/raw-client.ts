@@ -14,6 +14,8 @@ export class RawClient {
   readonly socket: Socket;
   readonly frames: RawFrame[] = [];
   closed = false;
+  /** Answers the dispatcher's PINGs (a client that never does is dropped once it reads nothing more). */
+  answerPings = true;
   #waiters: { pred: (f: RawFrame) => boolean; resolve(f: RawFrame): void }[] = [];
 
   private constructor(socket: Socket) {
@@ -23,7 +25,7 @@ export class RawClient {
         frame: (kind, buf, headerStart, payloadStart, end) => {
           const header = decodeHeader(headerOf(buf, headerStart, payloadStart));
           const f = { kind, header, payload: Buffer.from(buf.subarray(payloadStart, end)) };
-          if (kind === FrameKind.PING) socket.write(encodeFrame(FrameKind.PONG));
+          if (kind === FrameKind.PING && this.answerPings) socket.write(encodeFrame(FrameKind.PONG));
           this.frames.push(f);
           this.#waiters = this.#waiters.filter((w) => {
             if (!w.pred(f)) return true;

@@ -581,6 +581,8 @@ export class Dispatcher {
     const deadline = now - this.options.heartbeatTimeoutMs;
     for (const session of this.sessions.values()) {
       if (!session.open) continue;
+      // A connection working through its backlog is busy, not dead.
+      if (session.readingBacklog()) session.lastSeen = now;
       if (session.lastSeen < deadline) {
         this.stats.heartbeatFailures++;
         this.logger.warn(

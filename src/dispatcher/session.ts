@@ -177,6 +177,10 @@ export class Session implements FrameSocketHandlers {
   /** When the last PING went out, and the round trip of the last PONG, in ms. */
   pingSentAt = 0;
   lastRttMs: number | null = null;
+  /** Outbound bytes the kernel had taken, and whether some were still queued, at the last sweep. */
+  #handedAtSweep = 0;
+  #inWriteAtSweep = 0;
+  #backlogAtSweep = false;
   /** Requests routed to this session and not answered yet (`conn:r`), in order; bounded. */
   awaitingReply: Set<string> | null = null;
   /** Publish permission by event name, for this identity (bounded). */
@@ -209,6 +213,27 @@ export class Session implements FrameSocketHandlers {
   get tails(): HeaderCache {
     this.#tails ??= new HeaderCache(packPlainTail, TAIL_CACHE_LIMIT);
     return this.#tails;
+  }
+
+  /**
+   * Called once per heartbeat sweep: true when, since the last sweep, the
+   * peer took bytes off a backlog that the kernel could not take at once. The
+   * peer is then reading, so it is alive, even if its PONG is still behind
+   * what it has to read. Progress shows as a write that completed (fewer bytes
+   * queued for what was sent) or as the write in progress getting shorter.
+   */
+  readingBacklog(): boolean {
+    const socket = this.fs.socket;
+    const queued = socket.writableLength;
+    const handed = this.fs.bytesOut - queued;
+    const inWrite = (socket as { _handle?: { writeQueueSize?: number } })._handle?.writeQueueSize ?? 0;
+    const moved =
+      this.#backlogAtSweep &&
+      (handed > this.#handedAtSweep || (handed === this.#handedAtSweep && inWrite < this.#inWriteAtSweep));
+    this.#handedAtSweep = handed;
+    this.#inWriteAtSweep = inWrite;
+    this.#backlogAtSweep = queued > 0;
+    return moved;
   }
 
   get open(): boolean {

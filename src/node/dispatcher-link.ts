@@ -54,6 +54,15 @@ export interface LinkOptions {
   logger: Logger;
 }
 
+/**
+ * Handlers of the messages read in one go run for at most this long before the
+ * rest wait for the next turn of the event loop, so that reading (and answering
+ * PINGs) and timers go on while handlers work through a backlog.
+ */
+const HANDLER_SLICE_MS = 10;
+/** Received messages waiting for their handlers, in bytes, past which reading pauses until they are handled. */
+const INBOX_PAUSE_BYTES = 8 * 1024 * 1024;
+
 interface Pending {
   resolve(value: unknown): void;
   reject(error: Error): void;
@@ -94,6 +103,18 @@ export class DispatcherLink implements FrameSocketHandlers {
   #offlineBytes = 0;
   #drainWaiters: (() => void)[] = [];
   #openWaiters: { resolve(): void; reject(e: Error): void }[] = [];
+  /** MSG frames read but not yet handed to the node (headers and payloads side by side), from #inboxAt on. */
+  #inboxHeaders: unknown[][] = [];
+  #inboxPayloads: Buffer[] = [];
+  #inboxAt = 0;
+  #inboxBytes = 0;
+  /** A later turn will go on with the inbox. */
+  #inboxScheduled = false;
+  /** Reading is paused: by the inbox bound, and by the node (`block` overflow). */
+  #pausedByInbox = false;
+  #pausedByNode = false;
+  /** When this node last wrote to the dispatcher, for keep-alives while it works through a backlog. */
+  #lastKeepAlive = 0;
 
   constructor(options: LinkOptions, events: LinkEvents) {
     this.options = options;
@@ -197,9 +218,14 @@ export class DispatcherLink implements FrameSocketHandlers {
 
   /** Stops or resumes reading from the socket (flow control toward the dispatcher). */
   pauseReading(paused: boolean): void {
+    this.#pausedByNode = paused;
+    this.#applyPause();
+  }
+
+  #applyPause(): void {
     const socket = this.#fs?.socket;
     if (socket === undefined) return;
-    if (paused) socket.pause();
+    if (this.#pausedByNode || this.#pausedByInbox) socket.pause();
     else socket.resume();
   }
 
@@ -265,6 +291,11 @@ export class DispatcherLink implements FrameSocketHandlers {
     }
     this.#offline = [];
     this.#offlineBytes = 0;
+    // Messages read but not yet handled are not handled after stop.
+    this.#inboxHeaders.length = 0;
+    this.#inboxPayloads.length = 0;
+    this.#inboxAt = 0;
+    this.#inboxBytes = 0;
     const fs = this.#fs;
     if (fs !== null && !fs.closed) {
       const closed = new Promise<void>((resolve) => fs.socket.once('close', () => resolve()));
@@ -280,8 +311,59 @@ export class DispatcherLink implements FrameSocketHandlers {
 
   // ---- FrameSocketHandlers -------------------------------------------------
 
+  /** A chunk was decoded: its PINGs are answered already; now its messages go to their handlers. */
   received(): void {
     this.#lastSeen = Date.now();
+    if (!this.#inboxScheduled) this.#deliverInbox();
+  }
+
+  /**
+   * Hands queued messages to the node for at most HANDLER_SLICE_MS; the rest
+   * go on at the next turn, after I/O and timers. While a backlog lasts, the
+   * dispatcher gets a keep-alive every half heartbeat: this node is busy, not dead.
+   */
+  #deliverInbox = (): void => {
+    this.#inboxScheduled = false;
+    const headers = this.#inboxHeaders;
+    const payloads = this.#inboxPayloads;
+    const start = performance.now();
+    let at = this.#inboxAt;
+    try {
+      while (at < headers.length) {
+        const payload = payloads[at] as Buffer;
+        this.#inboxBytes -= payload.length;
+        this.#events.message(headers[at] as unknown[], payload);
+        at++;
+        if (at < headers.length && performance.now() - start > HANDLER_SLICE_MS) break;
+      }
+    } finally {
+      this.#inboxAt = at;
+      if (at < headers.length) {
+        this.#inboxScheduled = true;
+        setImmediate(this.#deliverInbox);
+        this.#keepAlive();
+      } else {
+        headers.length = 0;
+        payloads.length = 0;
+        this.#inboxAt = 0;
+        this.#inboxBytes = 0;
+      }
+      const over = this.#inboxBytes > INBOX_PAUSE_BYTES;
+      if (over !== this.#pausedByInbox) {
+        this.#pausedByInbox = over;
+        this.#applyPause();
+      }
+    }
+  };
+
+  #keepAlive(): void {
+    const fs = this.#fs;
+    const hb = this.welcome?.heartbeatMs ?? 0;
+    const now = Date.now();
+    if (fs === null || this.#state !== LinkState.Open || hb === 0 || now - this.#lastKeepAlive < hb / 2) return;
+    this.#lastKeepAlive = now;
+    fs.sendConstant(PONG_FRAME);
+    fs.flush();
   }
 
   drained(): void {
@@ -295,13 +377,19 @@ export class DispatcherLink implements FrameSocketHandlers {
         const h =
           decodeMsgHeader(buf, headerStart, payloadStart) ?? decodeHeader(headerOf(buf, headerStart, payloadStart));
         if (!Array.isArray(h)) throw new NodesetError('BAD_FRAME', 'MSG header must be an array');
-        this.#events.message(h, payloadOf(buf, payloadStart, end));
+        // Handled once the whole chunk is read (see received), so a PING behind it is answered first.
+        const payload = payloadOf(buf, payloadStart, end);
+        this.#inboxHeaders.push(h);
+        this.#inboxPayloads.push(payload);
+        this.#inboxBytes += payload.length;
         return;
       }
       const header = headerOf(buf, headerStart, payloadStart);
       switch (kind) {
         case FrameKind.PING:
+          // Written now, ahead of any handler of this chunk.
           this.#fs?.sendConstant(PONG_FRAME);
+          this.#fs?.flush();
           return;
         case FrameKind.PONG:
           return;
@@ -377,6 +465,7 @@ export class DispatcherLink implements FrameSocketHandlers {
     this.#lastSeen = Date.now();
     const fs = new FrameSocket(socket, this, { maxPayloadBytes: 64 * 1024 * 1024 });
     this.#fs = fs;
+    this.#applyPause();
     const hello: HelloHeader = { v: PROTOCOL_VERSION, name: this.options.name, token: this.options.address.token };
     if (this.options.host !== null) hello.host = this.options.host;
     if (this.options.will) hello.will = this.options.will;
@@ -488,10 +577,15 @@ export class DispatcherLink implements FrameSocketHandlers {
   #startLiveness(silenceMs: number): void {
     this.#stopLiveness();
     const check = Math.max(10, Math.round(silenceMs / 4));
-    this.#liveness = setInterval(() => {
+    const judge = () => {
       if (Date.now() - this.#lastSeen <= silenceMs) return;
       this.options.logger.warn({ silentMs: Date.now() - this.#lastSeen }, 'dispatcher silent too long; reconnecting');
       this.#fs?.destroy();
+    };
+    this.#liveness = setInterval(() => {
+      // Silence may be this process's own doing (handlers kept the loop busy):
+      // judge only after the loop has read what is waiting (setImmediate runs after I/O).
+      if (Date.now() - this.#lastSeen > silenceMs) setImmediate(judge);
     }, check);
   }
 
