@@ -57,6 +57,35 @@ describe('per-subscription queues and in-flight limits', () => {
     assert.equal(peak, 1);
   });
 
+  test('once unsubscribe() resolves, its handler is never called again; what was queued is dropped and counted', async () => {
+    const sub = await node();
+    const g = gate();
+    const calls: number[] = [];
+    await sub.subscribe('unsub.queued', async (n: number) => {
+      calls.push(n);
+      await g.wait();
+    });
+    let barrier = false;
+    await sub.subscribe('unsub.barrier', () => void (barrier = true));
+    for (let i = 0; i < 5; i++) pub.publish('unsub.queued', i);
+    pub.publish('unsub.barrier', 0);
+    // The first runs and waits at the gate; the barrier, sent after the other four on the
+    // same connection, says they wait in the subscription's queue.
+    await until(() => calls.length === 1 && barrier);
+    const stats = new Promise<{ droppedUnsubscribed: number }>((resolve) => {
+      void pub.subscribe('$nodeset.stats', (m: { node: string; droppedUnsubscribed: number }) => {
+        if (m.node === sub.name) resolve(m);
+      });
+    });
+    await sub.unsubscribe('unsub.queued');
+    g.release();
+    // Turns of the event loop for any queued handler that would still start.
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+    assert.deepEqual(calls, [0]);
+    await sub.publishStats();
+    assert.equal((await stats).droppedUnsubscribed, 4);
+  });
+
   test('maxInFlight bounds concurrency; a slow subscription does not stall another on the same connection', async () => {
     const sub = await node();
     const g = gate();

@@ -138,6 +138,8 @@ export class Node extends EventEmitter<NodeEvents> {
   #statsTimer: NodeJS.Timeout | null = null;
   #published = 0;
   #received = 0;
+  /** Messages that were waiting for a handler when their subscription was removed. */
+  #droppedUnsubscribed = 0;
   #overflows = 0;
   #gaps = 0;
   readonly #seqs = new Map<string, number>();
@@ -242,6 +244,7 @@ export class Node extends EventEmitter<NodeEvents> {
       published: this.#published,
       received: this.#received,
       overflows: this.#overflows,
+      droppedUnsubscribed: this.#droppedUnsubscribed,
       gaps: this.#gaps,
       pendingBytes: this.pendingBytes,
       metrics,
@@ -272,6 +275,9 @@ export class Node extends EventEmitter<NodeEvents> {
     const sub = this.#byKey.get(subKey(uri, options.group ?? null));
     if (sub === undefined) return;
     this.#removeLocal(sub);
+    // From here on its handler is never called: what waits in its queue is dropped, and counted.
+    this.#droppedUnsubscribed += sub.queue.length;
+    sub.queue.length = 0;
     await this.#channel.unsubscribe(sub, this.ackTimeoutMs);
   }
 
@@ -555,6 +561,7 @@ export class Node extends EventEmitter<NodeEvents> {
   /** A handler finished: start the next queued message, and resume reading once a blocked queue has room. */
   #finished(sub: LocalSubscription): void {
     sub.inFlight--;
+    if (this.#subs.get(sub.sid) !== sub) return; // unsubscribed meanwhile
     while (sub.inFlight < sub.maxInFlight && sub.queue.length > 0) {
       const [h, payload] = sub.queue.shift() as [unknown[], Buffer];
       this.#run(sub, h, payload);

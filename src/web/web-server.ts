@@ -47,6 +47,8 @@ const MAX_STREAM_BUFFERED_BYTES = 8 * 1024 * 1024;
 export class WebBridge {
   readonly pool: NodePool;
   readonly logger: Logger;
+  /** Counters: events dropped for WebSocket clients that did not read. */
+  readonly stats = { wsDropped: 0 };
   readonly #o: Required<Omit<WebBridgeOptions, 'token' | 'tls' | 'path' | 'logger' | 'keys'>> &
     Pick<WebBridgeOptions, 'token' | 'tls' | 'path'> & { keys: KeyRing | null };
   #server: Server | null = null;

@@ -16,6 +16,8 @@ interface Op {
 
 /** Pending bytes on one WebSocket before events for it are dropped and the client told. */
 const MAX_WS_BUFFERED_BYTES = 8 * 1024 * 1024;
+/** Past this many pending bytes (answers the client keeps asking for and never reads) the socket is closed. */
+const HARD_WS_BUFFERED_BYTES = 2 * MAX_WS_BUFFERED_BYTES;
 
 /**
  * `/ws`: subscribe, unsubscribe, publish and request over one WebSocket, for
@@ -23,8 +25,21 @@ const MAX_WS_BUFFERED_BYTES = 8 * 1024 * 1024;
  */
 export function handleWebSocket(bridge: WebBridge, ws: WebSocket, req: IncomingMessage, token: string | null): void {
   const subscriptions = new Map<string, () => Promise<void>>();
+  // A bad frame (unmasked, invalid UTF-8, oversize) is an 'error' on this socket:
+  // ws has already answered with a close code; without a listener it would end the process.
+  ws.on('error', (err) => {
+    bridge.logger.debug({ err: err.message }, 'WebSocket client error');
+    ws.terminate();
+  });
+  /** Events dropped since the client was last told, while it does not read. */
+  let dropped = 0;
   const send = (value: unknown) => {
-    if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(value));
+    if (ws.readyState !== ws.OPEN) return;
+    if (ws.bufferedAmount > HARD_WS_BUFFERED_BYTES) {
+      ws.terminate();
+      return;
+    }
+    ws.send(JSON.stringify(value));
   };
   const fail = (id: unknown, err: unknown) => {
     const e = err instanceof NodesetError ? err : new NodesetError('INTERNAL', 'internal error');
@@ -72,8 +87,14 @@ export function handleWebSocket(bridge: WebBridge, ws: WebSocket, req: IncomingM
         if (subscriptions.has(event)) return { subscribed: event };
         const remove = await bridge.pool.listen(n, event, (e) => {
           if (ws.bufferedAmount > MAX_WS_BUFFERED_BYTES) {
-            fail(null, new NodesetError('SLOW_CONSUMER', 'events dropped: the WebSocket is not reading'));
+            // Counted, and told once the client reads again: a notice per drop would fill the same buffer.
+            dropped++;
+            bridge.stats.wsDropped++;
             return;
+          }
+          if (dropped > 0) {
+            fail(null, new NodesetError('SLOW_CONSUMER', `${dropped} events dropped: the WebSocket was not reading`));
+            dropped = 0;
           }
           send({ type: 'event', event: e.event, message: e.message ?? null, from: e.from });
         });

@@ -1,0 +1,154 @@
+// The web bridge under hostile WebSocket clients: a bad frame closes that
+// client only, and one that never reads cannot grow the bridge without bound.
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { connect, type Socket } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import WebSocket from 'ws';
+import { type Dispatcher, type Node, WebBridge } from '../src/index.js';
+import { type CliProcess, startCli, startDispatcher, startNode, until } from './helpers.js';
+
+/** A raw TCP client that completes the WebSocket upgrade, then writes whatever bytes it is given. */
+async function rawUpgrade(port: number): Promise<Socket> {
+  const socket = connect({ host: '127.0.0.1', port });
+  socket.on('error', () => {});
+  await once(socket, 'connect');
+  socket.write(
+    'GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+  );
+  let text = '';
+  await new Promise<void>((resolve, reject) => {
+    const onData = (c: Buffer) => {
+      text += c.toString('latin1');
+      if (text.includes('\r\n\r\n')) {
+        socket.off('data', onData);
+        if (text.startsWith('HTTP/1.1 101')) resolve();
+        else reject(new Error(`no upgrade: ${text}`));
+      }
+    };
+    socket.on('data', onData);
+  });
+  return socket;
+}
+
+/** A masked text frame (as clients must send) carrying `payload`. */
+function maskedText(payload: Buffer): Buffer {
+  const mask = Buffer.from([1, 2, 3, 4]);
+  const body = Buffer.from(payload.map((b, i) => b ^ (mask[i % 4] as number)));
+  return Buffer.concat([Buffer.from([0x81, 0x80 | payload.length]), mask, body]);
+}
+
+/** The close code the server sent before closing `socket`, or null. */
+async function closeCode(socket: Socket): Promise<number | null> {
+  let bytes = Buffer.alloc(0);
+  socket.on('data', (c: Buffer) => (bytes = Buffer.concat([bytes, c])));
+  if (!socket.closed) await once(socket, 'close');
+  return bytes[0] === 0x88 && bytes.length >= 4 ? bytes.readUInt16BE(2) : null;
+}
+
+describe('web bridge: hostile WebSocket clients', () => {
+  let dispatcher: Dispatcher;
+  let web: CliProcess;
+  let port: number;
+
+  before(async () => {
+    dispatcher = await startDispatcher();
+    const started = await startCli(
+      'nodeset-web',
+      ['--listen', '127.0.0.1:0', '--dispatcher-url', dispatcher.url],
+      /nodeset web listening on/,
+    );
+    web = started.proc;
+    port = Number(/:(\d+)/.exec(started.line.split('listening on ')[1]!)![1]);
+  });
+  after(async () => {
+    await web.kill();
+    await dispatcher.stop();
+  });
+
+  test('an unmasked frame and invalid UTF-8 close that client with a close code; the bridge serves the next one', async () => {
+    const unmasked = await rawUpgrade(port);
+    unmasked.write(Buffer.from([0x81, 0x05, ...Buffer.from('hello')]));
+    assert.equal(await closeCode(unmasked), 1002);
+
+    const badUtf8 = await rawUpgrade(port);
+    badUtf8.write(maskedText(Buffer.from([0x7b, 0xff, 0xfe, 0x7d])));
+    assert.equal(await closeCode(badUtf8), 1007);
+
+    assert.equal(web.child.exitCode, null, `nodeset-web exited: ${web.stderr.join('\n')}`);
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`);
+    await once(ws, 'open');
+    const answer = once(ws, 'message');
+    ws.send(JSON.stringify({ id: 1, op: 'publish', event: 'after.bad', message: 1 }));
+    const [data] = (await answer) as [Buffer];
+    assert.deepEqual(JSON.parse(data.toString()), { id: 1, ok: true, result: { delivered: 0 } });
+    ws.close();
+  });
+});
+
+describe('web bridge: a WebSocket client that does not read', () => {
+  let dispatcher: Dispatcher;
+  let bridge: WebBridge;
+  let pub: Node;
+
+  before(async () => {
+    dispatcher = await startDispatcher();
+    bridge = await new WebBridge({ port: 0, dispatcherUrl: dispatcher.url }).start();
+    pub = await startNode(dispatcher, { statsIntervalMs: 0 });
+  });
+  after(async () => {
+    await pub.stop();
+    await bridge.stop();
+    await dispatcher.stop();
+  });
+
+  test('its events are dropped past the bound, counted, and it is told once when it reads again', async () => {
+    const ws = new WebSocket(`${bridge.url.replace('http', 'ws')}/ws`);
+    await once(ws, 'open');
+    const inbox: {
+      type?: string;
+      event?: string;
+      message?: unknown;
+      ok?: boolean;
+      error?: { code: string; message: string };
+    }[] = [];
+    ws.on('message', (d) => inbox.push(JSON.parse(d.toString())));
+    ws.send(JSON.stringify({ id: 1, op: 'subscribe', event: 'flood' }));
+    await until(() => inbox.some((m) => m.ok === true), 5000, 'the subscription');
+    await until(() => dispatcher.subscribers('flood').length === 1, 5000, 'the bridge to subscribe');
+    const socket = (ws as unknown as { _socket: Socket })._socket;
+    socket.pause();
+    const payload = 'x'.repeat(16 * 1024);
+    // 2,000 events of 16 KiB: 32 MiB, four times the bound.
+    for (let i = 0; i < 2000; i++) {
+      pub.publish('flood', payload);
+      if (i % 100 === 99) await pub.drain();
+    }
+    await until(() => bridge.stats.wsDropped > 0, 10_000, 'events to be dropped');
+    socket.resume();
+    // Published until one gets through: the bound is checked before each event.
+    await until(
+      () => {
+        pub.publish('flood', 'last');
+        return inbox.some((m) => m.message === 'last');
+      },
+      20_000,
+      'an event after the client read again',
+    );
+    const notices = inbox.filter((m) => m.error?.code === 'SLOW_CONSUMER');
+    const events = inbox.filter((m) => m.type === 'event').length;
+    // One notice per episode of not reading (events still arriving from the dispatcher
+    // after the client resumed can make a second one), never one per dropped event.
+    const told = notices.map((n) => Number(/^(\d+) events dropped/.exec(n.error!.message)?.[1]));
+    assert.ok(notices.length >= 1 && notices.length <= 5, `${notices.length} notices`);
+    assert.equal(
+      told.reduce((a, b) => a + b, 0),
+      bridge.stats.wsDropped,
+      'the notices name every dropped event',
+    );
+    assert.ok(bridge.stats.wsDropped > notices.length * 10, `${bridge.stats.wsDropped} dropped`);
+    assert.equal(events + bridge.stats.wsDropped >= 2000, true, `${events} events received`);
+    ws.close();
+  });
+});
