@@ -66,7 +66,9 @@ describe('per-subscription queues and in-flight limits', () => {
       await g.wait();
     });
     let barrier = false;
-    await sub.subscribe('unsub.barrier', () => void (barrier = true));
+    await sub.subscribe('unsub.barrier', () => {
+      barrier = true;
+    });
     for (let i = 0; i < 5; i++) pub.publish('unsub.queued', i);
     pub.publish('unsub.barrier', 0);
     // The first runs and waits at the gate; the barrier, sent after the other four on the
