@@ -385,10 +385,12 @@ describe(`chaos (${FULL ? 'full' : 'short'})`, () => {
         await proc.kill('SIGTERM');
       }
     };
+    /** The slower live subscriber's rate; n/a when every live one was cut. */
+    const rate = (r: number) => (r > 0 ? `${Math.round(r)}/s` : 'n/a (all cut)');
     const base = await run(false);
     const frozen = await run(true);
     t.diagnostic(
-      `${count} messages: ${Math.round(base.rate)}/s per subscriber without a frozen one, ${Math.round(frozen.rate)}/s with (ratio ${(frozen.rate / base.rate).toFixed(2)}); connections cut: ${base.slowConsumers} without, ${frozen.slowConsumers} with (live subscribers cut: ${base.short} and ${frozen.short}); dispatcher RSS growth ${frozen.growthMb.toFixed(0)} MB (limit per connection ${maxPending / 1048576} MiB)`,
+      `${count} messages: ${rate(base.rate)} per subscriber without a frozen one, ${rate(frozen.rate)} with (ratio ${base.rate > 0 && frozen.rate > 0 ? (frozen.rate / base.rate).toFixed(2) : 'n/a'}); connections cut: ${base.slowConsumers} without, ${frozen.slowConsumers} with (live subscribers cut: ${base.short} and ${frozen.short}); dispatcher RSS growth ${frozen.growthMb.toFixed(0)} MB (limit per connection ${maxPending / 1048576} MiB)`,
     );
     assert.ok(frozen.slowConsumers >= 1, 'the frozen subscriber was cut');
     assert.ok(frozen.growthMb < 64, `dispatcher memory grew ${frozen.growthMb} MB`);
