@@ -99,6 +99,7 @@ describe('federation over NATS: three hosts', { skip }, () => {
           readable.on('end', () => resolve(`${info.from}:${text}`));
         });
       });
+      await until(async () => ((await rx.subscribers('backups')) as unknown[]).length === 1);
       const stream = await tx.stream('hostB/backups');
       assert.deepEqual(stream.peers, [{ node: 'b-archive', address: rx.streamAddress }]);
       stream.end('across hosts');

@@ -238,6 +238,7 @@ describe('TLS', () => {
         });
       });
       assert.match(rx.streamAddress ?? '', /^tls:127\.0\.0\.1:\d+$/);
+      await until(async () => ((await rx.subscribers('tls.stream')) as unknown[]).length === 1);
       const stream = await tx.stream('tls.stream');
       stream.end('over tls');
       assert.equal(await received, 'over tls');

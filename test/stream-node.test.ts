@@ -40,6 +40,21 @@ function digest(readable: Readable): Promise<{ bytes: number; sha256: string }> 
   });
 }
 
+/**
+ * Subscribes `node` to stream `name` and resolves once the dispatcher has the
+ * subscription, with the digest of the first stream it receives (wrapped, so
+ * that awaiting this does not wait for the stream).
+ */
+async function receiveOne(
+  node: StreamNode,
+  name: string,
+): Promise<{ first: Promise<{ bytes: number; sha256: string }> }> {
+  let got!: (d: { bytes: number; sha256: string }) => void;
+  const first = new Promise<{ bytes: number; sha256: string }>((resolve) => (got = resolve));
+  await node.subscribeStream(name, (readable) => void digest(readable).then(got));
+  return { first };
+}
+
 describe('StreamNode', () => {
   let dispatcher: Dispatcher;
   const nodes: StreamNode[] = [];
@@ -100,6 +115,7 @@ describe('StreamNode', () => {
     const sent = await writeBytes(stream, 10 * 1024 * 1024 + 123);
     for (const r of await Promise.all(results)) assert.deepEqual(r, { bytes: 10 * 1024 * 1024 + 123, sha256: sent });
 
+    await until(async () => ((await sender.subscribers('bulk.json')) as unknown[]).length === 1);
     const json = await sender.stream('bulk.json', { format: 'json' });
     json.write({ a: 1 });
     json.write([1, 'two', { three: 3 }]);
@@ -117,6 +133,7 @@ describe('StreamNode', () => {
         resolve();
       });
     });
+    await until(async () => ((await receiver.subscribers('bulk.slow')) as unknown[]).length === 1);
     const sender = await streamNode('slow-tx');
     const stream = await sender.stream('bulk.slow');
     await ready;
@@ -154,9 +171,7 @@ describe('StreamNode', () => {
     const lines = createInterface({ input: child.stdout! });
     await new Promise<void>((resolve) => lines.once('line', () => resolve()));
     const survivor = await streamNode('kill-survivor');
-    const survived = new Promise<{ bytes: number; sha256: string }>((resolve) => {
-      void survivor.subscribeStream('bulk.kill', (readable) => void digest(readable).then(resolve));
-    });
+    const survived = (await receiveOne(survivor, 'bulk.kill')).first;
     const sender = await streamNode('kill-tx');
     const stream = await sender.stream('bulk.kill', { refreshIntervalMs: 0 });
     assert.equal(stream.peers.length, 2);
@@ -176,15 +191,11 @@ describe('StreamNode', () => {
       .stream('bulk.late', { refreshIntervalMs: 0 })
       .catch((e: Error & { code: string }) => e.code);
     assert.equal(other, 'NO_RESPONDERS');
-    const lateGot = new Promise<{ bytes: number }>((resolve) => {
-      void late.subscribeStream('bulk.kill', (readable) => void digest(readable).then(resolve));
-    });
+    const lateGot = (await receiveOne(late, 'bulk.kill')).first;
     const again = await sender.stream('bulk.kill', { refreshIntervalMs: 0 });
     assert.deepEqual(again.peers.map((p) => p.node).sort(), ['kill-survivor', 'late-rx']);
     const third = await streamNode('late-rx2');
-    const thirdGot = new Promise<{ bytes: number }>((resolve) => {
-      void third.subscribeStream('bulk.kill', (readable) => void digest(readable).then(resolve));
-    });
+    const thirdGot = (await receiveOne(third, 'bulk.kill')).first;
     await again.refresh();
     assert.deepEqual(again.peers.map((p) => p.node).sort(), ['kill-survivor', 'late-rx', 'late-rx2']);
     await writeBytes(again, 1000);
