@@ -115,6 +115,38 @@ describe('authentication and permissions', () => {
     assert.ok(dispatcher.stats.permissionDenials >= 7);
   });
 
+  test('a deny rule applied at delivery never costs a direct message, a request or a group message another subscriber may take', async () => {
+    // A dispatcher of its own: no other test's subscriptions. alice's orders.*
+    // excludes orders.internal at delivery; bob may take everything.
+    const d = await startDispatcher({ auth: authConfig() });
+    const on = async (token: string, name: string) => {
+      const n = await startNode(d, { token, name, startTimeoutMs: 3000 });
+      nodes.push(n);
+      return n;
+    };
+    const alice = await on(TOKENS.alice, 'alice-2');
+    const bob = await on(TOKENS.bob, 'bob-2');
+    const pub = await on(TOKENS.bob, 'bob-pub');
+    const aliceGot: unknown[] = [];
+    const bobGot: unknown[] = [];
+    await alice.subscribe('orders.*', (m) => void aliceGot.push(m), { group: 'workers' });
+    await bob.subscribe('orders.*', (m) => void bobGot.push(m), { group: 'workers' });
+    for (let i = 0; i < 20; i++) {
+      assert.equal(await pub.publish('orders.internal', i, { mode: 'direct', ack: true }), 1, `direct ${i}`);
+    }
+    for (let i = 20; i < 40; i++) assert.equal(await pub.publish('orders.internal', i, { ack: true }), 1, `group ${i}`);
+    await until(() => bobGot.length === 40, 5000, 'every message at bob');
+    assert.deepEqual(aliceGot, [], 'none reached the denied subscriber');
+    // A request goes to one that may see it, too.
+    await bob.unsubscribe('orders.*', { group: 'workers' });
+    const responder = await on(TOKENS.bob, 'bob-responder');
+    await responder.subscribe('orders.*', () => 'from bob');
+    for (let i = 0; i < 10; i++) assert.equal(await pub.request('orders.internal', i), 'from bob');
+    assert.deepEqual(aliceGot, []);
+    for (const n of [alice, bob, pub, responder]) await n.stop();
+    await d.stop();
+  });
+
   test('connections per identity are limited', async () => {
     await as(TOKENS.carol, 'carol-1');
     const second = new Node({ dispatcherUrl: dispatcher.url, token: TOKENS.carol, startTimeoutMs: 3000 });
