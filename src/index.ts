@@ -43,6 +43,7 @@ export {
   PRESENCE_JOINED,
   PRESENCE_LEFT,
   PROTOCOL_VERSION,
+  type SlowConsumerPolicy,
   STATS_EVENT,
 } from './protocol/frames.js';
 export { DEFAULT_DISPATCHER_URL, DEFAULT_PORT, parseDispatcherUrl } from './protocol/url.js';

@@ -26,6 +26,8 @@ interface DispatcherCliOptions extends CommonOptions, ManholeOptions {
   heartbeatTimeout?: number;
   maxPayload?: number;
   maxPending?: number;
+  pushbackHigh?: number;
+  maxPushback?: number;
   maxSubscriptions?: number;
   maxConnections?: number;
   maxConnectionsPerIdentity?: number;
@@ -67,6 +69,16 @@ export function dispatcherCommand(name = 'nodeset-dispatcher'): Command {
       '--max-pending <bytes>',
       `outbound bytes per connection before it is cut off as a slow consumer (default ${defaults.maxPendingBytes})`,
       intOption('--max-pending', 1),
+    )
+    .option(
+      '--pushback-high <bytes>',
+      `outbound bytes queued for a pushback subscriber past which its publishers are held (default ${defaults.pushbackHighBytes})`,
+      intOption('--pushback-high', 1),
+    )
+    .option(
+      '--max-pushback <ms>',
+      `longest a pushback subscriber may hold a publisher before it is cut off (default ${defaults.maxPushbackMs})`,
+      intOption('--max-pushback', 10),
     )
     .option(
       '--max-subscriptions <n>',
@@ -134,6 +146,8 @@ export function dispatcherCommand(name = 'nodeset-dispatcher'): Command {
             heartbeatTimeoutMs: opts.heartbeatTimeout,
             maxPayloadBytes: opts.maxPayload,
             maxPendingBytes: opts.maxPending,
+            pushbackHighBytes: opts.pushbackHigh,
+            maxPushbackMs: opts.maxPushback,
             maxSubscriptionsPerConnection: opts.maxSubscriptions,
             maxConnections: opts.maxConnections,
             maxConnectionsPerIdentity: opts.maxConnectionsPerIdentity,

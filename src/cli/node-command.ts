@@ -19,6 +19,7 @@ import { type ManholeOptions, startManhole, withManholeOptions } from './manhole
 interface SubscriberOptions extends NodeCommandOptions, ManholeOptions {
   event: string[];
   group?: string;
+  slowConsumer: 'cut' | 'pushback';
 }
 
 interface PublisherOptions extends NodeCommandOptions {
@@ -29,8 +30,12 @@ interface PublisherOptions extends NodeCommandOptions {
   timeout: number;
 }
 
-function startNode(opts: NodeCommandOptions, logger: Logger, startTimeoutMs: number): Promise<Node> {
-  const node = new Node({ ...nodeConnectionOptions(opts), logger, startTimeoutMs });
+function startNode(
+  opts: NodeCommandOptions & { slowConsumer?: 'cut' | 'pushback' },
+  logger: Logger,
+  startTimeoutMs: number,
+): Promise<Node> {
+  const node = new Node({ ...nodeConnectionOptions(opts), logger, startTimeoutMs, slowConsumer: opts.slowConsumer });
   return node.start();
 }
 
@@ -52,7 +57,15 @@ export function nodeCommand(name = 'nodeset-node'): Command {
         .command('subscriber')
         .description('subscribe to events and print each one as a JSON line on stdout')
         .requiredOption('--event <uri...>', 'event URI to subscribe to (wildcards * and > allowed); repeatable')
-        .option('--group <group>', 'queue group: share the events with the other members'),
+        .option('--group <group>', 'queue group: share the events with the other members')
+        .addOption(
+          new Option(
+            '--slow-consumer <policy>',
+            'when this subscriber falls behind: cut it off, or hold the publishers back',
+          )
+            .choices(['cut', 'pushback'])
+            .default('cut'),
+        ),
     ),
   ).action(async (_opts: unknown, command: Command) => {
     const opts = resolveOptions<SubscriberOptions>(command);

@@ -70,6 +70,8 @@ export class Dispatcher {
   #stopping: Promise<void> | null = null;
   /** The link to the other hosts' dispatchers, when federated. */
   federation: Federation | null = null;
+  /** The connection whose PUB is being routed now (pushback holds it); null otherwise. */
+  #publisher: Session | null = null;
   /** The session the last successful delivery went to (for request bookkeeping). */
   #lastDelivered: Session | null = null;
 
@@ -257,7 +259,9 @@ export class Dispatcher {
     const isRequest = (flags & PubFlag.REQUEST) !== 0;
     const tail = isRequest ? undefined : setSeq(from.tails.get(uri, sender, ct, flags & PubFlag.DIRECT), seq);
     const skip = (flags & PubFlag.LOCAL_DONE) !== 0 ? from : null;
+    this.#publisher = from;
     const delivered = this.routeLocal(target, sender, uri, flags, ct, payload, from.id, r, skip, tail);
+    this.#publisher = null;
     if (event.charCodeAt(0) === 36 /* $ */ && event === STATS_EVENT) from.latestMetrics = payload.toString('utf8');
     if (isRequest) {
       if (delivered === 0) from.error(new NodesetError('NO_RESPONDERS', `no subscriber for request ${uri}`), r);
@@ -306,7 +310,17 @@ export class Dispatcher {
     const node = target.uri.node;
     if (single) {
       const sub = node === null ? route.pickOne() : pickNamed(route, node);
-      if (sub !== undefined && this.#deliver(sub, event, msgTail, payload)) delivered = 1;
+      if (sub !== undefined) {
+        if (this.#deliver(sub, event, msgTail, payload)) delivered = 1;
+        else
+          delivered = this.#deliverToAnother(
+            node === null ? route.all : route.all.filter((s) => servesNode(s, node)),
+            sub,
+            event,
+            msgTail,
+            payload,
+          );
+      }
     } else if (node === null) {
       delivered = this.#fanOut(route, event, msgTail, payload, skip);
     } else {
@@ -456,9 +470,29 @@ export class Dispatcher {
       if (sub.session !== skip && this.#deliver(sub, event, tail, payload)) delivered++;
     }
     for (const group of route.groups) {
-      if (this.#deliver(Route.pickMember(group), event, tail, payload)) delivered++;
+      const member = Route.pickMember(group);
+      if (this.#deliver(member, event, tail, payload)) delivered++;
+      else delivered += this.#deliverToAnother(group.members, member, event, tail, payload);
     }
     return delivered;
+  }
+
+  /**
+   * The one chosen for a single delivery (`direct`, a request, a queue group)
+   * refused it (a deny rule, a closing or slow connection): the first of the
+   * others that takes it gets it. Off the hot path: only after a refusal.
+   */
+  #deliverToAnother(
+    candidates: readonly Subscription[],
+    refused: Subscription,
+    event: string,
+    tail: Buffer,
+    payload: Buffer,
+  ): number {
+    for (const sub of candidates) {
+      if (sub !== refused && this.#deliver(sub, event, tail, payload)) return 1;
+    }
+    return 0;
   }
 
   /**
@@ -518,7 +552,8 @@ export class Dispatcher {
     const session = sub.session;
     if (!session.open) return false;
     if (sub.deny !== null && deniedBy(sub.deny, event)) return false;
-    if (session.fs.pendingBytes > this.options.maxPendingBytes) {
+    const pending = session.fs.pendingBytes;
+    if (pending > this.options.maxPendingBytes) {
       this.#slowConsumer(session);
       return false;
     }
@@ -526,7 +561,35 @@ export class Dispatcher {
     this.#lastDelivered = session;
     session.msgsOut++;
     this.stats.deliveries++;
+    if (session.pushback && pending > this.options.pushbackHighBytes && this.#publisher !== null) {
+      this.#hold(session, this.#publisher);
+    }
     return true;
+  }
+
+  /** `pushback`: stop reading from `publisher` until `subscriber`'s outbound queue has drained. */
+  #hold(subscriber: Session, publisher: Session): void {
+    if (subscriber.holding === null) {
+      subscriber.holding = new Set();
+      subscriber.holdingSince = Date.now();
+    } else if (subscriber.holding.has(publisher)) {
+      return;
+    }
+    subscriber.holding.add(publisher);
+    if (publisher.heldBy++ === 0) {
+      publisher.fs.socket.pause();
+      this.stats.pushbacks++;
+    }
+  }
+
+  /** A pushback subscriber drained (or went away): the publishers it held read again, unless another holds them. */
+  releaseHeld(subscriber: Session): void {
+    const held = subscriber.holding;
+    if (held === null) return;
+    subscriber.holding = null;
+    for (const publisher of held) {
+      if (--publisher.heldBy === 0 && !publisher.fs.closed) publisher.fs.socket.resume();
+    }
   }
 
   #slowConsumer(session: Session): void {
@@ -581,8 +644,17 @@ export class Dispatcher {
     const deadline = now - this.options.heartbeatTimeoutMs;
     for (const session of this.sessions.values()) {
       if (!session.open) continue;
-      // A connection working through its backlog is busy, not dead.
-      if (session.readingBacklog()) session.lastSeen = now;
+      // A connection working through its backlog is busy, not dead; one whose
+      // reading is held back cannot show it is alive, and is not judged.
+      if (session.readingBacklog() || session.heldBy > 0) session.lastSeen = now;
+      if (session.holding !== null && now - session.holdingSince > this.options.maxPushbackMs) {
+        this.logger.warn(
+          { node: session.name, id: session.id, heldMs: now - session.holdingSince },
+          'pushback subscriber held its publishers too long; cutting it off',
+        );
+        this.#slowConsumer(session);
+        continue;
+      }
       if (session.lastSeen < deadline) {
         this.stats.heartbeatFailures++;
         this.logger.warn(

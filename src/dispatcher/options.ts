@@ -22,6 +22,13 @@ export interface DispatcherOptions {
   maxPayloadBytes?: number;
   /** Outbound bytes queued for one connection before it is cut off as a slow consumer. Default 64 MiB. */
   maxPendingBytes?: number;
+  /**
+   * A `pushback` subscriber with more than this many outbound bytes queued
+   * holds back the publishers that feed it until its queue has drained. Default 4 MiB.
+   */
+  pushbackHighBytes?: number;
+  /** Longest a `pushback` subscriber may hold a publisher back before it is cut off (SLOW_CONSUMER), in ms. Default 30,000. */
+  maxPushbackMs?: number;
   /** Subscriptions allowed per connection. Default 100,000. */
   maxSubscriptionsPerConnection?: number;
   /** Connections allowed in total. Default 100,000. */
@@ -57,6 +64,8 @@ export function defaultDispatcherOptions(): Omit<ResolvedDispatcherOptions, 'hos
     heartbeatTimeoutMs: 10_000,
     maxPayloadBytes: DEFAULT_MAX_PAYLOAD_BYTES,
     maxPendingBytes: 64 * 1024 * 1024,
+    pushbackHighBytes: 4 * 1024 * 1024,
+    maxPushbackMs: 30_000,
     maxSubscriptionsPerConnection: 100_000,
     maxConnections: 100_000,
     handshakeTimeoutMs: 5000,
@@ -102,6 +111,11 @@ export function resolveDispatcherOptions(options: DispatcherOptions = {}): Resol
   }
   positiveInt('maxPayloadBytes', resolved.maxPayloadBytes);
   positiveInt('maxPendingBytes', resolved.maxPendingBytes);
+  positiveInt('pushbackHighBytes', resolved.pushbackHighBytes);
+  positiveInt('maxPushbackMs', resolved.maxPushbackMs, 10);
+  if (resolved.pushbackHighBytes >= resolved.maxPendingBytes) {
+    throw new NodesetError('BAD_OPTION', 'option pushbackHighBytes must be smaller than maxPendingBytes');
+  }
   positiveInt('maxSubscriptionsPerConnection', resolved.maxSubscriptionsPerConnection);
   positiveInt('maxConnections', resolved.maxConnections);
   positiveInt('handshakeTimeoutMs', resolved.handshakeTimeoutMs, 10);

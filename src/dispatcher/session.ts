@@ -177,6 +177,17 @@ export class Session implements FrameSocketHandlers {
   /** When the last PING went out, and the round trip of the last PONG, in ms. */
   pingSentAt = 0;
   lastRttMs: number | null = null;
+  /**
+   * Slow-consumer policy chosen in HELLO: false is `cut` (past maxPendingBytes
+   * the connection is cut off), true is `pushback` (past pushbackHighBytes the
+   * publishers feeding it are held until its queue drains).
+   */
+  pushback = false;
+  /** Publishers this (pushback) connection holds back, and since when; null when none. */
+  holding: Set<Session> | null = null;
+  holdingSince = 0;
+  /** How many pushback subscribers hold this connection's reading; it reads again at 0. */
+  heldBy = 0;
   /** Outbound bytes the kernel had taken, and whether some were still queued, at the last sweep. */
   #handedAtSweep = 0;
   #inWriteAtSweep = 0;
@@ -346,7 +357,13 @@ export class Session implements FrameSocketHandlers {
     else this.error(error);
   }
 
+  /** The outbound queue emptied: publishers held for this connection read again. */
+  drained(): void {
+    if (this.holding !== null) this.#dispatcher.releaseHeld(this);
+  }
+
   closed(): void {
+    if (this.holding !== null) this.#dispatcher.releaseHeld(this);
     if (this.#handshakeTimer !== null) clearTimeout(this.#handshakeTimer);
     if (this.#closeTimer !== null) clearTimeout(this.#closeTimer);
     this.#handshakeTimer = null;
@@ -445,6 +462,11 @@ export class Session implements FrameSocketHandlers {
       this.identity = identity;
       this.#dispatcher.identityConnections.set(identity.name, open + 1);
     }
+    if (h.slow !== undefined && h.slow !== 'cut' && h.slow !== 'pushback') {
+      this.fail(new NodesetError('BAD_HANDSHAKE', 'HELLO slow must be "cut" or "pushback"'));
+      return;
+    }
+    this.pushback = h.slow === 'pushback';
     if (h.will !== undefined && h.will !== null) {
       const will = h.will as Record<string, unknown>;
       try {

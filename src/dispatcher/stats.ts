@@ -14,6 +14,8 @@ export interface StatsSnapshot {
   deliveries: number;
   dropped: number;
   slowConsumers: number;
+  /** Times a publisher's reading was paused by a pushback subscriber. */
+  pushbacks: number;
   heartbeatFailures: number;
   errorsSent: number;
   repliesDropped: number;
@@ -45,6 +47,7 @@ export class DispatcherStats {
   deliveries = 0;
   dropped = 0;
   slowConsumers = 0;
+  pushbacks = 0;
   heartbeatFailures = 0;
   errorsSent = 0;
   repliesDropped = 0;
@@ -97,6 +100,7 @@ export class DispatcherStats {
       deliveries: this.deliveries,
       dropped: this.dropped,
       slowConsumers: this.slowConsumers,
+      pushbacks: this.pushbacks,
       heartbeatFailures: this.heartbeatFailures,
       errorsSent: this.errorsSent,
       repliesDropped: this.repliesDropped,

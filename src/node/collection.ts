@@ -3,7 +3,15 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { NodesetError } from '../protocol/errors.js';
 import { type EventUri, parseEventUri } from '../protocol/event-uri.js';
-import { FrameKind, PubFlag, packHeader, packPlainPubHeader, type QueryWhat, setSeq } from '../protocol/frames.js';
+import {
+  FrameKind,
+  PubFlag,
+  packHeader,
+  packPlainPubHeader,
+  type QueryWhat,
+  type SlowConsumerPolicy,
+  setSeq,
+} from '../protocol/frames.js';
 import { HeaderCache } from '../protocol/header-cache.js';
 import { type RouteEntry, RoutingTable } from '../protocol/routing-table.js';
 import type { TlsClientOptions } from '../transport/tcp.js';
@@ -37,6 +45,12 @@ export interface NodeCollectionOptions {
   offlineMaxMessages?: number;
   offlineMaxBytes?: number;
   maxPendingBytes?: number;
+  /**
+   * When this connection falls behind reading what it subscribed to: `cut`
+   * (the default) lets the dispatcher cut it off past its limit; `pushback`
+   * makes the dispatcher hold back the publishers feeding it until it catches up.
+   */
+  slowConsumer?: SlowConsumerPolicy;
   closeTimeoutMs?: number;
   logger?: Logger;
 }

@@ -9,6 +9,7 @@ import {
   PONG_FRAME,
   PROTOCOL_VERSION,
   packHeader,
+  type SlowConsumerPolicy,
   writeFrame,
 } from '../protocol/frames.js';
 import { decodePayload } from '../protocol/payload.js';
@@ -51,6 +52,8 @@ export interface LinkOptions {
   tls: TlsClientOptions | null;
   /** Last will, sent in HELLO. */
   will?: { uri: string; ct: number; payload: Buffer } | null;
+  /** What the dispatcher does when this connection falls behind reading (HELLO `slow`). */
+  slowConsumer: SlowConsumerPolicy;
   logger: Logger;
 }
 
@@ -469,6 +472,7 @@ export class DispatcherLink implements FrameSocketHandlers {
     const hello: HelloHeader = { v: PROTOCOL_VERSION, name: this.options.name, token: this.options.address.token };
     if (this.options.host !== null) hello.host = this.options.host;
     if (this.options.will) hello.will = this.options.will;
+    if (this.options.slowConsumer === 'pushback') hello.slow = 'pushback';
     fs.send(FrameKind.HELLO, packHeader(hello));
     // A dispatcher that accepts but never answers: give up on this attempt.
     this.#startLiveness(this.options.connectTimeoutMs);
@@ -583,9 +587,12 @@ export class DispatcherLink implements FrameSocketHandlers {
       this.#fs?.destroy();
     };
     this.#liveness = setInterval(() => {
-      // Silence may be this process's own doing (handlers kept the loop busy):
-      // judge only after the loop has read what is waiting (setImmediate runs after I/O).
-      if (Date.now() - this.#lastSeen > silenceMs) setImmediate(judge);
+      // Silence may be this process's own doing: while it does not read (its
+      // handlers are behind, or a `block` queue is full) it cannot hear the
+      // dispatcher; when handlers kept the loop busy, judge only after the loop
+      // has read what is waiting (setImmediate runs after I/O).
+      if (this.#pausedByInbox || this.#pausedByNode) this.#lastSeen = Date.now();
+      else if (Date.now() - this.#lastSeen > silenceMs) setImmediate(judge);
     }, check);
   }
 
@@ -620,6 +627,7 @@ export function linkOptions(
     offlineMaxMessages?: number;
     offlineMaxBytes?: number;
     maxPendingBytes?: number;
+    slowConsumer?: SlowConsumerPolicy;
   },
   logger: Logger,
   will: LinkOptions['will'] = null,
@@ -636,6 +644,13 @@ export function linkOptions(
     maxPendingBytes: o.maxPendingBytes ?? 8 * 1024 * 1024,
     tls: o.tls ?? null,
     will,
+    slowConsumer: slowConsumerPolicy(o.slowConsumer),
     logger,
   };
+}
+
+function slowConsumerPolicy(value: unknown): SlowConsumerPolicy {
+  if (value === undefined || value === 'cut') return 'cut';
+  if (value === 'pushback') return 'pushback';
+  throw new NodesetError('BAD_OPTION', `slowConsumer must be 'cut' or 'pushback', got ${JSON.stringify(value)}`);
 }

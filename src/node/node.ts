@@ -10,6 +10,7 @@ import {
   PubFlag,
   packPlainPubHeader,
   type QueryWhat,
+  type SlowConsumerPolicy,
   STATS_EVENT,
   setSeq,
 } from '../protocol/frames.js';
@@ -58,6 +59,12 @@ export interface NodeOptions {
   offlineMaxBytes?: number;
   /** Outbound bytes queued on a live connection before publish throws BUFFER_FULL. Default 8 MiB. */
   maxPendingBytes?: number;
+  /**
+   * When this connection falls behind reading what it subscribed to: `cut`
+   * (the default) lets the dispatcher cut it off past its limit; `pushback`
+   * makes the dispatcher hold back the publishers feeding it until it catches up.
+   */
+  slowConsumer?: SlowConsumerPolicy;
   /** On stop, how long queued frames may take to be written, in ms. Default 5000. */
   closeTimeoutMs?: number;
   /** Publish `metrics` on `$nodeset.stats` this often, in ms (0: never). Default 5000. */

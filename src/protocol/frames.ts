@@ -75,7 +75,12 @@ export interface HelloHeader {
   token?: string | null;
   /** Last will: published by the dispatcher if this node disappears without a graceful stop. */
   will?: { uri: string; ct: number; payload: Uint8Array };
+  /** Slow-consumer policy for this connection: `cut` (the default) or `pushback`. */
+  slow?: SlowConsumerPolicy;
 }
+
+/** What the dispatcher does with a connection that falls behind reading: cut it off, or hold its publishers back. */
+export type SlowConsumerPolicy = 'cut' | 'pushback';
 
 export interface WelcomeHeader {
   v: number;
