@@ -5,14 +5,15 @@
 // and lost, the publisher's and the subscriber's rates, the dispatcher's peak
 // RSS and how often it held the publisher.
 //
-//   npm run bench:pushback [-- --count 1000000 --handler-us 20 --json]
+//   npm run bench:pushback [-- --count 500000 --size 256 --handler-us 20 --json]
 import { parseArgs } from 'node:util';
 import { Node } from '../src/index.js';
 import { peakRssMb, start, startDispatcher } from './procs.js';
 
 const { values } = parseArgs({
   options: {
-    count: { type: 'string', default: '1000000' },
+    count: { type: 'string', default: '500000' },
+    size: { type: 'string', default: '256' },
     'handler-us': { type: 'string', default: '20' },
     'max-pending': { type: 'string', default: String(16 * 1024 * 1024) },
     json: { type: 'boolean', default: false },
@@ -20,6 +21,7 @@ const { values } = parseArgs({
 });
 const COUNT = Number(values.count);
 const HANDLER_US = Number(values['handler-us']);
+const PADDING = 'x'.repeat(Math.max(0, Number(values.size) - 16));
 
 interface Row {
   policy: string;
@@ -50,7 +52,7 @@ async function run(policy: 'cut' | 'pushback'): Promise<Row> {
     await sub.line(/^ready$/);
     const t0 = performance.now();
     for (let i = 0; i < COUNT; i++) {
-      pub.publish('bench.pushback', i);
+      pub.publish('bench.pushback', [i, PADDING]);
       if (pub.pendingBytes > 1024 * 1024) await pub.drain();
     }
     await pub.drain();
@@ -58,7 +60,7 @@ async function run(policy: 'cut' | 'pushback'): Promise<Row> {
     // Done when the subscriber has everything, or when nothing more can come (it was cut).
     const expectMs = (COUNT * HANDLER_US) / 1000;
     const deadline = setTimeout(() => sub.child.kill('SIGUSR2'), Math.max(10_000, 3 * expectMs));
-    const result = JSON.parse(await sub.line(/^\{/)) as { received: number; inOrder: boolean };
+    const result = JSON.parse(await sub.line(/^\{"received"/)) as { received: number; inOrder: boolean };
     clearTimeout(deadline);
     const receivedMs = performance.now() - t0;
     const stats = (await pub.stats()) as { pushbacks: number; slowConsumers: number };
@@ -82,7 +84,9 @@ async function run(policy: 'cut' | 'pushback'): Promise<Row> {
 
 const rows: Row[] = [];
 for (const policy of ['cut', 'pushback'] as const) {
-  process.stderr.write(`${policy}: ${COUNT} messages to a subscriber spending ${HANDLER_US} µs on each ...\n`);
+  process.stderr.write(
+    `${policy}: ${COUNT} messages of about ${values.size} B to a subscriber spending ${HANDLER_US} µs on each ...\n`,
+  );
   rows.push(await run(policy));
 }
 if (values.json) {
