@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { createInterface } from 'node:readline';
 import { describe, test } from 'node:test';
+import { resolveDispatcherOptions } from '../src/dispatcher/options.js';
 import { ROOT, spawnOwned, startDispatcher, startNode, until } from './helpers.js';
 
 function counter(url: string, event: string, count: number, policy: string, handlerUs = 0) {
@@ -17,6 +18,19 @@ function counter(url: string, event: string, count: number, policy: string, hand
 }
 
 describe('pushback', () => {
+  test('options: the high-water mark follows a small maxPendingBytes; a conflicting one is refused by name', () => {
+    assert.equal(resolveDispatcherOptions().pushbackHighBytes, 4 * 1024 * 1024);
+    assert.equal(resolveDispatcherOptions({ maxPendingBytes: 1024 * 1024 }).pushbackHighBytes, 256 * 1024);
+    assert.throws(() => resolveDispatcherOptions({ maxPendingBytes: 1024, pushbackHighBytes: 2048 }), {
+      code: 'BAD_OPTION',
+      message: /pushbackHighBytes/,
+    });
+    assert.throws(() => resolveDispatcherOptions({ maxPushbackMs: 0 }), {
+      code: 'BAD_OPTION',
+      message: /maxPushbackMs/,
+    });
+  });
+
   test('a pushback subscriber frozen, then resumed: the publisher is held, then resumes; nothing is lost', async (t) => {
     const high = 256 * 1024;
     const d = await startDispatcher({ pushbackHighBytes: high, maxPushbackMs: 120_000 });

@@ -72,7 +72,7 @@ export function dispatcherCommand(name = 'nodeset-dispatcher'): Command {
     )
     .option(
       '--pushback-high <bytes>',
-      `outbound bytes queued for a pushback subscriber past which its publishers are held (default ${defaults.pushbackHighBytes})`,
+      `outbound bytes queued for a pushback subscriber past which its publishers are held (default ${defaults.pushbackHighBytes}, or a quarter of --max-pending when smaller)`,
       intOption('--pushback-high', 1),
     )
     .option(

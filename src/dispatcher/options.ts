@@ -24,7 +24,8 @@ export interface DispatcherOptions {
   maxPendingBytes?: number;
   /**
    * A `pushback` subscriber with more than this many outbound bytes queued
-   * holds back the publishers that feed it until its queue has drained. Default 4 MiB.
+   * holds back the publishers that feed it until its queue has drained.
+   * Default 4 MiB, or a quarter of maxPendingBytes when that is smaller.
    */
   pushbackHighBytes?: number;
   /** Longest a `pushback` subscriber may hold a publisher back before it is cut off (SLOW_CONSUMER), in ms. Default 30,000. */
@@ -96,6 +97,12 @@ export function resolveDispatcherOptions(options: DispatcherOptions = {}): Resol
     auth: options.auth ?? null,
     tls: options.tls ?? null,
   };
+  if (options.pushbackHighBytes === undefined) {
+    resolved.pushbackHighBytes = Math.max(
+      1,
+      Math.min(defaults.pushbackHighBytes, Math.floor(resolved.maxPendingBytes / 4)),
+    );
+  }
   if (!isValidName(resolved.hostName) || resolved.hostName === '*') {
     throw new NodesetError(
       'BAD_OPTION',

@@ -20,6 +20,8 @@ export interface LocalSubscription {
   readonly queueLimit: number;
   readonly overflow: OverflowPolicy;
   readonly queue: [unknown[], Buffer][];
+  /** Set by unsubscribe: its handler is never called again. */
+  removed: boolean;
   /** Last sequence number seen per publisher and URI (gap detection); created on first use. */
   seen: Map<string, Map<string, number>> | null;
   /** The stream seen last, kept out of the table (gap detection's fast path). */

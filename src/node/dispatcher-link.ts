@@ -58,13 +58,14 @@ export interface LinkOptions {
 }
 
 /**
- * Handlers of the messages read in one go run for at most this long before the
- * rest wait for the next turn of the event loop, so that reading (and answering
- * PINGs) and timers go on while handlers work through a backlog.
+ * Handlers run as their messages are read, for at most this long per chunk
+ * read; the chunk's later messages wait for the next turn of the event loop
+ * (its PINGs are answered at once). While messages wait, reading pauses, so
+ * what waits is at most one chunk; the handlers go on in slices of this
+ * length between which timers run and the dispatcher is told this node is
+ * alive.
  */
-const HANDLER_SLICE_MS = 10;
-/** Received messages waiting for their handlers, in bytes, past which reading pauses until they are handled. */
-const INBOX_PAUSE_BYTES = 8 * 1024 * 1024;
+const HANDLER_SLICE_MS = 50;
 
 interface Pending {
   resolve(value: unknown): void;
@@ -110,9 +111,12 @@ export class DispatcherLink implements FrameSocketHandlers {
   #inboxHeaders: unknown[][] = [];
   #inboxPayloads: Buffer[] = [];
   #inboxAt = 0;
-  #inboxBytes = 0;
   /** A later turn will go on with the inbox. */
   #inboxScheduled = false;
+  /** When the first handler of the chunk being read started (0: none yet), how many ran, and whether its time is up. */
+  #sliceStart = 0;
+  #sliceCount = 0;
+  #sliceOver = false;
   /** Reading is paused: by the inbox bound, and by the node (`block` overflow). */
   #pausedByInbox = false;
   #pausedByNode = false;
@@ -298,7 +302,6 @@ export class DispatcherLink implements FrameSocketHandlers {
     this.#inboxHeaders.length = 0;
     this.#inboxPayloads.length = 0;
     this.#inboxAt = 0;
-    this.#inboxBytes = 0;
     const fs = this.#fs;
     if (fs !== null && !fs.closed) {
       const closed = new Promise<void>((resolve) => fs.socket.once('close', () => resolve()));
@@ -314,10 +317,44 @@ export class DispatcherLink implements FrameSocketHandlers {
 
   // ---- FrameSocketHandlers -------------------------------------------------
 
-  /** A chunk was decoded: its PINGs are answered already; now its messages go to their handlers. */
+  /** A chunk was read: messages it deferred go on at the next turn. */
   received(): void {
     this.#lastSeen = Date.now();
-    if (!this.#inboxScheduled) this.#deliverInbox();
+    this.#sliceStart = 0;
+    this.#sliceCount = 0;
+    this.#sliceOver = false;
+    if (this.#inboxAt < this.#inboxHeaders.length && !this.#inboxScheduled) {
+      this.#inboxScheduled = true;
+      setImmediate(this.#deliverInbox);
+    }
+  }
+
+  /**
+   * A MSG: handled at once while the chunk's slice lasts and nothing waits
+   * before it; otherwise queued behind what waits (order is kept).
+   */
+  #message(h: unknown[], payload: Buffer): void {
+    if (this.#inboxAt === this.#inboxHeaders.length) {
+      // The clock is read before the 1st, 2nd, 4th, 8th… message of a chunk and
+      // then every 64th: a slow handler is noticed after one message, while
+      // a chunk of fast ones costs a few clock reads, not one each.
+      const n = ++this.#sliceCount;
+      if ((n & (n - 1)) === 0 || (n & 63) === 0) {
+        const now = performance.now();
+        if (this.#sliceStart === 0) this.#sliceStart = now;
+        else if (now - this.#sliceStart > HANDLER_SLICE_MS) this.#sliceOver = true;
+      }
+      if (!this.#sliceOver) {
+        this.#events.message(h, payload);
+        return;
+      }
+    }
+    this.#inboxHeaders.push(h);
+    this.#inboxPayloads.push(payload);
+    if (!this.#pausedByInbox) {
+      this.#pausedByInbox = true;
+      this.#applyPause();
+    }
   }
 
   /**
@@ -333,9 +370,7 @@ export class DispatcherLink implements FrameSocketHandlers {
     let at = this.#inboxAt;
     try {
       while (at < headers.length) {
-        const payload = payloads[at] as Buffer;
-        this.#inboxBytes -= payload.length;
-        this.#events.message(headers[at] as unknown[], payload);
+        this.#events.message(headers[at] as unknown[], payloads[at] as Buffer);
         at++;
         if (at < headers.length && performance.now() - start > HANDLER_SLICE_MS) break;
       }
@@ -346,14 +381,11 @@ export class DispatcherLink implements FrameSocketHandlers {
         setImmediate(this.#deliverInbox);
         this.#keepAlive();
       } else {
+        // Caught up: read again.
         headers.length = 0;
         payloads.length = 0;
         this.#inboxAt = 0;
-        this.#inboxBytes = 0;
-      }
-      const over = this.#inboxBytes > INBOX_PAUSE_BYTES;
-      if (over !== this.#pausedByInbox) {
-        this.#pausedByInbox = over;
+        this.#pausedByInbox = false;
         this.#applyPause();
       }
     }
@@ -380,17 +412,13 @@ export class DispatcherLink implements FrameSocketHandlers {
         const h =
           decodeMsgHeader(buf, headerStart, payloadStart) ?? decodeHeader(headerOf(buf, headerStart, payloadStart));
         if (!Array.isArray(h)) throw new NodesetError('BAD_FRAME', 'MSG header must be an array');
-        // Handled once the whole chunk is read (see received), so a PING behind it is answered first.
-        const payload = payloadOf(buf, payloadStart, end);
-        this.#inboxHeaders.push(h);
-        this.#inboxPayloads.push(payload);
-        this.#inboxBytes += payload.length;
+        this.#message(h, payloadOf(buf, payloadStart, end));
         return;
       }
       const header = headerOf(buf, headerStart, payloadStart);
       switch (kind) {
         case FrameKind.PING:
-          // Written now, ahead of any handler of this chunk.
+          // Written now, ahead of the handlers of the messages deferred before it.
           this.#fs?.sendConstant(PONG_FRAME);
           this.#fs?.flush();
           return;

@@ -501,6 +501,7 @@ export class Node extends EventEmitter<NodeEvents> {
       queueLimit,
       overflow,
       queue: [],
+      removed: false,
       seen: null,
       lastFrom: null,
       lastUri: null,
@@ -512,6 +513,7 @@ export class Node extends EventEmitter<NodeEvents> {
   }
 
   #removeLocal(sub: LocalSubscription): void {
+    sub.removed = true;
     this.#subs.delete(sub.sid);
     this.#byKey.delete(subKey(sub.uri, sub.group));
   }
@@ -568,7 +570,7 @@ export class Node extends EventEmitter<NodeEvents> {
   /** A handler finished: start the next queued message, and resume reading once a blocked queue has room. */
   #finished(sub: LocalSubscription): void {
     sub.inFlight--;
-    if (this.#subs.get(sub.sid) !== sub) return; // unsubscribed meanwhile
+    if (sub.removed) return; // unsubscribed meanwhile
     while (sub.inFlight < sub.maxInFlight && sub.queue.length > 0) {
       const [h, payload] = sub.queue.shift() as [unknown[], Buffer];
       this.#run(sub, h, payload);
