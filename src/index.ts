@@ -25,6 +25,7 @@ export {
   type NodeOptions,
   type PublishOptions,
   type RequestOptions,
+  type SlowConsumerEvent,
 } from './node/node.js';
 export { JSON_FORMAT, RAW_FORMAT, type StreamFormat } from './node/stream-format.js';
 export {
@@ -36,7 +37,14 @@ export {
   type StreamNodeOptions,
   type StreamPeer,
 } from './node/stream-node.js';
-export { ERROR_CODES, type ErrorCode, NodesetError, TimeoutError, ValidationError } from './protocol/errors.js';
+export {
+  ERROR_CODES,
+  type ErrorCode,
+  NodesetError,
+  SlowConsumerError,
+  TimeoutError,
+  ValidationError,
+} from './protocol/errors.js';
 export { type EventUri, formatEventUri, matchesPattern, parseEventUri } from './protocol/event-uri.js';
 export {
   type DeliveryMode,

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import type { SlowConsumerEvent } from '../src/index.js';
 import { encodeFrame, FrameKind, PROTOCOL_VERSION } from '../src/protocol/frames.js';
 import { startDispatcher, startNode, until } from './helpers.js';
 import { RawClient } from './raw-client.js';
@@ -55,6 +56,56 @@ describe('limits', () => {
       assert.ok(n.connected);
     } finally {
       await n.stop();
+      await d.stop();
+    }
+  });
+
+  test('a subscriber falling behind is warned once past half its limit, and again after its queue drained', async () => {
+    const limit = 4 * 1024 * 1024;
+    const d = await startDispatcher({ maxPendingBytes: limit });
+    const sub = await startNode(d, { statsIntervalMs: 0 });
+    const pub = await startNode(d, { statsIntervalMs: 0 });
+    try {
+      const warnings: SlowConsumerEvent[] = [];
+      sub.on('slow-consumer', (e) => warnings.push(e));
+      let received = 0;
+      // About 1,000 messages of 16 KiB a second; a full queue stops its reading.
+      await sub.subscribe(
+        'behind',
+        async () => {
+          await new Promise((r) => setTimeout(r, 1));
+          received++;
+        },
+        { queueLimit: 4, overflow: 'block' },
+      );
+      const payload = Buffer.alloc(16 * 1024, 2);
+      let sent = 0;
+      const burst = async (warned: number) => {
+        // Faster than the subscriber, until the dispatcher has warned it (seen here in-process);
+        // acknowledged in fours, so little is still on its way to the dispatcher when it stops.
+        while (d.stats.slowWarnings < warned && sent < 5000) {
+          await Promise.all([0, 1, 2, 3].map(() => pub.publish('behind', payload, { ack: true })));
+          sent += 4;
+        }
+        await until(() => received === sent, 30_000, 'the subscriber to catch up').catch((err: Error) => {
+          throw new Error(
+            `${err.message}: received ${received} of ${sent}, warnings ${d.stats.slowWarnings}, cut ${d.stats.slowConsumers}`,
+          );
+        });
+      };
+      await burst(1);
+      assert.equal(warnings.length, 1, 'told once');
+      assert.ok(warnings[0]!.pendingBytes > limit / 2, `warned at ${warnings[0]!.pendingBytes} bytes`);
+      assert.equal(warnings[0]!.limitBytes, limit);
+      assert.equal(d.stats.slowConsumers, 0, 'warned, not cut');
+      // Its queue drained while it caught up: the warning is armed again.
+      await burst(2);
+      assert.equal(warnings.length, 2);
+      assert.equal(d.stats.slowWarnings, 2);
+      assert.equal(d.stats.slowConsumers, 0);
+    } finally {
+      await sub.stop();
+      await pub.stop();
       await d.stop();
     }
   });

@@ -561,10 +561,18 @@ export class Dispatcher {
     this.#lastDelivered = session;
     session.msgsOut++;
     this.stats.deliveries++;
-    if (session.pushback && pending > this.options.pushbackHighBytes && this.#publisher !== null) {
-      this.#hold(session, this.#publisher);
-    }
+    if (pending > this.options.pushbackHighBytes) this.#fallingBehind(session, pending);
     return true;
+  }
+
+  /** Past the high-water mark: a pushback connection holds its publisher; a cut one is warned (once until it drains). */
+  #fallingBehind(session: Session, pending: number): void {
+    if (session.pushback) {
+      if (this.#publisher !== null) this.#hold(session, this.#publisher);
+    } else if (!session.slowWarned && pending > this.options.maxPendingBytes / 2) {
+      session.warnSlow(pending, this.options.maxPendingBytes);
+      this.stats.slowWarnings++;
+    }
   }
 
   /** `pushback`: stop reading from `publisher` until `subscriber`'s outbound queue has drained. */

@@ -357,9 +357,27 @@ export class Session implements FrameSocketHandlers {
     else this.error(error);
   }
 
-  /** The outbound queue emptied: publishers held for this connection read again. */
+  /** Told it is falling behind since its queue last drained (the warning is re-armed on drain). */
+  slowWarned = false;
+
+  /** The outbound queue emptied: publishers held for this connection read again; the slow warning re-arms. */
   drained(): void {
+    this.slowWarned = false;
     if (this.holding !== null) this.#dispatcher.releaseHeld(this);
+  }
+
+  /** Warns the node, once until its queue drains, that it is falling behind (non-fatal SLOW_CONSUMER). */
+  warnSlow(pendingBytes: number, limitBytes: number): void {
+    this.slowWarned = true;
+    this.fs.send(
+      FrameKind.ERROR,
+      packHeader({
+        code: 'SLOW_CONSUMER',
+        message: `falling behind: ${pendingBytes} bytes queued; cut off past ${limitBytes}`,
+        pending: pendingBytes,
+        limit: limitBytes,
+      }),
+    );
   }
 
   closed(): void {

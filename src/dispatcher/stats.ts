@@ -16,6 +16,8 @@ export interface StatsSnapshot {
   slowConsumers: number;
   /** Times a publisher's reading was paused by a pushback subscriber. */
   pushbacks: number;
+  /** SLOW_CONSUMER warnings sent to connections past half their limit. */
+  slowWarnings: number;
   heartbeatFailures: number;
   errorsSent: number;
   repliesDropped: number;
@@ -48,6 +50,7 @@ export class DispatcherStats {
   dropped = 0;
   slowConsumers = 0;
   pushbacks = 0;
+  slowWarnings = 0;
   heartbeatFailures = 0;
   errorsSent = 0;
   repliesDropped = 0;
@@ -101,6 +104,7 @@ export class DispatcherStats {
       dropped: this.dropped,
       slowConsumers: this.slowConsumers,
       pushbacks: this.pushbacks,
+      slowWarnings: this.slowWarnings,
       heartbeatFailures: this.heartbeatFailures,
       errorsSent: this.errorsSent,
       repliesDropped: this.repliesDropped,

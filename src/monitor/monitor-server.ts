@@ -173,6 +173,11 @@ export class MonitorServer {
     counter('nodeset_deliveries_total', 'Messages written to subscribers', () => s.deliveries);
     counter('nodeset_dropped_total', 'Messages not delivered (slow consumers)', () => s.dropped);
     counter('nodeset_slow_consumers_total', 'Connections cut off as slow consumers', () => s.slowConsumers);
+    counter(
+      'nodeset_slow_consumer_warnings_total',
+      'SLOW_CONSUMER warnings sent to connections past half their pending limit',
+      () => s.slowWarnings,
+    );
     counter('nodeset_pushbacks_total', 'Times a publisher was held back by a pushback subscriber', () => s.pushbacks);
     counter('nodeset_heartbeat_failures_total', 'Nodes dropped for missing heartbeats', () => s.heartbeatFailures);
     counter('nodeset_auth_failures_total', 'Failed authentications', () => s.authFailures);

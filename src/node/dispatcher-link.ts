@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { decodeHeader, headerOf, isRecord, isUint, payloadOf } from '../protocol/decoder.js';
-import { isErrorCode, NodesetError, TimeoutError } from '../protocol/errors.js';
+import { isErrorCode, NodesetError, SlowConsumerError, TimeoutError } from '../protocol/errors.js';
 import { decodeMsgHeader } from '../protocol/fast-headers.js';
 import {
   FrameKind,
@@ -633,6 +633,9 @@ export class DispatcherLink implements FrameSocketHandlers {
 function wireError(h: Record<string, unknown>): NodesetError {
   const code = isErrorCode(h.code) ? h.code : 'INTERNAL';
   const message = typeof h.message === 'string' ? h.message : 'error from the dispatcher';
+  if (code === 'SLOW_CONSUMER' && isUint(h.pending) && isUint(h.limit)) {
+    return new SlowConsumerError(message, h.pending, h.limit);
+  }
   return new NodesetError(code, message);
 }
 

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import { NodesetError } from '../protocol/errors.js';
+import { NodesetError, SlowConsumerError } from '../protocol/errors.js';
 import { parseEventUri } from '../protocol/event-uri.js';
 import {
   ContentType,
@@ -108,6 +108,14 @@ export interface GapEvent {
   missed: [number, number];
 }
 
+/** The dispatcher's warning that this node is falling behind reading (see docs/guarantees.md). */
+export interface SlowConsumerEvent {
+  /** Bytes queued for this connection at the dispatcher when it warned. */
+  pendingBytes: number;
+  /** Queued bytes at which the dispatcher cuts the connection off (`cut` policy). */
+  limitBytes: number;
+}
+
 export interface NodeEvents {
   connect: [Welcome];
   reconnect: [Welcome];
@@ -117,6 +125,7 @@ export interface NodeEvents {
   event: [string, unknown, EventInfo];
   overflow: [OverflowEvent];
   gap: [GapEvent];
+  'slow-consumer': [SlowConsumerEvent];
 }
 
 /**
@@ -183,7 +192,14 @@ export class Node extends EventEmitter<NodeEvents> {
         this.logger.warn({ err: error?.message }, 'disconnected from the dispatcher');
         this.emit('disconnect', error);
       },
-      channelError: (error) => this.#reportError(error),
+      channelError: (error) => {
+        if (error instanceof SlowConsumerError) {
+          this.logger.warn({ pending: error.pendingBytes, limit: error.limitBytes }, error.message);
+          this.emit('slow-consumer', { pendingBytes: error.pendingBytes, limitBytes: error.limitBytes });
+        } else {
+          this.#reportError(error);
+        }
+      },
       channelDrained: () => this.emit('drain'),
     };
     const will = options.lastWill === undefined ? null : lastWillHeader(options.lastWill);

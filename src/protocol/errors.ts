@@ -45,6 +45,21 @@ export class NodesetError extends Error {
   }
 }
 
+/**
+ * The dispatcher's warning that this connection is falling behind: the bytes
+ * queued for it, and the limit at which it is cut off. Not fatal.
+ */
+export class SlowConsumerError extends NodesetError {
+  constructor(
+    message: string,
+    readonly pendingBytes: number,
+    readonly limitBytes: number,
+  ) {
+    super('SLOW_CONSUMER', message);
+    this.name = 'SlowConsumerError';
+  }
+}
+
 /** A timeout waiting for an acknowledgement or a reply. */
 export class TimeoutError extends NodesetError {
   constructor(message: string) {
