@@ -205,17 +205,29 @@ describe('monitoring endpoint', () => {
   });
 
   test('a node whose handlers are busy still answers heartbeats', async () => {
-    const busy = await node('busy-node');
-    let done = 0;
-    await busy.subscribe('slow.work', async () => {
-      await new Promise((r) => setTimeout(r, 400)); // far past the 100 ms heartbeat interval
-      done++;
-    });
-    const pub = await node('busy-feeder');
-    for (let i = 0; i < 5; i++) await pub.publish('slow.work', i, { ack: true });
-    await until(() => done === 5, 5000);
-    assert.ok(busy.connected);
-    assert.ok(dispatcher.nodes().some((x) => x.name === 'busy-node' && x.heartbeatRttMs !== null));
+    // A dispatcher of its own with a 1 s heartbeat timeout: the 200 ms one above is
+    // for the silent node, and a loaded machine can stall this process that long.
+    const d = await startDispatcher({ heartbeatIntervalMs: 250, heartbeatTimeoutMs: 1000 });
+    const busy = await startNode(d, { name: 'busy-node', ...quiet });
+    const pub = await startNode(d, { name: 'busy-feeder', ...quiet });
+    try {
+      let done = 0;
+      let disconnects = 0;
+      busy.on('disconnect', () => disconnects++);
+      await busy.subscribe('slow.work', async () => {
+        await new Promise((r) => setTimeout(r, 1000)); // far past the 250 ms heartbeat interval
+        done++;
+      });
+      for (let i = 0; i < 5; i++) await pub.publish('slow.work', i, { ack: true });
+      await until(() => done === 5, 10_000);
+      assert.equal(disconnects, 0, 'never dropped while its handlers were busy');
+      assert.equal(d.stats.heartbeatFailures, 0);
+      assert.ok(d.nodes().some((x) => x.name === 'busy-node' && x.heartbeatRttMs !== null));
+    } finally {
+      await busy.stop();
+      await pub.stop();
+      await d.stop();
+    }
   });
 });
 

@@ -50,8 +50,9 @@ describe('real processes', () => {
         t.diagnostic(`delivered again ${elapsed} ms after the new dispatcher was up`);
         assert.ok(elapsed < 3000 * WAIT_SCALE, `delivered ${elapsed} ms after restart`);
         assert.ok(received.includes('before'));
-        // The ack can reach the publisher before the message reaches the subscriber.
-        await until(() => received.length === 2, 3000, 'the message after the restart');
+        // The ack can reach the publisher before the message reaches the subscriber; an
+        // earlier attempt whose ack timed out on a busy machine may have been delivered too.
+        await until(() => received.length >= 2, 3000, 'the message after the restart');
       } finally {
         await pub.stop();
         await sub.stop();
