@@ -42,6 +42,43 @@ describe('gap detection', () => {
     }
   });
 
+  test('publishes refused with BUFFER_FULL are not reported as gaps', async () => {
+    const d = await startDispatcher();
+    const proxy = await new TcpProxy(d.address.port).start();
+    const sub = await startNode(d, { statsIntervalMs: 0 });
+    const pub = await startNode(proxy.url, {
+      name: 'refused-pub',
+      statsIntervalMs: 0,
+      reconnect: { initialMs: 50, maxMs: 200 },
+      offlineMaxMessages: 3,
+    });
+    try {
+      const got: number[] = [];
+      const gaps: GapEvent[] = [];
+      sub.on('gap', (g) => gaps.push(g));
+      await sub.subscribe('refused.ev', (n: number) => void got.push(n));
+      assert.equal(await pub.publish('refused.ev', 1, { ack: true }), 1);
+      const lost = once(pub, 'disconnect');
+      await proxy.stop();
+      await lost;
+      for (let i = 2; i <= 4; i++) pub.publish('refused.ev', i); // buffered offline
+      assert.throws(() => pub.publish('refused.ev', 99), { code: 'BUFFER_FULL' });
+      await assert.rejects(pub.publish('refused.ev', 98, { ack: true }), { code: 'BUFFER_FULL' });
+      const back = once(pub, 'reconnect');
+      await proxy.start();
+      await back;
+      assert.equal(await pub.publish('refused.ev', 5, { ack: true }), 1);
+      await until(() => got.length === 5);
+      assert.deepEqual(got, [1, 2, 3, 4, 5]);
+      assert.deepEqual(gaps, [], 'the refused ones were never sent, so nobody missed them');
+    } finally {
+      await sub.stop();
+      await pub.stop();
+      await proxy.stop();
+      await d.stop();
+    }
+  });
+
   test('no false gaps: queue groups, direct mode, two URIs, a restarted publisher', async () => {
     const d = await startDispatcher();
     const a = await startNode(d, { statsIntervalMs: 0 });

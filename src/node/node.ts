@@ -417,14 +417,32 @@ export class Node extends EventEmitter<NodeEvents> {
     const header = this.#plainHeaders.get(uri, null, ct, flags);
     // Only `all`-mode publishes are numbered: a direct one reaches a single subscriber, so it is no one's gap.
     const seq = flags === 0 ? this.#nextSeq(uri) : 0;
-    this.#channel.publish(uri, flags, ct, bytes, setSeq(header, seq), seq);
+    try {
+      this.#channel.publish(uri, flags, ct, bytes, setSeq(header, seq), seq);
+    } catch (err) {
+      // Refused here (BUFFER_FULL…): never sent, so its number is not a gap anyone should see.
+      this.#unSeq(uri, seq);
+      throw err;
+    }
     this.#published++;
   }
 
   async #publishAcked(uri: string, message: unknown, flags: number, timeoutMs: number): Promise<number> {
     parseEventUri(uri, false);
     const { ct, bytes } = this.#encode(uri, message);
-    return this.#channel.publishAcked(uri, flags, ct, bytes, timeoutMs, flags === 0 ? this.#nextSeq(uri) : 0);
+    const seq = flags === 0 ? this.#nextSeq(uri) : 0;
+    return this.#channel.publishAcked(uri, flags, ct, bytes, timeoutMs, seq).catch((err: unknown) => {
+      // Refused before it was sent: its number is given back, unless a later publish took the next one.
+      if (err instanceof NodesetError && err.code === 'BUFFER_FULL') this.#unSeq(uri, seq);
+      throw err;
+    });
+  }
+
+  /** Gives a sequence number back when it is still the latest for its URI. */
+  #unSeq(uri: string, seq: number): void {
+    if (seq === 0 || this.#seqs.get(uri) !== seq) return;
+    if (seq === 1) this.#seqs.delete(uri);
+    else this.#seqs.set(uri, seq - 1);
   }
 
   /** The next sequence number for a URI (per publishing node and event stream). */
