@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { Dispatcher, type DispatcherOptions, Node, type NodeOptions } from '../src/index.js';
 import { isRunning, spawnOwned, stopProcess, waitForExit } from './owned-processes.js';
 
-export { own, spawnOwned, stopProcess, waitForExit } from './owned-processes.js';
+export { spawnOwned, stopProcess, waitForExit } from './owned-processes.js';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 

@@ -13,7 +13,7 @@ export const STOP_GRACE_MS = 5000;
 const live = new Set<ChildProcess>();
 
 /** Takes `child` into the registry; it leaves it when it exits. */
-export function own<T extends ChildProcess>(child: T): T {
+function own<T extends ChildProcess>(child: T): T {
   if (child.pid === undefined) return child; // never started ('error' follows)
   live.add(child);
   child.once('exit', () => live.delete(child));
@@ -58,11 +58,6 @@ export function stopProcess(
 /** Stops every owned process still running. */
 export async function stopAll(): Promise<void> {
   await Promise.all([...live].map((c) => stopProcess(c)));
-}
-
-/** How many owned processes are running now. */
-export function runningCount(): number {
-  return live.size;
 }
 
 after(stopAll);

@@ -70,6 +70,8 @@ export class Dispatcher {
   #stopping: Promise<void> | null = null;
   /** The link to the other hosts' dispatchers, when federated. */
   federation: Federation | null = null;
+  /** Queued bytes past which a delivery looks at the slow-consumer rules (warning or pushback); the lower mark. */
+  readonly #behindBytes: number;
   /** The connection whose PUB is being routed now (pushback holds it); null otherwise. */
   #publisher: Session | null = null;
   /** The session the last successful delivery went to (for request bookkeeping). */
@@ -80,6 +82,7 @@ export class Dispatcher {
 
   constructor(options: DispatcherOptions = {}, federation: Federation | null = null) {
     this.options = resolveDispatcherOptions(options);
+    this.#behindBytes = Math.min(this.options.pushbackHighBytes, this.options.maxPendingBytes / 2);
     this.logger = this.options.logger ?? pino({ level: 'silent' });
     if (federation !== null) {
       this.federation = federation;
@@ -561,14 +564,17 @@ export class Dispatcher {
     this.#lastDelivered = session;
     session.msgsOut++;
     this.stats.deliveries++;
-    if (pending > this.options.pushbackHighBytes) this.#fallingBehind(session, pending);
+    if (pending > this.#behindBytes) this.#fallingBehind(session, pending);
     return true;
   }
 
-  /** Past the high-water mark: a pushback connection holds its publisher; a cut one is warned (once until it drains). */
+  /**
+   * Past the lower of the two marks: a pushback connection past its high-water
+   * mark holds its publisher; a cut one past half its limit is warned (once until it drains).
+   */
   #fallingBehind(session: Session, pending: number): void {
     if (session.pushback) {
-      if (this.#publisher !== null) this.#hold(session, this.#publisher);
+      if (this.#publisher !== null && pending > this.options.pushbackHighBytes) this.#hold(session, this.#publisher);
     } else if (!session.slowWarned && pending > this.options.maxPendingBytes / 2) {
       session.warnSlow(pending, this.options.maxPendingBytes);
       this.stats.slowWarnings++;

@@ -188,6 +188,8 @@ export class Session implements FrameSocketHandlers {
   holdingSince = 0;
   /** How many pushback subscribers hold this connection's reading; it reads again at 0. */
   heldBy = 0;
+  /** Told it is falling behind since its queue last drained (the warning is re-armed on drain). */
+  slowWarned = false;
   /** Outbound bytes the kernel had taken, and whether some were still queued, at the last sweep. */
   #handedAtSweep = 0;
   #inWriteAtSweep = 0;
@@ -356,9 +358,6 @@ export class Session implements FrameSocketHandlers {
     if (fatal) this.fail(error);
     else this.error(error);
   }
-
-  /** Told it is falling behind since its queue last drained (the warning is re-armed on drain). */
-  slowWarned = false;
 
   /** The outbound queue emptied: publishers held for this connection read again; the slow warning re-arms. */
   drained(): void {

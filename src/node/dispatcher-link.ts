@@ -298,7 +298,9 @@ export class DispatcherLink implements FrameSocketHandlers {
     }
     this.#offline = [];
     this.#offlineBytes = 0;
-    // Messages read but not yet handled are not handled after stop.
+    // Messages read but not yet handled are not handled after stop; said, as for buffered frames.
+    const unhandled = this.#inboxHeaders.length - this.#inboxAt;
+    if (unhandled > 0) this.options.logger.warn({ messages: unhandled }, 'node stopped: messages read but not handled');
     this.#inboxHeaders.length = 0;
     this.#inboxPayloads.length = 0;
     this.#inboxAt = 0;
