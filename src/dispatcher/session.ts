@@ -10,6 +10,7 @@ import {
   PROTOCOL_VERSION,
   packHeader,
   packMsgTail,
+  unpackHeader,
   type WelcomeHeader,
 } from '../protocol/frames.js';
 import { HeaderCache } from '../protocol/header-cache.js';
@@ -147,6 +148,23 @@ function pubFromValue(h: unknown, out: PubFields): void {
   out.ct = h[3];
   out.sender = h.length > 4 ? (h[4] as string | null) : null;
   out.seq = h.length > 5 ? (h[5] as number) : 0;
+}
+
+/** Bytes of list items a QUERY answer carries per page. */
+const QUERY_PAGE_BYTES = 256 * 1024;
+
+/** Items of `list` from `from` that fit in about `budget` bytes packed (at least one), and where the next page starts. */
+function pageOf(list: unknown[], from: number, budget: number): { items: unknown[]; next: number } {
+  const items: unknown[] = [];
+  let bytes = 0;
+  let i = Math.min(from, list.length);
+  for (; i < list.length; i++) {
+    const size = packHeader(list[i]).length;
+    if (items.length > 0 && bytes + size > budget) break;
+    items.push(list[i]);
+    bytes += size;
+  }
+  return { items, next: i };
 }
 
 /** URIs whose MSG tails a connection keeps. */
@@ -291,7 +309,7 @@ export class Session implements FrameSocketHandlers {
         case FrameKind.SUB: {
           const h = this.#record(header, 'SUB');
           r = isUint(h.r) ? h.r : undefined;
-          const declared = this.#subscribe(h);
+          const declared = this.#subscribe(h, payloadOf(buf, payloadStart, end));
           if (r === undefined) return;
           if (declared === undefined) {
             this.ok({ r });
@@ -328,15 +346,17 @@ export class Session implements FrameSocketHandlers {
           const h = this.#record(header, 'QUERY');
           if (!isUint(h.r)) throw new NodesetError('BAD_FRAME', 'QUERY needs a numeric r');
           r = h.r;
+          if (h.from !== undefined && !isUint(h.from)) throw new NodesetError('BAD_FRAME', 'QUERY from must be an offset');
+          const from = h.from ?? 0;
           const data = this.#dispatcher.query(this, h.what, h.uri);
           if (data instanceof Promise) {
             const id = r;
             data.then(
-              (d) => this.ok({ r: id, data: d }),
+              (d) => this.#answerQuery(id, d, from),
               (err: unknown) => this.#refuseFrame(err, id),
             );
           } else {
-            this.ok({ r, data });
+            this.#answerQuery(r, data, from);
           }
           return;
         }
@@ -523,7 +543,8 @@ export class Session implements FrameSocketHandlers {
     this.#dispatcher.sessionOpened(this);
   }
 
-  #subscribe(h: Record<string, unknown>): Promise<void> | undefined {
+  /** A SUB; a collection's member names come in `nodes`, or as the payload (a MessagePack list) when many. */
+  #subscribe(h: Record<string, unknown>, payload: Buffer): Promise<void> | undefined {
     if (!isUint(h.sid)) throw new NodesetError('BAD_FRAME', 'SUB needs a numeric sid');
     const group = h.group ?? null;
     if (group !== null && (typeof group !== 'string' || !GROUP_RE.test(group))) {
@@ -540,7 +561,14 @@ export class Session implements FrameSocketHandlers {
         `identity ${this.identity.name} may not subscribe to ${String(h.uri)}`,
       );
     }
-    const nodes = h.nodes ?? null;
+    let nodes: unknown = h.nodes ?? null;
+    if (payload.length > 0) {
+      try {
+        nodes = unpackHeader(payload);
+      } catch {
+        throw new NodesetError('BAD_FRAME', 'SUB payload must be a MessagePack list of node names');
+      }
+    }
     if (
       nodes !== null &&
       (!Array.isArray(nodes) || nodes.length > MAX_NODES_PER_SUBSCRIPTION || !nodes.every((n) => isValidName(n)))
@@ -570,6 +598,22 @@ export class Session implements FrameSocketHandlers {
     const sub = new Subscription(this, h.sid, h.uri as string, uri, group, nodes as string[] | null, stream, deny);
     this.subs.set(sub);
     return this.#dispatcher.addSubscription(sub);
+  }
+
+  /**
+   * A QUERY's answer travels in the OK frame's payload. A list goes in pages
+   * of about QUERY_PAGE_BYTES from offset `from`; `next` asks for the rest.
+   */
+  #answerQuery(r: number, data: unknown, from: number): void {
+    if (!this.open) return;
+    if (!Array.isArray(data)) {
+      this.fs.send(FrameKind.OK, packHeader({ r }), packHeader(data));
+      return;
+    }
+    const page = pageOf(data, from, QUERY_PAGE_BYTES);
+    const header: OkHeader = { r };
+    if (page.next < data.length) header.next = page.next;
+    this.fs.send(FrameKind.OK, packHeader(header), packHeader(page.items));
   }
 
   #record(header: Buffer | null, what: string): Record<string, unknown> {

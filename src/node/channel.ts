@@ -1,6 +1,6 @@
-import { isRecord } from '../protocol/decoder.js';
+import { isRecord, isUint } from '../protocol/decoder.js';
 import { NodesetError } from '../protocol/errors.js';
-import { FrameKind, type OkHeader, PubFlag, packHeader, type QueryWhat, type SubHeader } from '../protocol/frames.js';
+import { FrameKind, type OkHeader, PubFlag, packHeader, type QueryHeader, type QueryWhat, type SubHeader } from '../protocol/frames.js';
 import { DispatcherLink, type LinkOptions, type Welcome } from './dispatcher-link.js';
 import type { Handler, OverflowPolicy } from './handlers.js';
 import type { MessageType } from './message.js';
@@ -97,17 +97,37 @@ export function ask(
   return answer;
 }
 
-/** Ask the dispatcher a question; only while connected. */
-export function queryLink(link: DispatcherLink, what: QueryWhat, uri: string | undefined, timeoutMs: number) {
-  if (!link.isOpen) return Promise.reject(new NodesetError('NOT_CONNECTED', 'not connected to the dispatcher'));
-  return ask(
-    link,
-    FrameKind.QUERY,
-    (r) => (uri === undefined ? { r, what } : { r, what, uri }),
-    null,
-    timeoutMs,
-    `query ${what}`,
-  ).then((ok) => (ok as OkHeader).data);
+/** Ask the dispatcher a question; only while connected. A list answer comes in pages, gathered here. */
+export async function queryLink(
+  link: DispatcherLink,
+  what: QueryWhat,
+  uri: string | undefined,
+  timeoutMs: number,
+): Promise<unknown> {
+  if (!link.isOpen) throw new NodesetError('NOT_CONNECTED', 'not connected to the dispatcher');
+  let gathered: unknown[] | null = null;
+  let from = 0;
+  for (;;) {
+    const header = (r: number): QueryHeader => {
+      const h: QueryHeader = { r, what };
+      if (uri !== undefined) h.uri = uri;
+      if (from > 0) h.from = from;
+      return h;
+    };
+    const ok = (await ask(link, FrameKind.QUERY, header, null, timeoutMs, `query ${what}`)) as QueryAnswer;
+    const data = ok.data;
+    if (gathered === null && !isUint(ok.next)) return data;
+    if (!Array.isArray(data)) throw new NodesetError('BAD_FRAME', `query ${what}: a page is not a list`);
+    gathered = gathered === null ? data : gathered.concat(data);
+    if (!isUint(ok.next)) return gathered;
+    if (ok.next <= from) throw new NodesetError('BAD_FRAME', `query ${what}: pages do not move forward`);
+    from = ok.next;
+  }
+}
+
+/** An OK answering a QUERY, its payload decoded (DispatcherLink). */
+interface QueryAnswer extends OkHeader {
+  data?: unknown;
 }
 
 /** An acknowledged publish; resolves with the number of subscriptions reached. */

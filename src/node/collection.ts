@@ -66,6 +66,8 @@ interface SharedSubscription extends RouteEntry {
   readonly uri: string;
   readonly holders: Holder[];
   next: number;
+  /** The SUB carrying the member list, when one is scheduled and not sent yet: changes in one turn share it. */
+  sending: Promise<unknown> | null;
 }
 
 const TARGET_CACHE_LIMIT = 4096;
@@ -182,6 +184,7 @@ export class NodeCollection extends EventEmitter<{ error: [Error] }> {
         wildcard: parsed.wildcard,
         holders: [],
         next: 0,
+        sending: null,
       };
       this.#shared.set(shared.sid, shared);
       this.#byKey.set(key, shared);
@@ -247,14 +250,30 @@ export class NodeCollection extends EventEmitter<{ error: [Error] }> {
     }
   };
 
+  /**
+   * Sends the shared subscription with its member list; members joining or
+   * leaving in the same turn share one SUB (a list sent per member would
+   * grow with the square of the members).
+   */
   #sendSub(shared: SharedSubscription, timeoutMs: number): Promise<unknown> {
     if (!this.#link.isOpen) return Promise.resolve();
-    const nodes = [...new Set(shared.holders.map((h) => h.owner.name))];
+    shared.sending ??= Promise.resolve().then(() => {
+      shared.sending = null;
+      // Removed meanwhile (its UNSUB went out): nothing to send.
+      if (this.#shared.get(shared.sid) !== shared || !this.#link.isOpen) return undefined;
+      return this.#askSub(shared, timeoutMs);
+    });
+    return shared.sending;
+  }
+
+  #askSub(shared: SharedSubscription, timeoutMs: number): Promise<unknown> {
+    // The member names travel as the payload: a header would hold only a few thousand.
+    const nodes = packHeader([...new Set(shared.holders.map((h) => h.owner.name))]);
     return ask(
       this.#link,
       FrameKind.SUB,
-      (r) => ({ ...subHeader(shared.sid, { uri: shared.uri, group: shared.group, stream: null }, r), nodes }),
-      null,
+      (r) => subHeader(shared.sid, { uri: shared.uri, group: shared.group, stream: null }, r),
+      nodes,
       timeoutMs,
       `subscribe ${shared.uri}`,
     );
@@ -367,7 +386,12 @@ class MemberChannel implements NodeChannel {
 
   subscribe(sub: LocalSubscription, timeoutMs: number): Promise<unknown> {
     this.#held.add(sub);
-    return this.#collection.addHolder(this.owner, sub, timeoutMs);
+    return this.#collection.addHolder(this.owner, sub, timeoutMs).catch((err: unknown) => {
+      // Refused: the member does not hold it (its node forgets it too), so its handler is not called.
+      this.#held.delete(sub);
+      this.#collection.removeHolder(this.owner, sub, timeoutMs).catch(() => {});
+      throw err;
+    });
   }
 
   unsubscribe(sub: LocalSubscription, timeoutMs: number): Promise<unknown> {

@@ -10,6 +10,7 @@ import {
   PROTOCOL_VERSION,
   packHeader,
   type SlowConsumerPolicy,
+  unpackHeader,
   writeFrame,
 } from '../protocol/frames.js';
 import { decodePayload } from '../protocol/payload.js';
@@ -427,7 +428,7 @@ export class DispatcherLink implements FrameSocketHandlers {
         case FrameKind.PONG:
           return;
         case FrameKind.OK:
-          this.#answerOk(decodeHeader(header));
+          this.#answerOk(decodeHeader(header), payloadOf(buf, payloadStart, end));
           return;
         case FrameKind.REPLY:
           this.#answerReply(decodeHeader(header), payloadOf(buf, payloadStart, end));
@@ -503,7 +504,15 @@ export class DispatcherLink implements FrameSocketHandlers {
     if (this.options.host !== null) hello.host = this.options.host;
     if (this.options.will) hello.will = this.options.will;
     if (this.options.slowConsumer === 'pushback') hello.slow = 'pushback';
-    fs.send(FrameKind.HELLO, packHeader(hello));
+    try {
+      fs.send(FrameKind.HELLO, packHeader(hello));
+    } catch (err) {
+      // A HELLO that cannot be written never will be: start() fails with the reason, no retries.
+      for (const waiter of this.#openWaiters.splice(0)) waiter.reject(err as Error);
+      this.#events.error(err as Error);
+      void this.stop(0);
+      return;
+    }
     // A dispatcher that accepts but never answers: give up on this attempt.
     this.#startLiveness(this.options.connectTimeoutMs);
   }
@@ -532,10 +541,20 @@ export class DispatcherLink implements FrameSocketHandlers {
     this.#openWaiters = [];
   }
 
-  #answerOk(h: unknown): void {
+  /** An OK: its header, with the payload (a QUERY's answer) decoded as `data`. */
+  #answerOk(h: unknown, payload: Buffer): void {
     if (!isRecord(h) || !isUint(h.r)) throw new NodesetError('BAD_FRAME', 'malformed OK');
     const entry = this.#take(h.r);
-    entry?.resolve(h);
+    if (entry === undefined) return;
+    if (payload.length === 0) {
+      entry.resolve(h);
+      return;
+    }
+    try {
+      entry.resolve({ ...h, data: unpackHeader(payload) });
+    } catch {
+      entry.reject(new NodesetError('BAD_FRAME', 'OK payload is not MessagePack'));
+    }
   }
 
   #answerReply(h: unknown, payload: Buffer): void {

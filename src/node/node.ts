@@ -31,6 +31,7 @@ import { ATTACH_CHANNEL, CHANNEL_OWNER } from './internal.js';
 import { defaultLogger } from './logger.js';
 import type { MessageType } from './message.js';
 import { NodeMetrics } from './metrics.js';
+import { MAX_WILL_BYTES } from './options.js';
 
 export interface NodeOptions {
   /** Node name; a random UUID when not given. */
@@ -687,6 +688,10 @@ export class Node extends EventEmitter<NodeEvents> {
 function lastWillHeader(will: { uri: string; message?: unknown }): { uri: string; ct: number; payload: Buffer } {
   parseEventUri(will.uri, false);
   const { ct, bytes } = encodePayload(will.message);
+  // The will travels in the HELLO header, which holds MAX_HEADER_BYTES with the name and token.
+  if (bytes.length > MAX_WILL_BYTES) {
+    throw new NodesetError('TOO_LARGE', `last will is ${bytes.length} bytes, over the limit of ${MAX_WILL_BYTES}`);
+  }
   return { uri: will.uri, ct, payload: bytes };
 }
 

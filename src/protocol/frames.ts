@@ -1,4 +1,5 @@
 import { Packr } from 'msgpackr';
+import { NodesetError } from './errors.js';
 
 /**
  * Frame layout (all integers big-endian):
@@ -17,6 +18,8 @@ export const FRAME_PREFIX_BYTES = 4;
 export const FRAME_FIXED_BYTES = 3;
 export const MAX_HEADER_BYTES = 0xffff;
 export const DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024;
+/** The largest payload the length field can describe, whatever the configured limits. */
+export const MAX_FRAME_PAYLOAD_BYTES = 0xffffffff - FRAME_FIXED_BYTES - MAX_HEADER_BYTES;
 
 export const FrameKind = {
   HELLO: 1,
@@ -34,12 +37,6 @@ export const FrameKind = {
   GOODBYE: 13,
 } as const;
 export type FrameKind = (typeof FrameKind)[keyof typeof FrameKind];
-
-const KIND_NAMES = new Map<number, string>(Object.entries(FrameKind).map(([name, kind]) => [kind, name]));
-
-export function frameKindName(kind: number): string | undefined {
-  return KIND_NAMES.get(kind);
-}
 
 /** Payload content types: how a node encodes the payload bytes. */
 export const ContentType = {
@@ -147,7 +144,8 @@ export interface OkHeader {
   r: number;
   /** Number of subscribers delivered to (publish acks). */
   n?: number;
-  data?: unknown;
+  /** A QUERY answered in pages: the offset to ask for the next one. */
+  next?: number;
 }
 
 export interface ErrorHeader extends WireError {
@@ -162,6 +160,8 @@ export interface QueryHeader {
   r: number;
   what: QueryWhat;
   uri?: string;
+  /** Offset of the first list item wanted (paged answers). */
+  from?: number;
 }
 
 /** One entry of the answer to QUERY `subscribers`. */
@@ -193,8 +193,18 @@ export function unpackHeader(bytes: Uint8Array): unknown {
   return packr.unpack(bytes);
 }
 
-/** Bytes a frame with this header and payload occupies on the wire. */
+/**
+ * Bytes a frame with this header and payload occupies on the wire. Every
+ * frame writer asks this first: a header past MAX_HEADER_BYTES (or a frame
+ * past what the length field holds) is refused with TOO_LARGE.
+ */
 export function frameSize(headerBytes: number, payloadBytes: number): number {
+  if (headerBytes > MAX_HEADER_BYTES) {
+    throw new NodesetError('TOO_LARGE', `frame header is ${headerBytes} bytes, over ${MAX_HEADER_BYTES}`);
+  }
+  if (payloadBytes > MAX_FRAME_PAYLOAD_BYTES) {
+    throw new NodesetError('TOO_LARGE', `frame payload is ${payloadBytes} bytes, over ${MAX_FRAME_PAYLOAD_BYTES}`);
+  }
   return FRAME_PREFIX_BYTES + FRAME_FIXED_BYTES + headerBytes + payloadBytes;
 }
 
@@ -236,9 +246,6 @@ function encodeFrameBytes(kind: number): Buffer {
 /** Encodes one whole frame into a new buffer (control frames, tests, tools). */
 export function encodeFrame(kind: number, header: unknown = null, payload: Uint8Array | null = null): Buffer {
   const headerBytes = header === null ? null : packHeader(header);
-  if (headerBytes !== null && headerBytes.length > MAX_HEADER_BYTES) {
-    throw new RangeError(`frame header is ${headerBytes.length} bytes, over ${MAX_HEADER_BYTES}`);
-  }
   const out = Buffer.allocUnsafe(frameSize(headerBytes?.length ?? 0, payload?.length ?? 0));
   writeFrame(out, 0, kind, headerBytes, payload);
   return out;

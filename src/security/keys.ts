@@ -1,4 +1,4 @@
-import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 
 /**
  * Key handling shared by every entry point that checks a secret: the
@@ -14,11 +14,6 @@ export function hashToken(token: string): string {
 
 export function isTokenHash(value: string): boolean {
   return /^sha256:[0-9a-f]{64}$/.test(value);
-}
-
-/** A new random token (URL-safe). */
-export function generateToken(bytes = 24): string {
-  return randomBytes(bytes).toString('base64url');
 }
 
 function digestOf(hash: string): Buffer {

@@ -1,4 +1,4 @@
-import { checkEventName, matchesPattern } from '../protocol/event-uri.js';
+import { matchesPattern } from '../protocol/event-uri.js';
 
 /** Allow and deny patterns (wildcard syntax) for one kind of operation. */
 export interface Rules {
@@ -29,11 +29,6 @@ export function intersects(a: string, b: string): boolean {
     if (x[i] !== '*' && y[i] !== '*' && x[i] !== y[i]) return false;
   }
   return x.length === y.length;
-}
-
-/** Validates the patterns of a rule set (throws BAD_URI on a malformed one). */
-export function checkRules(rules: Rules): void {
-  for (const p of [...rules.allow, ...rules.deny]) checkEventName(p, p, true);
 }
 
 /** May an event with this (concrete) name be published? Deny wins over allow. */
