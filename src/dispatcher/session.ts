@@ -346,7 +346,8 @@ export class Session implements FrameSocketHandlers {
           const h = this.#record(header, 'QUERY');
           if (!isUint(h.r)) throw new NodesetError('BAD_FRAME', 'QUERY needs a numeric r');
           r = h.r;
-          if (h.from !== undefined && !isUint(h.from)) throw new NodesetError('BAD_FRAME', 'QUERY from must be an offset');
+          if (h.from !== undefined && !isUint(h.from))
+            throw new NodesetError('BAD_FRAME', 'QUERY from must be an offset');
           const from = h.from ?? 0;
           const data = this.#dispatcher.query(this, h.what, h.uri);
           if (data instanceof Promise) {

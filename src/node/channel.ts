@@ -1,6 +1,14 @@
 import { isRecord, isUint } from '../protocol/decoder.js';
 import { NodesetError } from '../protocol/errors.js';
-import { FrameKind, type OkHeader, PubFlag, packHeader, type QueryHeader, type QueryWhat, type SubHeader } from '../protocol/frames.js';
+import {
+  FrameKind,
+  type OkHeader,
+  PubFlag,
+  packHeader,
+  type QueryHeader,
+  type QueryWhat,
+  type SubHeader,
+} from '../protocol/frames.js';
 import { DispatcherLink, type LinkOptions, type Welcome } from './dispatcher-link.js';
 import type { Handler, OverflowPolicy } from './handlers.js';
 import type { MessageType } from './message.js';
