@@ -1,8 +1,8 @@
 /** The public API of nodeset. */
 export { Dispatcher, type NodeInfo, type SubscriberInfo } from './dispatcher/dispatcher.js';
 export { type DispatcherOptions, defaultDispatcherOptions } from './dispatcher/options.js';
+export type { LeaveReason } from './dispatcher/peer.js';
 export type { NodePresence } from './dispatcher/presence.js';
-export type { LeaveReason } from './dispatcher/session.js';
 export type { StatsSnapshot } from './dispatcher/stats.js';
 export { MonitorServer, type StatsWithRates } from './monitor/monitor-server.js';
 export type { BackoffOptions } from './node/backoff.js';

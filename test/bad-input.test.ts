@@ -123,12 +123,12 @@ describe('bad input never disturbs the dispatcher or other connections', () => {
       const raw = await RawClient.connect(d.address.port, 'mute');
       raw.send(encodeFrame(FrameKind.SUB, { sid: 1, uri: 'mute.events', r: 1 }));
       await raw.next((f) => f.kind === FrameKind.OK);
-      assert.equal(d.table.size, 1);
+      assert.equal(d.subscriptionCount, 1);
       raw.socket.pause(); // reads nothing more, so it never answers a PING
       raw.socket.removeAllListeners('data');
       await raw.waitClosed(3000);
       assert.ok(raw.closed, 'dropped by the heartbeat');
-      await until(() => d.table.size === 0, 3000, 'routes dropped');
+      await until(() => d.subscriptionCount === 0, 3000, 'routes dropped');
       assert.equal(d.stats.heartbeatFailures, 1);
     } finally {
       await d.stop();
@@ -150,7 +150,7 @@ describe('forged replies', () => {
         return 'the real answer';
       });
       const answer = requester.request('slow.question', 1, { timeoutMs: 3000 });
-      const requesterId = [...d.sessions.values()].find((s) => s.name === 'asker')!.id;
+      const requesterId = d.nodes().find((n) => n.name === 'asker')!.id;
       // Guess the correlation ids the requester may be using.
       for (let r = 1; r < 50; r++) {
         forger.send(encodeFrame(FrameKind.REPLY, { r, to: requesterId, ct: 0 }, Buffer.from('"forged"')));

@@ -39,18 +39,18 @@ describe('NodeCollection', () => {
   test('one dispatcher subscription per distinct URI, removed when the last member leaves it', async () => {
     const [a, b, c] = [new Node({ name: 'm-a' }), new Node({ name: 'm-b' }), new Node({ name: 'm-c' })];
     const coll = await collection(a, b, c);
-    const before = dispatcher.table.size;
+    const before = dispatcher.subscriptionCount;
     await a.subscribe('shared.event', () => {});
     await b.subscribe('shared.event', () => {});
     await c.subscribe('shared.event', () => {});
     await c.subscribe('other.event', () => {});
-    assert.equal(dispatcher.table.size - before, 2);
+    assert.equal(dispatcher.subscriptionCount - before, 2);
     assert.equal(coll.sharedSubscriptionCount, 2);
     await a.unsubscribe('shared.event');
     await b.unsubscribe('shared.event');
-    assert.equal(dispatcher.table.size - before, 2);
+    assert.equal(dispatcher.subscriptionCount - before, 2);
     await c.unsubscribe('shared.event');
-    assert.equal(dispatcher.table.size - before, 1);
+    assert.equal(dispatcher.subscriptionCount - before, 1);
   });
 
   test('members get events from members locally, remote nodes through the dispatcher, each exactly once', async () => {

@@ -127,7 +127,7 @@ describe('federation over NATS: three hosts', { skip }, () => {
         await nats.start();
         // Both dispatchers reconnect by themselves and re-declare their interest.
         await until(
-          () => hosts.hostA!.federation!.connected && hosts.hostB!.federation!.connected,
+          () => hosts.hostA!.federationConnected === true && hosts.hostB!.federationConnected === true,
           10_000,
           'reconnect',
         );

@@ -62,7 +62,7 @@ describe('monitoring endpoint', () => {
     assert.equal(afterScrape.get('nodeset_event_publishes{event=metered.event}'), 25);
     assert.ok(delta('nodeset_bytes_in_total') > 25 * 8);
     assert.ok(delta('nodeset_bytes_out_total') > 50 * 8);
-    assert.equal(afterScrape.get('nodeset_connections'), dispatcher.sessions.size);
+    assert.equal(afterScrape.get('nodeset_connections'), dispatcher.connectionCount);
     assert.ok((afterScrape.get('nodeset_dispatcher_process_resident_memory_bytes') ?? 0) > 0);
     assert.ok(afterScrape.has('nodeset_dispatcher_nodejs_eventloop_lag_seconds'));
     const health = (await (await fetch(`${monitor.url}/healthz`)).json()) as { status: string };

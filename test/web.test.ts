@@ -149,7 +149,7 @@ describe('nodeset-web', () => {
   });
 
   test('1,000 subscribe/disconnect cycles leave the subscription count where it started', async (t) => {
-    const start = dispatcher.table.size;
+    const start = dispatcher.subscriptionCount;
     const began = Date.now();
     for (let i = 0; i < 1000; i++) {
       const ac = new AbortController();
@@ -160,9 +160,13 @@ describe('nodeset-web', () => {
       assert.equal(res.status, 200);
       ac.abort();
     }
-    await until(() => dispatcher.table.size === start && bridge.streamCount === 0, 10_000, 'subscriptions released');
+    await until(
+      () => dispatcher.subscriptionCount === start && bridge.streamCount === 0,
+      10_000,
+      'subscriptions released',
+    );
     t.diagnostic(
-      `1,000 cycles in ${Date.now() - began} ms; dispatcher subscriptions ${start} → ${dispatcher.table.size}`,
+      `1,000 cycles in ${Date.now() - began} ms; dispatcher subscriptions ${start} → ${dispatcher.subscriptionCount}`,
     );
   });
 
@@ -296,7 +300,7 @@ describe('nodeset-web identities, signatures, files', () => {
         s.write('GET /subscribe?event=load.event HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n');
       }
       await until(() => subscribed === N, 30_000, 'all subscribed');
-      assert.equal(d.table.size, 1, 'one dispatcher subscription for all of them');
+      assert.equal(d.subscriptionCount, 1, 'one dispatcher subscription for all of them');
       const pub = await startNode(d, { statsIntervalMs: 0 });
       const t0 = Date.now();
       await pub.publish('load.event', { hello: 'everyone' }, { ack: true });

@@ -1,3 +1,4 @@
+/** Presence: what `$nodeset.node.joined` and `.left` say about a node. */
 import type { Session } from './session.js';
 
 export { PRESENCE_JOINED, PRESENCE_LEFT } from '../protocol/frames.js';

@@ -1,111 +1,55 @@
+/**
+ * The dispatcher's side of one node connection: the protocol (frames in and
+ * out), the handshake and authentication, the connection's subscriptions and
+ * its liveness. Routing is the router's: a session hands it publishes and
+ * replies, and serves it as a Peer.
+ */
 import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
 import { decodeHeader, headerOf, isRecord, isUint, payloadOf } from '../protocol/decoder.js';
 import { NodesetError } from '../protocol/errors.js';
-import { type EventUri, isValidName, parseEventUri } from '../protocol/event-uri.js';
+import { isValidName, parseEventUri } from '../protocol/event-uri.js';
 import { decodePubHeader, type PubFields, pubFields } from '../protocol/fast-headers.js';
 import {
   FrameKind,
   type OkHeader,
+  PING_FRAME,
   PONG_FRAME,
   PROTOCOL_VERSION,
+  PubFlag,
   packHeader,
-  packMsgTail,
+  type ReplyHeader,
+  STATS_EVENT,
   unpackHeader,
   type WelcomeHeader,
 } from '../protocol/frames.js';
-import { HeaderCache } from '../protocol/header-cache.js';
-import type { RouteEntry } from '../protocol/routing-table.js';
 import type { Identity } from '../security/auth-config.js';
 import { denyFilter, mayPublish, maySubscribe } from '../security/permissions.js';
 import { FrameSocket, type FrameSocketHandlers } from '../transport/frame-socket.js';
-import type { Dispatcher, Target } from './dispatcher.js';
+import type { ResolvedDispatcherOptions } from './options.js';
+import { type LeaveReason, type Peer, PeerRouting, Subscription } from './peer.js';
+import { FORWARDED, type Router } from './router.js';
+import type { DispatcherStats } from './stats.js';
 import { SubscriptionSet } from './subscription-set.js';
 
-/** What few subscriptions carry: kept apart so the common one stays small. */
-interface SubscriptionExtras {
-  /** The URI as the node sent it, when it differs from the pattern (`host/event`). */
-  uri: string | null;
-  nodes: string[] | null;
-  stream: string | null;
-  deny: string[] | null;
-}
-
-/** One subscription held by a session. */
-export class Subscription implements RouteEntry {
-  readonly session: Session;
-  readonly sid: number;
-  readonly pattern: string;
-  readonly wildcard: boolean;
-  readonly group: string | null;
-  #extras: SubscriptionExtras | null = null;
-
-  constructor(
-    session: Session,
-    sid: number,
-    uri: string,
-    target: EventUri,
-    group: string | null,
-    nodes: string[] | null,
-    stream: string | null,
-    deny: string[] | null,
-  ) {
-    this.session = session;
-    this.sid = sid;
-    this.pattern = target.event;
-    this.wildcard = target.wildcard;
-    this.group = group;
-    const ownUri = uri === target.event ? null : uri;
-    if (ownUri !== null || nodes !== null || stream !== null || deny !== null) {
-      this.#extras = { uri: ownUri, nodes, stream, deny };
-    }
-  }
-
-  /** The URI as the node sent it. */
-  get uri(): string {
-    return this.#extras?.uri ?? this.pattern;
-  }
-
-  /** Names of the nodes behind this subscription (a collection's members); null: the connection's name. */
-  get nodes(): string[] | null {
-    return this.#extras?.nodes ?? null;
-  }
-
-  /** Direct-stream address of the subscriber (StreamNode), or null. */
-  get stream(): string | null {
-    return this.#extras?.stream ?? null;
-  }
-
-  /** Deny patterns of the identity that overlap this subscription; matching events are not delivered. */
-  get deny(): string[] | null {
-    return this.#extras?.deny ?? null;
-  }
-
-  /** A repeated SUB for the same sid and URI: new member list and stream address. */
-  update(nodes: string[] | null, stream: string | null): void {
-    if (this.#extras === null && nodes === null && stream === null) return;
-    this.#extras ??= { uri: null, nodes: null, stream: null, deny: null };
-    this.#extras.nodes = nodes;
-    this.#extras.stream = stream;
-  }
-}
-
-/** True when a `node@host/…` target names a node behind this subscription. */
-export function servesNode(sub: Subscription, node: string): boolean {
-  return sub.nodes === null ? sub.session.name === node : sub.nodes.includes(node);
+/** What a session needs of the dispatcher that accepted it. */
+export interface SessionHost {
+  readonly options: ResolvedDispatcherOptions;
+  readonly stats: DispatcherStats;
+  readonly logger: Logger;
+  readonly router: Router;
+  /** Counts a connection of an authenticated identity; throws LIMIT_EXCEEDED past its limit. */
+  admit(identity: Identity): void;
+  /** The handshake is done. */
+  opened(session: Session): void;
+  /** The connection is gone (its subscriptions are still listed, for the presence event). */
+  closed(session: Session, wasOpen: boolean): void;
+  /** Answers a QUERY (or a promise of the answer, from another host). */
+  query(session: Session, what: unknown, uri: unknown): unknown;
 }
 
 const MAX_NODES_PER_SUBSCRIPTION = 10_000;
 const STREAM_ADDRESS_RE = /^(tls:)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}$/;
-
-/** Why a session ended: reported in logs and (later) presence events. */
-export type LeaveReason =
-  | 'graceful'
-  | 'closed'
-  | 'heartbeat-timeout'
-  | 'slow-consumer'
-  | 'kicked'
-  | 'protocol-error'
-  | 'shutdown';
 
 /** A message the dispatcher publishes for a node that disappears without a graceful stop. */
 export interface LastWill {
@@ -167,15 +111,7 @@ function pageOf(list: unknown[], from: number, budget: number): { items: unknown
   return { items, next: i };
 }
 
-/** URIs whose MSG tails a connection keeps. */
-const TAIL_CACHE_LIMIT = 256;
-
-function packPlainTail(uri: string, sender: string | null, ct: number, mode: number): Buffer {
-  return packMsgTail(uri, sender ?? '', ct, 0, 0, mode === 1);
-}
-
-/** The dispatcher's side of one node connection. */
-export class Session implements FrameSocketHandlers {
+export class Session implements FrameSocketHandlers, Peer {
   readonly id: number;
   readonly fs: FrameSocket;
   readonly address: string;
@@ -184,7 +120,6 @@ export class Session implements FrameSocketHandlers {
   host = '';
   lastSeen = Date.now();
   msgsIn = 0;
-  msgsOut = 0;
   leaveReason: LeaveReason = 'closed';
   /** The authenticated identity; null when the dispatcher has no auth configured. */
   identity: Identity | null = null;
@@ -193,7 +128,7 @@ export class Session implements FrameSocketHandlers {
   /** The latest metrics the node published on $nodeset.stats (JSON text). */
   latestMetrics: string | null = null;
   /** When the last PING went out, and the round trip of the last PONG, in ms. */
-  pingSentAt = 0;
+  #pingSentAt = 0;
   lastRttMs: number | null = null;
   /**
    * Slow-consumer policy chosen in HELLO: false is `cut` (past maxPendingBytes
@@ -201,59 +136,116 @@ export class Session implements FrameSocketHandlers {
    * publishers feeding it are held until its queue drains).
    */
   pushback = false;
-  /** Publishers this (pushback) connection holds back, and since when; null when none. */
-  holding: Set<Session> | null = null;
-  holdingSince = 0;
-  /** How many pushback subscribers hold this connection's reading; it reads again at 0. */
-  heldBy = 0;
-  /** Told it is falling behind since its queue last drained (the warning is re-armed on drain). */
-  slowWarned = false;
+  readonly routing = new PeerRouting();
   /** Outbound bytes the kernel had taken, and whether some were still queued, at the last sweep. */
   #handedAtSweep = 0;
   #inWriteAtSweep = 0;
   #backlogAtSweep = false;
-  /** Requests routed to this session and not answered yet (`conn:r`), in order; bounded. */
-  awaitingReply: Set<string> | null = null;
   /** Publish permission by event name, for this identity (bounded). */
   #publishAllowed: Map<string, boolean> | null = null;
   readonly subs = new SubscriptionSet<Subscription>();
-  #tails: HeaderCache | null = null;
-  /** The URI this session published to last, and its target (see Dispatcher.publish). */
-  lastUri = '';
-  lastTarget: Target | null = null;
   #state = State.Handshake;
-  #dispatcher: Dispatcher;
+  readonly #host: SessionHost;
+  readonly #router: Router;
   #handshakeTimer: NodeJS.Timeout | null;
   #closeTimer: NodeJS.Timeout | null = null;
 
-  constructor(dispatcher: Dispatcher, id: number, socket: Socket) {
-    this.#dispatcher = dispatcher;
+  constructor(host: SessionHost, id: number, socket: Socket) {
+    this.#host = host;
+    this.#router = host.router;
     this.id = id;
     this.address = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
-    this.fs = new FrameSocket(socket, this, { maxPayloadBytes: dispatcher.options.maxPayloadBytes });
+    this.fs = new FrameSocket(socket, this, { maxPayloadBytes: host.options.maxPayloadBytes });
     this.#handshakeTimer = setTimeout(() => {
       this.#handshakeTimer = null;
       this.fail(new NodesetError('NOT_CONNECTED', 'no HELLO within the handshake timeout'));
-    }, dispatcher.options.handshakeTimeoutMs);
+    }, host.options.handshakeTimeoutMs);
   }
 
+  // ---- Peer (what the router uses) -------------------------------------------
+
+  get pendingBytes(): number {
+    return this.fs.pendingBytes;
+  }
+
+  get msgsOut(): number {
+    return this.routing.msgsOut;
+  }
+
+  get identityName(): string | null {
+    return this.identity?.name ?? null;
+  }
+
+  sendMsg(sid: number, tail: Uint8Array, payload: Uint8Array): void {
+    this.fs.sendMsg(sid, tail, payload);
+  }
+
+  sendReply(r: number, ct: number, err: { code: string; message: string } | undefined, payload: Buffer | null): void {
+    const header: ReplyHeader = err === undefined ? { r, ct } : { r, ct, err };
+    this.fs.send(FrameKind.REPLY, packHeader(header), payload);
+  }
+
+  holdReading(held: boolean): void {
+    if (held) this.fs.socket.pause();
+    else if (!this.fs.closed) this.fs.socket.resume();
+  }
+
+  /** Warns the node that it is falling behind (non-fatal SLOW_CONSUMER); the router sends it once until it drains. */
+  warnSlow(pendingBytes: number, limitBytes: number): void {
+    this.fs.send(
+      FrameKind.ERROR,
+      packHeader({
+        code: 'SLOW_CONSUMER',
+        message: `falling behind: ${pendingBytes} bytes queued; cut off past ${limitBytes}`,
+        pending: pendingBytes,
+        limit: limitBytes,
+      }),
+    );
+  }
+
+  // ---- liveness ---------------------------------------------------------------
+
   /**
-   * Packed MSG header tails for this session's plain publishes (made on the
-   * first one); mode 1: routed to a single subscriber.
+   * One heartbeat sweep: a connection silent past the timeout is dropped,
+   * a pushback one that held its publishers too long is cut off, the others
+   * are pinged.
    */
-  get tails(): HeaderCache {
-    this.#tails ??= new HeaderCache(packPlainTail, TAIL_CACHE_LIMIT);
-    return this.#tails;
+  sweep(now: number): void {
+    if (!this.open) return;
+    const o = this.#host.options;
+    // A connection working through its backlog is busy, not dead; one whose
+    // reading is held back cannot show it is alive, and is not judged.
+    if (this.#readingBacklog() || this.#router.isHeld(this)) this.lastSeen = now;
+    const heldMs = this.#router.holdingForMs(this, now);
+    if (heldMs > o.maxPushbackMs) {
+      this.#host.logger.warn(
+        { node: this.name, id: this.id, heldMs },
+        'pushback subscriber held its publishers too long; cutting it off',
+      );
+      this.#router.cutSlowConsumer(this);
+      return;
+    }
+    if (this.lastSeen < now - o.heartbeatTimeoutMs) {
+      this.#host.stats.heartbeatFailures++;
+      this.#host.logger.warn(
+        { node: this.name, id: this.id, silentMs: now - this.lastSeen },
+        'node missed its heartbeats; dropping it and its routes',
+      );
+      this.terminate('heartbeat-timeout');
+    } else {
+      this.#pingSentAt = now;
+      this.fs.sendConstant(PING_FRAME);
+    }
   }
 
   /**
-   * Called once per heartbeat sweep: true when, since the last sweep, the
+   * True when, since the last sweep, the
    * peer took bytes off a backlog that the kernel could not take at once. The
    * peer is then reading, so it is alive, even if its PONG is still behind
    * what it has to read. Progress shows as a write that completed (fewer bytes
    * queued for what was sent) or as the write in progress getting shorter.
    */
-  readingBacklog(): boolean {
+  #readingBacklog(): boolean {
     const socket = this.fs.socket;
     const queued = socket.writableLength;
     const handed = this.fs.bytesOut - queued;
@@ -295,7 +287,17 @@ export class Session implements FrameSocketHandlers {
           if (!isValidName(h.sender)) throw new NodesetError('BAD_FRAME', 'PUB sender must be a node name');
           sender = h.sender;
         }
-        this.#dispatcher.publish(this, sender, h.uri, h.flags, r, h.ct, payloadOf(buf, payloadStart, end), h.seq);
+        const payload = payloadOf(buf, payloadStart, end);
+        const flags = h.flags;
+        const n = this.#router.publish(this, sender, h.uri, flags, r, h.ct, payload, h.seq);
+        if (n !== FORWARDED) {
+          if ((flags & PubFlag.REQUEST) !== 0) {
+            if (n === 0) this.error(new NodesetError('NO_RESPONDERS', `no subscriber for request ${h.uri}`), r);
+          } else if ((flags & PubFlag.ACK) !== 0) {
+            this.ok({ r, n });
+          }
+        }
+        if (h.uri.charCodeAt(0) === 36 /* $ */ && h.uri === STATS_EVENT) this.latestMetrics = payload.toString('utf8');
         return;
       }
       const header = headerOf(buf, headerStart, payloadStart);
@@ -304,7 +306,7 @@ export class Session implements FrameSocketHandlers {
           this.fs.sendConstant(PONG_FRAME);
           return;
         case FrameKind.PONG:
-          if (this.pingSentAt !== 0) this.lastRttMs = Date.now() - this.pingSentAt;
+          if (this.#pingSentAt !== 0) this.lastRttMs = Date.now() - this.#pingSentAt;
           return;
         case FrameKind.SUB: {
           const h = this.#record(header, 'SUB');
@@ -329,7 +331,7 @@ export class Session implements FrameSocketHandlers {
           const sub = this.subs.get(h.sid);
           if (sub !== undefined) {
             this.subs.delete(h.sid);
-            this.#dispatcher.removeSubscription(sub);
+            this.#router.remove(sub);
           }
           if (r !== undefined) this.ok({ r });
           return;
@@ -339,7 +341,7 @@ export class Session implements FrameSocketHandlers {
           if (!isUint(h.r) || !isUint(h.to) || !isUint(h.ct)) {
             throw new NodesetError('BAD_FRAME', 'REPLY needs numeric r, to and ct');
           }
-          this.#dispatcher.reply(this, h.to, h.r, h.ct, h.err, payloadOf(buf, payloadStart, end));
+          this.#router.reply(this, h.to, h.r, h.ct, h.err, payloadOf(buf, payloadStart, end));
           return;
         }
         case FrameKind.QUERY: {
@@ -349,7 +351,7 @@ export class Session implements FrameSocketHandlers {
           if (h.from !== undefined && !isUint(h.from))
             throw new NodesetError('BAD_FRAME', 'QUERY from must be an offset');
           const from = h.from ?? 0;
-          const data = this.#dispatcher.query(this, h.what, h.uri);
+          const data = this.#host.query(this, h.what, h.uri);
           if (data instanceof Promise) {
             const id = r;
             data.then(
@@ -382,38 +384,39 @@ export class Session implements FrameSocketHandlers {
 
   /** The outbound queue emptied: publishers held for this connection read again; the slow warning re-arms. */
   drained(): void {
-    this.slowWarned = false;
-    if (this.holding !== null) this.#dispatcher.releaseHeld(this);
-  }
-
-  /** Warns the node, once until its queue drains, that it is falling behind (non-fatal SLOW_CONSUMER). */
-  warnSlow(pendingBytes: number, limitBytes: number): void {
-    this.slowWarned = true;
-    this.fs.send(
-      FrameKind.ERROR,
-      packHeader({
-        code: 'SLOW_CONSUMER',
-        message: `falling behind: ${pendingBytes} bytes queued; cut off past ${limitBytes}`,
-        pending: pendingBytes,
-        limit: limitBytes,
-      }),
-    );
+    this.#router.drained(this);
   }
 
   closed(): void {
-    if (this.holding !== null) this.#dispatcher.releaseHeld(this);
+    this.#router.detach(this);
     if (this.#handshakeTimer !== null) clearTimeout(this.#handshakeTimer);
     if (this.#closeTimer !== null) clearTimeout(this.#closeTimer);
     this.#handshakeTimer = null;
     this.#closeTimer = null;
     const wasOpen = this.#state === State.Open || this.#state === State.Closing;
     this.#state = State.Closed;
-    this.#dispatcher.removeSession(this, wasOpen);
+    this.#host.closed(this, wasOpen);
+    for (const sub of this.subs.values()) this.#router.remove(sub);
+    this.subs.clear();
+  }
+
+  /** The dispatcher is going away: GOODBYE, then a graceful close. */
+  shutdown(): void {
+    this.leaveReason = 'shutdown';
+    if (this.open) this.fs.send(FrameKind.GOODBYE, packHeader({ reason: 'shutdown' }));
+    this.close();
+  }
+
+  /** Disconnected by an operator (presence reason `kicked`). */
+  kick(): void {
+    this.fs.send(FrameKind.GOODBYE, packHeader({ reason: 'kicked' }));
+    this.leaveReason = 'kicked';
+    this.close();
   }
 
   /** Sends an ERROR frame; the connection stays. */
   error(error: NodesetError, r?: number): void {
-    this.#dispatcher.stats.errorsSent++;
+    this.#host.stats.errorsSent++;
     this.fs.send(
       FrameKind.ERROR,
       packHeader(
@@ -431,7 +434,7 @@ export class Session implements FrameSocketHandlers {
   /** Sends a fatal ERROR frame and closes the connection once it is written. */
   fail(error: NodesetError, reason: LeaveReason = 'protocol-error'): void {
     if (this.#state === State.Closed || this.#state === State.Closing) return;
-    this.#dispatcher.stats.errorsSent++;
+    this.#host.stats.errorsSent++;
     this.leaveReason = reason;
     this.fs.decoder.stop();
     this.fs.send(FrameKind.ERROR, packHeader({ code: error.code, message: error.message, fatal: true }));
@@ -446,7 +449,7 @@ export class Session implements FrameSocketHandlers {
     if (this.#state === State.Closed || this.#state === State.Closing) return;
     this.#state = State.Closing;
     this.fs.end();
-    this.#closeTimer = setTimeout(() => this.fs.destroy(), this.#dispatcher.options.closeTimeoutMs);
+    this.#closeTimer = setTimeout(() => this.fs.destroy(), this.#host.options.closeTimeoutMs);
   }
 
   /** Cuts the connection off at once, discarding what is queued. */
@@ -482,23 +485,22 @@ export class Session implements FrameSocketHandlers {
       this.fail(new NodesetError('BAD_HANDSHAKE', 'HELLO needs a node name of letters, digits and _.:-'));
       return;
     }
-    const auth = this.#dispatcher.options.auth;
+    const auth = this.#host.options.auth;
     if (auth !== null) {
       const identity = auth.authenticate(h.token);
       if (identity === null) {
-        this.#dispatcher.stats.authFailures++;
-        this.#dispatcher.logger.warn({ address: this.address, name: h.name }, 'authentication failed');
+        this.#host.stats.authFailures++;
+        this.#host.logger.warn({ address: this.address, name: h.name }, 'authentication failed');
         this.fail(new NodesetError('AUTH_FAILED', h.token ? 'wrong token' : 'a token is required'));
         return;
       }
-      const limit = identity.maxConnections ?? this.#dispatcher.options.maxConnectionsPerIdentity;
-      const open = this.#dispatcher.identityConnections.get(identity.name) ?? 0;
-      if (open >= limit) {
-        this.fail(new NodesetError('LIMIT_EXCEEDED', `identity ${identity.name} already has ${open} connections`));
+      try {
+        this.#host.admit(identity);
+      } catch (err) {
+        this.fail(err as NodesetError);
         return;
       }
       this.identity = identity;
-      this.#dispatcher.identityConnections.set(identity.name, open + 1);
     }
     if (h.slow !== undefined && h.slow !== 'cut' && h.slow !== 'pushback') {
       this.fail(new NodesetError('BAD_HANDSHAKE', 'HELLO slow must be "cut" or "pushback"'));
@@ -519,7 +521,7 @@ export class Session implements FrameSocketHandlers {
           );
         }
         const payload = will.payload instanceof Uint8Array ? Buffer.from(will.payload) : Buffer.alloc(0);
-        if (payload.length > this.#dispatcher.options.maxPayloadBytes)
+        if (payload.length > this.#host.options.maxPayloadBytes)
           throw new NodesetError('TOO_LARGE', 'last will is too large');
         this.will = { uri: will.uri, ct: will.ct, payload };
       } catch (err) {
@@ -529,19 +531,19 @@ export class Session implements FrameSocketHandlers {
     }
     if (this.#handshakeTimer !== null) clearTimeout(this.#handshakeTimer);
     this.#handshakeTimer = null;
+    const o = this.#host.options;
     this.name = h.name;
-    this.host = typeof h.host === 'string' && isValidName(h.host) ? h.host : this.#dispatcher.hostName;
+    this.host = typeof h.host === 'string' && isValidName(h.host) ? h.host : o.hostName;
     this.#state = State.Open;
-    const o = this.#dispatcher.options;
     const welcome: WelcomeHeader = {
       v: PROTOCOL_VERSION,
-      host: this.#dispatcher.hostName,
+      host: o.hostName,
       id: this.id,
       hb: o.heartbeatIntervalMs,
       maxPayload: o.maxPayloadBytes,
     };
     this.fs.send(FrameKind.WELCOME, packHeader(welcome));
-    this.#dispatcher.sessionOpened(this);
+    this.#host.opened(this);
   }
 
   /** A SUB; a collection's member names come in `nodes`, or as the payload (a MessagePack list) when many. */
@@ -553,8 +555,8 @@ export class Session implements FrameSocketHandlers {
     }
     const uri = parseEventUri(h.uri, true);
     if (uri.node !== null) throw new NodesetError('BAD_URI', `cannot subscribe to a node target: ${String(h.uri)}`);
-    if (uri.host !== null && !this.#dispatcher.isLocalHost(uri.host)) {
-      throw new NodesetError('NO_ROUTE', `host ${uri.host} is not this dispatcher's (${this.#dispatcher.hostName})`);
+    if (uri.host !== null && !this.#router.isLocalHost(uri.host)) {
+      throw new NodesetError('NO_ROUTE', `host ${uri.host} is not this dispatcher's (${this.#host.options.hostName})`);
     }
     if (this.identity !== null && !maySubscribe(this.identity.subscribe, uri.event)) {
       throw new NodesetError(
@@ -587,18 +589,18 @@ export class Session implements FrameSocketHandlers {
         existing.update(nodes as string[] | null, stream);
         return;
       }
-      this.#dispatcher.removeSubscription(existing);
+      this.#router.remove(existing);
       this.subs.delete(h.sid);
-    } else if (this.subs.size >= this.#dispatcher.options.maxSubscriptionsPerConnection) {
+    } else if (this.subs.size >= this.#host.options.maxSubscriptionsPerConnection) {
       throw new NodesetError(
         'LIMIT_EXCEEDED',
-        `more than ${this.#dispatcher.options.maxSubscriptionsPerConnection} subscriptions on one connection`,
+        `more than ${this.#host.options.maxSubscriptionsPerConnection} subscriptions on one connection`,
       );
     }
     const deny = this.identity === null ? null : denyFilter(this.identity.subscribe, uri.event);
     const sub = new Subscription(this, h.sid, h.uri as string, uri, group, nodes as string[] | null, stream, deny);
     this.subs.set(sub);
-    return this.#dispatcher.addSubscription(sub);
+    return this.#router.add(sub);
   }
 
   /**
@@ -639,11 +641,11 @@ export class Session implements FrameSocketHandlers {
 
   #refuseFrame(err: unknown, r: number | undefined): void {
     if (err instanceof NodesetError) {
-      if (err.code === 'PERMISSION_DENIED') this.#dispatcher.stats.permissionDenials++;
+      if (err.code === 'PERMISSION_DENIED') this.#host.stats.permissionDenials++;
       this.error(err, r);
       return;
     }
-    this.#dispatcher.logger.error({ err, session: this.id }, 'internal error while handling a frame');
+    this.#host.logger.error({ err, session: this.id }, 'internal error while handling a frame');
     this.error(new NodesetError('INTERNAL', 'internal error; the frame was dropped'), r);
   }
 }

@@ -1,7 +1,6 @@
 import { connect, type NatsConnection, type Subscription } from 'nats';
 import pino, { type Logger } from 'pino';
-import type { Dispatcher } from '../dispatcher/dispatcher.js';
-import type { Answer, Envelope, Federation } from '../dispatcher/federation.js';
+import type { Answer, Envelope, Federation, FederationHost } from '../dispatcher/federation.js';
 import { NodesetError } from '../protocol/errors.js';
 import { packr, type SubscriberInfo } from '../protocol/frames.js';
 
@@ -40,7 +39,7 @@ export class NatsFederation implements Federation {
   readonly logger: Logger;
   #nc: NatsConnection | null = null;
   #connected = false;
-  #dispatcher: Dispatcher | null = null;
+  #host: FederationHost | null = null;
   readonly #interest = new Map<string, Subscription>();
   readonly #seen = new Set<string>();
   #seq = 0;
@@ -55,8 +54,8 @@ export class NatsFederation implements Federation {
     return this.#connected;
   }
 
-  async start(dispatcher: Dispatcher): Promise<void> {
-    this.#dispatcher = dispatcher;
+  async start(dispatcher: FederationHost): Promise<void> {
+    this.#host = dispatcher;
     const host = dispatcher.hostName;
     const nc = await connect({
       servers: this.options.servers,
@@ -77,7 +76,7 @@ export class NatsFederation implements Federation {
     });
     nc.subscribe(`${SUBJECT_PREFIX}.r.${host}`, {
       callback: (err, msg) => {
-        if (err === null) dispatcher.federationGlue?.answered(packr.unpack(msg.data) as Answer);
+        if (err === null) dispatcher.answered(packr.unpack(msg.data) as Answer);
       },
     });
     nc.subscribe(`${SUBJECT_PREFIX}.q.${host}`, {
@@ -92,7 +91,7 @@ export class NatsFederation implements Federation {
         msg.respond(packr.pack(answer));
       },
     });
-    for (const pattern of dispatcher.federationGlue?.patterns() ?? []) this.interest(pattern, true);
+    for (const pattern of dispatcher.patterns()) this.interest(pattern, true);
     this.logger.info({ servers: this.options.servers, host }, 'federation connected');
   }
 
@@ -168,7 +167,7 @@ export class NatsFederation implements Federation {
 
   #publish(subject: string, envelope: Envelope & { id?: string }): void {
     this.#nc?.publish(subject, packr.pack(envelope));
-    if (this.#dispatcher !== null) this.#dispatcher.stats.federationOut++;
+    this.#host?.sent();
   }
 
   #arrived(data: Uint8Array): void {
@@ -179,7 +178,7 @@ export class NatsFederation implements Federation {
       this.#seen.add(env.id);
       if (this.#seen.size > SEEN_LIMIT) this.#seen.delete(this.#seen.values().next().value as string);
     }
-    this.#dispatcher?.federationGlue?.arrived(env);
+    this.#host?.arrived(env);
   }
 
   async #watch(nc: NatsConnection): Promise<void> {

@@ -105,15 +105,8 @@ export class MonitorServer {
     for (const c of this.#clients) c.write(data);
   }
 
-  /** Bytes in and out over the dispatcher's life: closed connections plus open ones. */
   #bytes(): { bytesIn: number; bytesOut: number } {
-    let bytesIn = this.#dispatcher.stats.bytesInClosed;
-    let bytesOut = this.#dispatcher.stats.bytesOutClosed;
-    for (const s of this.#dispatcher.sessions.values()) {
-      bytesIn += s.fs.bytesIn;
-      bytesOut += s.fs.bytesOut;
-    }
-    return { bytesIn, bytesOut };
+    return this.#dispatcher.bytesTransferred();
   }
 
   #sample(): StatsWithRates {
@@ -165,8 +158,8 @@ export class MonitorServer {
         },
       });
     const s = d.stats;
-    gauge('nodeset_connections', 'Open node connections', () => d.sessions.size);
-    gauge('nodeset_subscriptions', 'Subscriptions in the routing table', () => d.table.size);
+    gauge('nodeset_connections', 'Open node connections', () => d.connectionCount);
+    gauge('nodeset_subscriptions', 'Subscriptions in the routing table', () => d.subscriptionCount);
     counter('nodeset_connections_opened_total', 'Connections that completed the handshake', () => s.connectionsOpened);
     counter('nodeset_connections_refused_total', 'Connections refused over the limit', () => s.connectionsRefused);
     counter('nodeset_publishes_total', 'Messages published', () => s.publishes);
@@ -193,7 +186,7 @@ export class MonitorServer {
       () => s.federationRejected,
     );
     gauge('nodeset_federation_connected', '1 while the federation link is up (0 when down or not federated)', () =>
-      d.federation?.connected ? 1 : 0,
+      d.federationConnected === true ? 1 : 0,
     );
     counter('nodeset_wills_published_total', 'Last wills published for nodes that vanished', () => s.willsPublished);
     new Gauge({
@@ -245,7 +238,7 @@ export class MonitorServer {
         this.#json(res, 200, {
           status: 'ok',
           host: this.#dispatcher.hostName,
-          connections: this.#dispatcher.sessions.size,
+          connections: this.#dispatcher.connectionCount,
         });
         return;
       case '/events':

@@ -1,8 +1,19 @@
 import type { IncomingMessage } from 'node:http';
+import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
+import type { Node } from '../node/node.js';
 import { NodesetError } from '../protocol/errors.js';
 import { parseEventUri } from '../protocol/event-uri.js';
-import type { WebBridge } from './web-server.js';
+import type { NodePool } from './node-pool.js';
+
+/** What the WebSocket endpoint uses of the bridge. */
+export interface WsBridge {
+  readonly logger: Logger;
+  readonly pool: NodePool;
+  readonly stats: { wsDropped: number };
+  nodeFor(token: string | null): Promise<Node>;
+  verify(req: IncomingMessage, events: string[], message: string): void;
+}
 
 /** A WebSocket client's frames: JSON objects with an `op`, answered by `{ id, ok, result | error }`. */
 interface Op {
@@ -23,7 +34,7 @@ const HARD_WS_BUFFERED_BYTES = 2 * MAX_WS_BUFFERED_BYTES;
  * `/ws`: subscribe, unsubscribe, publish and request over one WebSocket, for
  * browsers and other languages. Events arrive as `{ type: 'event', event, message, from }`.
  */
-export function handleWebSocket(bridge: WebBridge, ws: WebSocket, req: IncomingMessage, token: string | null): void {
+export function handleWebSocket(bridge: WsBridge, ws: WebSocket, req: IncomingMessage, token: string | null): void {
   const subscriptions = new Map<string, () => Promise<void>>();
   // A bad frame (unmasked, invalid UTF-8, oversize) is an 'error' on this socket:
   // ws has already answered with a close code; without a listener it would end the process.

@@ -1,0 +1,151 @@
+/**
+ * The dispatcher's side of federation: routes what arrives from other hosts,
+ * keeps the requests from other hosts that await a local reply, and counts
+ * local interest per pattern. It serves the router (RemoteHosts) and the
+ * federation link (FederationHost).
+ */
+import { NodesetError } from '../protocol/errors.js';
+import { PubFlag, type SubscriberInfo } from '../protocol/frames.js';
+import type { Answer, Envelope, Federation, FederationHost } from './federation.js';
+import type { RemoteHosts, Router } from './router.js';
+import type { DispatcherStats } from './stats.js';
+
+const MAX_REMOTE_REQUESTS = 10_000;
+
+export class FederationGlue implements RemoteHosts, FederationHost {
+  readonly hostName: string;
+  readonly #router: Router;
+  readonly #stats: DispatcherStats;
+  readonly #federation: Federation;
+  /** Hands an answer from another host to the local connection it is for. */
+  readonly #answerLocal: (answer: Answer) => void;
+  readonly #remoteRequests = new Map<number, { host: string; conn: number; r: number }>();
+  readonly #interest = new Map<string, number>();
+  /** Interests declared and not yet in effect. */
+  readonly #declaring = new Map<string, Promise<void>>();
+  #nextId = 1;
+
+  constructor(
+    hostName: string,
+    router: Router,
+    stats: DispatcherStats,
+    federation: Federation,
+    answerLocal: (answer: Answer) => void,
+  ) {
+    this.hostName = hostName;
+    this.#router = router;
+    this.#stats = stats;
+    this.#federation = federation;
+    this.#answerLocal = answerLocal;
+  }
+
+  // ---- RemoteHosts (the router's view) ----------------------------------------
+
+  get connected(): boolean {
+    return this.#federation.connected;
+  }
+
+  forward(host: string, envelope: Envelope): void {
+    this.#federation.forward(host, envelope);
+  }
+
+  broadcast(envelope: Envelope): void {
+    this.#federation.broadcast(envelope);
+  }
+
+  /** A local responder's reply to a request from another host. */
+  reply(replyId: number, ct: number, err: { code: string; message: string } | undefined, payload: Buffer): void {
+    const origin = this.#remoteRequests.get(replyId);
+    if (origin === undefined) return;
+    this.#remoteRequests.delete(replyId);
+    this.#federation.answer(
+      origin.host,
+      err === undefined
+        ? { conn: origin.conn, r: origin.r, kind: 'reply', ct, payload }
+        : { conn: origin.conn, r: origin.r, kind: 'error', code: err.code, message: err.message },
+    );
+  }
+
+  /**
+   * Counts local subscriptions per pattern; tells the federation when one
+   * appears or goes. For a new subscription it returns, while the pattern's
+   * interest is still on its way, a promise that resolves once it is in effect.
+   */
+  interestChanged(pattern: string, delta: 1 | -1): Promise<void> | undefined {
+    const before = this.#interest.get(pattern) ?? 0;
+    const after = before + delta;
+    if (after <= 0) this.#interest.delete(pattern);
+    else this.#interest.set(pattern, after);
+    if (before > 0 && after <= 0) {
+      this.#declaring.delete(pattern);
+      this.#federation.interest(pattern, false);
+      return undefined;
+    }
+    if (before === 0 && after > 0) {
+      const declared = this.#federation.interest(pattern, true);
+      if (declared === undefined) return undefined;
+      const pending = declared.then(() => {
+        if (this.#declaring.get(pattern) === pending) this.#declaring.delete(pattern);
+      });
+      this.#declaring.set(pattern, pending);
+      return pending;
+    }
+    return delta === 1 ? this.#declaring.get(pattern) : undefined;
+  }
+
+  // ---- FederationHost (the link's view) -----------------------------------------
+
+  arrived(env: Envelope): void {
+    this.#stats.federationIn++;
+    const answer = (a: Omit<Answer, 'conn' | 'r'>) => {
+      if (env.conn !== undefined && env.r !== undefined) {
+        this.#federation.answer(env.host, { conn: env.conn, r: env.r, ...a });
+      }
+    };
+    try {
+      if (!this.#router.resolve(env.uri).local) return; // not for this host
+      const payload = Buffer.from(env.payload.buffer, env.payload.byteOffset, env.payload.byteLength);
+      const isRequest = (env.flags & PubFlag.REQUEST) !== 0;
+      let replyId = 0;
+      if (isRequest) {
+        replyId = this.#nextId;
+        this.#nextId = replyId >= 0xfffffff0 ? 1 : replyId + 1;
+        if (this.#remoteRequests.size >= MAX_REMOTE_REQUESTS) {
+          const oldest = this.#remoteRequests.keys().next().value;
+          if (oldest !== undefined) this.#remoteRequests.delete(oldest);
+        }
+        this.#remoteRequests.set(replyId, { host: env.host, conn: env.conn ?? 0, r: env.r ?? 0 });
+      }
+      const n = this.#router.routeArrived(env, payload, replyId);
+      if (isRequest && n === 0) {
+        this.#remoteRequests.delete(replyId);
+        answer({
+          kind: 'error',
+          code: 'NO_RESPONDERS',
+          message: `no subscriber for request ${env.uri} on ${this.hostName}`,
+        });
+      } else if ((env.flags & PubFlag.ACK) !== 0) {
+        answer({ kind: 'ack', n });
+      }
+    } catch (err) {
+      const e = err instanceof NodesetError ? err : new NodesetError('INTERNAL', 'federated publish failed');
+      answer({ kind: 'error', code: e.code, message: e.message });
+    }
+  }
+
+  answered(answer: Answer): void {
+    this.#answerLocal(answer);
+  }
+
+  subscribers(uri: string): SubscriberInfo[] {
+    return this.#router.subscribers(uri);
+  }
+
+  patterns(): string[] {
+    return [...this.#interest.keys()];
+  }
+
+  sent(): void {
+    this.#stats.federationOut++;
+  }
+}

@@ -1,0 +1,492 @@
+/**
+ * The router: the routing table and its target cache, publish, fan-out and
+ * delivery, the slow-consumer rules (warning, pushback, cut-off), reply
+ * bookkeeping, and who-subscribes lookups. It knows connections only as
+ * Peers and owns their routing state; it writes no protocol beyond MSG and
+ * REPLY frames through the Peer interface.
+ */
+import type { Logger } from 'pino';
+import { isErrorCode, NodesetError } from '../protocol/errors.js';
+import { ALL_HOSTS, matchesPattern, parseEventUri } from '../protocol/event-uri.js';
+import { PubFlag, packMsgTail, STATS_EVENT, type SubscriberInfo, setSeq } from '../protocol/frames.js';
+import { Route, RoutingTable } from '../protocol/routing-table.js';
+import type { Envelope } from './federation.js';
+import type { Peer, Subscription, Target } from './peer.js';
+import type { DispatcherStats } from './stats.js';
+
+const TARGET_CACHE_LIMIT = 10_000;
+/** Requests a responder may hold unanswered before the oldest is forgotten. */
+const MAX_AWAITED_REPLIES = 10_000;
+/** Connection id that stands for "the requester is on another host". */
+export const FEDERATION_CONN = 0xffffffff;
+/** Sender name of the dispatcher's own events. */
+export const INTERNAL_SENDER = 'dispatcher';
+
+/** What the router needs of the link to other hosts. */
+export interface RemoteHosts {
+  readonly connected: boolean;
+  forward(host: string, envelope: Envelope): void;
+  broadcast(envelope: Envelope): void;
+  /** A local responder's reply to a request from another host. */
+  reply(replyId: number, ct: number, err: { code: string; message: string } | undefined, payload: Buffer): void;
+  /** Subscriptions appeared for (+1) or left (-1) a pattern; a promise while a new interest is on its way. */
+  interestChanged(pattern: string, delta: 1 | -1): Promise<void> | undefined;
+}
+
+export interface RouterOptions {
+  hostName: string;
+  /** A cut-policy connection with more queued is cut off. */
+  maxPendingBytes: number;
+  /** A pushback connection with more queued holds its publishers. */
+  pushbackHighBytes: number;
+  logger: Logger;
+}
+
+/** The delivered count of a publish handed to another host (its answer comes from there). */
+export const FORWARDED = -1;
+
+export class Router {
+  readonly #o: RouterOptions;
+  readonly #stats: DispatcherStats;
+  readonly #table = new RoutingTable<Subscription>();
+  readonly #targets = new Map<string, Target | NodesetError>();
+  /** Finds a connection by id (for replies). */
+  readonly #peer: (id: number) => Peer | undefined;
+  #remote: RemoteHosts | null = null;
+  /** Queued bytes past which a delivery looks at the slow-consumer rules; the lower of the two marks. */
+  readonly #behindBytes: number;
+  /** The connection whose PUB is being routed now (pushback holds it); null otherwise. */
+  #publisher: Peer | null = null;
+  /** The connection the last successful delivery went to (request bookkeeping). */
+  #lastDelivered: Peer | null = null;
+
+  constructor(options: RouterOptions, stats: DispatcherStats, peer: (id: number) => Peer | undefined) {
+    this.#o = options;
+    this.#stats = stats;
+    this.#peer = peer;
+    this.#behindBytes = Math.min(options.pushbackHighBytes, options.maxPendingBytes / 2);
+  }
+
+  /** Connects the router to the other hosts (federation). */
+  setRemote(remote: RemoteHosts): void {
+    this.#remote = remote;
+  }
+
+  get subscriptionCount(): number {
+    return this.#table.size;
+  }
+
+  isLocalHost(host: string): boolean {
+    return host === this.#o.hostName || host === 'localhost' || host === '*';
+  }
+
+  /** Adds a subscription; returns a promise while its interest is not yet in effect on the other hosts. */
+  add(sub: Subscription): Promise<void> | undefined {
+    this.#table.add(sub);
+    return this.#remote?.interestChanged(sub.pattern, 1);
+  }
+
+  remove(sub: Subscription): void {
+    if (this.#table.remove(sub)) this.#remote?.interestChanged(sub.pattern, -1);
+  }
+
+  /**
+   * Routes one publish from a connection; returns how many subscriptions got
+   * it, or FORWARDED. Throws PERMISSION_DENIED, NO_ROUTE, BAD_URI. Hot path:
+   * no promise, no closure, no re-encode of the payload.
+   */
+  publish(
+    from: Peer,
+    sender: string,
+    uri: string,
+    flags: number,
+    r: number,
+    ct: number,
+    payload: Buffer,
+    seq: number,
+  ): number {
+    const state = from.routing;
+    // A connection mostly publishes to the URI it used last (same interned string).
+    let target = state.lastTarget;
+    if (target === null || state.lastUri !== uri) {
+      target = this.resolve(uri);
+      state.lastTarget = target;
+      state.lastUri = uri;
+    }
+    const event = target.uri.event;
+    // Every node may report its own metrics.
+    if (!from.mayPublish(event) && event !== STATS_EVENT) {
+      throw new NodesetError('PERMISSION_DENIED', `identity ${from.identityName} may not publish to ${uri}`);
+    }
+    if (!target.local) {
+      this.#forward(from, sender, target.uri.host as string, uri, flags, r, ct, payload, seq);
+      return FORWARDED;
+    }
+    const isRequest = (flags & PubFlag.REQUEST) !== 0;
+    const tail = isRequest ? undefined : setSeq(state.tails.get(uri, sender, ct, flags & PubFlag.DIRECT), seq);
+    const skip = (flags & PubFlag.LOCAL_DONE) !== 0 ? from : null;
+    this.#publisher = from;
+    const delivered = this.#route(target, sender, uri, flags, ct, payload, from.id, r, skip, tail, seq);
+    this.#publisher = null;
+    if (target.uri.host === ALL_HOSTS && this.#remote !== null) {
+      this.#remote.broadcast({
+        uri,
+        from: sender,
+        host: this.#o.hostName,
+        ct,
+        flags: flags & PubFlag.DIRECT,
+        payload,
+        seq,
+      });
+    }
+    return delivered;
+  }
+
+  /**
+   * A publish from another host, for this one: delivered to this host's
+   * subscribers; a request's reply goes back through the federation (replyId).
+   */
+  routeArrived(env: Envelope, payload: Buffer, replyId: number): number {
+    const target = this.resolve(env.uri);
+    if (!target.local) return 0;
+    const flags = env.flags & ~PubFlag.LOCAL_DONE;
+    return this.#route(
+      target,
+      env.from,
+      env.uri,
+      flags,
+      env.ct,
+      payload,
+      FEDERATION_CONN,
+      replyId,
+      null,
+      undefined,
+      env.seq ?? 0,
+    );
+  }
+
+  /**
+   * Publishes an event of the dispatcher's own (presence, last wills): `all`
+   * mode, from the sender name `dispatcher`, or as `sender`.
+   */
+  publishInternal(uri: string, payload: Buffer, sender = INTERNAL_SENDER, ct = 0): number {
+    const target = this.resolve(uri);
+    if (!target.local) return 0;
+    this.#stats.publishes++;
+    const route = this.#routeOf(target);
+    return this.#fanOut(route, target.uri.event, packMsgTail(uri, sender, ct, 0, 0, false), payload, null);
+  }
+
+  /**
+   * Forwards a responder's REPLY to the requesting connection: only for a
+   * request this router sent to that responder, so no connection can forge
+   * answers to another's requests.
+   */
+  reply(from: Peer, toConn: number, r: number, ct: number, err: unknown, payload: Buffer): void {
+    if (from.routing.awaitingReply?.delete(`${toConn}:${r}`) !== true) {
+      throw new NodesetError('BAD_FRAME', `REPLY to a request this connection did not receive (${toConn}:${r})`);
+    }
+    const wireErr = wireErrorOf(err);
+    if (toConn === FEDERATION_CONN) {
+      this.#remote?.reply(r, ct, wireErr, payload);
+      return;
+    }
+    const requester = this.#peer(toConn);
+    if (requester === undefined || !requester.open) {
+      this.#stats.repliesDropped++;
+      return;
+    }
+    requester.sendReply(r, ct, wireErr, payload);
+  }
+
+  /** Who would receive a publish to `uri` on this host (in `all` mode, ignoring groups). */
+  subscribers(uri: unknown): SubscriberInfo[] {
+    const target = this.resolve(uri);
+    if (!target.local) return [];
+    const node = target.uri.node;
+    return this.#table
+      .match(target.uri.event)
+      .all.filter((sub) => node === null || sub.serves(node))
+      .map((sub) => ({
+        node: sub.peer.name,
+        nodes: sub.nodes ?? [sub.peer.name],
+        host: sub.peer.host,
+        uri: sub.uri,
+        group: sub.group,
+        stream: sub.stream,
+      }));
+  }
+
+  /** The target of a URI (cached); throws BAD_URI for a malformed one. */
+  resolve(uri: unknown): Target {
+    if (typeof uri === 'string') {
+      const cached = this.#targets.get(uri);
+      if (cached !== undefined) {
+        if (cached instanceof NodesetError) throw cached;
+        return cached;
+      }
+    }
+    let result: Target | NodesetError;
+    try {
+      const parsed = parseEventUri(uri, false);
+      result = { uri: parsed, local: parsed.host === null || this.isLocalHost(parsed.host), route: null, count: null };
+    } catch (err) {
+      if (!(err instanceof NodesetError)) throw err;
+      result = err;
+    }
+    if (typeof uri === 'string') {
+      if (this.#targets.size >= TARGET_CACHE_LIMIT) this.#targets.clear();
+      this.#targets.set(uri, result);
+    }
+    if (result instanceof NodesetError) throw result;
+    return result;
+  }
+
+  // ---- flow control --------------------------------------------------------
+
+  /** The peer's outbound queue emptied: the publishers it held read again; its slow warning re-arms. */
+  drained(peer: Peer): void {
+    peer.routing.slowWarned = false;
+    this.#release(peer);
+  }
+
+  /** The peer is gone: whatever it held reads again. */
+  detach(peer: Peer): void {
+    this.#release(peer);
+  }
+
+  /** True while a pushback subscriber holds this peer's reading (it cannot show it is alive meanwhile). */
+  isHeld(peer: Peer): boolean {
+    return peer.routing.heldBy > 0;
+  }
+
+  /** How long this pushback peer has been holding its publishers, in ms (0: it holds none). */
+  holdingForMs(peer: Peer, now: number): number {
+    return peer.routing.holding === null ? 0 : now - peer.routing.holdingSince;
+  }
+
+  /** Cuts off a connection that cannot keep up, counting it. */
+  cutSlowConsumer(peer: Peer): void {
+    this.#stats.slowConsumers++;
+    this.#stats.dropped++;
+    this.#o.logger.warn({ node: peer.name, id: peer.id, pending: peer.pendingBytes }, 'slow consumer disconnected');
+    // Its queue is over the limit: an ERROR frame would queue behind it, so cut it off.
+    peer.terminate('slow-consumer');
+  }
+
+  // ---- internals -------------------------------------------------------------
+
+  /**
+   * Delivers a publish to this host's subscribers; returns how many got it.
+   * A request goes to one subscriber and its reply is awaited from it for
+   * (replyConn, replyId). `tail` is a cached MSG header tail, when there is one.
+   */
+  #route(
+    target: Target,
+    sender: string,
+    uri: string,
+    flags: number,
+    ct: number,
+    payload: Buffer,
+    replyConn: number,
+    replyId: number,
+    skip: Peer | null,
+    tail: Buffer | undefined,
+    seq: number,
+  ): number {
+    const event = target.uri.event;
+    this.#stats.publishes++;
+    const route = this.#routeOf(target);
+    const isRequest = (flags & PubFlag.REQUEST) !== 0;
+    const single = (flags & (PubFlag.DIRECT | PubFlag.REQUEST)) !== 0;
+    const msgTail =
+      tail ?? packMsgTail(uri, sender, ct, isRequest ? replyConn : 0, isRequest ? replyId : 0, single, seq);
+    let delivered = 0;
+    const node = target.uri.node;
+    if (single) {
+      const sub = node === null ? route.pickOne() : route.all.find((s) => s.serves(node));
+      if (sub !== undefined) {
+        if (this.#deliver(sub, event, msgTail, payload)) delivered = 1;
+        else
+          delivered = this.#deliverToAnother(
+            node === null ? route.all : route.all.filter((s) => s.serves(node)),
+            sub,
+            event,
+            msgTail,
+            payload,
+          );
+      }
+    } else if (node === null) {
+      delivered = this.#fanOut(route, event, msgTail, payload, skip);
+    } else {
+      for (const sub of route.all) {
+        if (sub.serves(node) && this.#deliver(sub, event, msgTail, payload)) delivered++;
+      }
+    }
+    if (isRequest && delivered > 0) this.#awaitReply(this.#lastDelivered as Peer, replyConn, replyId);
+    return delivered;
+  }
+
+  /** A publish for another host: through the federation, or NO_ROUTE. Its ack or reply comes back from there. */
+  #forward(
+    from: Peer,
+    sender: string,
+    host: string,
+    uri: string,
+    flags: number,
+    r: number,
+    ct: number,
+    payload: Buffer,
+    seq: number,
+  ): void {
+    const remote = this.#remote;
+    if (remote === null) throw new NodesetError('NO_ROUTE', `host ${host} is not reachable from ${this.#o.hostName}`);
+    if (!remote.connected) {
+      this.#stats.federationRejected++;
+      throw new NodesetError('NO_ROUTE', `host ${host} is not reachable: the federation link is down`);
+    }
+    const answered = (flags & (PubFlag.ACK | PubFlag.REQUEST)) !== 0;
+    remote.forward(host, {
+      uri,
+      from: sender,
+      host: this.#o.hostName,
+      ct,
+      flags,
+      payload,
+      seq,
+      ...(answered ? { conn: from.id, r } : {}),
+    });
+  }
+
+  /** `all` mode: every ungrouped subscription (but those of `skip`), and one member of each queue group. */
+  #fanOut(route: Route<Subscription>, event: string, tail: Buffer, payload: Buffer, skip: Peer | null): number {
+    let delivered = 0;
+    for (const sub of route.ungrouped) {
+      if (sub.peer !== skip && this.#deliver(sub, event, tail, payload)) delivered++;
+    }
+    for (const group of route.groups) {
+      const member = Route.pickMember(group);
+      if (this.#deliver(member, event, tail, payload)) delivered++;
+      else delivered += this.#deliverToAnother(group.members, member, event, tail, payload);
+    }
+    return delivered;
+  }
+
+  /**
+   * The one chosen for a single delivery (`direct`, a request, a queue group)
+   * refused it (a deny rule, a closing or slow connection): the first of the
+   * others that takes it gets it. Off the hot path: only after a refusal.
+   */
+  #deliverToAnother(
+    candidates: readonly Subscription[],
+    refused: Subscription,
+    event: string,
+    tail: Buffer,
+    payload: Buffer,
+  ): number {
+    for (const sub of candidates) {
+      if (sub !== refused && this.#deliver(sub, event, tail, payload)) return 1;
+    }
+    return 0;
+  }
+
+  /** The route of a target's event, counting the publish. */
+  #routeOf(target: Target): Route<Subscription> {
+    let count = target.count;
+    if (count === null) {
+      count = this.#stats.eventCount(target.uri.event);
+      target.count = count;
+    }
+    count.n++;
+    let route = target.route;
+    if (route === null || route.stale) {
+      route = this.#table.match(target.uri.event);
+      target.route = route;
+    }
+    return route;
+  }
+
+  #awaitReply(responder: Peer, requester: number, r: number): void {
+    const state = responder.routing;
+    state.awaitingReply ??= new Set();
+    const pending = state.awaitingReply;
+    if (pending.size >= MAX_AWAITED_REPLIES) {
+      // The oldest request never got its answer; the requester's own timeout reports it.
+      const oldest = pending.values().next().value;
+      if (oldest !== undefined) pending.delete(oldest);
+    }
+    pending.add(`${requester}:${r}`);
+  }
+
+  #deliver(sub: Subscription, event: string, tail: Buffer, payload: Buffer): boolean {
+    const peer = sub.peer;
+    if (!peer.open) return false;
+    if (sub.deny !== null && deniedBy(sub.deny, event)) return false;
+    const pending = peer.pendingBytes;
+    if (pending > this.#o.maxPendingBytes) {
+      this.cutSlowConsumer(peer);
+      return false;
+    }
+    peer.sendMsg(sub.sid, tail, payload);
+    this.#lastDelivered = peer;
+    peer.routing.msgsOut++;
+    this.#stats.deliveries++;
+    if (pending > this.#behindBytes) this.#fallingBehind(peer, pending);
+    return true;
+  }
+
+  /**
+   * Past the lower of the two marks: a pushback connection past its high-water
+   * mark holds its publisher; a cut one past half its limit is warned (once until it drains).
+   */
+  #fallingBehind(peer: Peer, pending: number): void {
+    if (peer.pushback) {
+      if (this.#publisher !== null && pending > this.#o.pushbackHighBytes) this.#hold(peer, this.#publisher);
+    } else if (!peer.routing.slowWarned && pending > this.#o.maxPendingBytes / 2) {
+      peer.routing.slowWarned = true;
+      peer.warnSlow(pending, this.#o.maxPendingBytes);
+      this.#stats.slowWarnings++;
+    }
+  }
+
+  /** `pushback`: stop reading from `publisher` until `subscriber`'s outbound queue has drained. */
+  #hold(subscriber: Peer, publisher: Peer): void {
+    const state = subscriber.routing;
+    if (state.holding === null) {
+      state.holding = new Set();
+      state.holdingSince = Date.now();
+    } else if (state.holding.has(publisher)) {
+      return;
+    }
+    state.holding.add(publisher);
+    if (publisher.routing.heldBy++ === 0) {
+      publisher.holdReading(true);
+      this.#stats.pushbacks++;
+    }
+  }
+
+  /** A pushback subscriber drained (or went away): the publishers it held read again, unless another holds them. */
+  #release(subscriber: Peer): void {
+    const held = subscriber.routing.holding;
+    if (held === null) return;
+    subscriber.routing.holding = null;
+    for (const publisher of held) {
+      if (--publisher.routing.heldBy === 0) publisher.holdReading(false);
+    }
+  }
+}
+
+/** The `{ code, message }` of an error a responder reported, or undefined. */
+export function wireErrorOf(err: unknown): { code: string; message: string } | undefined {
+  if (typeof err !== 'object' || err === null) return undefined;
+  const e = err as Record<string, unknown>;
+  return {
+    code: isErrorCode(e.code) ? e.code : 'HANDLER_ERROR',
+    message: typeof e.message === 'string' ? e.message : 'handler failed',
+  };
+}
+
+function deniedBy(patterns: string[], event: string): boolean {
+  for (const p of patterns) if (matchesPattern(p, event)) return true;
+  return false;
+}
