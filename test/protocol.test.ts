@@ -176,7 +176,7 @@ describe('header fast paths', () => {
 
   test('MSG: agrees with the general decoder', async () => {
     const { default: fc } = await import('fast-check');
-    const { decodeMsgHeader } = await import('../src/protocol/fast-headers.js');
+    const { decodeMsgHeader, msgFieldsOf } = await import('../src/protocol/fast-headers.js');
     const { unpackHeader } = await import('../src/protocol/frames.js');
     fc.assert(
       fc.property(
@@ -192,7 +192,9 @@ describe('header fast paths', () => {
           const tail = packMsgTail(uri, from, ct, rc, ri, single, seq);
           const frame = Buffer.alloc(msgFrameSize(tail, 0));
           writeMsgFrame(frame, 0, sid, tail, Buffer.alloc(0));
-          assert.deepEqual(decodeMsgHeader(frame, 7, frame.length), unpackHeader(frame.subarray(7)));
+          const fast = decodeMsgHeader(frame, 7, frame.length);
+          assert.deepEqual(fast, msgFieldsOf(unpackHeader(frame.subarray(7))));
+          assert.deepEqual(fast, { sid, uri, from, ct, replyConn: rc, replyId: ri, single, seq });
         },
       ),
       { numRuns: 5000 },
@@ -209,7 +211,16 @@ describe('header fast paths', () => {
         const tail = packMsgTail(uri, from, 0, 0, 0, false, i);
         const frame = Buffer.alloc(msgFrameSize(tail, 0));
         writeMsgFrame(frame, 0, sid, tail, Buffer.alloc(0));
-        assert.deepEqual(decodeMsgHeader(frame, 7, frame.length), [sid, uri, from, 0, 0, 0, 0, i]);
+        assert.deepEqual(decodeMsgHeader(frame, 7, frame.length), {
+          sid,
+          uri,
+          from,
+          ct: 0,
+          replyConn: 0,
+          replyId: 0,
+          single: false,
+          seq: i,
+        });
       }
     }
   });

@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import { decodeHeader, headerOf, isRecord, isUint, payloadOf } from '../protocol/decoder.js';
 import { NodesetError } from '../protocol/errors.js';
 import { isValidName, parseEventUri } from '../protocol/event-uri.js';
-import { decodePubHeader, type PubFields, pubFields } from '../protocol/fast-headers.js';
+import { decodePubHeader, pubFields, pubFieldsOf } from '../protocol/fast-headers.js';
 import {
   FrameKind,
   type OkHeader,
@@ -65,34 +65,9 @@ enum State {
   Closed = 3,
 }
 
-const GROUP_RE = /^[A-Za-z0-9_.:-]{1,255}$/;
 
 /** The PUB header being routed (one at a time: routing is synchronous). */
 const PUB = pubFields();
-
-/** A PUB header the fast path declined: validated from its general decoding into `out`. */
-function pubFromValue(h: unknown, out: PubFields): void {
-  if (
-    !Array.isArray(h) ||
-    h.length < 4 ||
-    typeof h[0] !== 'string' ||
-    !isUint(h[1]) ||
-    !isUint(h[2]) ||
-    !isUint(h[3])
-  ) {
-    throw new NodesetError('BAD_FRAME', 'PUB header must be [uri, flags, id, contentType, sender?, seq?]');
-  }
-  if (h.length > 4 && h[4] !== null && typeof h[4] !== 'string') {
-    throw new NodesetError('BAD_FRAME', 'PUB sender must be a node name');
-  }
-  if (h.length > 5 && !isUint(h[5])) throw new NodesetError('BAD_FRAME', 'PUB seq must be an unsigned integer');
-  out.uri = h[0];
-  out.flags = h[1];
-  out.r = h[2];
-  out.ct = h[3];
-  out.sender = h.length > 4 ? (h[4] as string | null) : null;
-  out.seq = h.length > 5 ? (h[5] as number) : 0;
-}
 
 /** Bytes of list items a QUERY answer carries per page. */
 const QUERY_PAGE_BYTES = 256 * 1024;
@@ -278,7 +253,7 @@ export class Session implements FrameSocketHandlers, Peer {
       if (kind === FrameKind.PUB) {
         const h = PUB;
         if (!decodePubHeader(buf, headerStart, payloadStart, h, this.id)) {
-          pubFromValue(decodeHeader(headerOf(buf, headerStart, payloadStart)), h);
+          pubFieldsOf(decodeHeader(headerOf(buf, headerStart, payloadStart)), h);
         }
         r = h.r;
         // The publishing member of a node collection (nil: the connection's name).
@@ -550,7 +525,7 @@ export class Session implements FrameSocketHandlers, Peer {
   #subscribe(h: Record<string, unknown>, payload: Buffer): Promise<void> | undefined {
     if (!isUint(h.sid)) throw new NodesetError('BAD_FRAME', 'SUB needs a numeric sid');
     const group = h.group ?? null;
-    if (group !== null && (typeof group !== 'string' || !GROUP_RE.test(group))) {
+    if (group !== null && !isValidName(group)) {
       throw new NodesetError('BAD_FRAME', 'SUB group must be a name of letters, digits and _.:-');
     }
     const uri = parseEventUri(h.uri, true);

@@ -2,6 +2,7 @@ import { isRecord, isUint } from '../protocol/decoder.js';
 import { NodesetError } from '../protocol/errors.js';
 import {
   FrameKind,
+  type MsgFields,
   type OkHeader,
   PubFlag,
   packHeader,
@@ -10,8 +11,10 @@ import {
   type SubHeader,
 } from '../protocol/frames.js';
 import { DispatcherLink, type LinkOptions, type Welcome } from './dispatcher-link.js';
+import type { GapTracker } from './gaps.js';
 import type { Handler, OverflowPolicy } from './handlers.js';
 import type { MessageType } from './message.js';
+import { NODE_DEFAULTS } from './options.js';
 
 /** A subscription as its node holds it. */
 export interface LocalSubscription {
@@ -27,15 +30,11 @@ export interface LocalSubscription {
   readonly maxInFlight: number;
   readonly queueLimit: number;
   readonly overflow: OverflowPolicy;
-  readonly queue: [unknown[], Buffer][];
+  readonly queue: [MsgFields, Buffer][];
   /** Set by unsubscribe: its handler is never called again. */
   removed: boolean;
-  /** Last sequence number seen per publisher and URI (gap detection); created on first use. */
-  seen: Map<string, Map<string, number>> | null;
-  /** The stream seen last, kept out of the table (gap detection's fast path). */
-  lastFrom: string | null;
-  lastUri: string | null;
-  lastSeq: number;
+  /** What it has seen of publishers' sequence numbers; made on the first numbered message. */
+  gaps: GapTracker | null;
 }
 
 /** What a channel calls back on the node it serves. */
@@ -45,7 +44,7 @@ export interface ChannelOwner {
   subscriptions(): Iterable<LocalSubscription>;
   subscriptionBySid(sid: number): LocalSubscription | undefined;
   /** Hands one received message to a subscription's handler. */
-  deliver(sub: LocalSubscription, header: unknown[], payload: Buffer): void;
+  deliver(sub: LocalSubscription, msg: MsgFields, payload: Buffer): void;
   channelOpened(welcome: Welcome, first: boolean, resubscribed: Promise<unknown>): void;
   channelLost(error: Error | undefined): void;
   channelError(error: Error): void;
@@ -186,13 +185,15 @@ export class LinkChannel implements NodeChannel {
         // Re-send every subscription: the dispatcher keeps nothing across restarts.
         const confirmations: Promise<unknown>[] = [];
         for (const sub of owner.subscriptions()) {
-          confirmations.push(this.subscribe(sub, 10_000).catch((err: Error) => owner.channelError(err)));
+          confirmations.push(
+            this.subscribe(sub, NODE_DEFAULTS.resubscribeTimeoutMs).catch((err: Error) => owner.channelError(err)),
+          );
         }
         owner.channelOpened(welcome, first, Promise.all(confirmations));
       },
-      message: (header, payload) => {
-        const sub = owner.subscriptionBySid(header[0] as number);
-        if (sub !== undefined) owner.deliver(sub, header, payload); // else: unsubscribed while in flight
+      message: (msg, payload) => {
+        const sub = owner.subscriptionBySid(msg.sid);
+        if (sub !== undefined) owner.deliver(sub, msg, payload); // else: unsubscribed while in flight
       },
       lost: (error) => owner.channelLost(error),
       error: (error) => owner.channelError(error),

@@ -5,17 +5,15 @@ import { NodesetError } from '../protocol/errors.js';
 import { type EventUri, parseEventUri } from '../protocol/event-uri.js';
 import {
   FrameKind,
+  type MsgFields,
   PubFlag,
   packHeader,
   packPlainPubHeader,
   type QueryWhat,
-  type SlowConsumerPolicy,
   setSeq,
 } from '../protocol/frames.js';
 import { HeaderCache } from '../protocol/header-cache.js';
 import { type RouteEntry, RoutingTable } from '../protocol/routing-table.js';
-import type { TlsClientOptions } from '../transport/tcp.js';
-import type { BackoffOptions } from './backoff.js';
 import {
   ask,
   type ChannelOwner,
@@ -30,30 +28,9 @@ import { DispatcherLink, linkOptions, type Welcome } from './dispatcher-link.js'
 import { ATTACH_CHANNEL, CHANNEL_OWNER } from './internal.js';
 import { defaultLogger } from './logger.js';
 import type { Node } from './node.js';
+import { NODE_DEFAULTS, type NodeCollectionOptions, resolveConnectionOptions } from './options.js';
 
-export interface NodeCollectionOptions {
-  /** Name of the collection's connection; a random UUID when not given. */
-  name?: string;
-  dispatcherUrl?: string;
-  /** Authentication token; default: the one in the URL, else env NODESET_TOKEN. */
-  token?: string;
-  tls?: TlsClientOptions;
-  reconnect?: BackoffOptions;
-  /** `start()` rejects when no connection is made within this time, in ms (0: wait forever). Default 30,000. */
-  startTimeoutMs?: number;
-  connectTimeoutMs?: number;
-  offlineMaxMessages?: number;
-  offlineMaxBytes?: number;
-  maxPendingBytes?: number;
-  /**
-   * When this connection falls behind reading what it subscribed to: `cut`
-   * (the default) lets the dispatcher cut it off past its limit; `pushback`
-   * makes the dispatcher hold back the publishers feeding it until it catches up.
-   */
-  slowConsumer?: SlowConsumerPolicy;
-  closeTimeoutMs?: number;
-  logger?: Logger;
-}
+export type { NodeCollectionOptions };
 
 interface Holder {
   readonly owner: ChannelOwner;
@@ -99,11 +76,12 @@ export class NodeCollection extends EventEmitter<{ error: [Error] }> {
 
   constructor(options: NodeCollectionOptions = {}) {
     super();
-    this.name = options.name ?? randomUUID();
+    const o = resolveConnectionOptions(options);
+    this.name = o.name ?? randomUUID();
     this.logger = (options.logger ?? defaultLogger()).child({ collection: this.name });
-    this.startTimeoutMs = options.startTimeoutMs ?? 30_000;
-    this.closeTimeoutMs = options.closeTimeoutMs ?? 5000;
-    this.#link = new DispatcherLink(linkOptions(this.name, options, this.logger), {
+    this.startTimeoutMs = o.startTimeoutMs;
+    this.closeTimeoutMs = o.closeTimeoutMs;
+    this.#link = new DispatcherLink(linkOptions(this.name, o, this.logger), {
       opened: (welcome) => this.#opened(welcome),
       message: (header, payload) => this.#message(header, payload),
       lost: (error) => {
@@ -219,10 +197,10 @@ export class NodeCollection extends EventEmitter<{ error: [Error] }> {
     if (target.host !== null && !LOCAL_HOSTS.has(target.host) && target.host !== this.#link.welcome?.host) return -1;
     const route = this.#local.match(target.event);
     if (route.ungrouped.length === 0) return 0;
-    const header = [0, uri, from, ct, 0, 0, 0];
+    const msg: MsgFields = { sid: 0, uri, from, ct, replyConn: 0, replyId: 0, single: false, seq: 0 };
     let n = 0;
     for (const shared of route.ungrouped) {
-      this.#localQueue.push(shared, header, payload);
+      this.#localQueue.push(shared, msg, payload);
       n += shared.holders.length;
     }
     if (!this.#localScheduled) {
@@ -245,7 +223,7 @@ export class NodeCollection extends EventEmitter<{ error: [Error] }> {
     for (let i = 0; i < queue.length; i += 3) {
       const shared = queue[i] as SharedSubscription;
       for (const holder of shared.holders.slice()) {
-        holder.owner.deliver(holder.sub, queue[i + 1] as unknown[], queue[i + 2] as Buffer);
+        holder.owner.deliver(holder.sub, queue[i + 1] as MsgFields, queue[i + 2] as Buffer);
       }
     }
   };
@@ -284,26 +262,29 @@ export class NodeCollection extends EventEmitter<{ error: [Error] }> {
     this.#everOpened = true;
     const confirmations: Promise<unknown>[] = [];
     for (const shared of this.#shared.values()) {
-      confirmations.push(this.#sendSub(shared, 10_000).catch((err: Error) => this.#reportError(err)));
+      confirmations.push(
+        this.#sendSub(shared, NODE_DEFAULTS.resubscribeTimeoutMs).catch((err: Error) => this.#reportError(err)),
+      );
     }
     const resubscribed = Promise.all(confirmations);
     for (const m of this.#members.values()) m.owner.channelOpened(welcome, first, resubscribed);
   }
 
   /** A MSG for one of the shared subscriptions: fan it out to the right members. */
-  #message(h: unknown[], payload: Buffer): void {
-    const shared = this.#shared.get(h[0] as number);
+  #message(msg: MsgFields, payload: Buffer): void {
+    const shared = this.#shared.get(msg.sid);
     if (shared === undefined || shared.holders.length === 0) return;
-    const node = this.#target(h[1] as string)?.node ?? null;
+    const node = this.#target(msg.uri)?.node ?? null;
     if (node !== null) {
-      for (const holder of shared.holders) if (holder.owner.name === node) holder.owner.deliver(holder.sub, h, payload);
-    } else if (h[6] === 1 || shared.group !== null) {
+      for (const holder of shared.holders)
+        if (holder.owner.name === node) holder.owner.deliver(holder.sub, msg, payload);
+    } else if (msg.single || shared.group !== null) {
       // Routed to exactly one subscriber (direct, request) or one group member: one member gets it.
       const holder = shared.holders[shared.next % shared.holders.length] as Holder;
       shared.next = (shared.next + 1) % shared.holders.length;
-      holder.owner.deliver(holder.sub, h, payload);
+      holder.owner.deliver(holder.sub, msg, payload);
     } else {
-      for (const holder of shared.holders.slice()) holder.owner.deliver(holder.sub, h, payload);
+      for (const holder of shared.holders.slice()) holder.owner.deliver(holder.sub, msg, payload);
     }
   }
 
@@ -363,7 +344,8 @@ class MemberChannel implements NodeChannel {
     // Subscriptions made before start (handlers declared with @on) join the shared ones now.
     const confirmations: Promise<unknown>[] = [];
     for (const sub of this.owner.subscriptions()) {
-      if (!this.#held.has(sub)) confirmations.push(this.subscribe(sub, timeoutMs || 10_000));
+      if (!this.#held.has(sub))
+        confirmations.push(this.subscribe(sub, timeoutMs || NODE_DEFAULTS.resubscribeTimeoutMs));
     }
     await this.#collection.connect(timeoutMs);
     // When the collection connects now, its own handshake sends everything; otherwise report here.

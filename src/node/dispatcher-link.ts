@@ -1,11 +1,12 @@
 import type { Logger } from 'pino';
 import { decodeHeader, headerOf, isRecord, isUint, payloadOf } from '../protocol/decoder.js';
 import { isErrorCode, NodesetError, SlowConsumerError, TimeoutError } from '../protocol/errors.js';
-import { decodeMsgHeader } from '../protocol/fast-headers.js';
+import { decodeMsgHeader, msgFieldsOf } from '../protocol/fast-headers.js';
 import {
   FrameKind,
   frameSize,
   type HelloHeader,
+  type MsgFields,
   PONG_FRAME,
   PROTOCOL_VERSION,
   packHeader,
@@ -14,10 +15,11 @@ import {
   writeFrame,
 } from '../protocol/frames.js';
 import { decodePayload } from '../protocol/payload.js';
-import { DEFAULT_DISPATCHER_URL, type DispatcherAddress, parseDispatcherUrl } from '../protocol/url.js';
+import type { DispatcherAddress } from '../protocol/url.js';
 import { FrameSocket, type FrameSocketHandlers } from '../transport/frame-socket.js';
 import { connectTcp, type TlsClientOptions } from '../transport/tcp.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
+import { NODE_DEFAULTS, type ResolvedConnectionOptions } from './options.js';
 
 export interface Welcome {
   host: string;
@@ -31,7 +33,7 @@ export interface LinkEvents {
   /** Handshake done; `first` is false after a reconnect. The node re-subscribes here. */
   opened(welcome: Welcome, first: boolean): void;
   /** A MSG frame. */
-  message(header: unknown[], payload: Buffer): void;
+  message(msg: MsgFields, payload: Buffer): void;
   /** The connection was lost (not called on stop). */
   lost(error: Error | undefined): void;
   /** An error to report (an ERROR frame with no correlation id, a failed reconnect…). */
@@ -109,7 +111,7 @@ export class DispatcherLink implements FrameSocketHandlers {
   #drainWaiters: (() => void)[] = [];
   #openWaiters: { resolve(): void; reject(e: Error): void }[] = [];
   /** MSG frames read but not yet handed to the node (headers and payloads side by side), from #inboxAt on. */
-  #inboxHeaders: unknown[][] = [];
+  #inboxHeaders: MsgFields[] = [];
   #inboxPayloads: Buffer[] = [];
   #inboxAt = 0;
   /** A later turn will go on with the inbox. */
@@ -336,7 +338,7 @@ export class DispatcherLink implements FrameSocketHandlers {
    * A MSG: handled at once while the chunk's slice lasts and nothing waits
    * before it; otherwise queued behind what waits (order is kept).
    */
-  #message(h: unknown[], payload: Buffer): void {
+  #message(h: MsgFields, payload: Buffer): void {
     if (this.#inboxAt === this.#inboxHeaders.length) {
       // The clock is read before the 1st, 2nd, 4th, 8th… message of a chunk and
       // then every 64th: a slow handler is noticed after one message, while
@@ -373,7 +375,7 @@ export class DispatcherLink implements FrameSocketHandlers {
     let at = this.#inboxAt;
     try {
       while (at < headers.length) {
-        this.#events.message(headers[at] as unknown[], payloads[at] as Buffer);
+        this.#events.message(headers[at] as MsgFields, payloads[at] as Buffer);
         at++;
         if (at < headers.length && performance.now() - start > HANDLER_SLICE_MS) break;
       }
@@ -413,8 +415,8 @@ export class DispatcherLink implements FrameSocketHandlers {
     try {
       if (kind === FrameKind.MSG) {
         const h =
-          decodeMsgHeader(buf, headerStart, payloadStart) ?? decodeHeader(headerOf(buf, headerStart, payloadStart));
-        if (!Array.isArray(h)) throw new NodesetError('BAD_FRAME', 'MSG header must be an array');
+          decodeMsgHeader(buf, headerStart, payloadStart) ??
+          msgFieldsOf(decodeHeader(headerOf(buf, headerStart, payloadStart)));
         this.#message(h, payloadOf(buf, payloadStart, end));
         return;
       }
@@ -497,7 +499,7 @@ export class DispatcherLink implements FrameSocketHandlers {
     }
     this.#state = LinkState.Handshake;
     this.#lastSeen = Date.now();
-    const fs = new FrameSocket(socket, this, { maxPayloadBytes: 64 * 1024 * 1024 });
+    const fs = new FrameSocket(socket, this, { maxPayloadBytes: NODE_DEFAULTS.maxInboundPayloadBytes });
     this.#fs = fs;
     this.#applyPause();
     const hello: HelloHeader = { v: PROTOCOL_VERSION, name: this.options.name, token: this.options.address.token };
@@ -660,49 +662,25 @@ function wireError(h: Record<string, unknown>): NodesetError {
   return new NodesetError(code, message);
 }
 
-/** The address with its token taken from, in order: `token`, the URL, env NODESET_TOKEN. */
-export function withToken(address: DispatcherAddress, token: string | undefined): DispatcherAddress {
-  const chosen = token ?? address.token ?? process.env.NODESET_TOKEN ?? null;
-  return { ...address, token: chosen === '' ? null : chosen };
-}
-
 /** Link options from the options nodes and collections share. */
 export function linkOptions(
   name: string,
-  o: {
-    dispatcherUrl?: string;
-    token?: string;
-    tls?: TlsClientOptions;
-    host?: string;
-    reconnect?: BackoffOptions;
-    connectTimeoutMs?: number;
-    offlineMaxMessages?: number;
-    offlineMaxBytes?: number;
-    maxPendingBytes?: number;
-    slowConsumer?: SlowConsumerPolicy;
-  },
+  o: ResolvedConnectionOptions,
   logger: Logger,
   will: LinkOptions['will'] = null,
 ): LinkOptions {
-  const url = o.dispatcherUrl ?? process.env.NODESET_DISPATCHER_URL ?? DEFAULT_DISPATCHER_URL;
   return {
     name,
-    host: o.host ?? null,
-    address: withToken(parseDispatcherUrl(url), o.token),
-    backoff: o.reconnect ?? {},
-    connectTimeoutMs: o.connectTimeoutMs ?? 5000,
-    offlineMaxMessages: o.offlineMaxMessages ?? 10_000,
-    offlineMaxBytes: o.offlineMaxBytes ?? 8 * 1024 * 1024,
-    maxPendingBytes: o.maxPendingBytes ?? 8 * 1024 * 1024,
-    tls: o.tls ?? null,
+    host: o.host,
+    address: o.address,
+    backoff: o.backoff,
+    connectTimeoutMs: o.connectTimeoutMs,
+    offlineMaxMessages: o.offlineMaxMessages,
+    offlineMaxBytes: o.offlineMaxBytes,
+    maxPendingBytes: o.maxPendingBytes,
+    tls: o.tls,
     will,
-    slowConsumer: slowConsumerPolicy(o.slowConsumer),
+    slowConsumer: o.slowConsumer,
     logger,
   };
-}
-
-function slowConsumerPolicy(value: unknown): SlowConsumerPolicy {
-  if (value === undefined || value === 'cut') return 'cut';
-  if (value === 'pushback') return 'pushback';
-  throw new NodesetError('BAD_OPTION', `slowConsumer must be 'cut' or 'pushback', got ${JSON.stringify(value)}`);
 }

@@ -1,25 +1,29 @@
+/**
+ * The Node facade: what a service uses to publish, subscribe, request and
+ * query. It owns its subscriptions (and sends them again after every
+ * reconnect); delivery to handlers is delivery.ts's, sequence numbers are
+ * gaps.ts's, the connection is its channel's.
+ */
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { NodesetError, SlowConsumerError } from '../protocol/errors.js';
 import { parseEventUri } from '../protocol/event-uri.js';
 import {
-  ContentType,
   DEFAULT_MAX_PAYLOAD_BYTES,
   type DeliveryMode,
-  PubFlag,
+  deliveryFlags,
   packPlainPubHeader,
   type QueryWhat,
-  type SlowConsumerPolicy,
   STATS_EVENT,
   setSeq,
 } from '../protocol/frames.js';
 import { HeaderCache } from '../protocol/header-cache.js';
-import { decodePayload, encodePayload } from '../protocol/payload.js';
-import type { TlsClientOptions } from '../transport/tcp.js';
-import type { BackoffOptions } from './backoff.js';
+import { encodePayload } from '../protocol/payload.js';
 import { type ChannelOwner, LinkChannel, type LocalSubscription, type NodeChannel } from './channel.js';
+import { Delivery, type GapEvent } from './delivery.js';
 import { linkOptions, type Welcome } from './dispatcher-link.js';
+import { Sequences } from './gaps.js';
 import {
   declaredHandlers,
   type EventInfo,
@@ -31,49 +35,9 @@ import { ATTACH_CHANNEL, CHANNEL_OWNER } from './internal.js';
 import { defaultLogger } from './logger.js';
 import type { MessageType } from './message.js';
 import { NodeMetrics } from './metrics.js';
-import { MAX_WILL_BYTES } from './options.js';
+import { MAX_WILL_BYTES, type NodeOptions, resolveNodeOptions, resolveSubscribeOptions } from './options.js';
 
-export interface NodeOptions {
-  /** Node name; a random UUID when not given. */
-  name?: string;
-  /** Dispatcher URL, `nodeset://[token@]host:port`. Default: env NODESET_DISPATCHER_URL, else nodeset://127.0.0.1:5333. */
-  dispatcherUrl?: string;
-  /** Authentication token; default: the one in the URL, else env NODESET_TOKEN. */
-  token?: string;
-  /** TLS settings for `nodesets://` URLs: CA to trust, client certificate for mutual TLS. */
-  tls?: TlsClientOptions;
-  /** Host name to announce; default: the dispatcher's. */
-  host?: string;
-  /** Reconnect back-off: first delay (default 100 ms) and cap (default 30 s). */
-  reconnect?: BackoffOptions;
-  /** `start()` rejects when no connection is made within this time, in ms (0: wait forever). Default 30,000. */
-  startTimeoutMs?: number;
-  /** Timeout of one connection attempt, handshake included, in ms. Default 5000. */
-  connectTimeoutMs?: number;
-  /** Default timeout of `publish(..., { ack: true })`, in ms. Default 10,000. */
-  ackTimeoutMs?: number;
-  /** Default timeout of `request()`, in ms. Default 5000. */
-  requestTimeoutMs?: number;
-  /** Frames buffered while disconnected: at most this many. Default 10,000. */
-  offlineMaxMessages?: number;
-  /** Frames buffered while disconnected: at most this many bytes. Default 8 MiB. */
-  offlineMaxBytes?: number;
-  /** Outbound bytes queued on a live connection before publish throws BUFFER_FULL. Default 8 MiB. */
-  maxPendingBytes?: number;
-  /**
-   * When this connection falls behind reading what it subscribed to: `cut`
-   * (the default) lets the dispatcher cut it off past its limit; `pushback`
-   * makes the dispatcher hold back the publishers feeding it until it catches up.
-   */
-  slowConsumer?: SlowConsumerPolicy;
-  /** On stop, how long queued frames may take to be written, in ms. Default 5000. */
-  closeTimeoutMs?: number;
-  /** Publish `metrics` on `$nodeset.stats` this often, in ms (0: never). Default 5000. */
-  statsIntervalMs?: number;
-  /** A message the dispatcher publishes for this node if it disappears without a graceful stop. */
-  lastWill?: { uri: string; message?: unknown };
-  logger?: Logger;
-}
+export type { GapEvent, NodeOptions };
 
 export interface PublishOptions {
   /** `all` (default): every subscriber; `direct`: exactly one, round-robin. */
@@ -97,18 +61,6 @@ function packCheckedPubHeader(uri: string, sender: string | null, ct: number, fl
   parseEventUri(uri, false);
   return packPlainPubHeader(uri, sender, ct, flags);
 }
-/** Sequence counters kept per node (URIs published) and per subscription (publishers × URIs seen). */
-const SEQ_TABLE_LIMIT = 100_000;
-
-/** Emitted (`gap` event) when a subscription missed messages of a publisher's stream. */
-export interface GapEvent {
-  subscription: string;
-  from: string;
-  uri: string;
-  /** First and last sequence numbers missed. */
-  missed: [number, number];
-}
-
 /** The dispatcher's warning that this node is falling behind reading (see docs/guarantees.md). */
 export interface SlowConsumerEvent {
   /** Bytes queued for this connection at the dispatcher when it warned. */
@@ -154,32 +106,32 @@ export class Node extends EventEmitter<NodeEvents> {
   readonly statsIntervalMs: number;
   #statsTimer: NodeJS.Timeout | null = null;
   #published = 0;
-  #received = 0;
-  /** Messages that were waiting for a handler when their subscription was removed. */
-  #droppedUnsubscribed = 0;
-  #overflows = 0;
-  #gaps = 0;
-  readonly #seqs = new Map<string, number>();
-  /** Subscriptions whose full queue paused the connection's reads (`block`). */
-  readonly #blocked = new Set<LocalSubscription>();
+  readonly #sequences = new Sequences();
+  readonly #delivery: Delivery;
 
   constructor(options: NodeOptions = {}) {
     super();
-    this.name = options.name ?? randomUUID();
-    if (!/^[A-Za-z0-9_.:-]{1,255}$/.test(this.name)) {
-      throw new NodesetError('BAD_OPTION', `node name ${JSON.stringify(this.name)} must be letters, digits and _.:-`);
-    }
+    const o = resolveNodeOptions(options);
+    this.name = o.name ?? randomUUID();
     this.logger = (options.logger ?? defaultLogger()).child({ node: this.name });
-    this.ackTimeoutMs = options.ackTimeoutMs ?? 10_000;
-    this.requestTimeoutMs = options.requestTimeoutMs ?? 5000;
-    this.startTimeoutMs = options.startTimeoutMs ?? 30_000;
-    this.closeTimeoutMs = options.closeTimeoutMs ?? 5000;
-    this.statsIntervalMs = options.statsIntervalMs ?? 5000;
+    this.ackTimeoutMs = o.ackTimeoutMs;
+    this.requestTimeoutMs = o.requestTimeoutMs;
+    this.startTimeoutMs = o.startTimeoutMs;
+    this.closeTimeoutMs = o.closeTimeoutMs;
+    this.statsIntervalMs = o.statsIntervalMs;
+    this.#delivery = new Delivery({
+      logger: this.logger,
+      channel: () => this.#channel,
+      onEvent: (event, message, info) => this.onEvent(event, message, info),
+      encode: (what, value) => this.#encode(what, value),
+      overflowed: (event) => this.emit('overflow', event),
+      gap: (event) => this.emit('gap', event),
+    });
     this.#owner = {
       name: this.name,
       subscriptions: () => this.#subs.values(),
       subscriptionBySid: (sid) => this.#subs.get(sid),
-      deliver: (sub, header, payload) => this.#deliver(sub, header, payload),
+      deliver: (sub, msg, payload) => this.#delivery.deliver(sub, msg, payload),
       channelOpened: (welcome, first, resubscribed) => {
         this.#resubscribed = resubscribed;
         this.logger.info(
@@ -204,7 +156,7 @@ export class Node extends EventEmitter<NodeEvents> {
       channelDrained: () => this.emit('drain'),
     };
     const will = options.lastWill === undefined ? null : lastWillHeader(options.lastWill);
-    this.#channel = new LinkChannel(this.#owner, linkOptions(this.name, options, this.logger, will));
+    this.#channel = new LinkChannel(this.#owner, linkOptions(this.name, o, this.logger, will));
   }
 
   /** True while connected and past the handshake. */
@@ -266,10 +218,10 @@ export class Node extends EventEmitter<NodeEvents> {
       node: this.name,
       at: new Date().toISOString(),
       published: this.#published,
-      received: this.#received,
-      overflows: this.#overflows,
-      droppedUnsubscribed: this.#droppedUnsubscribed,
-      gaps: this.#gaps,
+      received: this.#delivery.received,
+      overflows: this.#delivery.overflows,
+      droppedUnsubscribed: this.#delivery.droppedUnsubscribed,
+      gaps: this.#delivery.gaps,
       pendingBytes: this.pendingBytes,
       metrics,
     };
@@ -298,10 +250,8 @@ export class Node extends EventEmitter<NodeEvents> {
   async unsubscribe(uri: string, options: { group?: string } = {}): Promise<void> {
     const sub = this.#byKey.get(subKey(uri, options.group ?? null));
     if (sub === undefined) return;
-    this.#removeLocal(sub);
     // From here on its handler is never called: what waits in its queue is dropped, and counted.
-    this.#droppedUnsubscribed += sub.queue.length;
-    sub.queue.length = 0;
+    this.#removeLocal(sub);
     await this.#channel.unsubscribe(sub, this.ackTimeoutMs);
   }
 
@@ -324,10 +274,7 @@ export class Node extends EventEmitter<NodeEvents> {
       this.#publishPlain(uri, message, 0);
       return;
     }
-    const flags = options.mode === 'direct' ? PubFlag.DIRECT : 0;
-    if (options.mode !== undefined && options.mode !== 'all' && options.mode !== 'direct') {
-      throw new NodesetError('BAD_OPTION', `mode must be 'all' or 'direct', got ${JSON.stringify(options.mode)}`);
-    }
+    const flags = deliveryFlags(options.mode);
     const body = options.type === undefined ? message : options.type.toJSON(options.type.parse(message));
     if (options.ack !== true) {
       this.#publishPlain(uri, body, flags);
@@ -417,12 +364,12 @@ export class Node extends EventEmitter<NodeEvents> {
     // Validated when first packed (a bad URI throws and is not cached).
     const header = this.#plainHeaders.get(uri, null, ct, flags);
     // Only `all`-mode publishes are numbered: a direct one reaches a single subscriber, so it is no one's gap.
-    const seq = flags === 0 ? this.#nextSeq(uri) : 0;
+    const seq = flags === 0 ? this.#sequences.next(uri) : 0;
     try {
       this.#channel.publish(uri, flags, ct, bytes, setSeq(header, seq), seq);
     } catch (err) {
       // Refused here (BUFFER_FULL…): never sent, so its number is not a gap anyone should see.
-      this.#unSeq(uri, seq);
+      this.#sequences.giveBack(uri, seq);
       throw err;
     }
     this.#published++;
@@ -431,65 +378,12 @@ export class Node extends EventEmitter<NodeEvents> {
   async #publishAcked(uri: string, message: unknown, flags: number, timeoutMs: number): Promise<number> {
     parseEventUri(uri, false);
     const { ct, bytes } = this.#encode(uri, message);
-    const seq = flags === 0 ? this.#nextSeq(uri) : 0;
+    const seq = flags === 0 ? this.#sequences.next(uri) : 0;
     return this.#channel.publishAcked(uri, flags, ct, bytes, timeoutMs, seq).catch((err: unknown) => {
       // Refused before it was sent: its number is given back, unless a later publish took the next one.
-      if (err instanceof NodesetError && err.code === 'BUFFER_FULL') this.#unSeq(uri, seq);
+      if (err instanceof NodesetError && err.code === 'BUFFER_FULL') this.#sequences.giveBack(uri, seq);
       throw err;
     });
-  }
-
-  /** Gives a sequence number back when it is still the latest for its URI. */
-  #unSeq(uri: string, seq: number): void {
-    if (seq === 0 || this.#seqs.get(uri) !== seq) return;
-    if (seq === 1) this.#seqs.delete(uri);
-    else this.#seqs.set(uri, seq - 1);
-  }
-
-  /** The next sequence number for a URI (per publishing node and event stream). */
-  #nextSeq(uri: string): number {
-    const seq = ((this.#seqs.get(uri) ?? 0) % 0xfffffffe) + 1;
-    // Bounded: past the limit the counters restart, which subscribers take as a restart, not a gap.
-    if (seq === 1 && this.#seqs.size >= SEQ_TABLE_LIMIT) this.#seqs.clear();
-    this.#seqs.set(uri, seq);
-    return seq;
-  }
-
-  /**
-   * Gap detection: every `all`-mode message outside queue groups carries its
-   * publisher's sequence number. The stream seen last is kept in the
-   * subscription itself (the common case: one publisher, one URI), the others
-   * in a bounded table.
-   */
-  #checkSeq(sub: LocalSubscription, from: string, uri: string, seq: number): void {
-    let last: number | undefined;
-    if (sub.lastFrom === from && sub.lastUri === uri) {
-      last = sub.lastSeq;
-    } else {
-      sub.seen ??= new Map();
-      if (sub.lastFrom !== null) this.#remember(sub.seen, sub.lastFrom, sub.lastUri as string, sub.lastSeq);
-      last = sub.seen.get(from)?.get(uri);
-      sub.lastFrom = from;
-      sub.lastUri = uri;
-    }
-    sub.lastSeq = seq;
-    // A number at or below the last one means the publisher restarted: a new stream, not a gap.
-    if (last === undefined || seq <= last + 1) return;
-    this.#gaps++;
-    const gap: GapEvent = { subscription: sub.uri, from, uri, missed: [last + 1, seq - 1] };
-    this.logger.warn(gap, 'messages missed');
-    this.emit('gap', gap);
-  }
-
-  #remember(seen: Map<string, Map<string, number>>, from: string, uri: string, seq: number): void {
-    let byUri = seen.get(from);
-    if (byUri === undefined) {
-      if (seen.size >= SEQ_TABLE_LIMIT) seen.clear();
-      byUri = new Map();
-      seen.set(from, byUri);
-    }
-    if (byUri.size >= SEQ_TABLE_LIMIT && !byUri.has(uri)) byUri.clear();
-    byUri.set(uri, seq);
   }
 
   #query(what: QueryWhat, uri?: string): Promise<unknown> {
@@ -512,18 +406,7 @@ export class Node extends EventEmitter<NodeEvents> {
       if (options.type !== undefined) existing.type = options.type;
       return { sub: existing, isNew: false };
     }
-    const maxInFlight = options.maxInFlight ?? 1;
-    const queueLimit = options.queueLimit ?? 10_000;
-    if (!Number.isInteger(maxInFlight) || maxInFlight < 1 || !Number.isInteger(queueLimit) || queueLimit < 0) {
-      throw new NodesetError('BAD_OPTION', 'maxInFlight must be an integer >= 1 and queueLimit an integer >= 0');
-    }
-    const overflow = options.overflow ?? 'drop-newest';
-    if (!['drop-newest', 'drop-oldest', 'disconnect', 'block'].includes(overflow)) {
-      throw new NodesetError(
-        'BAD_OPTION',
-        `overflow must be drop-newest, drop-oldest, disconnect or block, got ${overflow}`,
-      );
-    }
+    const { maxInFlight, queueLimit, overflow } = resolveSubscribeOptions(options);
     const sub: LocalSubscription = {
       sid: this.#nextSid++,
       uri,
@@ -537,10 +420,7 @@ export class Node extends EventEmitter<NodeEvents> {
       overflow,
       queue: [],
       removed: false,
-      seen: null,
-      lastFrom: null,
-      lastUri: null,
-      lastSeq: 0,
+      gaps: null,
     };
     this.#subs.set(sub.sid, sub);
     this.#byKey.set(key, sub);
@@ -548,135 +428,9 @@ export class Node extends EventEmitter<NodeEvents> {
   }
 
   #removeLocal(sub: LocalSubscription): void {
-    sub.removed = true;
+    this.#delivery.removed(sub);
     this.#subs.delete(sub.sid);
     this.#byKey.delete(subKey(sub.uri, sub.group));
-  }
-
-  /** One received message for one of this node's subscriptions: MSG header [sid, uri, from, ct, replyTo, replyId, direct]. */
-  #deliver(sub: LocalSubscription, h: unknown[], payload: Buffer): void {
-    this.#received++;
-    const seq = h[7];
-    if (typeof seq === 'number' && seq !== 0 && h[6] === 0 && sub.group === null) {
-      this.#checkSeq(sub, h[2] as string, h[1] as string, seq);
-    }
-    if (sub.inFlight < sub.maxInFlight) this.#run(sub, h, payload);
-    else this.#enqueue(sub, h, payload);
-  }
-
-  /** A message for a subscription whose handlers are all busy: queue it, or apply the overflow policy. */
-  #enqueue(sub: LocalSubscription, h: unknown[], payload: Buffer): void {
-    if (sub.queue.length < sub.queueLimit) {
-      sub.queue.push([h, payload]);
-      if (sub.overflow === 'block' && sub.queue.length >= sub.queueLimit) {
-        this.#blocked.add(sub);
-        this.#channel.pauseReading(true);
-        this.#overflowed(sub, 0);
-      }
-      return;
-    }
-    switch (sub.overflow) {
-      case 'drop-oldest':
-        sub.queue.shift();
-        sub.queue.push([h, payload]);
-        this.#overflowed(sub, 1);
-        return;
-      case 'disconnect':
-        this.#overflowed(sub, sub.queue.length + 1);
-        sub.queue.length = 0;
-        this.#channel.resetConnection();
-        return;
-      case 'block':
-        // Reads are paused; frames of the chunk already read still arrive: keep them
-        // (bounded by one socket read) rather than lose them.
-        sub.queue.push([h, payload]);
-        return;
-      default:
-        this.#overflowed(sub, 1);
-    }
-  }
-
-  #overflowed(sub: LocalSubscription, dropped: number): void {
-    this.#overflows++;
-    this.logger.warn({ subscription: sub.uri, policy: sub.overflow, dropped }, 'subscription queue overflow');
-    this.emit('overflow', { subscription: sub.uri, policy: sub.overflow, dropped });
-  }
-
-  /** A handler finished: start the next queued message, and resume reading once a blocked queue has room. */
-  #finished(sub: LocalSubscription): void {
-    sub.inFlight--;
-    if (sub.removed) return; // unsubscribed meanwhile
-    while (sub.inFlight < sub.maxInFlight && sub.queue.length > 0) {
-      const [h, payload] = sub.queue.shift() as [unknown[], Buffer];
-      this.#run(sub, h, payload);
-    }
-    if (this.#blocked.has(sub) && sub.queue.length < sub.queueLimit) {
-      this.#blocked.delete(sub);
-      if (this.#blocked.size === 0) this.#channel.pauseReading(false);
-    }
-  }
-
-  /** Runs the handler for one message: decode, check, call, answer a request. */
-  #run(sub: LocalSubscription, h: unknown[], payload: Buffer): void {
-    sub.inFlight++;
-    const uri = h[1] as string;
-    const replyTo = (h[4] as number) || 0;
-    const replyId = (h[5] as number) || 0;
-    let message: unknown;
-    try {
-      message = decodePayload(h[3] as number, payload);
-      if (sub.type !== null) message = sub.type.parse(message);
-    } catch (err) {
-      this.#handlerFailed(err, sub, replyTo, replyId);
-      this.#finished(sub);
-      return;
-    }
-    const info: EventInfo = { uri, from: h[2] as string, subscription: sub.uri, isRequest: replyTo !== 0 };
-    let result: unknown;
-    try {
-      result = sub.handler === null ? this.onEvent(uri, message, info) : sub.handler(message, info);
-    } catch (err) {
-      this.#handlerFailed(err, sub, replyTo, replyId);
-      this.#finished(sub);
-      return;
-    }
-    if (!isThenable(result)) {
-      if (replyTo !== 0) this.#reply(replyTo, replyId, result);
-      this.#finished(sub);
-      return;
-    }
-    result.then(
-      (value: unknown) => {
-        if (replyTo !== 0) this.#reply(replyTo, replyId, value);
-        this.#finished(sub);
-      },
-      (err: unknown) => {
-        this.#handlerFailed(err, sub, replyTo, replyId);
-        this.#finished(sub);
-      },
-    );
-  }
-
-  #reply(to: number, r: number, value: unknown): void {
-    let encoded: { ct: number; bytes: Buffer };
-    try {
-      encoded = this.#encode('reply', value);
-    } catch (err) {
-      this.#replyError(to, r, err);
-      return;
-    }
-    this.#channel.reply(to, r, encoded.ct, encoded.bytes);
-  }
-
-  #replyError(to: number, r: number, err: unknown): void {
-    const code = err instanceof NodesetError ? err.code : 'HANDLER_ERROR';
-    const message = err instanceof Error ? err.message : String(err);
-    this.#channel.reply(to, r, ContentType.EMPTY, null, { code, message });
-  }
-
-  #handlerFailed(err: unknown, sub: LocalSubscription, replyTo: number, replyId: number): void {
-    this.logger.error({ err, subscription: sub.uri }, 'handler failed');
-    if (replyTo !== 0) this.#replyError(replyTo, replyId, err);
   }
 
   #reportError(error: Error): void {
@@ -697,8 +451,4 @@ function lastWillHeader(will: { uri: string; message?: unknown }): { uri: string
 
 function subKey(uri: string, group: string | null): string {
   return group === null ? uri : `${group}\u0000${uri}`;
-}
-
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function';
 }

@@ -7,6 +7,9 @@
  * they do not recognise makes them decline, and the caller falls back to the
  * general MessagePack decoder, which then validates or refuses it.
  */
+import { isUint } from './decoder.js';
+import { NodesetError } from './errors.js';
+import type { MsgFields } from './frames.js';
 
 /** A PUB header, [uri, flags, r, ct] with optional sender (nil: the connection's name) and seq. */
 export interface PubFields {
@@ -193,7 +196,7 @@ export function decodePubHeader(b: Buffer, start: number, end: number, out: PubF
  * [uint sid, string uri, string from, uint ct, uint replyConn, uint replyId, uint single, uint seq].
  * Null for anything else.
  */
-export function decodeMsgHeader(b: Buffer, start = 0, end = b.length): unknown[] | null {
+export function decodeMsgHeader(b: Buffer, start = 0, end = b.length): MsgFields | null {
   if (b[start] !== 0x98) return null;
   const sid = uintAt(b, start + 1, end);
   if (sid === FAIL) return null;
@@ -204,13 +207,55 @@ export function decodeMsgHeader(b: Buffer, start = 0, end = b.length): unknown[]
   if (from === null) return null;
   const ct = uintAt(b, next, end);
   if (ct === FAIL) return null;
-  const rc = uintAt(b, next, end);
-  if (rc === FAIL) return null;
-  const ri = uintAt(b, next, end);
-  if (ri === FAIL) return null;
+  const replyConn = uintAt(b, next, end);
+  if (replyConn === FAIL) return null;
+  const replyId = uintAt(b, next, end);
+  if (replyId === FAIL) return null;
   const single = uintAt(b, next, end);
   if (single === FAIL) return null;
   const seq = uintAt(b, next, end);
   if (seq === FAIL || next !== end) return null;
-  return [sid, uri, from, ct, rc, ri, single, seq];
+  return { sid, uri, from, ct, replyConn, replyId, single: single === 1, seq };
+}
+
+/** A MSG header the fast path declined, from its general decoding; throws BAD_FRAME when malformed. */
+export function msgFieldsOf(h: unknown): MsgFields {
+  if (
+    !Array.isArray(h) ||
+    h.length < 7 ||
+    !isUint(h[0]) ||
+    typeof h[1] !== 'string' ||
+    typeof h[2] !== 'string' ||
+    !isUint(h[3]) ||
+    !isUint(h[4]) ||
+    !isUint(h[5])
+  ) {
+    throw new NodesetError('BAD_FRAME', 'MSG header must be [sid, uri, from, ct, replyConn, replyId, single, seq?]');
+  }
+  const seq = h.length > 7 && isUint(h[7]) ? h[7] : 0;
+  return { sid: h[0], uri: h[1], from: h[2], ct: h[3], replyConn: h[4], replyId: h[5], single: h[6] === 1, seq };
+}
+
+/** A PUB header the fast path declined: validated from its general decoding into `out`. */
+export function pubFieldsOf(h: unknown, out: PubFields): void {
+  if (
+    !Array.isArray(h) ||
+    h.length < 4 ||
+    typeof h[0] !== 'string' ||
+    !isUint(h[1]) ||
+    !isUint(h[2]) ||
+    !isUint(h[3])
+  ) {
+    throw new NodesetError('BAD_FRAME', 'PUB header must be [uri, flags, id, contentType, sender?, seq?]');
+  }
+  if (h.length > 4 && h[4] !== null && typeof h[4] !== 'string') {
+    throw new NodesetError('BAD_FRAME', 'PUB sender must be a node name');
+  }
+  if (h.length > 5 && !isUint(h[5])) throw new NodesetError('BAD_FRAME', 'PUB seq must be an unsigned integer');
+  out.uri = h[0];
+  out.flags = h[1];
+  out.r = h[2];
+  out.ct = h[3];
+  out.sender = h.length > 4 ? (h[4] as string | null) : null;
+  out.seq = h.length > 5 ? (h[5] as number) : 0;
 }

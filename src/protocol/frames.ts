@@ -64,6 +64,13 @@ export const PubFlag = {
 /** Delivery modes chosen by the publisher. */
 export type DeliveryMode = 'all' | 'direct';
 
+/** The PUB flags of a delivery mode (undefined: `all`); BAD_OPTION for anything else. */
+export function deliveryFlags(mode: unknown): number {
+  if (mode === undefined || mode === 'all') return 0;
+  if (mode === 'direct') return PubFlag.DIRECT;
+  throw new NodesetError('BAD_OPTION', `mode must be 'all' or 'direct', got ${JSON.stringify(mode)}`);
+}
+
 export interface HelloHeader {
   v: number;
   name: string;
@@ -125,6 +132,22 @@ export type MsgHeader = [
   direct: number,
   seq: number,
 ];
+
+/** A MSG header, decoded. */
+export interface MsgFields {
+  sid: number;
+  uri: string;
+  /** The publishing node's name. */
+  from: string;
+  ct: number;
+  /** For a request: where its reply goes (0 otherwise). */
+  replyConn: number;
+  replyId: number;
+  /** Routed to exactly one subscriber (`direct`, a request). */
+  single: boolean;
+  /** The publisher's sequence number for this URI (0: none). */
+  seq: number;
+}
 
 export interface WireError {
   code: string;

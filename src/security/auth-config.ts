@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { NodesetError } from '../protocol/errors.js';
-import { checkEventName } from '../protocol/event-uri.js';
+import { checkEventName, isValidName } from '../protocol/event-uri.js';
 import { findToken, isTokenHash } from './keys.js';
 import { ALLOW_ALL, type Rules } from './permissions.js';
 
@@ -27,7 +27,7 @@ const rules = z
 
 const identity = z
   .object({
-    name: z.string().regex(/^[A-Za-z0-9_.:-]{1,255}$/, 'identity names are letters, digits and _.:-'),
+    name: z.string().refine(isValidName, 'identity names are 1 to 255 letters, digits and _.:-'),
     token: z.string().refine(isTokenHash, {
       message: 'must be a token hash "sha256:<64 hex digits>" (make one with nodeset-dispatcher --hash-token)',
     }),
