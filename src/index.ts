@@ -1,12 +1,17 @@
 /** The public API of nodeset. */
 export { Dispatcher, type NodeInfo, type SubscriberInfo } from './dispatcher/dispatcher.js';
-export { type DispatcherOptions, defaultDispatcherOptions } from './dispatcher/options.js';
+export type { Answer, Envelope, Federation, FederationHost } from './dispatcher/federation.js';
+export {
+  type DispatcherOptions,
+  defaultDispatcherOptions,
+  type ResolvedDispatcherOptions,
+} from './dispatcher/options.js';
 export type { LeaveReason } from './dispatcher/peer.js';
 export type { NodePresence } from './dispatcher/presence.js';
-export type { StatsSnapshot } from './dispatcher/stats.js';
+export type { DispatcherStats, EventCount, StatsSnapshot } from './dispatcher/stats.js';
 export { MonitorServer, type StatsWithRates } from './monitor/monitor-server.js';
 export type { BackoffOptions } from './node/backoff.js';
-export { NodeCollection, type NodeCollectionOptions } from './node/collection.js';
+export { NodeCollection } from './node/collection.js';
 export type { Welcome } from './node/dispatcher-link.js';
 export {
   type EventInfo,
@@ -22,11 +27,11 @@ export {
   type GapEvent,
   Node,
   type NodeEvents,
-  type NodeOptions,
   type PublishOptions,
   type RequestOptions,
   type SlowConsumerEvent,
 } from './node/node.js';
+export type { ConnectionOptions, NodeCollectionOptions, NodeOptions } from './node/options.js';
 export { JSON_FORMAT, RAW_FORMAT, type StreamFormat } from './node/stream-format.js';
 export {
   type IncomingStreamInfo,
@@ -51,9 +56,13 @@ export {
   PRESENCE_JOINED,
   PRESENCE_LEFT,
   PROTOCOL_VERSION,
+  type QueryWhat,
   type SlowConsumerPolicy,
   STATS_EVENT,
 } from './protocol/frames.js';
-export { DEFAULT_DISPATCHER_URL, DEFAULT_PORT, parseDispatcherUrl } from './protocol/url.js';
+export { DEFAULT_DISPATCHER_URL, DEFAULT_PORT, type DispatcherAddress, parseDispatcherUrl } from './protocol/url.js';
+export type { AuthConfig, Identity } from './security/auth-config.js';
+export type { Rules } from './security/permissions.js';
+export type { TlsClientOptions, TlsServerOptions } from './transport/tcp.js';
 export { KeyRing, signRequest } from './web/signatures.js';
 export { WebBridge, type WebBridgeOptions } from './web/web-server.js';

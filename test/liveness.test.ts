@@ -9,6 +9,31 @@ import { ROOT, spawnOwned, startDispatcher, startNode, until } from './helpers.j
 import { RawClient } from './raw-client.js';
 
 describe('liveness under work', () => {
+  test('a dispatcher whose own process stalls does not blame its nodes for the silence', async () => {
+    const d = await startDispatcher({ heartbeatIntervalMs: 100, heartbeatTimeoutMs: 300 });
+    const node = await startNode(d, { statsIntervalMs: 0 });
+    let disconnects = 0;
+    node.on('disconnect', () => void disconnects++);
+    try {
+      await node.subscribe('still.here', () => {});
+      // The whole process (dispatcher and node alike) is stuck for twice the heartbeat timeout.
+      const until600 = Date.now() + 600;
+      while (Date.now() < until600) {
+        /* busy */
+      }
+      // A few sweeps after the stall: the node, alive all along, is still connected.
+      const after = d.stats.connectionsOpened;
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      assert.equal(d.stats.heartbeatFailures, 0);
+      assert.equal(disconnects, 0);
+      assert.equal(d.stats.connectionsOpened, after);
+      assert.equal(await node.publish('still.here', 1, { ack: true }), 1);
+    } finally {
+      await node.stop();
+      await d.stop();
+    }
+  });
+
   test('a subscriber busy in synchronous handlers far longer than the heartbeat timeout is not dropped', async (t) => {
     // 30 handlers of 150 ms: 4.5 s of work against a 500 ms heartbeat timeout.
     const d = await startDispatcher({ heartbeatIntervalMs: 100, heartbeatTimeoutMs: 500 });

@@ -54,6 +54,8 @@ export class Dispatcher {
   #address: { host: string; port: number } | null = null;
   #nextSessionId = 1;
   #heartbeat: NodeJS.Timeout | null = null;
+  /** When the last heartbeat sweep ran. */
+  #lastSweep = 0;
   #stopping: Promise<void> | null = null;
 
   constructor(options: DispatcherOptions = {}, federation: Federation | null = null) {
@@ -138,7 +140,9 @@ export class Dispatcher {
     );
     this.#server = server;
     this.#address = { host, port };
-    this.#heartbeat = setInterval(() => this.#sweep(), o.heartbeatIntervalMs);
+    this.#lastSweep = Date.now();
+    // After I/O: what arrived while this process was busy is read before anyone is judged silent.
+    this.#heartbeat = setInterval(() => setImmediate(this.#sweep), o.heartbeatIntervalMs);
     if (this.#federation !== null && this.#glue !== null) await this.#federation.start(this.#glue);
     this.logger.info({ url: this.url, host: this.hostName }, 'dispatcher listening');
     return this;
@@ -244,11 +248,18 @@ export class Dispatcher {
     this.#sessions.set(session.id, session);
   }
 
-  /** Pings every node and drops those silent past the heartbeat timeout. */
-  #sweep(): void {
+  /**
+   * Pings every node and drops those silent past the heartbeat timeout. When
+   * this process itself was stalled (the sweep is late by more than an
+   * interval), silence is not the nodes' fault: nobody is judged this round.
+   */
+  readonly #sweep = (): void => {
+    if (this.#heartbeat === null) return;
     const now = Date.now();
-    for (const session of this.#sessions.values()) session.sweep(now);
-  }
+    const stalled = now - this.#lastSweep > 2 * this.options.heartbeatIntervalMs;
+    this.#lastSweep = now;
+    for (const session of this.#sessions.values()) session.sweep(now, stalled);
+  };
 
   #admit(identity: Identity): void {
     const limit = identity.maxConnections ?? this.options.maxConnectionsPerIdentity;

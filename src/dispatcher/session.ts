@@ -65,7 +65,6 @@ enum State {
   Closed = 3,
 }
 
-
 /** The PUB header being routed (one at a time: routing is synchronous). */
 const PUB = pubFields();
 
@@ -183,14 +182,15 @@ export class Session implements FrameSocketHandlers, Peer {
   /**
    * One heartbeat sweep: a connection silent past the timeout is dropped,
    * a pushback one that held its publishers too long is cut off, the others
-   * are pinged.
+   * are pinged. `stalled`: the dispatcher itself was not running on time,
+   * so no one is judged silent this round.
    */
-  sweep(now: number): void {
+  sweep(now: number, stalled = false): void {
     if (!this.open) return;
     const o = this.#host.options;
     // A connection working through its backlog is busy, not dead; one whose
     // reading is held back cannot show it is alive, and is not judged.
-    if (this.#readingBacklog() || this.#router.isHeld(this)) this.lastSeen = now;
+    if (this.#readingBacklog() || this.#router.isHeld(this) || stalled) this.lastSeen = now;
     const heldMs = this.#router.holdingForMs(this, now);
     if (heldMs > o.maxPushbackMs) {
       this.#host.logger.warn(

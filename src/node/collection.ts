@@ -135,20 +135,24 @@ export class NodeCollection extends EventEmitter<{ error: [Error] }> {
     return this.#shared.size;
   }
 
-  // ---- used by MemberChannel -------------------------------------------------
+  // ---- used by MemberChannel (not part of the public API) ----------------------
 
+  /** @internal */
   get link(): DispatcherLink {
     return this.#link;
   }
 
+  /** @internal */
   connect(timeoutMs: number): Promise<void> {
     return this.#link.start(timeoutMs);
   }
 
+  /** @internal */
   detach(owner: ChannelOwner): void {
     for (const [node, channel] of this.#members) if (channel.owner === owner) this.#members.delete(node);
   }
 
+  /** @internal */
   addHolder(owner: ChannelOwner, sub: LocalSubscription, timeoutMs: number): Promise<unknown> {
     const key = sharedKey(sub.uri, sub.group);
     let shared = this.#byKey.get(key);
@@ -172,6 +176,7 @@ export class NodeCollection extends EventEmitter<{ error: [Error] }> {
     return this.#sendSub(shared, timeoutMs);
   }
 
+  /** @internal */
   removeHolder(owner: ChannelOwner, sub: LocalSubscription, timeoutMs: number): Promise<unknown> {
     const shared = this.#byKey.get(sharedKey(sub.uri, sub.group));
     if (shared === undefined) return Promise.resolve();
@@ -190,6 +195,7 @@ export class NodeCollection extends EventEmitter<{ error: [Error] }> {
   /**
    * A member's publish in `all` mode to this host: members that subscribe
    * get it in-process (on the next microtask); returns how many.
+   * @internal
    */
   deliverLocally(from: string, uri: string, ct: number, payload: Buffer): number {
     const target = this.#target(uri);
@@ -210,6 +216,7 @@ export class NodeCollection extends EventEmitter<{ error: [Error] }> {
     return n;
   }
 
+  /** @internal */
   query(what: QueryWhat, uri: string | undefined, timeoutMs: number): Promise<unknown> {
     return queryLink(this.#link, what, uri, timeoutMs);
   }

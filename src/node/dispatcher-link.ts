@@ -637,13 +637,18 @@ export class DispatcherLink implements FrameSocketHandlers {
       this.options.logger.warn({ silentMs: Date.now() - this.#lastSeen }, 'dispatcher silent too long; reconnecting');
       this.#fs?.destroy();
     };
+    let lastCheck = Date.now();
     this.#liveness = setInterval(() => {
       // Silence may be this process's own doing: while it does not read (its
       // handlers are behind, or a `block` queue is full) it cannot hear the
-      // dispatcher; when handlers kept the loop busy, judge only after the loop
+      // dispatcher, and while it is stalled (this check runs late) it could not
+      // either; when handlers kept the loop busy, judge only after the loop
       // has read what is waiting (setImmediate runs after I/O).
-      if (this.#pausedByInbox || this.#pausedByNode) this.#lastSeen = Date.now();
-      else if (Date.now() - this.#lastSeen > silenceMs) setImmediate(judge);
+      const now = Date.now();
+      const stalled = now - lastCheck > 2 * check;
+      lastCheck = now;
+      if (this.#pausedByInbox || this.#pausedByNode || stalled) this.#lastSeen = now;
+      else if (now - this.#lastSeen > silenceMs) setImmediate(judge);
     }, check);
   }
 

@@ -334,12 +334,12 @@ export class Node extends EventEmitter<NodeEvents> {
     }
   }
 
-  /** The callbacks a channel uses; for NodeCollection. */
+  /** The callbacks a channel uses; for NodeCollection. @internal */
   get [CHANNEL_OWNER](): ChannelOwner {
     return this.#owner;
   }
 
-  /** Moves this node onto another channel (a collection's); only before start. */
+  /** Moves this node onto another channel (a collection's); only before start. @internal */
   [ATTACH_CHANNEL](channel: NodeChannel): void {
     if (this.#started) throw new NodesetError('BAD_OPTION', `node ${this.name} is already started`);
     this.#channel = channel;
