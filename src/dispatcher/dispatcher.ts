@@ -6,7 +6,7 @@
  */
 import type { Server, Socket } from 'node:net';
 import pino, { type Logger } from 'pino';
-import { type ErrorCode, isErrorCode, NodesetError } from '../protocol/errors.js';
+import { fromWireError, NodesetError } from '../protocol/errors.js';
 import type { SubscriberInfo } from '../protocol/frames.js';
 import { formatDispatcherUrl } from '../protocol/url.js';
 import type { Identity } from '../security/auth-config.js';
@@ -351,13 +351,9 @@ export class Dispatcher {
         a.payload === undefined ? null : Buffer.from(a.payload.buffer, a.payload.byteOffset, a.payload.byteLength);
       session.sendReply(a.r, a.ct ?? 0, undefined, payload);
     } else {
-      session.error(new NodesetError(errorCodeOf(a.code), a.message ?? 'error on the remote host'), a.r);
+      session.error(fromWireError(a, 'INTERNAL', 'error on the remote host'), a.r);
     }
   }
-}
-
-function errorCodeOf(code: unknown): ErrorCode {
-  return isErrorCode(code) ? code : 'INTERNAL';
 }
 
 function parseMetrics(text: string | null): unknown {

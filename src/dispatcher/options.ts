@@ -1,3 +1,7 @@
+/**
+ * Dispatcher options in one place: defaults, validation and the resolved
+ * shape.
+ */
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { NodesetError } from '../protocol/errors.js';

@@ -6,7 +6,7 @@
  * REPLY frames through the Peer interface.
  */
 import type { Logger } from 'pino';
-import { isErrorCode, NodesetError } from '../protocol/errors.js';
+import { NodesetError, toWireError } from '../protocol/errors.js';
 import { ALL_HOSTS, matchesPattern, parseEventUri } from '../protocol/event-uri.js';
 import { PubFlag, packMsgTail, STATS_EVENT, type SubscriberInfo, setSeq } from '../protocol/frames.js';
 import { Route, RoutingTable } from '../protocol/routing-table.js';
@@ -186,7 +186,7 @@ export class Router {
     if (from.routing.awaitingReply?.delete(`${toConn}:${r}`) !== true) {
       throw new NodesetError('BAD_FRAME', `REPLY to a request this connection did not receive (${toConn}:${r})`);
     }
-    const wireErr = wireErrorOf(err);
+    const wireErr = toWireError(err, 'HANDLER_ERROR');
     if (toConn === FEDERATION_CONN) {
       this.#remote?.reply(r, ct, wireErr, payload);
       return;
@@ -474,16 +474,6 @@ export class Router {
       if (--publisher.routing.heldBy === 0) publisher.holdReading(false);
     }
   }
-}
-
-/** The `{ code, message }` of an error a responder reported, or undefined. */
-export function wireErrorOf(err: unknown): { code: string; message: string } | undefined {
-  if (typeof err !== 'object' || err === null) return undefined;
-  const e = err as Record<string, unknown>;
-  return {
-    code: isErrorCode(e.code) ? e.code : 'HANDLER_ERROR',
-    message: typeof e.message === 'string' ? e.message : 'handler failed',
-  };
 }
 
 function deniedBy(patterns: string[], event: string): boolean {

@@ -1,3 +1,7 @@
+/**
+ * Federation over NATS: the link between this host's dispatcher and the
+ * others', implementing the Federation contract of dispatcher/federation.ts.
+ */
 import { connect, type NatsConnection, type Subscription } from 'nats';
 import pino, { type Logger } from 'pino';
 import type { Answer, Envelope, Federation, FederationHost } from '../dispatcher/federation.js';

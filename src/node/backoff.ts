@@ -1,3 +1,7 @@
+/**
+ * Reconnect back-off: exponential delays with jitter, capped, reset on
+ * success.
+ */
 export interface BackoffOptions {
   /** First delay, in ms. Default 100. */
   initialMs?: number;

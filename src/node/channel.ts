@@ -1,3 +1,8 @@
+/**
+ * How a node reaches the dispatcher (NodeChannel): its own connection
+ * (LinkChannel) or a collection's; and the frames that expect answers (ask,
+ * queries, acked publishes, requests).
+ */
 import { isRecord, isUint } from '../protocol/decoder.js';
 import { NodesetError } from '../protocol/errors.js';
 import {
@@ -35,6 +40,11 @@ export interface LocalSubscription {
   removed: boolean;
   /** What it has seen of publishers' sequence numbers; made on the first numbered message. */
   gaps: GapTracker | null;
+}
+
+/** The key of a subscription among a node's (or a collection's): its URI within its group. */
+export function subscriptionKey(uri: string, group: string | null): string {
+  return group === null ? uri : `${group}\u0000${uri}`;
 }
 
 /** What a channel calls back on the node it serves. */

@@ -1,3 +1,8 @@
+/**
+ * NodeCollection: many nodes behind one dispatcher connection, sharing one
+ * dispatcher subscription per URI and group, with in-process delivery
+ * between members.
+ */
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
@@ -23,6 +28,7 @@ import {
   queryLink,
   requestOver,
   subHeader,
+  subscriptionKey,
 } from './channel.js';
 import { DispatcherLink, linkOptions, type Welcome } from './dispatcher-link.js';
 import { ATTACH_CHANNEL, CHANNEL_OWNER } from './internal.js';
@@ -154,7 +160,7 @@ export class NodeCollection extends EventEmitter<{ error: [Error] }> {
 
   /** @internal */
   addHolder(owner: ChannelOwner, sub: LocalSubscription, timeoutMs: number): Promise<unknown> {
-    const key = sharedKey(sub.uri, sub.group);
+    const key = subscriptionKey(sub.uri, sub.group);
     let shared = this.#byKey.get(key);
     if (shared === undefined) {
       const parsed = parseEventUri(sub.uri, true);
@@ -178,14 +184,14 @@ export class NodeCollection extends EventEmitter<{ error: [Error] }> {
 
   /** @internal */
   removeHolder(owner: ChannelOwner, sub: LocalSubscription, timeoutMs: number): Promise<unknown> {
-    const shared = this.#byKey.get(sharedKey(sub.uri, sub.group));
+    const shared = this.#byKey.get(subscriptionKey(sub.uri, sub.group));
     if (shared === undefined) return Promise.resolve();
     const i = shared.holders.findIndex((h) => h.owner === owner && h.sub === sub);
     if (i !== -1) shared.holders.splice(i, 1);
     if (shared.holders.length > 0) return this.#sendSub(shared, timeoutMs);
     // The last member left: remove it at the dispatcher too.
     this.#shared.delete(shared.sid);
-    this.#byKey.delete(sharedKey(shared.uri, shared.group));
+    this.#byKey.delete(subscriptionKey(shared.uri, shared.group));
     this.#local.remove(shared);
     if (!this.#link.isOpen) return Promise.resolve();
     const sid = shared.sid;
@@ -313,10 +319,6 @@ export class NodeCollection extends EventEmitter<{ error: [Error] }> {
     if (this.listenerCount('error') > 0) this.emit('error', error);
     else this.logger.warn({ err: error }, error.message);
   }
-}
-
-function sharedKey(uri: string, group: string | null): string {
-  return group === null ? uri : `${group}\u0000${uri}`;
 }
 
 /** A member node's share of its collection's connection. */

@@ -6,7 +6,7 @@
  * numbers are reported.
  */
 import type { Logger } from 'pino';
-import { NodesetError } from '../protocol/errors.js';
+import { toWireError } from '../protocol/errors.js';
 import { ContentType, type MsgFields } from '../protocol/frames.js';
 import { decodePayload } from '../protocol/payload.js';
 import type { LocalSubscription, NodeChannel } from './channel.js';
@@ -183,9 +183,8 @@ export class Delivery {
   }
 
   #replyError(to: number, r: number, err: unknown): void {
-    const code = err instanceof NodesetError ? err.code : 'HANDLER_ERROR';
-    const message = err instanceof Error ? err.message : String(err);
-    this.#host.channel().reply(to, r, ContentType.EMPTY, null, { code, message });
+    const wire = toWireError(err) ?? { code: 'HANDLER_ERROR', message: String(err) };
+    this.#host.channel().reply(to, r, ContentType.EMPTY, null, wire);
   }
 
   #handlerFailed(err: unknown, sub: LocalSubscription, replyTo: number, replyId: number): void {

@@ -1,6 +1,12 @@
+/**
+ * One connection to the dispatcher, as a node or a collection holds it:
+ * connect and reconnect with back-off, the handshake, answers awaited by id,
+ * the offline buffer, liveness both ways, and handing received messages to
+ * the node in time slices.
+ */
 import type { Logger } from 'pino';
 import { decodeHeader, headerOf, isRecord, isUint, payloadOf } from '../protocol/decoder.js';
-import { isErrorCode, NodesetError, SlowConsumerError, TimeoutError } from '../protocol/errors.js';
+import { fromWireError, NodesetError, SlowConsumerError, TimeoutError } from '../protocol/errors.js';
 import { decodeMsgHeader, msgFieldsOf } from '../protocol/fast-headers.js';
 import {
   FrameKind,
@@ -659,12 +665,11 @@ export class DispatcherLink implements FrameSocketHandlers {
 }
 
 function wireError(h: Record<string, unknown>): NodesetError {
-  const code = isErrorCode(h.code) ? h.code : 'INTERNAL';
-  const message = typeof h.message === 'string' ? h.message : 'error from the dispatcher';
-  if (code === 'SLOW_CONSUMER' && isUint(h.pending) && isUint(h.limit)) {
-    return new SlowConsumerError(message, h.pending, h.limit);
+  const error = fromWireError(h, 'INTERNAL', 'error from the dispatcher');
+  if (error.code === 'SLOW_CONSUMER' && isUint(h.pending) && isUint(h.limit)) {
+    return new SlowConsumerError(error.message, h.pending, h.limit);
   }
-  return new NodesetError(code, message);
+  return error;
 }
 
 /** Link options from the options nodes and collections share. */

@@ -1,3 +1,7 @@
+/**
+ * Handler types, subscription options and overflow policies, and the `@on`
+ * decorator that declares handlers on a Node subclass.
+ */
 import type { MessageType } from './message.js';
 
 /** What a handler learns about the event it is called for. */

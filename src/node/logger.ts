@@ -1,3 +1,7 @@
+/**
+ * The default pino logger of nodes and collections (level from
+ * NODESET_LOGLEVEL).
+ */
 import pino, { type Logger } from 'pino';
 
 let shared: Logger | null = null;

@@ -1,3 +1,7 @@
+/**
+ * Typed messages: `defineMessage` wraps a zod schema so publish and
+ * subscribe check and strip what crosses the wire.
+ */
 import { z } from 'zod';
 import { ValidationError } from '../protocol/errors.js';
 

@@ -1,3 +1,7 @@
+/**
+ * Node metrics (counter, gauge, absolute, derive), published on
+ * `$nodeset.stats` and shown by the monitor.
+ */
 import { Counter, Gauge, Registry } from 'prom-client';
 
 /** The original's metric kinds. */

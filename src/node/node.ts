@@ -20,7 +20,13 @@ import {
 } from '../protocol/frames.js';
 import { HeaderCache } from '../protocol/header-cache.js';
 import { encodePayload } from '../protocol/payload.js';
-import { type ChannelOwner, LinkChannel, type LocalSubscription, type NodeChannel } from './channel.js';
+import {
+  type ChannelOwner,
+  LinkChannel,
+  type LocalSubscription,
+  type NodeChannel,
+  subscriptionKey,
+} from './channel.js';
 import { Delivery, type GapEvent } from './delivery.js';
 import { linkOptions, type Welcome } from './dispatcher-link.js';
 import { Sequences } from './gaps.js';
@@ -248,7 +254,7 @@ export class Node extends EventEmitter<NodeEvents> {
 
   /** Removes a subscription (same URI and group as given to subscribe). */
   async unsubscribe(uri: string, options: { group?: string } = {}): Promise<void> {
-    const sub = this.#byKey.get(subKey(uri, options.group ?? null));
+    const sub = this.#byKey.get(subscriptionKey(uri, options.group ?? null));
     if (sub === undefined) return;
     // From here on its handler is never called: what waits in its queue is dropped, and counted.
     this.#removeLocal(sub);
@@ -399,7 +405,7 @@ export class Node extends EventEmitter<NodeEvents> {
     const parsed = parseEventUri(uri, true);
     if (parsed.node !== null) throw new NodesetError('BAD_URI', `cannot subscribe to a node target: ${uri}`);
     const group = options.group ?? null;
-    const key = subKey(uri, group);
+    const key = subscriptionKey(uri, group);
     const existing = this.#byKey.get(key);
     if (existing !== undefined) {
       if (handler !== null) existing.handler = handler;
@@ -430,7 +436,7 @@ export class Node extends EventEmitter<NodeEvents> {
   #removeLocal(sub: LocalSubscription): void {
     this.#delivery.removed(sub);
     this.#subs.delete(sub.sid);
-    this.#byKey.delete(subKey(sub.uri, sub.group));
+    this.#byKey.delete(subscriptionKey(sub.uri, sub.group));
   }
 
   #reportError(error: Error): void {
@@ -447,8 +453,4 @@ function lastWillHeader(will: { uri: string; message?: unknown }): { uri: string
     throw new NodesetError('TOO_LARGE', `last will is ${bytes.length} bytes, over the limit of ${MAX_WILL_BYTES}`);
   }
   return { uri: will.uri, ct, payload: bytes };
-}
-
-function subKey(uri: string, group: string | null): string {
-  return group === null ? uri : `${group}\u0000${uri}`;
 }

@@ -1,3 +1,7 @@
+/**
+ * Formats of direct streams (raw bytes, newline-delimited JSON): how
+ * StreamNode encodes and decodes stream data.
+ */
 import { Transform } from 'node:stream';
 
 /**

@@ -1,3 +1,8 @@
+/**
+ * StreamNode: direct node-to-node streams. Receivers announce a stream
+ * address with their subscription; senders look it up and connect to each
+ * receiver.
+ */
 import type { Server, Socket } from 'node:net';
 import { type Readable, Writable } from 'node:stream';
 import { NodesetError } from '../protocol/errors.js';

@@ -1,3 +1,8 @@
+/**
+ * The frame decoder: a state machine fed bytes in any chunks, with size
+ * limits checked before buffering; plus the header-reading helpers frames
+ * share.
+ */
 import { NodesetError } from './errors.js';
 import {
   DEFAULT_MAX_PAYLOAD_BYTES,

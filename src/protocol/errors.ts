@@ -78,3 +78,32 @@ export class ValidationError extends NodesetError {
     this.field = field;
   }
 }
+
+/** An error as it travels: in ERROR frames, REPLY headers and between hosts. */
+export interface WireError {
+  code: string;
+  message: string;
+}
+
+/**
+ * The wire form of anything thrown or reported (`fallback` when it carries no
+ * known code); undefined for a value that is not an error-like object.
+ */
+export function toWireError(err: unknown, fallback: ErrorCode = 'HANDLER_ERROR'): WireError | undefined {
+  if (typeof err !== 'object' || err === null) return undefined;
+  const e = err as Record<string, unknown>;
+  return {
+    code: isErrorCode(e.code) ? e.code : fallback,
+    message: typeof e.message === 'string' ? e.message : String(err),
+  };
+}
+
+/** The error a received `{ code, message }` stands for (an unknown code becomes `fallback`). */
+export function fromWireError(
+  h: { code?: unknown; message?: unknown },
+  fallback: ErrorCode = 'INTERNAL',
+  defaultMessage = 'error from the other side',
+): NodesetError {
+  const code = isErrorCode(h.code) ? h.code : fallback;
+  return new NodesetError(code, typeof h.message === 'string' ? h.message : defaultMessage);
+}

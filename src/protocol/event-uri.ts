@@ -1,3 +1,7 @@
+/**
+ * Event URIs (`[node@][host/]event`), event names and wildcards, and the one
+ * name grammar of nodes, hosts and groups.
+ */
 import { NodesetError } from './errors.js';
 
 /**

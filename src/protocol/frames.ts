@@ -1,5 +1,9 @@
+/**
+ * The wire protocol: frame kinds, flags, header shapes, and the frame
+ * writers (every one checks its bounds). docs/protocol.md is the reference.
+ */
 import { Packr } from 'msgpackr';
-import { NodesetError } from './errors.js';
+import { NodesetError, type WireError } from './errors.js';
 
 /**
  * Frame layout (all integers big-endian):
@@ -149,10 +153,7 @@ export interface MsgFields {
   seq: number;
 }
 
-export interface WireError {
-  code: string;
-  message: string;
-}
+export type { WireError } from './errors.js';
 
 export interface ReplyHeader {
   /** Correlation id: the requester's id (dispatcher → requester) or the request id (responder → dispatcher). */

@@ -1,3 +1,6 @@
+/**
+ * Payload encoding: JSON, binary and empty payloads and their content types.
+ */
 import { NodesetError } from './errors.js';
 import { ContentType } from './frames.js';
 

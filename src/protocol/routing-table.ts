@@ -1,3 +1,8 @@
+/**
+ * The routing table: subscriptions by event pattern (exact names in a map,
+ * wildcards in a trie), with cached routes per event that go stale when the
+ * table changes.
+ */
 import { matchesPattern } from './event-uri.js';
 
 /** What the routing table needs to know of a subscription. */

@@ -1,3 +1,7 @@
+/**
+ * Dispatcher URLs (`nodeset://[token@]host:port`, `nodesets://` for TLS) and
+ * host:port parsing.
+ */
 import { NodesetError } from './errors.js';
 
 export const DEFAULT_PORT = 5333;

@@ -1,3 +1,7 @@
+/**
+ * The auth file: identities, their hashed tokens, permissions and connection
+ * limits.
+ */
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';

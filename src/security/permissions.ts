@@ -1,3 +1,7 @@
+/**
+ * Permission rules: allow and deny patterns for publish and subscribe, and
+ * how they apply to wildcard subscriptions.
+ */
 import { matchesPattern } from '../protocol/event-uri.js';
 
 /** Allow and deny patterns (wildcard syntax) for one kind of operation. */

@@ -1,3 +1,7 @@
+/**
+ * A socket that speaks frames: coalesced writes with a pending-bytes count,
+ * and decoded frames handed to a handler object.
+ */
 import type { Socket } from 'node:net';
 import { type DecoderOptions, FrameDecoder, type FrameSink } from '../protocol/decoder.js';
 import { frameSize, msgFrameSize, writeFrame, writeMsgFrame } from '../protocol/frames.js';

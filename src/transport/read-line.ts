@@ -1,3 +1,6 @@
+/**
+ * Reads one bounded line from a socket (the stream handshake).
+ */
 import type { Socket } from 'node:net';
 
 /**

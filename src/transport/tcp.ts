@@ -1,3 +1,7 @@
+/**
+ * TCP and TLS sockets: listening, connecting with a timeout, and loopback
+ * checks.
+ */
 import { connect, createServer, isIP, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { NodesetError } from '../protocol/errors.js';
