@@ -119,6 +119,7 @@ export class Session implements FrameSocketHandlers, Peer {
   #publishAllowed: Map<string, boolean> | null = null;
   readonly subs = new SubscriptionSet<Subscription>();
   #state = State.Handshake;
+  #joined = false;
   readonly #host: SessionHost;
   readonly #router: Router;
   #handshakeTimer: NodeJS.Timeout | null;
@@ -368,7 +369,8 @@ export class Session implements FrameSocketHandlers, Peer {
     if (this.#closeTimer !== null) clearTimeout(this.#closeTimer);
     this.#handshakeTimer = null;
     this.#closeTimer = null;
-    const wasOpen = this.#state === State.Open || this.#state === State.Closing;
+    // Whether the handshake completed: a connection refused at it never joined, so it does not leave.
+    const wasOpen = this.#joined;
     this.#state = State.Closed;
     this.#host.closed(this, wasOpen);
     for (const sub of this.subs.values()) this.#router.remove(sub);
@@ -510,6 +512,7 @@ export class Session implements FrameSocketHandlers, Peer {
     this.name = h.name;
     this.host = typeof h.host === 'string' && isValidName(h.host) ? h.host : o.hostName;
     this.#state = State.Open;
+    this.#joined = true;
     const welcome: WelcomeHeader = {
       v: PROTOCOL_VERSION,
       host: o.hostName,
