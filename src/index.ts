@@ -4,7 +4,7 @@ export { type DispatcherOptions, defaultDispatcherOptions } from './dispatcher/o
 export type { NodePresence } from './dispatcher/presence.js';
 export type { LeaveReason } from './dispatcher/session.js';
 export type { StatsSnapshot } from './dispatcher/stats.js';
-export { MonitorServer, type StatsWithRates } from './monitor/monitor-server.js';
+export { type MonitorOptions, MonitorServer, type StatsWithRates } from './monitor/monitor-server.js';
 export type { BackoffOptions } from './node/backoff.js';
 export { NodeCollection, type NodeCollectionOptions } from './node/collection.js';
 export type { Welcome } from './node/dispatcher-link.js';

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
+import { get as httpGet, type IncomingMessage } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { type Dispatcher, Node, NodeMetrics } from '../src/index.js';
@@ -9,6 +11,35 @@ import { BROWSER_SKIP, CliProcess, launchChromium, ROOT, startDispatcher, startN
 import { RawClient } from './raw-client.js';
 
 const quiet = { statsIntervalMs: 0 };
+
+/** An /events reader that counts the samples it gets. */
+async function readEvents(url: string, headers: Record<string, string> = {}) {
+  const res = await new Promise<IncomingMessage>((resolve, reject) =>
+    httpGet(`${url}/events`, { headers }, resolve).on('error', reject),
+  );
+  const reader = { status: res.statusCode, samples: 0, ended: false, close: () => res.destroy() };
+  let text = '';
+  res.setEncoding('utf8');
+  res.on('data', (chunk: string) => {
+    text += chunk;
+    for (let i = text.indexOf('\n\n'); i !== -1; i = text.indexOf('\n\n')) {
+      if (text.startsWith('data: ')) reader.samples++;
+      text = text.slice(i + 2);
+    }
+  });
+  res.on('error', () => {});
+  res.on('close', () => (reader.ended = true));
+  return reader;
+}
+
+/** An /events client that sends its request and never reads a byte. */
+async function stalledEventsClient(port: number): Promise<Socket> {
+  const socket = connect({ host: '127.0.0.1', port });
+  socket.on('error', () => {});
+  socket.pause();
+  socket.write('GET /events HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n');
+  return socket;
+}
 
 async function scrape(url: string): Promise<Map<string, number>> {
   const text = await (await fetch(`${url}/metrics`)).text();
@@ -226,6 +257,68 @@ describe('monitoring endpoint', () => {
     } finally {
       await busy.stop();
       await pub.stop();
+      await d.stop();
+    }
+  });
+});
+
+describe('/events bounds', () => {
+  test('a client that does not read skips samples, then is disconnected; a reader meanwhile gets them all', async () => {
+    const d = await startDispatcher();
+    const m = await new MonitorServer(d, {
+      sampleIntervalMs: 100,
+      maxEventBufferedBytes: 64 * 1024,
+      maxEventSkippedSamples: 5,
+    }).start('127.0.0.1', 0);
+    const padder = await startNode(d, { name: 'padder', ...quiet });
+    const stalled: Socket[] = [];
+    const reader = await readEvents(m.url);
+    try {
+      // About 200 KB a sample (a node with 2,000 long subscriptions), so a client that does not read
+      // fills the kernel's socket buffers within seconds.
+      const pad = 'x'.repeat(90);
+      await Promise.all(Array.from({ length: 2000 }, (_, i) => padder.subscribe(`padding.${pad}.${i}`, () => {})));
+      for (let i = 0; i < 3; i++) stalled.push(await stalledEventsClient(m.address.port));
+      await until(() => m.stats().monitor.eventClientsDisconnected === 3, 30_000, 'the stalled clients cut off');
+      const counts = m.stats().monitor;
+      assert.ok(counts.eventsSkipped >= 3 * 5, `skipped ${counts.eventsSkipped}`);
+      assert.equal(counts.eventClients, 1, 'the reader is still connected');
+      const seen = reader.samples;
+      await until(() => reader.samples >= seen + 3, 10_000, 'more samples at the reader');
+      assert.equal(reader.ended, false);
+      const metrics = await scrape(m.url);
+      assert.equal(metrics.get('nodeset_monitor_event_clients_disconnected_total'), 3);
+      assert.ok((metrics.get('nodeset_monitor_events_skipped_total') ?? 0) >= 15);
+      assert.equal(metrics.get('nodeset_monitor_event_clients'), 1);
+    } finally {
+      reader.close();
+      for (const s of stalled) s.destroy();
+      await padder.stop();
+      await m.stop();
+      await d.stop();
+    }
+  });
+
+  test('clients over the limit are refused with 503 LIMIT_EXCEEDED, and counted', async () => {
+    const d = await startDispatcher();
+    const m = await new MonitorServer(d, { maxEventClients: 2 }).start('127.0.0.1', 0);
+    const readers = [await readEvents(m.url), await readEvents(m.url)];
+    try {
+      const over = await fetch(`${m.url}/events`);
+      assert.equal(over.status, 503);
+      assert.equal(((await over.json()) as { code: string }).code, 'LIMIT_EXCEEDED');
+      readers[0]!.close();
+      // Room again once the server has seen that client go.
+      await until(async () => {
+        const next = await readEvents(m.url);
+        if (next.status !== 200) next.close();
+        else readers.push(next);
+        return next.status === 200;
+      });
+      assert.ok(m.stats().monitor.eventClientsRefused >= 1);
+    } finally {
+      for (const r of readers) r.close();
+      await m.stop();
       await d.stop();
     }
   });

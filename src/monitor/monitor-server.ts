@@ -1,15 +1,38 @@
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
-import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import type { Logger } from 'pino';
+import { Registry } from 'prom-client';
 import type { Dispatcher, NodeInfo } from '../dispatcher/dispatcher.js';
 import type { StatsSnapshot } from '../dispatcher/stats.js';
+import { NodesetError } from '../protocol/errors.js';
 import { DASHBOARD_HTML } from './dashboard.js';
+import { EventStream } from './event-stream.js';
+import { counterFrom, type MonitorCounts, registerMetrics } from './metrics.js';
 
-/** Per-event counts exported to Prometheus: the busiest this many (bounded cardinality). */
-export const METRICS_TOP_EVENTS = 20;
-/** How often rates are computed and the dashboard is updated, in ms. */
-export const SAMPLE_INTERVAL_MS = 1000;
+export { METRICS_TOP_EVENTS } from './metrics.js';
+
+export interface MonitorOptions {
+  /** How often rates are computed and the dashboard is updated, in ms. Default 1000. */
+  sampleIntervalMs?: number;
+  /** Bytes queued for one /events client past which samples are skipped for it. Default 1 MiB. */
+  maxEventBufferedBytes?: number;
+  /** Samples skipped in a row for one /events client before it is disconnected. Default 10. */
+  maxEventSkippedSamples?: number;
+  /** /events clients at once. Default 64. */
+  maxEventClients?: number;
+  /** Default: the dispatcher's. */
+  logger?: Logger;
+}
+
+export function defaultMonitorOptions() {
+  return {
+    sampleIntervalMs: 1000,
+    maxEventBufferedBytes: 1024 * 1024,
+    maxEventSkippedSamples: 10,
+    maxEventClients: 64,
+  };
+}
 
 export interface StatsWithRates extends StatsSnapshot {
   at: string;
@@ -17,12 +40,27 @@ export interface StatsWithRates extends StatsSnapshot {
   bytesIn: number;
   bytesOut: number;
   memory: { rssBytes: number; heapUsedBytes: number };
+  /** The monitoring endpoint's own counts. */
+  monitor: MonitorCounts;
 }
 
 const requireFromHere = createRequire(import.meta.url);
 
 function asset(path: string): Buffer {
   return readFileSync(requireFromHere.resolve(path));
+}
+
+function validate(o: ReturnType<typeof defaultMonitorOptions>): void {
+  for (const key of [
+    'sampleIntervalMs',
+    'maxEventBufferedBytes',
+    'maxEventSkippedSamples',
+    'maxEventClients',
+  ] as const) {
+    if (!Number.isInteger(o[key]) || o[key] < 1) {
+      throw new NodesetError('BAD_OPTION', `monitor option ${key} must be an integer >= 1`);
+    }
+  }
 }
 
 /**
@@ -34,21 +72,43 @@ function asset(path: string): Buffer {
 export class MonitorServer {
   readonly registry = new Registry();
   readonly #dispatcher: Dispatcher;
+  readonly #o: ReturnType<typeof defaultMonitorOptions>;
+  readonly #logger: Logger;
+  readonly #events: EventStream;
   #server: Server | null = null;
   #timer: NodeJS.Timeout | null = null;
   #last: { at: number; publishes: number; deliveries: number; bytesIn: number; bytesOut: number } | null = null;
   #latest: StatsWithRates;
-  readonly #clients = new Set<ServerResponse>();
   readonly #assets: Record<string, { type: string; body: Buffer }>;
 
-  constructor(dispatcher: Dispatcher) {
+  constructor(dispatcher: Dispatcher, options: MonitorOptions = {}) {
+    const d = defaultMonitorOptions();
+    const o = {
+      sampleIntervalMs: options.sampleIntervalMs ?? d.sampleIntervalMs,
+      maxEventBufferedBytes: options.maxEventBufferedBytes ?? d.maxEventBufferedBytes,
+      maxEventSkippedSamples: options.maxEventSkippedSamples ?? d.maxEventSkippedSamples,
+      maxEventClients: options.maxEventClients ?? d.maxEventClients,
+    };
+    validate(o);
+    this.#o = o;
     this.#dispatcher = dispatcher;
+    this.#logger = options.logger ?? dispatcher.logger;
+    this.#events = new EventStream({
+      maxBufferedBytes: o.maxEventBufferedBytes,
+      maxSkippedSamples: o.maxEventSkippedSamples,
+      maxClients: o.maxEventClients,
+    });
     this.#latest = this.#sample();
     this.#assets = {
       '/assets/uplot.js': { type: 'text/javascript', body: asset('uplot/dist/uPlot.iife.min.js') },
       '/assets/uplot.css': { type: 'text/css', body: asset('uplot/dist/uPlot.min.css') },
     };
-    this.#registerMetrics();
+    registerMetrics(
+      this.registry,
+      dispatcher,
+      () => this.#bytes(),
+      () => this.#counts(),
+    );
   }
 
   get address(): { host: string; port: number } {
@@ -71,16 +131,16 @@ export class MonitorServer {
         resolve();
       });
     });
+    server.on('error', (err) => this.#logger.error({ err }, 'monitor server error'));
     this.#server = server;
-    this.#timer = setInterval(() => this.#tick(), SAMPLE_INTERVAL_MS);
+    this.#timer = setInterval(() => this.#tick(), this.#o.sampleIntervalMs);
     return this;
   }
 
   async stop(): Promise<void> {
     if (this.#timer !== null) clearInterval(this.#timer);
     this.#timer = null;
-    for (const c of this.#clients) c.end();
-    this.#clients.clear();
+    this.#events.closeAll();
     const server = this.#server;
     this.#server = null;
     if (server !== null) {
@@ -89,20 +149,37 @@ export class MonitorServer {
     }
   }
 
-  /** The latest stats with rates (as served on /stats). */
+  /** The latest stats with rates, and the endpoint's own counts as they are now (as served on /stats). */
   stats(): StatsWithRates {
-    return this.#latest;
+    return { ...this.#latest, monitor: this.#counts() };
   }
 
   nodes(): NodeInfo[] {
     return this.#dispatcher.nodes();
   }
 
+  /** Exports a plain integer kept elsewhere in the process (the manhole's counts) as a counter on /metrics. */
+  addCounter(name: string, help: string, read: () => number): void {
+    counterFrom(this.registry, name, help, read);
+  }
+
+  #counts(): MonitorCounts {
+    const e = this.#events.stats();
+    return {
+      eventClients: e.clients,
+      eventsSkipped: e.skipped,
+      eventClientsDisconnected: e.disconnected,
+      eventClientsRefused: e.refused,
+    };
+  }
+
+  #message(): string {
+    return `data: ${JSON.stringify({ stats: this.#latest, nodes: this.nodes() })}\n\n`;
+  }
+
   #tick(): void {
     this.#latest = this.#sample();
-    if (this.#clients.size === 0) return;
-    const data = `data: ${JSON.stringify({ stats: this.#latest, nodes: this.nodes() })}\n\n`;
-    for (const c of this.#clients) c.write(data);
+    if (this.#events.size > 0) this.#events.broadcast(this.#message());
   }
 
   /** Bytes in and out over the dispatcher's life: closed connections plus open ones. */
@@ -138,75 +215,8 @@ export class MonitorServer {
         bytesOutPerSec: rate(bytesOut, last?.bytesOut),
       },
       memory: { rssBytes: mem.rss, heapUsedBytes: mem.heapUsed },
+      monitor: this.#counts(),
     };
-  }
-
-  #registerMetrics(): void {
-    const d = this.#dispatcher;
-    const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry, prefix: 'nodeset_dispatcher_' });
-    const counter = (name: string, help: string, read: () => number) =>
-      new Counter({
-        name,
-        help,
-        registers,
-        collect() {
-          this.reset();
-          this.inc(read());
-        },
-      });
-    const gauge = (name: string, help: string, read: () => number) =>
-      new Gauge({
-        name,
-        help,
-        registers,
-        collect() {
-          this.set(read());
-        },
-      });
-    const s = d.stats;
-    gauge('nodeset_connections', 'Open node connections', () => d.sessions.size);
-    gauge('nodeset_subscriptions', 'Subscriptions in the routing table', () => d.table.size);
-    counter('nodeset_connections_opened_total', 'Connections that completed the handshake', () => s.connectionsOpened);
-    counter('nodeset_connections_refused_total', 'Connections refused over the limit', () => s.connectionsRefused);
-    counter('nodeset_publishes_total', 'Messages published', () => s.publishes);
-    counter('nodeset_deliveries_total', 'Messages written to subscribers', () => s.deliveries);
-    counter('nodeset_dropped_total', 'Messages not delivered (slow consumers)', () => s.dropped);
-    counter('nodeset_slow_consumers_total', 'Connections cut off as slow consumers', () => s.slowConsumers);
-    counter(
-      'nodeset_slow_consumer_warnings_total',
-      'SLOW_CONSUMER warnings sent to connections past half their pending limit',
-      () => s.slowWarnings,
-    );
-    counter('nodeset_pushbacks_total', 'Times a publisher was held back by a pushback subscriber', () => s.pushbacks);
-    counter('nodeset_heartbeat_failures_total', 'Nodes dropped for missing heartbeats', () => s.heartbeatFailures);
-    counter('nodeset_auth_failures_total', 'Failed authentications', () => s.authFailures);
-    counter('nodeset_permission_denials_total', 'Operations refused by permissions', () => s.permissionDenials);
-    counter('nodeset_errors_sent_total', 'ERROR frames sent', () => s.errorsSent);
-    counter('nodeset_bytes_in_total', 'Bytes received from nodes', () => this.#bytes().bytesIn);
-    counter('nodeset_bytes_out_total', 'Bytes written to nodes', () => this.#bytes().bytesOut);
-    counter('nodeset_federation_out_total', 'Publishes sent to other hosts', () => s.federationOut);
-    counter('nodeset_federation_in_total', 'Publishes received from other hosts', () => s.federationIn);
-    counter(
-      'nodeset_federation_rejected_total',
-      'Cross-host publishes refused while the link was down',
-      () => s.federationRejected,
-    );
-    gauge('nodeset_federation_connected', '1 while the federation link is up (0 when down or not federated)', () =>
-      d.federation?.connected ? 1 : 0,
-    );
-    counter('nodeset_wills_published_total', 'Last wills published for nodes that vanished', () => s.willsPublished);
-    new Gauge({
-      name: 'nodeset_event_publishes',
-      help: `Publishes per event name, the ${METRICS_TOP_EVENTS} busiest`,
-      labelNames: ['event'],
-      registers,
-      collect() {
-        this.reset();
-        const busiest = s.busiestEvents(METRICS_TOP_EVENTS);
-        for (const [event, n] of busiest) this.set({ event }, n);
-      },
-    });
   }
 
   #handle(req: IncomingMessage, res: ServerResponse): void {
@@ -226,7 +236,7 @@ export class MonitorServer {
         );
         return;
       case '/stats':
-        this.#json(res, 200, this.#latest);
+        this.#json(res, 200, this.stats());
         return;
       case '/nodes':
         this.#json(res, 200, this.nodes());
@@ -249,14 +259,17 @@ export class MonitorServer {
         });
         return;
       case '/events':
-        res.writeHead(200, {
-          'content-type': 'text/event-stream',
-          'cache-control': 'no-store',
-          connection: 'keep-alive',
-        });
-        res.write(`data: ${JSON.stringify({ stats: this.#latest, nodes: this.nodes() })}\n\n`);
-        this.#clients.add(res);
-        req.on('close', () => this.#clients.delete(res));
+        if (req.method === 'HEAD') {
+          res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store' });
+          res.end();
+          return;
+        }
+        if (!this.#events.add(res, this.#message())) {
+          this.#json(res, 503, {
+            code: 'LIMIT_EXCEEDED',
+            message: `${this.#o.maxEventClients} /events clients already`,
+          });
+        }
         return;
       case '/':
         res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
@@ -275,7 +288,7 @@ export class MonitorServer {
   }
 
   #json(res: ServerResponse, status: number, body: unknown): void {
-    res.writeHead(status, { 'content-type': 'application/json' });
+    res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
     res.end(JSON.stringify(body));
   }
 }
