@@ -4,12 +4,13 @@ import type { Dispatcher } from '../dispatcher/dispatcher.js';
 /** Per-event counts exported to Prometheus: the busiest this many (bounded cardinality). */
 export const METRICS_TOP_EVENTS = 20;
 
-/** What the monitoring endpoint itself counts (its /events clients). */
+/** What the monitoring endpoint itself counts (its /events clients, refused requests). */
 export interface MonitorCounts {
   eventClients: number;
   eventsSkipped: number;
   eventClientsDisconnected: number;
   eventClientsRefused: number;
+  authFailures: number;
 }
 
 /** A counter whose value is read from a plain integer when scraped. */
@@ -112,5 +113,10 @@ export function registerMetrics(
     'nodeset_monitor_event_clients_refused_total',
     '/events clients refused over the limit',
     () => monitor().eventClientsRefused,
+  );
+  counter(
+    'nodeset_monitor_auth_failures_total',
+    'Monitoring requests refused for a missing or wrong token',
+    () => monitor().authFailures,
   );
 }

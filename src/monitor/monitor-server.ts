@@ -6,13 +6,26 @@ import { Registry } from 'prom-client';
 import type { Dispatcher, NodeInfo } from '../dispatcher/dispatcher.js';
 import type { StatsSnapshot } from '../dispatcher/stats.js';
 import { NodesetError } from '../protocol/errors.js';
+import { findToken, hashToken, isTokenHash } from '../security/keys.js';
+import { isLoopback } from '../transport/tcp.js';
 import { DASHBOARD_HTML } from './dashboard.js';
 import { EventStream } from './event-stream.js';
 import { counterFrom, type MonitorCounts, registerMetrics } from './metrics.js';
 
 export { METRICS_TOP_EVENTS } from './metrics.js';
 
+/** Shortest monitor token accepted (its stored form `sha256:…` is always accepted). */
+export const MIN_MONITOR_TOKEN_LENGTH = 16;
+
 export interface MonitorOptions {
+  /**
+   * The token every data endpoint then requires as `Authorization: Bearer TOKEN`,
+   * or its stored form `sha256:<hex>`. Null (the default): no token, and the
+   * endpoint listens on loopback addresses only, unless `insecure`.
+   */
+  token?: string | null;
+  /** Allow a non-loopback listen without a token. Default false. */
+  insecure?: boolean;
   /** How often rates are computed and the dashboard is updated, in ms. Default 1000. */
   sampleIntervalMs?: number;
   /** Bytes queued for one /events client past which samples are skipped for it. Default 1 MiB. */
@@ -27,6 +40,8 @@ export interface MonitorOptions {
 
 export function defaultMonitorOptions() {
   return {
+    token: null as string | null,
+    insecure: false,
     sampleIntervalMs: 1000,
     maxEventBufferedBytes: 1024 * 1024,
     maxEventSkippedSamples: 10,
@@ -44,6 +59,9 @@ export interface StatsWithRates extends StatsSnapshot {
   monitor: MonitorCounts;
 }
 
+/** Paths served without a token: the page itself and its chart code hold no data; liveness for load balancers. */
+const PUBLIC_PATHS = new Set(['/', '/healthz', '/assets/uplot.js', '/assets/uplot.css']);
+
 const requireFromHere = createRequire(import.meta.url);
 
 function asset(path: string): Buffer {
@@ -51,6 +69,13 @@ function asset(path: string): Buffer {
 }
 
 function validate(o: ReturnType<typeof defaultMonitorOptions>): void {
+  const t = o.token;
+  if (t !== null && !isTokenHash(t) && t.length < MIN_MONITOR_TOKEN_LENGTH) {
+    throw new NodesetError(
+      'BAD_OPTION',
+      `the monitor token must be at least ${MIN_MONITOR_TOKEN_LENGTH} characters (or its stored form sha256:…)`,
+    );
+  }
   for (const key of [
     'sampleIntervalMs',
     'maxEventBufferedBytes',
@@ -64,17 +89,40 @@ function validate(o: ReturnType<typeof defaultMonitorOptions>): void {
 }
 
 /**
+ * Refuses a non-loopback address without a token unless `insecure`: the
+ * endpoint shows every node's address and subscriptions.
+ */
+export function checkMonitorListen(host: string, hasToken: boolean, insecure: boolean): void {
+  if (isLoopback(host) || hasToken || insecure) return;
+  throw new NodesetError(
+    'BAD_OPTION',
+    `refusing to serve the monitor on ${host} without a token: anyone who can reach it would see every node's ` +
+      `address and subscriptions. Give a token (--monitor-token-file or NODESET_MONITOR_TOKEN), listen on a ` +
+      'loopback address, or pass --monitor-insecure.',
+  );
+}
+
+/** The token of an `Authorization: Bearer TOKEN` header, or null. */
+function bearer(req: IncomingMessage): string | null {
+  const m = /^Bearer +(\S+) *$/i.exec(req.headers.authorization ?? '');
+  return m === null ? null : (m[1] as string);
+}
+
+/**
  * The dispatcher's monitoring endpoint: Prometheus `/metrics`, JSON `/stats`
  * and `/nodes`, `/healthz`, and a live dashboard at `/` fed by `/events`
  * (Server-Sent Events). Reads the dispatcher's plain counters; nothing is
- * added to the routing path.
+ * added to the routing path. With a token, every path but `/`, its assets
+ * and `/healthz` requires it; without one, it listens on loopback only.
  */
 export class MonitorServer {
   readonly registry = new Registry();
   readonly #dispatcher: Dispatcher;
   readonly #o: ReturnType<typeof defaultMonitorOptions>;
   readonly #logger: Logger;
+  readonly #tokenHash: string | null;
   readonly #events: EventStream;
+  #authFailures = 0;
   #server: Server | null = null;
   #timer: NodeJS.Timeout | null = null;
   #last: { at: number; publishes: number; deliveries: number; bytesIn: number; bytesOut: number } | null = null;
@@ -84,6 +132,8 @@ export class MonitorServer {
   constructor(dispatcher: Dispatcher, options: MonitorOptions = {}) {
     const d = defaultMonitorOptions();
     const o = {
+      token: options.token ?? d.token,
+      insecure: options.insecure ?? d.insecure,
       sampleIntervalMs: options.sampleIntervalMs ?? d.sampleIntervalMs,
       maxEventBufferedBytes: options.maxEventBufferedBytes ?? d.maxEventBufferedBytes,
       maxEventSkippedSamples: options.maxEventSkippedSamples ?? d.maxEventSkippedSamples,
@@ -93,6 +143,7 @@ export class MonitorServer {
     this.#o = o;
     this.#dispatcher = dispatcher;
     this.#logger = options.logger ?? dispatcher.logger;
+    this.#tokenHash = o.token === null ? null : isTokenHash(o.token) ? o.token : hashToken(o.token);
     this.#events = new EventStream({
       maxBufferedBytes: o.maxEventBufferedBytes,
       maxSkippedSamples: o.maxEventSkippedSamples,
@@ -123,6 +174,7 @@ export class MonitorServer {
   }
 
   async start(host: string, port: number): Promise<this> {
+    checkMonitorListen(host, this.#tokenHash !== null, this.#o.insecure);
     const server = createServer((req, res) => this.#handle(req, res));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -170,6 +222,7 @@ export class MonitorServer {
       eventsSkipped: e.skipped,
       eventClientsDisconnected: e.disconnected,
       eventClientsRefused: e.refused,
+      authFailures: this.#authFailures,
     };
   }
 
@@ -219,10 +272,25 @@ export class MonitorServer {
     };
   }
 
+  /** True when no token is configured or the request carries it (compared in constant time). */
+  #authorised(req: IncomingMessage): boolean {
+    if (this.#tokenHash === null) return true;
+    const token = bearer(req);
+    return token !== null && findToken(token, [this.#tokenHash]) === 0;
+  }
+
   #handle(req: IncomingMessage, res: ServerResponse): void {
     const path = (req.url ?? '/').split('?')[0] as string;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       this.#json(res, 405, { code: 'BAD_OPTION', message: 'only GET' });
+      return;
+    }
+    const authorised = this.#authorised(req);
+    if (!authorised && !PUBLIC_PATHS.has(path)) {
+      this.#authFailures++;
+      this.#logger.warn({ address: req.socket.remoteAddress, path }, 'monitor: missing or wrong token');
+      res.setHeader('www-authenticate', 'Bearer realm="nodeset-monitor"');
+      this.#json(res, 401, { code: 'AUTH_FAILED', message: 'this endpoint needs Authorization: Bearer TOKEN' });
       return;
     }
     switch (path) {
@@ -252,11 +320,14 @@ export class MonitorServer {
         return;
       }
       case '/healthz':
-        this.#json(res, 200, {
-          status: 'ok',
-          host: this.#dispatcher.hostName,
-          connections: this.#dispatcher.sessions.size,
-        });
+        // Liveness for anyone; what it says about the dispatcher, only to those who may see the rest.
+        this.#json(
+          res,
+          200,
+          authorised
+            ? { status: 'ok', host: this.#dispatcher.hostName, connections: this.#dispatcher.sessions.size }
+            : { status: 'ok' },
+        );
         return;
       case '/events':
         if (req.method === 'HEAD') {
@@ -272,7 +343,7 @@ export class MonitorServer {
         }
         return;
       case '/':
-        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'referrer-policy': 'no-referrer' });
         res.end(DASHBOARD_HTML);
         return;
       default: {
