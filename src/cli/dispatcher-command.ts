@@ -17,7 +17,7 @@ import {
   writePidfile,
 } from './common.js';
 import { resolveOptions } from './config.js';
-import { type ManholeOptions, startManhole, withManholeOptions } from './manhole.js';
+import { type ManholeOptions, manholeToken, startManhole, withManholeOptions } from './manhole.js';
 import { MONITOR_TOKEN_ENV, secretFromFileOrEnv } from './secrets.js';
 
 interface DispatcherCliOptions extends CommonOptions, ManholeOptions {
@@ -148,6 +148,7 @@ export function dispatcherCommand(name = 'nodeset-dispatcher'): Command {
           secretFromFileOrEnv('--monitor-token-file', opts.monitorTokenFile, MONITOR_TOKEN_ENV) ?? null;
         const monitorInsecure = opts.monitorInsecure ?? false;
         if (monitorAt !== null) checkMonitorListen(monitorAt.host, monitorToken !== null, monitorInsecure);
+        manholeToken(opts);
         writePidfile(opts.pidfile);
         const { host, port } = parseHostPort(opts.listen);
         const dispatcher = new Dispatcher(
@@ -183,6 +184,18 @@ export function dispatcherCommand(name = 'nodeset-dispatcher'): Command {
           );
         }
         const manhole = await startManhole(opts, { dispatcher, monitor }, logger);
+        if (monitor !== null && manhole !== null) {
+          monitor.addCounter(
+            'nodeset_manhole_auth_failures_total',
+            'Wrong manhole tokens',
+            () => manhole.stats.authFailures,
+          );
+          monitor.addCounter(
+            'nodeset_manhole_throttled_total',
+            'Manhole attempts turned away unchecked (address in back-off, or too many waiting)',
+            () => manhole.stats.throttled,
+          );
+        }
         onShutdown(async () => {
           await manhole?.close();
           await monitor?.stop();
