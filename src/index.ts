@@ -9,7 +9,8 @@ export {
 export type { LeaveReason } from './dispatcher/peer.js';
 export type { NodePresence } from './dispatcher/presence.js';
 export type { DispatcherStats, EventCount, StatsSnapshot } from './dispatcher/stats.js';
-export { MonitorServer, type StatsWithRates } from './monitor/monitor-server.js';
+export type { MonitorCounts } from './monitor/metrics.js';
+export { type MonitorOptions, MonitorServer, type StatsWithRates } from './monitor/monitor-server.js';
 export type { BackoffOptions } from './node/backoff.js';
 export { NodeCollection } from './node/collection.js';
 export type { Welcome } from './node/dispatcher-link.js';

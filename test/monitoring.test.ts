@@ -1,14 +1,59 @@
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { get as httpGet, type IncomingMessage } from 'node:http';
+import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { type Dispatcher, Node, NodeMetrics } from '../src/index.js';
-import { MonitorServer } from '../src/monitor/monitor-server.js';
+import { checkMonitorListen, MonitorServer } from '../src/monitor/monitor-server.js';
 import { encodeFrame, FrameKind } from '../src/protocol/frames.js';
-import { BROWSER_SKIP, CliProcess, launchChromium, ROOT, startDispatcher, startNode, until } from './helpers.js';
+import { hashToken } from '../src/security/keys.js';
+import {
+  BROWSER_SKIP,
+  CliProcess,
+  launchChromium,
+  ROOT,
+  startCli,
+  startDispatcher,
+  startNode,
+  until,
+} from './helpers.js';
 import { RawClient } from './raw-client.js';
 
 const quiet = { statsIntervalMs: 0 };
+const TOKEN = 'monitor-token-0123456789';
+const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+
+/** An /events reader that counts the samples it gets. */
+async function readEvents(url: string, headers: Record<string, string> = {}) {
+  const res = await new Promise<IncomingMessage>((resolve, reject) =>
+    httpGet(`${url}/events`, { headers }, resolve).on('error', reject),
+  );
+  const reader = { status: res.statusCode, samples: 0, ended: false, close: () => res.destroy() };
+  let text = '';
+  res.setEncoding('utf8');
+  res.on('data', (chunk: string) => {
+    text += chunk;
+    for (let i = text.indexOf('\n\n'); i !== -1; i = text.indexOf('\n\n')) {
+      if (text.startsWith('data: ')) reader.samples++;
+      text = text.slice(i + 2);
+    }
+  });
+  res.on('error', () => {});
+  res.on('close', () => (reader.ended = true));
+  return reader;
+}
+
+/** An /events client that sends its request and never reads a byte. */
+async function stalledEventsClient(port: number): Promise<Socket> {
+  const socket = connect({ host: '127.0.0.1', port });
+  socket.on('error', () => {});
+  socket.pause();
+  socket.write('GET /events HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n');
+  return socket;
+}
 
 async function scrape(url: string): Promise<Map<string, number>> {
   const text = await (await fetch(`${url}/metrics`)).text();
@@ -231,6 +276,208 @@ describe('monitoring endpoint', () => {
   });
 });
 
+describe('monitor token and exposure', () => {
+  let dispatcher: Dispatcher;
+  const dir = mkdtempSync(join(tmpdir(), 'nodeset-monitor-'));
+
+  before(async () => {
+    dispatcher = await startDispatcher();
+  });
+  after(async () => {
+    await dispatcher.stop();
+  });
+
+  test('with a token, every data path needs it (constant-time check); the page, its assets and a bare /healthz do not', async () => {
+    const m = await new MonitorServer(dispatcher, { token: TOKEN }).start('127.0.0.1', 0);
+    const node = await startNode(dispatcher, { name: 'secret-node', ...quiet });
+    try {
+      let refused = 0;
+      for (const path of ['/metrics', '/stats', '/nodes', '/subscribers?uri=x', '/events', '/no-such-path']) {
+        for (const headers of [{}, bearer('wrong-token-0123456789'), { authorization: `Basic ${TOKEN}` }]) {
+          const res = await fetch(`${m.url}${path}`, { headers });
+          assert.equal(res.status, 401, `${path} ${JSON.stringify(headers)}`);
+          assert.equal(res.headers.get('www-authenticate'), 'Bearer realm="nodeset-monitor"');
+          const body = await res.text();
+          assert.equal(JSON.parse(body).code, 'AUTH_FAILED');
+          assert.doesNotMatch(body, /secret-node/);
+          refused++;
+        }
+      }
+      const nodes = (await (await fetch(`${m.url}/nodes`, { headers: bearer(TOKEN) })).json()) as { name: string }[];
+      assert.ok(nodes.some((n) => n.name === 'secret-node'));
+      const metrics = await (await fetch(`${m.url}/metrics`, { headers: bearer(TOKEN) })).text();
+      assert.match(metrics, new RegExp(`^nodeset_monitor_auth_failures_total ${refused}$`, 'm'));
+      const events = await readEvents(m.url, bearer(TOKEN));
+      assert.equal(events.status, 200);
+      await until(() => events.samples >= 1);
+      events.close();
+
+      const page = await (await fetch(`${m.url}/`)).text();
+      assert.match(page, /<title>nodeset dispatcher<\/title>/);
+      // The page's own script parses (a browser test runs it where chromium is installed).
+      const script = /<script>([\s\S]*?)<\/script>/.exec(page)![1]!;
+      assert.doesNotThrow(() => new Function(script));
+      assert.equal((await fetch(`${m.url}/assets/uplot.js`)).status, 200);
+      assert.deepEqual(await (await fetch(`${m.url}/healthz`)).json(), { status: 'ok' });
+      const health = (await (await fetch(`${m.url}/healthz`, { headers: bearer(TOKEN) })).json()) as { host: string };
+      assert.equal(health.host, 'testhost');
+      assert.equal(m.stats().monitor.authFailures, refused);
+    } finally {
+      await node.stop();
+      await m.stop();
+    }
+    // The stored form works as well; a short token is refused.
+    const hashed = await new MonitorServer(dispatcher, { token: hashToken(TOKEN) }).start('127.0.0.1', 0);
+    try {
+      assert.equal((await fetch(`${hashed.url}/stats`, { headers: bearer(TOKEN) })).status, 200);
+      assert.equal((await fetch(`${hashed.url}/stats`, { headers: bearer(hashToken(TOKEN)) })).status, 401);
+    } finally {
+      await hashed.stop();
+    }
+    assert.throws(() => new MonitorServer(dispatcher, { token: 'short' }), /at least 16 characters/);
+  });
+
+  test('a non-loopback address needs a token or the insecure override, also with --auth', async () => {
+    for (const host of ['0.0.0.0', '::', '10.1.2.3']) {
+      await assert.rejects(
+        new MonitorServer(dispatcher).start(host, 0),
+        new RegExp(
+          `refusing to serve the monitor on ${host.replace(/\./g, '\\.')} without a token.*--monitor-insecure`,
+        ),
+      );
+    }
+    assert.doesNotThrow(() => checkMonitorListen('0.0.0.0', true, false));
+    assert.doesNotThrow(() => checkMonitorListen('0.0.0.0', false, true));
+    assert.doesNotThrow(() => checkMonitorListen('127.0.0.1', false, false));
+    assert.doesNotThrow(() => checkMonitorListen('::1', false, false));
+
+    const auth = join(dir, 'auth.yaml');
+    writeFileSync(auth, `identities:\n  - name: svc\n    token: "${hashToken('node-token')}"\n`);
+    const cli = new CliProcess('nodeset-dispatcher', [
+      '--listen',
+      '127.0.0.1:0',
+      '--auth',
+      auth,
+      '--monitor',
+      '0.0.0.0:0',
+    ]);
+    assert.equal(await cli.exit(), 2);
+    assert.match(cli.stderr.join('\n'), /refusing to serve the monitor on 0\.0\.0\.0 without a token/);
+    assert.ok(!cli.lines.some((l) => /listening/.test(l)), 'refused before anything listens');
+  });
+
+  test('nodeset-dispatcher takes the token from a file or NODESET_MONITOR_TOKEN; nodeset-monitor sends it', async () => {
+    const file = join(dir, 'monitor.token');
+    writeFileSync(file, `${TOKEN}\n`, { mode: 0o600 });
+    const { proc, line } = await startCli(
+      'nodeset-dispatcher',
+      ['--listen', '127.0.0.1:0', '--host-name', 'testhost', '--monitor-token-file', file],
+      /monitor listening/,
+    );
+    try {
+      const url = /(http:\/\/\S+)/.exec(line)![1]!;
+      assert.equal((await fetch(`${url}/nodes`)).status, 401);
+      assert.equal((await fetch(`${url}/nodes`, { headers: bearer(TOKEN) })).status, 200);
+      const without = new CliProcess('nodeset-monitor', ['--monitor-url', url, '--json']);
+      assert.equal(await without.exit(), 1);
+      assert.match(without.stderr.join('\n'), /AUTH_FAILED: .*needs the monitor token/);
+      const withFile = new CliProcess('nodeset-monitor', [
+        '--monitor-url',
+        url,
+        '--json',
+        '--monitor-token-file',
+        file,
+      ]);
+      assert.equal(await withFile.exit(), 0);
+      assert.equal(JSON.parse(withFile.lines.join('\n')).stats.host, 'testhost');
+      const withEnv = new CliProcess('nodeset-monitor', ['--monitor-url', url, '--once'], {
+        NODESET_MONITOR_TOKEN: TOKEN,
+      });
+      assert.equal(await withEnv.exit(), 0);
+    } finally {
+      await proc.kill();
+    }
+    // From the environment, in its stored form.
+    const fromEnv = await startCli('nodeset-dispatcher', ['--listen', '127.0.0.1:0'], /monitor listening/, 10_000, {
+      NODESET_MONITOR_TOKEN: hashToken(TOKEN),
+    });
+    try {
+      const url = /(http:\/\/\S+)/.exec(fromEnv.line)![1]!;
+      assert.equal((await fetch(`${url}/stats`)).status, 401);
+      assert.equal((await fetch(`${url}/stats`, { headers: bearer(TOKEN) })).status, 200);
+    } finally {
+      await fromEnv.proc.kill();
+    }
+    const empty = join(dir, 'empty.token');
+    writeFileSync(empty, '\n');
+    const bad = new CliProcess('nodeset-dispatcher', ['--listen', '127.0.0.1:0', '--monitor-token-file', empty]);
+    assert.equal(await bad.exit(), 2);
+    assert.match(bad.stderr.join('\n'), /--monitor-token-file: .*empty\.token is empty/);
+  });
+});
+
+describe('/events bounds', () => {
+  test('a client that does not read skips samples, then is disconnected; a reader meanwhile gets them all', async () => {
+    const d = await startDispatcher();
+    const m = await new MonitorServer(d, {
+      sampleIntervalMs: 100,
+      maxEventBufferedBytes: 64 * 1024,
+      maxEventSkippedSamples: 5,
+    }).start('127.0.0.1', 0);
+    const padder = await startNode(d, { name: 'padder', ...quiet });
+    const stalled: Socket[] = [];
+    const reader = await readEvents(m.url);
+    try {
+      // About 200 KB a sample (a node with 2,000 long subscriptions), so a client that does not read
+      // fills the kernel's socket buffers within seconds.
+      const pad = 'x'.repeat(90);
+      await Promise.all(Array.from({ length: 2000 }, (_, i) => padder.subscribe(`padding.${pad}.${i}`, () => {})));
+      for (let i = 0; i < 3; i++) stalled.push(await stalledEventsClient(m.address.port));
+      await until(() => m.stats().monitor.eventClientsDisconnected === 3, 30_000, 'the stalled clients cut off');
+      const counts = m.stats().monitor;
+      assert.ok(counts.eventsSkipped >= 3 * 5, `skipped ${counts.eventsSkipped}`);
+      assert.equal(counts.eventClients, 1, 'the reader is still connected');
+      const seen = reader.samples;
+      await until(() => reader.samples >= seen + 3, 10_000, 'more samples at the reader');
+      assert.equal(reader.ended, false);
+      const metrics = await scrape(m.url);
+      assert.equal(metrics.get('nodeset_monitor_event_clients_disconnected_total'), 3);
+      assert.ok((metrics.get('nodeset_monitor_events_skipped_total') ?? 0) >= 15);
+      assert.equal(metrics.get('nodeset_monitor_event_clients'), 1);
+    } finally {
+      reader.close();
+      for (const s of stalled) s.destroy();
+      await padder.stop();
+      await m.stop();
+      await d.stop();
+    }
+  });
+
+  test('clients over the limit are refused with 503 LIMIT_EXCEEDED, and counted', async () => {
+    const d = await startDispatcher();
+    const m = await new MonitorServer(d, { maxEventClients: 2 }).start('127.0.0.1', 0);
+    const readers = [await readEvents(m.url), await readEvents(m.url)];
+    try {
+      const over = await fetch(`${m.url}/events`);
+      assert.equal(over.status, 503);
+      assert.equal(((await over.json()) as { code: string }).code, 'LIMIT_EXCEEDED');
+      readers[0]!.close();
+      // Room again once the server has seen that client go.
+      await until(async () => {
+        const next = await readEvents(m.url);
+        if (next.status !== 200) next.close();
+        else readers.push(next);
+        return next.status === 200;
+      });
+      assert.ok(m.stats().monitor.eventClientsRefused >= 1);
+    } finally {
+      for (const r of readers) r.close();
+      await m.stop();
+      await d.stop();
+    }
+  });
+});
+
 describe('dashboard in a real browser', { skip: BROWSER_SKIP }, () => {
   test('lists the nodes and the chart moves while a publisher runs', async () => {
     const dispatcher = await startDispatcher();
@@ -264,6 +511,43 @@ describe('dashboard in a real browser', { skip: BROWSER_SKIP }, () => {
       await browser.close();
       await sub.stop();
       await pub.stop();
+      await monitor.stop();
+      await dispatcher.stop();
+    }
+  });
+
+  test('behind a token: it comes from the URL fragment or the form, and nothing shows without it', async () => {
+    const dispatcher = await startDispatcher();
+    const monitor = await new MonitorServer(dispatcher, { token: TOKEN }).start('127.0.0.1', 0);
+    const node = await startNode(dispatcher, { name: 'behind-a-token', ...quiet });
+    const browser = await launchChromium();
+    try {
+      const page = await browser.newPage();
+      await page.goto(`${monitor.url}/#token=${TOKEN}`);
+      await page.locator('tr[data-node="behind-a-token"]').waitFor({ timeout: 10_000 });
+      assert.equal(new URL(page.url()).hash, '', 'the token is taken out of the address bar');
+      await page.reload();
+      await page.locator('tr[data-node="behind-a-token"]').waitFor({ timeout: 10_000 });
+
+      // A new context: no token kept.
+      const other = await browser.newPage();
+      await other.goto(monitor.url);
+      await other.locator('#login').waitFor({ state: 'visible', timeout: 10_000 });
+      assert.equal(await other.locator('#state').textContent(), 'token required');
+      assert.equal(await other.locator('tr[data-node]').count(), 0);
+      await other.fill('#token', 'wrong-token-0123456789');
+      await other.click('#login button');
+      await other.waitForFunction("document.getElementById('state').textContent === 'wrong token'", undefined, {
+        timeout: 10_000,
+      });
+      assert.equal(await other.locator('tr[data-node]').count(), 0);
+      await other.fill('#token', TOKEN);
+      await other.click('#login button');
+      await other.locator('tr[data-node="behind-a-token"]').waitFor({ timeout: 10_000 });
+      assert.ok(monitor.stats().monitor.authFailures >= 2);
+    } finally {
+      await browser.close();
+      await node.stop();
       await monitor.stop();
       await dispatcher.stop();
     }

@@ -6,6 +6,8 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import pino from 'pino';
+import { startManhole } from '../src/cli/manhole.js';
 import { CliProcess, ROOT, startDispatcher, startNode, until } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'nodeset-ops-'));
@@ -134,23 +136,144 @@ describe('manhole', () => {
     return text;
   }
 
+  /** A manhole connection that has been asked for its token; `answer` sends one and resolves with all it got until closed. */
+  async function prompted(port: number): Promise<{ answer(line: string): Promise<string> }> {
+    const socket = connect({ host: '127.0.0.1', port });
+    socket.setEncoding('utf8');
+    let text = '';
+    const closed = new Promise<string>((resolve) => socket.on('close', () => resolve(text)));
+    socket.on('error', () => {});
+    await new Promise<void>((resolve, reject) => {
+      socket.on('data', (c: string) => {
+        text += c;
+        if (text.includes('token? ')) resolve();
+      });
+      socket.once('close', () => reject(new Error(`closed before the prompt: ${text}`)));
+    });
+    return {
+      answer(line: string) {
+        socket.write(`${line}\n`);
+        return closed;
+      },
+    };
+  }
+
+  async function startWithManhole(args: string[], env: NodeJS.ProcessEnv) {
+    const proc = new CliProcess('nodeset-dispatcher', ['--listen', '127.0.0.1:0', '--manhole', '0', ...args], env);
+    try {
+      const port = Number(/127\.0\.0\.1:(\d+)/.exec(await proc.waitForLine(/manhole listening/))![1]);
+      const monitorUrl = /(http:\/\/\S+)/.exec(await proc.waitForLine(/monitor listening/))![1]!;
+      return { proc, port, monitorUrl };
+    } catch (err) {
+      await proc.kill('SIGKILL');
+      throw err;
+    }
+  }
+
   test('needs a token; refuses a wrong one; gives a REPL with the dispatcher in scope', async () => {
     const noToken = new CliProcess('nodeset-dispatcher', ['--listen', '127.0.0.1:0', '--manhole', '0']);
     assert.equal(await noToken.exit(), 2);
-    assert.match(noToken.stderr.join('\n'), /--manhole needs a token/);
+    assert.match(noToken.stderr.join('\n'), /--manhole needs a token.*NODESET_MANHOLE_TOKEN.*--manhole-token-file/);
 
-    const proc = new CliProcess('nodeset-dispatcher', ['--listen', '127.0.0.1:0', '--manhole', '0'], {
-      NODESET_MANHOLE_TOKEN: 'manhole-secret',
-    });
+    const { proc, port, monitorUrl } = await startWithManhole([], { NODESET_MANHOLE_TOKEN: 'manhole-secret' });
     try {
-      const port = Number(/127\.0\.0\.1:(\d+)/.exec(await proc.waitForLine(/manhole listening/))![1]);
+      const right = await talk(port, ['manhole-secret', 'dispatcher.options.host'], /'127\.0\.0\.1'/);
+      assert.match(right, /ok\nnodeset> '127\.0\.0\.1'/);
       const wrong = await talk(port, ['not-the-token', 'dispatcher.hostName'], /AUTH_FAILED/);
       assert.match(wrong, /AUTH_FAILED/);
       assert.doesNotMatch(wrong, /nodeset>/);
-      const right = await talk(port, ['manhole-secret', 'dispatcher.options.host'], /'127\.0\.0\.1'/);
-      assert.match(right, /ok\nnodeset> '127\.0\.0\.1'/);
+      // Counted on the dispatcher's /metrics.
+      const metrics = await (await fetch(`${monitorUrl}/metrics`)).text();
+      assert.match(metrics, /^nodeset_manhole_auth_failures_total 1$/m);
+      assert.match(metrics, /^nodeset_manhole_throttled_total 0$/m);
     } finally {
       await proc.kill();
+    }
+  });
+
+  test('the token is never taken from a flag or a config file (the process list shows flags); a token file works', async () => {
+    const flag = new CliProcess('nodeset-dispatcher', [
+      '--listen',
+      '127.0.0.1:0',
+      '--manhole',
+      '0',
+      '--manhole-token',
+      'manhole-secret',
+    ]);
+    assert.equal(await flag.exit(), 2);
+    assert.match(
+      flag.stderr.join('\n'),
+      /--manhole-token is not accepted: .*Set NODESET_MANHOLE_TOKEN, or .*--manhole-token-file FILE/,
+    );
+    // Refused even when the environment holds the same token.
+    const both = new CliProcess(
+      'nodeset-node',
+      ['subscriber', '--event', 'x', '--manhole', '0', '--manhole-token', 'manhole-secret'],
+      { NODESET_MANHOLE_TOKEN: 'manhole-secret' },
+    );
+    assert.equal(await both.exit(), 2);
+    assert.match(both.stderr.join('\n'), /--manhole-token is not accepted/);
+    const config = join(dir, 'manhole-token.yaml');
+    writeFileSync(config, 'manhole: 0\nmanhole-token: manhole-secret\n');
+    const fromConfig = new CliProcess('nodeset-dispatcher', ['--listen', '127.0.0.1:0', '--config', config]);
+    assert.equal(await fromConfig.exit(), 2);
+    assert.match(fromConfig.stderr.join('\n'), /--manhole-token is not accepted/);
+
+    const file = join(dir, 'manhole.token');
+    writeFileSync(file, 'token-from-a-file\n', { mode: 0o600 });
+    const conflict = new CliProcess(
+      'nodeset-dispatcher',
+      ['--listen', '127.0.0.1:0', '--manhole', '0', '--manhole-token-file', file],
+      {
+        NODESET_MANHOLE_TOKEN: 'manhole-secret',
+      },
+    );
+    assert.equal(await conflict.exit(), 2);
+    assert.match(conflict.stderr.join('\n'), /--manhole-token-file or NODESET_MANHOLE_TOKEN, not both/);
+    const { proc, port } = await startWithManhole(['--manhole-token-file', file], {});
+    try {
+      const right = await talk(port, ['token-from-a-file', 'dispatcher.hostName.length > 0'], /true/);
+      assert.match(right, /ok\nnodeset> true/);
+    } finally {
+      await proc.kill();
+    }
+  });
+
+  test('after a wrong token the address backs off: a burst of guesses is one guess, and the waits are counted', async () => {
+    const file = join(dir, 'manhole-backoff.token');
+    writeFileSync(file, 'manhole-secret\n');
+    let now = 1_000_000;
+    const manhole = (await startManhole(
+      { manhole: 0, manholeTokenFile: file },
+      { answer: 42 },
+      pino({ level: 'silent' }),
+      { now: () => now },
+    ))!;
+    const attempt = (token: string) => talk(manhole.port, [token, 'answer'], /LIMIT_EXCEEDED|AUTH_FAILED|nodeset> 42/);
+    try {
+      // Ten connections, all asked for their token, all answering at once with a wrong one.
+      const burst = await Promise.all(Array.from({ length: 10 }, () => prompted(manhole.port)));
+      const answers = await Promise.all(burst.map((c, i) => c.answer(`guess-${i}`)));
+      assert.equal(answers.filter((a) => /\bAUTH_FAILED\b/.test(a)).length, 1, answers.join(' | '));
+      const turnedAway = /LIMIT_EXCEEDED too many wrong tokens from \S+; retry in 1 s/;
+      assert.equal(answers.filter((a) => turnedAway.test(a)).length, 9, answers.join(' | '));
+      // While the address waits, not even the right token is looked at.
+      assert.match(await attempt('manhole-secret'), turnedAway);
+      now += 499;
+      assert.match(await attempt('manhole-secret'), turnedAway);
+      now += 1;
+      assert.match(await attempt('manhole-secret'), /ok\nnodeset> 42/);
+      // A success clears the address; failures in a row double the wait.
+      assert.match(await attempt('wrong-1'), /AUTH_FAILED/);
+      now += 500;
+      assert.match(await attempt('wrong-2'), /AUTH_FAILED/);
+      now += 999;
+      assert.match(await attempt('manhole-secret'), /LIMIT_EXCEEDED/);
+      now += 1;
+      assert.match(await attempt('manhole-secret'), /ok\nnodeset> 42/);
+      assert.deepEqual(manhole.stats, { authFailures: 3, throttled: 9 + 2 + 1 });
+    } finally {
+      await manhole.close();
     }
   });
 });

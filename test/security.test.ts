@@ -6,6 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { Dispatcher, Node, StreamNode } from '../src/index.js';
 import { encodeFrame, FrameKind } from '../src/protocol/frames.js';
 import { AuthConfig } from '../src/security/auth-config.js';
+import { FailureBackoff } from '../src/security/failure-backoff.js';
 import { hashToken } from '../src/security/keys.js';
 import { covers, intersects, mayPublish, maySubscribe } from '../src/security/permissions.js';
 import { CliProcess, makeCerts, startDispatcher, startNode, type TestCerts, until } from './helpers.js';
@@ -49,6 +50,42 @@ describe('permission patterns', () => {
     assert.ok(maySubscribe({ allow: ['orders.*'], deny: ['orders.internal'] }, 'orders.*'));
     assert.ok(!maySubscribe({ allow: ['orders.*'], deny: ['orders.internal'] }, 'orders.internal'));
     assert.ok(!maySubscribe({ allow: ['>'], deny: ['orders.>'] }, 'orders.*'));
+  });
+});
+
+describe('failure back-off', () => {
+  test('waits double per failure up to the cap; a success or a quiet spell clears the address', () => {
+    let now = 0;
+    const b = new FailureBackoff({ baseMs: 100, maxMs: 1000, forgetMs: 60_000, maxAddresses: 3, now: () => now });
+    assert.equal(b.waitMs('a'), 0);
+    assert.deepEqual(
+      [1, 2, 3, 4, 5, 6].map(() => b.fail('a')),
+      [100, 200, 400, 800, 1000, 1000],
+    );
+    assert.equal(b.waitMs('a'), 1000);
+    now += 400;
+    assert.equal(b.waitMs('a'), 600);
+    assert.equal(b.waitMs('b'), 0, 'per address');
+    b.succeed('a');
+    assert.equal(b.waitMs('a'), 0);
+    assert.equal(b.fail('a'), 100, 'starts again after a success');
+    b.fail('a');
+    now += 60_000;
+    assert.equal(b.waitMs('a'), 0);
+    assert.equal(b.fail('a'), 100, 'starts again after forgetMs without a failure');
+  });
+
+  test('remembers at most maxAddresses, forgetting the least recently failed', () => {
+    const now = 0;
+    const b = new FailureBackoff({ baseMs: 100, maxMs: 1000, forgetMs: 60_000, maxAddresses: 3, now: () => now });
+    for (const a of ['a', 'b', 'c']) b.fail(a);
+    b.fail('a');
+    b.fail('d');
+    assert.equal(b.size, 3);
+    assert.equal(b.waitMs('b'), 0, 'b was the least recently failed');
+    assert.equal(b.waitMs('a'), 200);
+    assert.equal(b.waitMs('c'), 100);
+    assert.equal(b.waitMs('d'), 100);
   });
 });
 

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { Dispatcher } from '../dispatcher/dispatcher.js';
 import { defaultDispatcherOptions } from '../dispatcher/options.js';
 import { NatsFederation } from '../federation/nats-federation.js';
-import { MonitorServer } from '../monitor/monitor-server.js';
+import { checkMonitorListen, MonitorServer } from '../monitor/monitor-server.js';
 import { NodesetError } from '../protocol/errors.js';
 import { parseHostPort } from '../protocol/url.js';
 import { AuthConfig } from '../security/auth-config.js';
@@ -17,7 +17,8 @@ import {
   writePidfile,
 } from './common.js';
 import { resolveOptions } from './config.js';
-import { type ManholeOptions, startManhole, withManholeOptions } from './manhole.js';
+import { type ManholeOptions, manholeToken, startManhole, withManholeOptions } from './manhole.js';
+import { MONITOR_TOKEN_ENV, secretFromFileOrEnv } from './secrets.js';
 
 interface DispatcherCliOptions extends CommonOptions, ManholeOptions {
   listen: string;
@@ -39,6 +40,8 @@ interface DispatcherCliOptions extends CommonOptions, ManholeOptions {
   tlsCa?: string;
   hashToken?: string;
   monitor: string | false;
+  monitorTokenFile?: string;
+  monitorInsecure?: boolean;
   federation?: string;
 }
 
@@ -111,6 +114,11 @@ export function dispatcherCommand(name = 'nodeset-dispatcher'): Command {
       '127.0.0.1:8222',
     )
     .option('--no-monitor', 'no monitoring endpoint')
+    .option(
+      '--monitor-token-file <file>',
+      `file holding the token (or its sha256: form) the monitoring endpoint requires as "Authorization: Bearer"; or set ${MONITOR_TOKEN_ENV}`,
+    )
+    .option('--monitor-insecure', 'allow a non-loopback --monitor without a token')
     .option('--federation <urls>', 'join the federation: comma-separated NATS URLs (nats://host:port,…)')
     .option('--hash-token <token>', 'print the stored form of a token for the auth file, and exit')
     .action(async (_opts: unknown, command: Command) => {
@@ -135,6 +143,12 @@ export function dispatcherCommand(name = 'nodeset-dispatcher'): Command {
                 ...(opts.tlsCa === undefined ? {} : { ca: readPem('--tls-ca', opts.tlsCa) }),
               }
             : null;
+        const monitorAt = opts.monitor === false ? null : parseHostPort(opts.monitor);
+        const monitorToken =
+          secretFromFileOrEnv('--monitor-token-file', opts.monitorTokenFile, MONITOR_TOKEN_ENV) ?? null;
+        const monitorInsecure = opts.monitorInsecure ?? false;
+        if (monitorAt !== null) checkMonitorListen(monitorAt.host, monitorToken !== null, monitorInsecure);
+        manholeToken(opts);
         writePidfile(opts.pidfile);
         const { host, port } = parseHostPort(opts.listen);
         const dispatcher = new Dispatcher(
@@ -163,11 +177,25 @@ export function dispatcherCommand(name = 'nodeset-dispatcher'): Command {
         );
         await dispatcher.start();
         let monitor: MonitorServer | null = null;
-        if (opts.monitor !== false) {
-          const at = parseHostPort(opts.monitor);
-          monitor = await new MonitorServer(dispatcher).start(at.host, at.port);
+        if (monitorAt !== null) {
+          monitor = await new MonitorServer(dispatcher, { token: monitorToken, insecure: monitorInsecure }).start(
+            monitorAt.host,
+            monitorAt.port,
+          );
         }
         const manhole = await startManhole(opts, { dispatcher, monitor }, logger);
+        if (monitor !== null && manhole !== null) {
+          monitor.addCounter(
+            'nodeset_manhole_auth_failures_total',
+            'Wrong manhole tokens',
+            () => manhole.stats.authFailures,
+          );
+          monitor.addCounter(
+            'nodeset_manhole_throttled_total',
+            'Manhole attempts turned away unchecked (address in back-off, or too many waiting)',
+            () => manhole.stats.throttled,
+          );
+        }
         onShutdown(async () => {
           await manhole?.close();
           await monitor?.stop();

@@ -4,9 +4,11 @@ import { Node } from '../node/node.js';
 import { NodesetError } from '../protocol/errors.js';
 import { baseCommand, type NodeCommandOptions, nodeConnectionOptions, withNodeOptions } from './common.js';
 import { resolveOptions } from './config.js';
+import { MONITOR_TOKEN_ENV, secretFromFileOrEnv } from './secrets.js';
 
 interface MonitorCliOptions extends NodeCommandOptions {
   monitorUrl?: string;
+  monitorTokenFile?: string;
   json?: boolean;
   once?: boolean;
   subscribers?: string;
@@ -38,10 +40,14 @@ interface Snapshot {
   nodes: NodeRow[];
 }
 
-function httpSource(base: string): Source {
+function httpSource(base: string, token: string | undefined): Source {
+  const get = httpGetter(base, token);
   return {
-    snapshot: () => fetchSnapshot(base),
-    subscribers: async (uri) => (await fetch(new URL(`/subscribers?uri=${encodeURIComponent(uri)}`, base))).json(),
+    snapshot: async () => {
+      const [stats, nodes] = await Promise.all([get('/stats'), get('/nodes')]);
+      return { stats, nodes } as Snapshot;
+    },
+    subscribers: (uri) => get(`/subscribers?uri=${encodeURIComponent(uri)}`),
     close: async () => {},
   };
 }
@@ -67,19 +73,28 @@ async function dispatcherSource(opts: NodeCommandOptions): Promise<Source> {
   };
 }
 
-async function fetchSnapshot(base: string): Promise<Snapshot> {
-  const get = async (path: string) => {
+/** GETs JSON from the monitoring endpoint, with the token when there is one. */
+function httpGetter(base: string, token: string | undefined): (path: string) => Promise<unknown> {
+  const headers: Record<string, string> = token === undefined ? {} : { authorization: `Bearer ${token}` };
+  return async (path) => {
     let res: Response;
     try {
-      res = await fetch(new URL(path, base));
+      res = await fetch(new URL(path, base), { headers });
     } catch (cause) {
       throw new NodesetError('CONNECTION_LOST', `cannot reach the monitoring endpoint ${base}`, { cause });
     }
-    if (!res.ok) throw new NodesetError('CONNECTION_LOST', `${base}${path} answered ${res.status}`);
+    if (res.status === 401) {
+      throw new NodesetError(
+        'AUTH_FAILED',
+        `${base}${path} needs the monitor token: set ${MONITOR_TOKEN_ENV} or give --monitor-token-file`,
+      );
+    }
+    // A 400 carries its reason (a bad URI) as JSON, printed like any answer.
+    if (!res.ok && res.status !== 400) {
+      throw new NodesetError('CONNECTION_LOST', `${base}${path} answered ${res.status}`);
+    }
     return res.json();
   };
-  const [stats, nodes] = await Promise.all([get('/stats'), get('/nodes')]);
-  return { stats, nodes } as Snapshot;
 }
 
 const num = (n: number) =>
@@ -123,6 +138,10 @@ export function monitorCommand(name = 'nodeset-monitor'): Command {
       '--monitor-url <url>',
       "the dispatcher's monitoring endpoint (default http://127.0.0.1:8222, unless --dispatcher-url is given)",
     )
+    .option(
+      '--monitor-token-file <file>',
+      `file holding the monitoring endpoint's token (first line); or set ${MONITOR_TOKEN_ENV}`,
+    )
     .option('--json', 'print one snapshot as JSON and exit')
     .option('--once', 'print the table once and exit')
     .option('--subscribers <uri>', 'print who would receive a publish to this URI, and exit')
@@ -132,7 +151,10 @@ export function monitorCommand(name = 'nodeset-monitor'): Command {
         opts.monitorUrl === undefined && command.getOptionValueSource('dispatcherUrl') !== 'default';
       const source = viaDispatcher
         ? await dispatcherSource(opts)
-        : httpSource(opts.monitorUrl ?? 'http://127.0.0.1:8222');
+        : httpSource(
+            opts.monitorUrl ?? 'http://127.0.0.1:8222',
+            secretFromFileOrEnv('--monitor-token-file', opts.monitorTokenFile, MONITOR_TOKEN_ENV),
+          );
       if (opts.subscribers !== undefined || opts.json || opts.once || !process.stdout.isTTY) {
         try {
           if (opts.subscribers !== undefined) {

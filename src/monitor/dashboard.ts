@@ -1,7 +1,11 @@
 /**
  * The live dashboard served at `/` of the monitoring endpoint. Charts use
  * uPlot, served by the endpoint itself from the installed package (no CDN);
- * data arrives every second over Server-Sent Events from `/events`.
+ * data arrives every second over Server-Sent Events from `/events`, read with
+ * fetch() so that it can carry `Authorization: Bearer TOKEN` (EventSource
+ * cannot send headers). The token comes from the URL fragment (`/#token=…`,
+ * never sent to the server), or from a form when the endpoint asks for one;
+ * it is kept in sessionStorage for the tab and taken out of the address bar.
  */
 export const DASHBOARD_HTML = `<!doctype html>
 <html lang="en">
@@ -31,10 +35,15 @@ export const DASHBOARD_HTML = `<!doctype html>
   td.num { text-align: right; }
   .subs { color: var(--muted); font-size: 12px; }
   .empty { color: var(--muted); padding: 12px 8px; }
+  #login { display: flex; gap: 8px; align-items: center; }
+  #login[hidden] { display: none; }
+  #login input { font: inherit; padding: 4px 8px; border: 1px solid var(--line); border-radius: 6px; width: 22em; }
 </style>
 </head>
 <body>
-<header><h1>nodeset dispatcher <span id="host"></span></h1><span id="state" class="state">connecting…</span></header>
+<header><h1>nodeset dispatcher <span id="host"></span></h1><span id="state" class="state">connecting…</span>
+  <form id="login" hidden><label for="token">Token</label><input id="token" type="password" autocomplete="off"><button>Connect</button></form>
+</header>
 <main>
   <section class="cards">
     <div class="card"><div class="label">Nodes</div><div class="value" id="connections">–</div></div>
@@ -89,9 +98,57 @@ export const DASHBOARD_HTML = `<!doctype html>
       '</td><td class="num">' + (n.heartbeatRttMs === null ? '–' : n.heartbeatRttMs + ' ms') + '</td><td class="subs">' + esc(n.subscriptions.join(', ')) + '</td></tr>');
     document.getElementById('nodes').innerHTML = rows.length ? rows.join('') : '<tr><td colspan="8" class="empty">no nodes</td></tr>';
   }
-  const source = new EventSource('/events');
-  source.onmessage = (e) => { document.getElementById('state').className = 'state live'; text('state', 'live'); render(JSON.parse(e.data)); };
-  source.onerror = () => { document.getElementById('state').className = 'state'; text('state', 'reconnecting…'); };
+  const state = (live, label) => { document.getElementById('state').className = live ? 'state live' : 'state'; text('state', label); };
+  const TOKEN_KEY = 'nodeset-monitor-token';
+  const fromFragment = /(?:^#|&)token=([^&]+)/.exec(location.hash);
+  if (fromFragment) {
+    sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(fromFragment[1]));
+    history.replaceState(null, '', location.pathname + location.search);
+  }
+  const login = document.getElementById('login');
+  login.addEventListener('submit', (e) => {
+    e.preventDefault();
+    sessionStorage.setItem(TOKEN_KEY, document.getElementById('token').value.trim());
+    login.hidden = true;
+    follow();
+  });
+  function onMessage(block) {
+    let name = 'message', data = '';
+    for (const line of block.split('\\n')) {
+      if (line.startsWith('event:')) name = line.slice(6).trim();
+      else if (line.startsWith('data:')) data += (data ? '\\n' : '') + line.slice(5).replace(/^ /, '');
+    }
+    if (name === 'message' && data) { state(true, 'live'); render(JSON.parse(data)); }
+  }
+  async function follow() {
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    try {
+      const res = await fetch('/events', { cache: 'no-store', headers: token ? { authorization: 'Bearer ' + token } : {} });
+      if (res.status === 401) {
+        state(false, token ? 'wrong token' : 'token required');
+        login.hidden = false;
+        document.getElementById('token').focus();
+        return;
+      }
+      if (!res.ok || !res.body) throw new Error('HTTP ' + res.status);
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value;
+        for (let i = buffer.indexOf('\\n\\n'); i !== -1; i = buffer.indexOf('\\n\\n')) {
+          onMessage(buffer.slice(0, i));
+          buffer = buffer.slice(i + 2);
+        }
+      }
+    } catch {
+      // reconnect below
+    }
+    state(false, 'reconnecting…');
+    setTimeout(follow, 2000);
+  }
+  follow();
 </script>
 </body>
 </html>

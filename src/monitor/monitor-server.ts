@@ -1,15 +1,53 @@
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
-import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import type { Logger } from 'pino';
+import { Registry } from 'prom-client';
 import type { Dispatcher, NodeInfo } from '../dispatcher/dispatcher.js';
 import type { StatsSnapshot } from '../dispatcher/stats.js';
+import { NodesetError } from '../protocol/errors.js';
+import { findToken, hashToken, isTokenHash } from '../security/keys.js';
+import { isLoopback } from '../transport/tcp.js';
 import { DASHBOARD_HTML } from './dashboard.js';
+import { EventStream } from './event-stream.js';
+import { counterFrom, type MonitorCounts, registerMetrics } from './metrics.js';
 
-/** Per-event counts exported to Prometheus: the busiest this many (bounded cardinality). */
-export const METRICS_TOP_EVENTS = 20;
-/** How often rates are computed and the dashboard is updated, in ms. */
-export const SAMPLE_INTERVAL_MS = 1000;
+export { METRICS_TOP_EVENTS } from './metrics.js';
+
+/** Shortest monitor token accepted (its stored form `sha256:…` is always accepted). */
+export const MIN_MONITOR_TOKEN_LENGTH = 16;
+
+export interface MonitorOptions {
+  /**
+   * The token every data endpoint then requires as `Authorization: Bearer TOKEN`,
+   * or its stored form `sha256:<hex>`. Null (the default): no token, and the
+   * endpoint listens on loopback addresses only, unless `insecure`.
+   */
+  token?: string | null;
+  /** Allow a non-loopback listen without a token. Default false. */
+  insecure?: boolean;
+  /** How often rates are computed and the dashboard is updated, in ms. Default 1000. */
+  sampleIntervalMs?: number;
+  /** Bytes queued for one /events client past which samples are skipped for it. Default 1 MiB. */
+  maxEventBufferedBytes?: number;
+  /** Samples skipped in a row for one /events client before it is disconnected. Default 10. */
+  maxEventSkippedSamples?: number;
+  /** /events clients at once. Default 64. */
+  maxEventClients?: number;
+  /** Default: the dispatcher's. */
+  logger?: Logger;
+}
+
+export function defaultMonitorOptions() {
+  return {
+    token: null as string | null,
+    insecure: false,
+    sampleIntervalMs: 1000,
+    maxEventBufferedBytes: 1024 * 1024,
+    maxEventSkippedSamples: 10,
+    maxEventClients: 64,
+  };
+}
 
 export interface StatsWithRates extends StatsSnapshot {
   at: string;
@@ -17,7 +55,12 @@ export interface StatsWithRates extends StatsSnapshot {
   bytesIn: number;
   bytesOut: number;
   memory: { rssBytes: number; heapUsedBytes: number };
+  /** The monitoring endpoint's own counts. */
+  monitor: MonitorCounts;
 }
+
+/** Paths served without a token: the page itself and its chart code hold no data; liveness for load balancers. */
+const PUBLIC_PATHS = new Set(['/', '/healthz', '/assets/uplot.js', '/assets/uplot.css']);
 
 const requireFromHere = createRequire(import.meta.url);
 
@@ -25,30 +68,98 @@ function asset(path: string): Buffer {
   return readFileSync(requireFromHere.resolve(path));
 }
 
+function validate(o: ReturnType<typeof defaultMonitorOptions>): void {
+  const t = o.token;
+  if (t !== null && !isTokenHash(t) && t.length < MIN_MONITOR_TOKEN_LENGTH) {
+    throw new NodesetError(
+      'BAD_OPTION',
+      `the monitor token must be at least ${MIN_MONITOR_TOKEN_LENGTH} characters (or its stored form sha256:…)`,
+    );
+  }
+  for (const key of [
+    'sampleIntervalMs',
+    'maxEventBufferedBytes',
+    'maxEventSkippedSamples',
+    'maxEventClients',
+  ] as const) {
+    if (!Number.isInteger(o[key]) || o[key] < 1) {
+      throw new NodesetError('BAD_OPTION', `monitor option ${key} must be an integer >= 1`);
+    }
+  }
+}
+
+/**
+ * Refuses a non-loopback address without a token unless `insecure`: the
+ * endpoint shows every node's address and subscriptions.
+ */
+export function checkMonitorListen(host: string, hasToken: boolean, insecure: boolean): void {
+  if (isLoopback(host) || hasToken || insecure) return;
+  throw new NodesetError(
+    'BAD_OPTION',
+    `refusing to serve the monitor on ${host} without a token: anyone who can reach it would see every node's ` +
+      `address and subscriptions. Give a token (--monitor-token-file or NODESET_MONITOR_TOKEN), listen on a ` +
+      'loopback address, or pass --monitor-insecure.',
+  );
+}
+
+/** The token of an `Authorization: Bearer TOKEN` header, or null. */
+function bearer(req: IncomingMessage): string | null {
+  const m = /^Bearer +(\S+) *$/i.exec(req.headers.authorization ?? '');
+  return m === null ? null : (m[1] as string);
+}
+
 /**
  * The dispatcher's monitoring endpoint: Prometheus `/metrics`, JSON `/stats`
  * and `/nodes`, `/healthz`, and a live dashboard at `/` fed by `/events`
  * (Server-Sent Events). Reads the dispatcher's plain counters; nothing is
- * added to the routing path.
+ * added to the routing path. With a token, every path but `/`, its assets
+ * and `/healthz` requires it; without one, it listens on loopback only.
  */
 export class MonitorServer {
   readonly registry = new Registry();
   readonly #dispatcher: Dispatcher;
+  readonly #o: ReturnType<typeof defaultMonitorOptions>;
+  readonly #logger: Logger;
+  readonly #tokenHash: string | null;
+  readonly #events: EventStream;
+  #authFailures = 0;
   #server: Server | null = null;
   #timer: NodeJS.Timeout | null = null;
   #last: { at: number; publishes: number; deliveries: number; bytesIn: number; bytesOut: number } | null = null;
   #latest: StatsWithRates;
-  readonly #clients = new Set<ServerResponse>();
   readonly #assets: Record<string, { type: string; body: Buffer }>;
 
-  constructor(dispatcher: Dispatcher) {
+  constructor(dispatcher: Dispatcher, options: MonitorOptions = {}) {
+    const d = defaultMonitorOptions();
+    const o = {
+      token: options.token ?? d.token,
+      insecure: options.insecure ?? d.insecure,
+      sampleIntervalMs: options.sampleIntervalMs ?? d.sampleIntervalMs,
+      maxEventBufferedBytes: options.maxEventBufferedBytes ?? d.maxEventBufferedBytes,
+      maxEventSkippedSamples: options.maxEventSkippedSamples ?? d.maxEventSkippedSamples,
+      maxEventClients: options.maxEventClients ?? d.maxEventClients,
+    };
+    validate(o);
+    this.#o = o;
     this.#dispatcher = dispatcher;
+    this.#logger = options.logger ?? dispatcher.logger;
+    this.#tokenHash = o.token === null ? null : isTokenHash(o.token) ? o.token : hashToken(o.token);
+    this.#events = new EventStream({
+      maxBufferedBytes: o.maxEventBufferedBytes,
+      maxSkippedSamples: o.maxEventSkippedSamples,
+      maxClients: o.maxEventClients,
+    });
     this.#latest = this.#sample();
     this.#assets = {
       '/assets/uplot.js': { type: 'text/javascript', body: asset('uplot/dist/uPlot.iife.min.js') },
       '/assets/uplot.css': { type: 'text/css', body: asset('uplot/dist/uPlot.min.css') },
     };
-    this.#registerMetrics();
+    registerMetrics(
+      this.registry,
+      dispatcher,
+      () => this.#bytes(),
+      () => this.#counts(),
+    );
   }
 
   get address(): { host: string; port: number } {
@@ -63,6 +174,7 @@ export class MonitorServer {
   }
 
   async start(host: string, port: number): Promise<this> {
+    checkMonitorListen(host, this.#tokenHash !== null, this.#o.insecure);
     const server = createServer((req, res) => this.#handle(req, res));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -71,16 +183,16 @@ export class MonitorServer {
         resolve();
       });
     });
+    server.on('error', (err) => this.#logger.error({ err }, 'monitor server error'));
     this.#server = server;
-    this.#timer = setInterval(() => this.#tick(), SAMPLE_INTERVAL_MS);
+    this.#timer = setInterval(() => this.#tick(), this.#o.sampleIntervalMs);
     return this;
   }
 
   async stop(): Promise<void> {
     if (this.#timer !== null) clearInterval(this.#timer);
     this.#timer = null;
-    for (const c of this.#clients) c.end();
-    this.#clients.clear();
+    this.#events.closeAll();
     const server = this.#server;
     this.#server = null;
     if (server !== null) {
@@ -89,20 +201,38 @@ export class MonitorServer {
     }
   }
 
-  /** The latest stats with rates (as served on /stats). */
+  /** The latest stats with rates, and the endpoint's own counts as they are now (as served on /stats). */
   stats(): StatsWithRates {
-    return this.#latest;
+    return { ...this.#latest, monitor: this.#counts() };
   }
 
   nodes(): NodeInfo[] {
     return this.#dispatcher.nodes();
   }
 
+  /** Exports a plain integer kept elsewhere in the process (the manhole's counts) as a counter on /metrics. */
+  addCounter(name: string, help: string, read: () => number): void {
+    counterFrom(this.registry, name, help, read);
+  }
+
+  #counts(): MonitorCounts {
+    const e = this.#events.stats();
+    return {
+      eventClients: e.clients,
+      eventsSkipped: e.skipped,
+      eventClientsDisconnected: e.disconnected,
+      eventClientsRefused: e.refused,
+      authFailures: this.#authFailures,
+    };
+  }
+
+  #message(): string {
+    return `data: ${JSON.stringify({ stats: this.#latest, nodes: this.nodes() })}\n\n`;
+  }
+
   #tick(): void {
     this.#latest = this.#sample();
-    if (this.#clients.size === 0) return;
-    const data = `data: ${JSON.stringify({ stats: this.#latest, nodes: this.nodes() })}\n\n`;
-    for (const c of this.#clients) c.write(data);
+    if (this.#events.size > 0) this.#events.broadcast(this.#message());
   }
 
   #bytes(): { bytesIn: number; bytesOut: number } {
@@ -131,81 +261,29 @@ export class MonitorServer {
         bytesOutPerSec: rate(bytesOut, last?.bytesOut),
       },
       memory: { rssBytes: mem.rss, heapUsedBytes: mem.heapUsed },
+      monitor: this.#counts(),
     };
   }
 
-  #registerMetrics(): void {
-    const d = this.#dispatcher;
-    const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry, prefix: 'nodeset_dispatcher_' });
-    const counter = (name: string, help: string, read: () => number) =>
-      new Counter({
-        name,
-        help,
-        registers,
-        collect() {
-          this.reset();
-          this.inc(read());
-        },
-      });
-    const gauge = (name: string, help: string, read: () => number) =>
-      new Gauge({
-        name,
-        help,
-        registers,
-        collect() {
-          this.set(read());
-        },
-      });
-    const s = d.stats;
-    gauge('nodeset_connections', 'Open node connections', () => d.connectionCount);
-    gauge('nodeset_subscriptions', 'Subscriptions in the routing table', () => d.subscriptionCount);
-    counter('nodeset_connections_opened_total', 'Connections that completed the handshake', () => s.connectionsOpened);
-    counter('nodeset_connections_refused_total', 'Connections refused over the limit', () => s.connectionsRefused);
-    counter('nodeset_publishes_total', 'Messages published', () => s.publishes);
-    counter('nodeset_deliveries_total', 'Messages written to subscribers', () => s.deliveries);
-    counter('nodeset_dropped_total', 'Messages not delivered (slow consumers)', () => s.dropped);
-    counter('nodeset_slow_consumers_total', 'Connections cut off as slow consumers', () => s.slowConsumers);
-    counter(
-      'nodeset_slow_consumer_warnings_total',
-      'SLOW_CONSUMER warnings sent to connections past half their pending limit',
-      () => s.slowWarnings,
-    );
-    counter('nodeset_pushbacks_total', 'Times a publisher was held back by a pushback subscriber', () => s.pushbacks);
-    counter('nodeset_heartbeat_failures_total', 'Nodes dropped for missing heartbeats', () => s.heartbeatFailures);
-    counter('nodeset_auth_failures_total', 'Failed authentications', () => s.authFailures);
-    counter('nodeset_permission_denials_total', 'Operations refused by permissions', () => s.permissionDenials);
-    counter('nodeset_errors_sent_total', 'ERROR frames sent', () => s.errorsSent);
-    counter('nodeset_bytes_in_total', 'Bytes received from nodes', () => this.#bytes().bytesIn);
-    counter('nodeset_bytes_out_total', 'Bytes written to nodes', () => this.#bytes().bytesOut);
-    counter('nodeset_federation_out_total', 'Publishes sent to other hosts', () => s.federationOut);
-    counter('nodeset_federation_in_total', 'Publishes received from other hosts', () => s.federationIn);
-    counter(
-      'nodeset_federation_rejected_total',
-      'Cross-host publishes refused while the link was down',
-      () => s.federationRejected,
-    );
-    gauge('nodeset_federation_connected', '1 while the federation link is up (0 when down or not federated)', () =>
-      d.federationConnected === true ? 1 : 0,
-    );
-    counter('nodeset_wills_published_total', 'Last wills published for nodes that vanished', () => s.willsPublished);
-    new Gauge({
-      name: 'nodeset_event_publishes',
-      help: `Publishes per event name, the ${METRICS_TOP_EVENTS} busiest`,
-      labelNames: ['event'],
-      registers,
-      collect() {
-        this.reset();
-        const busiest = s.busiestEvents(METRICS_TOP_EVENTS);
-        for (const [event, n] of busiest) this.set({ event }, n);
-      },
-    });
+  /** True when no token is configured or the request carries it (compared in constant time). */
+  #authorised(req: IncomingMessage): boolean {
+    if (this.#tokenHash === null) return true;
+    const token = bearer(req);
+    return token !== null && findToken(token, [this.#tokenHash]) === 0;
   }
 
   #handle(req: IncomingMessage, res: ServerResponse): void {
     const path = (req.url ?? '/').split('?')[0] as string;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       this.#json(res, 405, { code: 'BAD_OPTION', message: 'only GET' });
+      return;
+    }
+    const authorised = this.#authorised(req);
+    if (!authorised && !PUBLIC_PATHS.has(path)) {
+      this.#authFailures++;
+      this.#logger.warn({ address: req.socket.remoteAddress, path }, 'monitor: missing or wrong token');
+      res.setHeader('www-authenticate', 'Bearer realm="nodeset-monitor"');
+      this.#json(res, 401, { code: 'AUTH_FAILED', message: 'this endpoint needs Authorization: Bearer TOKEN' });
       return;
     }
     switch (path) {
@@ -219,7 +297,7 @@ export class MonitorServer {
         );
         return;
       case '/stats':
-        this.#json(res, 200, this.#latest);
+        this.#json(res, 200, this.stats());
         return;
       case '/nodes':
         this.#json(res, 200, this.nodes());
@@ -235,24 +313,30 @@ export class MonitorServer {
         return;
       }
       case '/healthz':
-        this.#json(res, 200, {
-          status: 'ok',
-          host: this.#dispatcher.hostName,
-          connections: this.#dispatcher.connectionCount,
-        });
+        // Liveness for anyone; what it says about the dispatcher, only to those who may see the rest.
+        this.#json(
+          res,
+          200,
+          authorised
+            ? { status: 'ok', host: this.#dispatcher.hostName, connections: this.#dispatcher.connectionCount }
+            : { status: 'ok' },
+        );
         return;
       case '/events':
-        res.writeHead(200, {
-          'content-type': 'text/event-stream',
-          'cache-control': 'no-store',
-          connection: 'keep-alive',
-        });
-        res.write(`data: ${JSON.stringify({ stats: this.#latest, nodes: this.nodes() })}\n\n`);
-        this.#clients.add(res);
-        req.on('close', () => this.#clients.delete(res));
+        if (req.method === 'HEAD') {
+          res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store' });
+          res.end();
+          return;
+        }
+        if (!this.#events.add(res, this.#message())) {
+          this.#json(res, 503, {
+            code: 'LIMIT_EXCEEDED',
+            message: `${this.#o.maxEventClients} /events clients already`,
+          });
+        }
         return;
       case '/':
-        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'referrer-policy': 'no-referrer' });
         res.end(DASHBOARD_HTML);
         return;
       default: {
@@ -268,7 +352,7 @@ export class MonitorServer {
   }
 
   #json(res: ServerResponse, status: number, body: unknown): void {
-    res.writeHead(status, { 'content-type': 'application/json' });
+    res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
     res.end(JSON.stringify(body));
   }
 }
