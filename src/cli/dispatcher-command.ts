@@ -128,81 +128,79 @@ export function dispatcherCommand(name = 'nodeset-dispatcher'): Command {
         return;
       }
       const logger = createLogger(opts);
-      {
-        if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined)) {
-          throw new NodesetError('BAD_OPTION', '--tls-cert and --tls-key go together');
-        }
-        if (opts.tlsCa !== undefined && opts.tlsCert === undefined) {
-          throw new NodesetError('BAD_OPTION', '--tls-ca needs --tls-cert and --tls-key');
-        }
-        const tls =
-          opts.tlsCert !== undefined && opts.tlsKey !== undefined
-            ? {
-                cert: readPem('--tls-cert', opts.tlsCert),
-                key: readPem('--tls-key', opts.tlsKey),
-                ...(opts.tlsCa === undefined ? {} : { ca: readPem('--tls-ca', opts.tlsCa) }),
-              }
-            : null;
-        const monitorAt = opts.monitor === false ? null : parseHostPort(opts.monitor);
-        const monitorToken =
-          secretFromFileOrEnv('--monitor-token-file', opts.monitorTokenFile, MONITOR_TOKEN_ENV) ?? null;
-        const monitorInsecure = opts.monitorInsecure ?? false;
-        if (monitorAt !== null) checkMonitorListen(monitorAt.host, monitorToken !== null, monitorInsecure);
-        manholeToken(opts);
-        writePidfile(opts.pidfile);
-        const { host, port } = parseHostPort(opts.listen);
-        const dispatcher = new Dispatcher(
-          {
-            host,
-            port,
-            hostName: opts.hostName,
-            heartbeatIntervalMs: opts.heartbeatInterval,
-            heartbeatTimeoutMs: opts.heartbeatTimeout,
-            maxPayloadBytes: opts.maxPayload,
-            maxPendingBytes: opts.maxPending,
-            pushbackHighBytes: opts.pushbackHigh,
-            maxPushbackMs: opts.maxPushback,
-            maxSubscriptionsPerConnection: opts.maxSubscriptions,
-            maxConnections: opts.maxConnections,
-            maxConnectionsPerIdentity: opts.maxConnectionsPerIdentity,
-            handshakeTimeoutMs: opts.handshakeTimeout,
-            auth: opts.auth === undefined ? null : AuthConfig.load(opts.auth),
-            insecure: opts.insecure ?? false,
-            tls,
-            logger,
-          },
-          opts.federation === undefined
-            ? null
-            : new NatsFederation({ servers: opts.federation.split(',').map((u) => u.trim()), logger }),
-        );
-        await dispatcher.start();
-        let monitor: MonitorServer | null = null;
-        if (monitorAt !== null) {
-          monitor = await new MonitorServer(dispatcher, { token: monitorToken, insecure: monitorInsecure }).start(
-            monitorAt.host,
-            monitorAt.port,
-          );
-        }
-        const manhole = await startManhole(opts, { dispatcher, monitor }, logger);
-        if (monitor !== null && manhole !== null) {
-          monitor.addCounter(
-            'nodeset_manhole_auth_failures_total',
-            'Wrong manhole tokens',
-            () => manhole.stats.authFailures,
-          );
-          monitor.addCounter(
-            'nodeset_manhole_throttled_total',
-            'Manhole attempts turned away unchecked (address in back-off, or too many waiting)',
-            () => manhole.stats.throttled,
-          );
-        }
-        onShutdown(async () => {
-          await manhole?.close();
-          await monitor?.stop();
-          await dispatcher.stop();
-        }, logger);
-        process.stdout.write(`nodeset dispatcher listening on ${dispatcher.url}\n`);
-        if (monitor !== null) process.stdout.write(`nodeset monitor listening on ${monitor.url}\n`);
+      if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined)) {
+        throw new NodesetError('BAD_OPTION', '--tls-cert and --tls-key go together');
       }
+      if (opts.tlsCa !== undefined && opts.tlsCert === undefined) {
+        throw new NodesetError('BAD_OPTION', '--tls-ca needs --tls-cert and --tls-key');
+      }
+      const tls =
+        opts.tlsCert !== undefined && opts.tlsKey !== undefined
+          ? {
+              cert: readPem('--tls-cert', opts.tlsCert),
+              key: readPem('--tls-key', opts.tlsKey),
+              ...(opts.tlsCa === undefined ? {} : { ca: readPem('--tls-ca', opts.tlsCa) }),
+            }
+          : null;
+      const monitorAt = opts.monitor === false ? null : parseHostPort(opts.monitor);
+      const monitorToken =
+        secretFromFileOrEnv('--monitor-token-file', opts.monitorTokenFile, MONITOR_TOKEN_ENV) ?? null;
+      const monitorInsecure = opts.monitorInsecure ?? false;
+      if (monitorAt !== null) checkMonitorListen(monitorAt.host, monitorToken !== null, monitorInsecure);
+      manholeToken(opts);
+      writePidfile(opts.pidfile);
+      const { host, port } = parseHostPort(opts.listen);
+      const dispatcher = new Dispatcher(
+        {
+          host,
+          port,
+          hostName: opts.hostName,
+          heartbeatIntervalMs: opts.heartbeatInterval,
+          heartbeatTimeoutMs: opts.heartbeatTimeout,
+          maxPayloadBytes: opts.maxPayload,
+          maxPendingBytes: opts.maxPending,
+          pushbackHighBytes: opts.pushbackHigh,
+          maxPushbackMs: opts.maxPushback,
+          maxSubscriptionsPerConnection: opts.maxSubscriptions,
+          maxConnections: opts.maxConnections,
+          maxConnectionsPerIdentity: opts.maxConnectionsPerIdentity,
+          handshakeTimeoutMs: opts.handshakeTimeout,
+          auth: opts.auth === undefined ? null : AuthConfig.load(opts.auth),
+          insecure: opts.insecure ?? false,
+          tls,
+          logger,
+        },
+        opts.federation === undefined
+          ? null
+          : new NatsFederation({ servers: opts.federation.split(',').map((u) => u.trim()), logger }),
+      );
+      await dispatcher.start();
+      let monitor: MonitorServer | null = null;
+      if (monitorAt !== null) {
+        monitor = await new MonitorServer(dispatcher, { token: monitorToken, insecure: monitorInsecure }).start(
+          monitorAt.host,
+          monitorAt.port,
+        );
+      }
+      const manhole = await startManhole(opts, { dispatcher, monitor }, logger);
+      if (monitor !== null && manhole !== null) {
+        monitor.addCounter(
+          'nodeset_manhole_auth_failures_total',
+          'Wrong manhole tokens',
+          () => manhole.stats.authFailures,
+        );
+        monitor.addCounter(
+          'nodeset_manhole_throttled_total',
+          'Manhole attempts turned away unchecked (address in back-off, or too many waiting)',
+          () => manhole.stats.throttled,
+        );
+      }
+      onShutdown(async () => {
+        await manhole?.close();
+        await monitor?.stop();
+        await dispatcher.stop();
+      }, logger);
+      process.stdout.write(`nodeset dispatcher listening on ${dispatcher.url}\n`);
+      if (monitor !== null) process.stdout.write(`nodeset monitor listening on ${monitor.url}\n`);
     });
 }
