@@ -75,6 +75,20 @@ describe('failure back-off', () => {
     assert.equal(b.fail('a'), 100, 'starts again after forgetMs without a failure');
   });
 
+  test('turns: attempts made together while backing off are checked one interval apart', () => {
+    let now = 0;
+    const b = new FailureBackoff({ baseMs: 100, maxMs: 1000, forgetMs: 60_000, maxAddresses: 3, now: () => now });
+    assert.equal(b.takeTurn('a'), 0, 'no failure: at once');
+    b.fail('a');
+    assert.deepEqual(
+      [1, 2, 3].map(() => b.takeTurn('a')),
+      [100, 200, 300],
+    );
+    now += 100;
+    b.fail('a');
+    assert.equal(b.takeTurn('a'), 300, 'a failure keeps the turns already taken');
+  });
+
   test('remembers at most maxAddresses, forgetting the least recently failed', () => {
     const now = 0;
     const b = new FailureBackoff({ baseMs: 100, maxMs: 1000, forgetMs: 60_000, maxAddresses: 3, now: () => now });
@@ -86,6 +100,81 @@ describe('failure back-off', () => {
     assert.equal(b.waitMs('a'), 200);
     assert.equal(b.waitMs('c'), 100);
     assert.equal(b.waitMs('d'), 100);
+  });
+});
+
+describe('limits before authentication', () => {
+  test('parallel wrong guesses from one address are checked one per interval; a right token then gets in', async () => {
+    const d = await startDispatcher({ auth: authConfig() });
+    try {
+      const raws = await Promise.all(Array.from({ length: 6 }, () => RawClient.connect(d.address.port, false)));
+      const started = Date.now();
+      const answeredAt: number[] = [];
+      await Promise.all(
+        raws.map(async (raw, i) => {
+          raw.send(encodeFrame(FrameKind.HELLO, { v: 1, name: `guess-${i}`, token: `guess-${i}` }));
+          const error = await raw.nextError(30_000);
+          assert.ok(['AUTH_FAILED', 'LIMIT_EXCEEDED'].includes(error.code), error.code);
+          if (error.code === 'AUTH_FAILED') answeredAt.push(Date.now() - started);
+        }),
+      );
+      // Each checked guess waited for its own turn: 100, 200, 400… ms apart, however busy the machine.
+      answeredAt.sort((a, b) => a - b);
+      assert.ok(answeredAt.length >= 2, `${answeredAt.length} guesses checked`);
+      for (let i = 1; i < answeredAt.length; i++) {
+        assert.ok((answeredAt[i] as number) - (answeredAt[i - 1] as number) >= 90, answeredAt.join(','));
+      }
+      assert.ok(d.stats.authThrottled >= 5, `${d.stats.authThrottled} throttled`);
+      assert.equal(d.stats.authFailures, answeredAt.length);
+      // The right token from the same address waits its turn, then gets in.
+      const node = await startNode(d, { token: TOKENS.bob, startTimeoutMs: 30_000, connectTimeoutMs: 30_000 });
+      assert.ok(node.connected);
+      await node.stop();
+    } finally {
+      await d.stop();
+    }
+  });
+
+  test('a node refused with AUTH_FAILED stops trying, unless told to keep trying', async () => {
+    const d = await startDispatcher({ auth: authConfig() });
+    try {
+      const node = new Node({ dispatcherUrl: d.url, token: 'wrong', startTimeoutMs: 5000 });
+      await assert.rejects(node.start(), { code: 'AUTH_FAILED' });
+      const failures = d.stats.authFailures;
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      assert.equal(d.stats.authFailures, failures, 'no further attempts');
+      assert.equal(d.connectionCount, 0);
+      await node.stop();
+      const stubborn = new Node({
+        dispatcherUrl: d.url,
+        token: 'wrong',
+        startTimeoutMs: 0,
+        retryOnAuthFailure: true,
+        reconnect: { initialMs: 10, maxMs: 50 },
+      });
+      stubborn.on('error', () => {});
+      void stubborn.start().catch(() => {});
+      await until(() => d.stats.authFailures >= failures + 3, 20_000, 'retries after AUTH_FAILED');
+      await stubborn.stop();
+    } finally {
+      await d.stop();
+    }
+  });
+
+  test('before HELLO a frame may not carry a payload: refused, and the connection goes on', async () => {
+    const d = await startDispatcher();
+    try {
+      const raw = await RawClient.connect(d.address.port, false);
+      raw.send(encodeFrame(FrameKind.PUB, ['x', 0, 0, 1], Buffer.alloc(100_000)));
+      assert.equal((await raw.nextError()).code, 'TOO_LARGE');
+      raw.send(encodeFrame(FrameKind.HELLO, { v: 1, name: 'late' }));
+      await raw.next((f) => f.kind === FrameKind.WELCOME);
+      raw.send(encodeFrame(FrameKind.PUB, ['x', 2, 1, 1], Buffer.alloc(100_000)));
+      await raw.next((f) => f.kind === FrameKind.OK);
+      raw.destroy();
+    } finally {
+      await d.stop();
+    }
   });
 });
 
@@ -274,6 +363,25 @@ describe('TLS', () => {
     } finally {
       await sub.stop();
       await pub.stop();
+      await d.stop();
+    }
+  });
+
+  test('sockets that never start TLS count against the connection limit and are cut at the handshake timeout', async () => {
+    const d = await startDispatcher({
+      tls: { cert: c.serverCert, key: c.serverKey },
+      maxConnections: 5,
+      handshakeTimeoutMs: 500,
+    });
+    try {
+      const raws = await Promise.all(Array.from({ length: 20 }, () => RawClient.connect(d.address.port, false)));
+      await until(() => raws.every((r) => r.closed), 10_000, 'every silent socket closed');
+      assert.ok(d.stats.connectionsRefused >= 15, `${d.stats.connectionsRefused} refused past the limit`);
+      // Room again: a real TLS node gets in.
+      const node = await startNode(d, { tls: { ca: c.ca } });
+      assert.ok(node.connected);
+      await node.stop();
+    } finally {
       await d.stop();
     }
   });

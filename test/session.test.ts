@@ -93,6 +93,8 @@ function host() {
     logger,
     router,
     admit: () => {},
+    authWaitMs: () => 0,
+    authenticated: () => {},
     opened: (s) => void events.push(`opened ${s.name}`),
     closed: (s, wasOpen) => {
       sessions.delete(s.id);

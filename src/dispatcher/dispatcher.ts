@@ -10,6 +10,7 @@ import { fromWireError, NodesetError } from '../protocol/errors.js';
 import type { SubscriberInfo } from '../protocol/frames.js';
 import { formatDispatcherUrl } from '../protocol/url.js';
 import type { Identity } from '../security/auth-config.js';
+import { FailureBackoff } from '../security/failure-backoff.js';
 import { isLoopback, listenTcp } from '../transport/tcp.js';
 import type { Answer, Federation } from './federation.js';
 import { FederationGlue } from './federation-glue.js';
@@ -45,6 +46,17 @@ export class Dispatcher {
   readonly stats = new DispatcherStats();
   readonly #router: Router;
   readonly #sessions = new Map<number, Session>();
+  /**
+   * Failed authentications from one address space out its next attempts: one
+   * is checked per interval, 100 ms after the first failure, doubling to 10 s;
+   * a success clears it.
+   */
+  readonly #authBackoff = new FailureBackoff({
+    baseMs: 100,
+    maxMs: 10_000,
+    forgetMs: 10 * 60_000,
+    maxAddresses: 10_000,
+  });
   /** Open connections per identity name (authentication only). */
   readonly #identityConnections = new Map<string, number>();
   readonly #federation: Federation | null;
@@ -83,6 +95,11 @@ export class Dispatcher {
       logger: this.logger,
       router: this.#router,
       admit: (identity) => this.#admit(identity),
+      authWaitMs: (ip) => this.#authBackoff.takeTurn(ip),
+      authenticated: (ip, ok) => {
+        if (ok) this.#authBackoff.succeed(ip);
+        else this.#authBackoff.fail(ip);
+      },
       opened: (session) => this.#opened(session),
       closed: (session, wasOpen) => this.#closed(session, wasOpen),
       query: (session, what, uri) => this.#query(session, what, uri),
@@ -136,6 +153,11 @@ export class Dispatcher {
       (err) => {
         this.stats.tlsFailures++;
         this.logger.debug({ err: err.message }, 'TLS handshake failed');
+      },
+      {
+        maxConnections: o.maxConnections,
+        tlsHandshakeTimeoutMs: o.handshakeTimeoutMs,
+        onRefused: () => void this.stats.connectionsRefused++,
       },
     );
     this.#server = server;

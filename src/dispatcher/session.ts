@@ -40,6 +40,10 @@ export interface SessionHost {
   readonly router: Router;
   /** Counts a connection of an authenticated identity; throws LIMIT_EXCEEDED past its limit. */
   admit(identity: Identity): void;
+  /** How long before this attempt from `ip` may be checked, in ms (0: now); reserves its turn. */
+  authWaitMs(ip: string): number;
+  /** The outcome of an authentication from this address (failures lengthen its back-off). */
+  authenticated(ip: string, ok: boolean): void;
   /** The handshake is done. */
   opened(session: Session): void;
   /** The connection is gone (its subscriptions are still listed, for the presence event). */
@@ -121,16 +125,24 @@ export class Session implements FrameSocketHandlers, Peer {
   #state = State.Handshake;
   #joined = false;
   readonly #host: SessionHost;
+  readonly #ip: string;
   readonly #router: Router;
   #handshakeTimer: NodeJS.Timeout | null;
   #closeTimer: NodeJS.Timeout | null = null;
+  /** An authentication waiting for its turn (see SessionHost.authWaitMs). */
+  #authTimer: NodeJS.Timeout | null = null;
 
   constructor(host: SessionHost, id: number, socket: Socket) {
     this.#host = host;
     this.#router = host.router;
     this.id = id;
-    this.address = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
-    this.fs = new FrameSocket(socket, this, { maxPayloadBytes: host.options.maxPayloadBytes });
+    this.#ip = socket.remoteAddress ?? '?';
+    this.address = `${this.#ip}:${socket.remotePort ?? 0}`;
+    // Before the handshake a frame carries a header and no payload: an unknown peer holds little memory.
+    this.fs = new FrameSocket(socket, this, {
+      maxPayloadBytes: 0,
+      maxSkipBytes: Math.max(16 * 1024 * 1024, 4 * host.options.maxPayloadBytes),
+    });
     this.#handshakeTimer = setTimeout(() => {
       this.#handshakeTimer = null;
       this.fail(new NodesetError('NOT_CONNECTED', 'no HELLO within the handshake timeout'));
@@ -367,6 +379,8 @@ export class Session implements FrameSocketHandlers, Peer {
     this.#router.detach(this);
     if (this.#handshakeTimer !== null) clearTimeout(this.#handshakeTimer);
     if (this.#closeTimer !== null) clearTimeout(this.#closeTimer);
+    if (this.#authTimer !== null) clearTimeout(this.#authTimer);
+    this.#authTimer = null;
     this.#handshakeTimer = null;
     this.#closeTimer = null;
     // Whether the handshake completed: a connection refused at it never joined, so it does not leave.
@@ -458,13 +472,43 @@ export class Session implements FrameSocketHandlers, Peer {
       );
       return;
     }
-    if (!isValidName(h.name)) {
+    const name = h.name;
+    if (!isValidName(name)) {
       this.fail(new NodesetError('BAD_HANDSHAKE', 'HELLO needs a node name of letters, digits and _.:-'));
       return;
     }
+    const hello = { ...h, name };
+    if (this.#host.options.auth !== null) {
+      const wait = this.#host.authWaitMs(this.#ip);
+      if (wait > 0) {
+        // This address failed to authenticate lately: its attempts are checked one per back-off
+        // interval, so parallel guesses gain nothing. One that cannot be checked in time is refused.
+        this.#host.stats.authThrottled++;
+        if (Date.now() + wait > this.connectedAt + this.#host.options.handshakeTimeoutMs) {
+          this.fail(
+            new NodesetError(
+              'LIMIT_EXCEEDED',
+              `too many failed authentications from this address; retry in ${wait} ms`,
+            ),
+          );
+          return;
+        }
+        this.#authTimer = setTimeout(() => {
+          this.#authTimer = null;
+          if (this.#state === State.Handshake) this.#authenticate(hello);
+        }, wait);
+        return;
+      }
+    }
+    this.#authenticate(hello);
+  }
+
+  /** The handshake, once this address may be checked: credentials, then the rest of HELLO. */
+  #authenticate(h: Record<string, unknown> & { name: string }): void {
     const auth = this.#host.options.auth;
     if (auth !== null) {
       const identity = auth.authenticate(h.token);
+      this.#host.authenticated(this.#ip, identity !== null);
       if (identity === null) {
         this.#host.stats.authFailures++;
         this.#host.logger.warn({ address: this.address, name: h.name }, 'authentication failed');
@@ -513,6 +557,7 @@ export class Session implements FrameSocketHandlers, Peer {
     this.host = typeof h.host === 'string' && isValidName(h.host) ? h.host : o.hostName;
     this.#state = State.Open;
     this.#joined = true;
+    this.fs.decoder.setMaxPayloadBytes(o.maxPayloadBytes);
     const welcome: WelcomeHeader = {
       v: PROTOCOL_VERSION,
       host: o.hostName,

@@ -22,6 +22,8 @@ export interface StatsSnapshot {
   errorsSent: number;
   repliesDropped: number;
   authFailures: number;
+  /** Handshakes refused unchecked because their address was in its back-off after failed authentications. */
+  authThrottled: number;
   permissionDenials: number;
   tlsFailures: number;
   willsPublished: number;
@@ -55,6 +57,7 @@ export class DispatcherStats {
   errorsSent = 0;
   repliesDropped = 0;
   authFailures = 0;
+  authThrottled = 0;
   permissionDenials = 0;
   tlsFailures = 0;
   willsPublished = 0;
@@ -109,6 +112,7 @@ export class DispatcherStats {
       errorsSent: this.errorsSent,
       repliesDropped: this.repliesDropped,
       authFailures: this.authFailures,
+      authThrottled: this.authThrottled,
       permissionDenials: this.permissionDenials,
       tlsFailures: this.tlsFailures,
       willsPublished: this.willsPublished,

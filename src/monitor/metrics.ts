@@ -68,6 +68,11 @@ export function registerMetrics(
   counter('nodeset_pushbacks_total', 'Times a publisher was held back by a pushback subscriber', () => s.pushbacks);
   counter('nodeset_heartbeat_failures_total', 'Nodes dropped for missing heartbeats', () => s.heartbeatFailures);
   counter('nodeset_auth_failures_total', 'Failed authentications', () => s.authFailures);
+  counter(
+    'nodeset_auth_throttled_total',
+    'Handshakes refused unchecked while their address was in its authentication back-off',
+    () => s.authThrottled,
+  );
   counter('nodeset_permission_denials_total', 'Operations refused by permissions', () => s.permissionDenials);
   counter('nodeset_errors_sent_total', 'ERROR frames sent', () => s.errorsSent);
   counter('nodeset_bytes_in_total', 'Bytes received from nodes', () => bytes().bytesIn);

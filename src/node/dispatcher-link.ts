@@ -63,6 +63,8 @@ export interface LinkOptions {
   will?: { uri: string; ct: number; payload: Buffer } | null;
   /** What the dispatcher does when this connection falls behind reading (HELLO `slow`). */
   slowConsumer: SlowConsumerPolicy;
+  /** Keep reconnecting after AUTH_FAILED (default: stop). */
+  retryOnAuthFailure: boolean;
   logger: Logger;
 }
 
@@ -589,8 +591,15 @@ export class DispatcherLink implements FrameSocketHandlers {
       return;
     }
     if (h.fatal === true && this.#state === LinkState.Handshake) {
-      // Refused at the handshake (AUTH_FAILED, BAD_VERSION…): start() fails with it; retries go on.
+      // Refused at the handshake: start() fails with it. Retrying wrong credentials only
+      // lengthens the dispatcher's back-off, so AUTH_FAILED stops the link unless told otherwise.
       for (const waiter of this.#openWaiters.splice(0)) waiter.reject(error);
+      this.#events.error(error);
+      if (error.code === 'AUTH_FAILED' && !this.options.retryOnAuthFailure) {
+        this.options.logger.error('authentication failed: not retrying (retryOnAuthFailure is off)');
+        void this.stop(0);
+      }
+      return;
     }
     this.#events.error(error);
   }
@@ -691,6 +700,7 @@ export function linkOptions(
     tls: o.tls,
     will,
     slowConsumer: o.slowConsumer,
+    retryOnAuthFailure: o.retryOnAuthFailure,
     logger,
   };
 }

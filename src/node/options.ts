@@ -69,6 +69,12 @@ export interface ConnectionOptions {
   slowConsumer?: SlowConsumerPolicy;
   /** On stop, how long queued frames may take to be written, in ms. Default 5000. */
   closeTimeoutMs?: number;
+  /**
+   * After the dispatcher refuses the credentials (AUTH_FAILED), keep
+   * reconnecting (true) or stop (the default: `start()` rejects and the
+   * node holds no timers, so a process with nothing else to do exits).
+   */
+  retryOnAuthFailure?: boolean;
   logger?: Logger;
 }
 
@@ -99,6 +105,7 @@ export interface ResolvedConnectionOptions {
   maxPendingBytes: number;
   slowConsumer: SlowConsumerPolicy;
   closeTimeoutMs: number;
+  retryOnAuthFailure: boolean;
 }
 
 export interface ResolvedNodeOptions extends ResolvedConnectionOptions {
@@ -124,6 +131,7 @@ export function resolveConnectionOptions(o: ConnectionOptions): ResolvedConnecti
     maxPendingBytes: count(o, 'maxPendingBytes', 1),
     slowConsumer: slowConsumerPolicy(o.slowConsumer),
     closeTimeoutMs: count(o, 'closeTimeoutMs', 0),
+    retryOnAuthFailure: o.retryOnAuthFailure === true,
   };
 }
 

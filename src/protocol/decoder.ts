@@ -48,8 +48,8 @@ const EMPTY = Buffer.alloc(0);
  * than one frame of at most the configured limit.
  */
 export class FrameDecoder {
-  readonly maxPayloadBytes: number;
-  readonly maxFrameBytes: number;
+  maxPayloadBytes: number;
+  maxFrameBytes: number;
   readonly maxSkipBytes: number;
   #sink: FrameSink;
   #chunks: Buffer[] = [];
@@ -64,6 +64,12 @@ export class FrameDecoder {
     this.maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
     this.maxFrameBytes = FRAME_FIXED_BYTES + MAX_HEADER_BYTES + this.maxPayloadBytes;
     this.maxSkipBytes = options.maxSkipBytes ?? Math.max(16 * 1024 * 1024, this.maxFrameBytes * 4);
+  }
+
+  /** Changes the payload limit for the frames still to come (a peer's limit rises once it is known). */
+  setMaxPayloadBytes(bytes: number): void {
+    this.maxPayloadBytes = bytes;
+    this.maxFrameBytes = FRAME_FIXED_BYTES + MAX_HEADER_BYTES + bytes;
   }
 
   /** Bytes held while waiting for the rest of a frame. */

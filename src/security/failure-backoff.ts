@@ -44,15 +44,35 @@ export class FailureBackoff {
     return Math.max(0, e.until - now);
   }
 
+  /**
+   * Takes the next turn of `address` for an attempt to be checked; returns
+   * how long the attempt waits for it, in ms. While the address is backing
+   * off, its turns are one interval apart, so attempts made in parallel are
+   * checked one after another rather than all at once.
+   */
+  takeTurn(address: string): number {
+    const wait = this.waitMs(address);
+    const e = this.#entries.get(address);
+    if (e === undefined) return 0;
+    const now = this.#o.now();
+    e.until = Math.max(now, e.until) + this.#interval(e.failures);
+    return wait;
+  }
+
+  #interval(failures: number): number {
+    return Math.min(this.#o.maxMs, this.#o.baseMs * 2 ** Math.min(failures - 1, 30));
+  }
+
   /** Records a failed attempt; returns the wait it imposes on `address`, in ms. */
   fail(address: string): number {
     const now = this.#o.now();
     const before = this.#entries.get(address);
     const failures = before === undefined || now - before.last >= this.#o.forgetMs ? 1 : before.failures + 1;
-    const wait = Math.min(this.#o.maxMs, this.#o.baseMs * 2 ** Math.min(failures - 1, 30));
-    // Re-inserted, so the map's order is least recently failed first.
+    const wait = this.#interval(failures);
+    // Re-inserted, so the map's order is least recently failed first. Turns already taken stay taken.
     this.#entries.delete(address);
-    this.#entries.set(address, { failures, until: now + wait, last: now });
+    const until = Math.max(now + wait, failures > 1 && before !== undefined ? before.until : 0);
+    this.#entries.set(address, { failures, until, last: now });
     while (this.#entries.size > this.#o.maxAddresses) {
       this.#entries.delete(this.#entries.keys().next().value as string);
     }

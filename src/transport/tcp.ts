@@ -27,6 +27,16 @@ export interface TlsClientOptions {
   rejectUnauthorized?: boolean;
 }
 
+/** Bounds that apply from the moment a connection is accepted, before any TLS handshake. */
+export interface AcceptLimits {
+  /** Sockets open at once, TLS handshakes in progress included; past it new ones are closed at once. */
+  maxConnections?: number;
+  /** A TLS handshake not done within this time is cut off, in ms. */
+  tlsHandshakeTimeoutMs?: number;
+  /** A connection was closed at once because maxConnections sockets were open. */
+  onRefused?: () => void;
+}
+
 /**
  * Starts a TCP (or TLS) server; resolves with the server and the address it
  * bound (port 0 picks one). With TLS, `onConnection` gets sockets whose
@@ -37,6 +47,7 @@ export function listenTcp(
   onConnection: (socket: Socket) => void,
   tls?: TlsServerOptions,
   onTlsError?: (error: Error) => void,
+  limits: AcceptLimits = {},
 ): Promise<{ server: Server; host: string; port: number }> {
   let server: Server;
   if (tls === undefined) {
@@ -47,10 +58,40 @@ export function listenTcp(
       cert: tls.cert,
       key: tls.key,
       ...(mutual ? { ca: tls.ca, requestCert: true, rejectUnauthorized: true } : {}),
+      ...(limits.tlsHandshakeTimeoutMs === undefined ? {} : { handshakeTimeout: limits.tlsHandshakeTimeoutMs }),
     });
-    server.on('secureConnection', (socket: TLSSocket) => onConnection(socket));
+    // A socket that never finishes (or never starts) its TLS handshake is cut off after
+    // tlsHandshakeTimeoutMs: Node's own handshakeTimeout only runs once a handshake has begun.
+    const handshaking = new Map<string, NodeJS.Timeout>();
+    const keyOf = (s: Socket) => `${s.remoteAddress}:${s.remotePort}`;
+    const limit = limits.tlsHandshakeTimeoutMs;
+    if (limit !== undefined) {
+      server.on('connection', (raw: Socket) => {
+        const key = keyOf(raw);
+        handshaking.set(
+          key,
+          setTimeout(() => {
+            handshaking.delete(key);
+            raw.destroy();
+          }, limit),
+        );
+        raw.once('close', () => {
+          clearTimeout(handshaking.get(key));
+          handshaking.delete(key);
+        });
+      });
+    }
+    server.on('secureConnection', (socket: TLSSocket) => {
+      const key = keyOf(socket);
+      clearTimeout(handshaking.get(key));
+      handshaking.delete(key);
+      onConnection(socket);
+    });
     server.on('tlsClientError', (err: Error) => onTlsError?.(err));
   }
+  // Counted by the server itself, so sockets still in their TLS handshake count too.
+  if (limits.maxConnections !== undefined) server.maxConnections = limits.maxConnections;
+  if (limits.onRefused !== undefined) server.on('drop', limits.onRefused);
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(address.port, address.host, () => {
