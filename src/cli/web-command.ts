@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { parseHostPort } from '../protocol/url.js';
-import { KeyRing } from '../web/signatures.js';
+import { DEFAULT_MAX_REMEMBERED_SIGNATURES, DEFAULT_SIGNATURE_WINDOW_MS, KeyRing } from '../web/signatures.js';
 import { WebBridge } from '../web/web-server.js';
 import {
   baseCommand,
@@ -11,13 +11,15 @@ import {
   withNodeOptions,
   writePidfile,
 } from './common.js';
-import { resolveOptions } from './config.js';
+import { intOption, resolveOptions } from './config.js';
 import { type ManholeOptions, startManhole, withManholeOptions } from './manhole.js';
 
 interface WebCliOptions extends NodeCommandOptions, ManholeOptions {
   listen: string;
   path?: string;
   keys?: string;
+  signatureWindow?: number;
+  maxSignatures?: number;
   cors?: string;
   insecure?: boolean;
 }
@@ -30,6 +32,16 @@ export function webCommand(name = 'nodeset-web'): Command {
     .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8080')
     .option('--path <dir>', 'serve static files and route modules (NAME.route.mjs) from this directory')
     .option('--keys <file>', 'shared keys (YAML or JSON); publish and subscribe must then be signed')
+    .option(
+      '--signature-window <ms>',
+      `accept signatures whose timestamp is this close to now (default ${DEFAULT_SIGNATURE_WINDOW_MS})`,
+      intOption('--signature-window', 1),
+    )
+    .option(
+      '--max-signatures <n>',
+      `signatures remembered to refuse replays; past it signed requests are refused (default ${DEFAULT_MAX_REMEMBERED_SIGNATURES})`,
+      intOption('--max-signatures', 1),
+    )
     .option('--cors <origins>', 'comma-separated origins allowed by CORS (* for any)')
     .option('--insecure', 'allow a non-loopback --listen without --keys')
     .action(async (_opts: unknown, command: Command) => {
@@ -45,7 +57,10 @@ export function webCommand(name = 'nodeset-web'): Command {
         token: conn.token,
         tls: conn.tls,
         path: opts.path,
-        keys: opts.keys === undefined ? null : KeyRing.load(opts.keys),
+        keys:
+          opts.keys === undefined
+            ? null
+            : KeyRing.load(opts.keys, { windowMs: opts.signatureWindow, maxRemembered: opts.maxSignatures }),
         cors: opts.cors === undefined ? [] : opts.cors.split(',').map((o) => o.trim()),
         insecure: opts.insecure ?? false,
         logger,

@@ -126,9 +126,9 @@ export class WebBridge {
     return this.pool.node(token ?? this.#o.token ?? null);
   }
 
-  /** Checks a request's signature when keys are configured. */
-  verify(req: IncomingMessage, events: string[], message: string): void {
-    this.#o.keys?.verify(req.headers, events, message);
+  /** Checks a request's signature (over its method, target and body) when keys are configured. */
+  verify(req: IncomingMessage, body?: Uint8Array): void {
+    this.#o.keys?.verify(req.headers, { method: req.method ?? '', target: req.url ?? '', body });
   }
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -164,12 +164,13 @@ export class WebBridge {
   }
 
   async #publish(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
-    const body = parsePublishBody(req, await readBody(req, this.#o.maxBodyBytes));
+    const raw = await readBody(req, this.#o.maxBodyBytes);
+    this.verify(req, raw);
+    const body = parsePublishBody(req, raw);
     parseEventUri(body.event, false);
     if (body.mode !== undefined && body.mode !== 'all' && body.mode !== 'direct') {
       throw new NodesetError('BAD_OPTION', 'field "mode" must be "all" or "direct"');
     }
-    this.verify(req, [body.event], body.raw);
     const node = await this.nodeFor(bearerToken(req, url));
     const delivered = await node.publish(body.event, body.message, {
       ack: true,
@@ -180,9 +181,10 @@ export class WebBridge {
   }
 
   async #request(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
-    const body = parsePublishBody(req, await readBody(req, this.#o.maxBodyBytes));
+    const raw = await readBody(req, this.#o.maxBodyBytes);
+    this.verify(req, raw);
+    const body = parsePublishBody(req, raw);
     parseEventUri(body.event, false);
-    this.verify(req, [body.event], body.raw);
     const node = await this.nodeFor(bearerToken(req, url));
     const reply = await node.request(body.event, body.message, { timeoutMs: body.timeout ?? 5000 });
     sendJson(res, 200, { event: body.event, reply: reply ?? null });
@@ -196,7 +198,7 @@ export class WebBridge {
     const events = url.searchParams.getAll('event');
     if (events.length === 0) throw new NodesetError('BAD_URI', 'give at least one ?event=');
     for (const e of events) parseEventUri(e, true);
-    this.verify(req, events, '');
+    this.verify(req);
     const node = await this.nodeFor(bearerToken(req, url));
     const sse = String(req.headers.accept ?? '').includes('text/event-stream');
     const once = req.httpVersion === '1.0';

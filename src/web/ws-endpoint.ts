@@ -46,7 +46,7 @@ export function handleWebSocket(bridge: WebBridge, ws: WebSocket, req: IncomingM
     send({ id, ok: false, error: { code: e.code, message: e.message } });
   };
   try {
-    bridge.verify(req, ['/ws'], '');
+    bridge.verify(req);
   } catch (err) {
     fail(null, err);
     ws.close(4003, 'signature required');
