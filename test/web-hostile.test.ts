@@ -1,8 +1,13 @@
-// The web bridge under hostile WebSocket clients: a bad frame closes that
-// client only, and one that never reads cannot grow the bridge without bound.
+// The web bridge under hostile clients: a bad WebSocket frame closes that
+// client only, and one that never reads cannot grow the bridge without bound;
+// static files never leak what is hidden or outside their folder; bad
+// encodings are client errors.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
 import { type Dispatcher, type Node, WebBridge } from '../src/index.js';
@@ -150,5 +155,80 @@ describe('web bridge: a WebSocket client that does not read', () => {
     assert.ok(bridge.stats.wsDropped > notices.length * 10, `${bridge.stats.wsDropped} dropped`);
     assert.equal(events + bridge.stats.wsDropped >= 2000, true, `${events} events received`);
     ws.close();
+  });
+});
+
+describe('web bridge: static files under --path', () => {
+  let dispatcher: Dispatcher;
+  let bridge: WebBridge;
+  let dir: string;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'nodeset-web-static-'));
+    const outside = mkdtempSync(join(tmpdir(), 'nodeset-web-outside-'));
+    writeFileSync(join(outside, 'secret.txt'), 'outside the folder');
+    writeFileSync(join(dir, 'hello.txt'), 'static hello');
+    writeFileSync(join(dir, '.env'), 'PASSWORD=hunter2');
+    mkdirSync(join(dir, '.git'));
+    writeFileSync(join(dir, '.git', 'config'), '[remote "origin"]');
+    mkdirSync(join(dir, 'docs'));
+    writeFileSync(join(dir, 'docs', 'index.html'), '<p>docs</p>');
+    writeFileSync(join(dir, 'page.route.mjs'), 'export default (req, res) => res.end("route")');
+    symlinkSync(join(outside, 'secret.txt'), join(dir, 'escape.txt'));
+    symlinkSync(outside, join(dir, 'escape-dir'));
+    symlinkSync(join(dir, 'hello.txt'), join(dir, 'alias.txt'));
+    symlinkSync(join(dir, '.env'), join(dir, 'env.txt'));
+    dispatcher = await startDispatcher();
+    bridge = await new WebBridge({ port: 0, dispatcherUrl: dispatcher.url, path: dir }).start();
+  });
+  after(async () => {
+    await bridge.stop();
+    await dispatcher.stop();
+  });
+
+  const get = async (path: string) => {
+    const res = await fetch(`${bridge.url}${path}`);
+    const text = await res.text();
+    return { status: res.status, text };
+  };
+
+  test('dotfiles, dot-directories and links leading out of the folder are not served', async () => {
+    assert.deepEqual(await get('/hello.txt'), { status: 200, text: 'static hello' });
+    assert.deepEqual(await get('/alias.txt'), { status: 200, text: 'static hello' });
+    assert.deepEqual(await get('/docs'), { status: 200, text: '<p>docs</p>' });
+    for (const path of [
+      '/.env',
+      '/.git/config',
+      '/.git/',
+      '/%2egit/config',
+      '/docs/../.env',
+      '/escape.txt',
+      '/escape-dir/secret.txt',
+      '/env.txt',
+      '/page.route.mjs',
+      '/..%2f..%2fetc%2fpasswd',
+    ]) {
+      const { status, text } = await get(path);
+      assert.equal(status, 404, path);
+      assert.equal(JSON.parse(text).code, 'NOT_FOUND', path);
+    }
+    assert.deepEqual(await get('/page'), { status: 200, text: 'route' });
+  });
+
+  test('a bad percent sequence or a NUL in the path is 400 BAD_REQUEST, never 500', async () => {
+    for (const path of ['/%E0%A4%A', '/%', '/%zz', '/hello%FF.txt', '/a%00b', '/subscribe%E0']) {
+      const { status, text } = await get(path);
+      assert.equal(status, 400, path);
+      assert.equal(JSON.parse(text).code, 'BAD_REQUEST', path);
+    }
+  });
+
+  test("a route module may not take one of the bridge's own paths", async () => {
+    const other = mkdtempSync(join(tmpdir(), 'nodeset-web-routes-'));
+    writeFileSync(join(other, 'publish.route.mjs'), 'export default (req, res) => res.end()');
+    await assert.rejects(
+      new WebBridge({ port: 0, dispatcherUrl: dispatcher.url, path: other }).start(),
+      /route module for \/publish would hide/,
+    );
   });
 });

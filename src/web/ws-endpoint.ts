@@ -1,8 +1,9 @@
-import type { IncomingMessage } from 'node:http';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { WebSocket } from 'ws';
 import { NodesetError } from '../protocol/errors.js';
 import { parseEventUri } from '../protocol/event-uri.js';
-import type { WebBridge } from './web-server.js';
+import { type BridgeContext, bearerToken } from './bridge-context.js';
+import { sendError } from './http-errors.js';
 
 /** A WebSocket client's frames: JSON objects with an `op`, answered by `{ id, ok, result | error }`. */
 interface Op {
@@ -19,11 +20,32 @@ const MAX_WS_BUFFERED_BYTES = 8 * 1024 * 1024;
 /** Past this many pending bytes (answers the client keeps asking for and never reads) the socket is closed. */
 const HARD_WS_BUFFERED_BYTES = 2 * MAX_WS_BUFFERED_BYTES;
 
+/** Largest WebSocket message a client may send, in bytes. */
+export const MAX_WS_MESSAGE_BYTES = 1024 * 1024;
+
+/**
+ * `GET /ws`: the WebSocket endpoint (a GET without the upgrade is told it
+ * needs one). The socket's own 'error' listener is set before any frame is
+ * read; the plugin's is only a last resort.
+ */
+export function webSocketRoute(app: FastifyInstance, bridge: BridgeContext): void {
+  app.route({
+    method: 'GET',
+    url: '/ws',
+    exposeHeadRoute: false,
+    handler: (_request, reply) =>
+      sendError(reply, new NodesetError('BAD_REQUEST', 'GET /ws is a WebSocket endpoint: send an upgrade'), {
+        upgrade: 'websocket',
+      }),
+    wsHandler: (ws, request) => handleWebSocket(bridge, ws, request),
+  });
+}
+
 /**
  * `/ws`: subscribe, unsubscribe, publish and request over one WebSocket, for
  * browsers and other languages. Events arrive as `{ type: 'event', event, message, from }`.
  */
-export function handleWebSocket(bridge: WebBridge, ws: WebSocket, req: IncomingMessage, token: string | null): void {
+export function handleWebSocket(bridge: BridgeContext, ws: WebSocket, request: FastifyRequest): void {
   const subscriptions = new Map<string, () => Promise<void>>();
   // A bad frame (unmasked, invalid UTF-8, oversize) is an 'error' on this socket:
   // ws has already answered with a close code; without a listener it would end the process.
@@ -46,13 +68,13 @@ export function handleWebSocket(bridge: WebBridge, ws: WebSocket, req: IncomingM
     send({ id, ok: false, error: { code: e.code, message: e.message } });
   };
   try {
-    bridge.verify(req);
+    bridge.verify(request);
   } catch (err) {
     fail(null, err);
     ws.close(4003, 'signature required');
     return;
   }
-  const node = bridge.nodeFor(token);
+  const node = bridge.nodeFor(bearerToken(request));
   node.catch((err: unknown) => {
     fail(null, err);
     ws.close(4001, (err as Error).message.slice(0, 100));
