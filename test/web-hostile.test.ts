@@ -1,7 +1,8 @@
 // The web bridge under hostile clients: a bad WebSocket frame closes that
 // client only, and one that never reads cannot grow the bridge without bound;
 // static files never leak what is hidden or outside their folder; bad
-// encodings are client errors.
+// encodings are client errors; clients that send slowly or not at all are
+// closed at the timeouts, and connections past the cap at once.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -61,7 +62,16 @@ describe('web bridge: hostile WebSocket clients', () => {
     dispatcher = await startDispatcher();
     const started = await startCli(
       'nodeset-web',
-      ['--listen', '127.0.0.1:0', '--dispatcher-url', dispatcher.url],
+      [
+        '--listen',
+        '127.0.0.1:0',
+        '--dispatcher-url',
+        dispatcher.url,
+        '--headers-timeout',
+        '1000',
+        '--request-timeout',
+        '2000',
+      ],
       /nodeset web listening on/,
     );
     web = started.proc;
@@ -89,6 +99,12 @@ describe('web bridge: hostile WebSocket clients', () => {
     const [data] = (await answer) as [Buffer];
     assert.deepEqual(JSON.parse(data.toString()), { id: 1, ok: true, result: { delivered: 0 } });
     ws.close();
+  });
+  test('--headers-timeout: a client that never finishes its headers gets 408 TIMEOUT and is closed', async () => {
+    const slow = slowClient(port, 'GET / HTTP/1.1\r\nHost: x\r\n', 100);
+    const [answer] = await allClosed([slow], 'the slow client to be closed');
+    assert.match(answer!, /^HTTP\/1.1 408 Request Timeout/);
+    assert.match(answer!, /"code":"TIMEOUT"/);
   });
 });
 
@@ -230,5 +246,160 @@ describe('web bridge: static files under --path', () => {
       new WebBridge({ port: 0, dispatcherUrl: dispatcher.url, path: other }).start(),
       /route module for \/publish would hide/,
     );
+  });
+});
+
+/** A client that sends `head` and then one more byte every `everyMs`, never finishing its request. */
+function slowClient(
+  port: number,
+  head: string,
+  everyMs: number,
+): { socket: Socket; closed: Promise<string>; isClosed: () => boolean } {
+  const socket = connect({ host: '127.0.0.1', port });
+  socket.on('error', () => {});
+  let received = '';
+  let done = false;
+  socket.on('data', (c) => (received += c.toString('latin1')));
+  const drip = setInterval(() => socket.write('x'), everyMs);
+  socket.once('connect', () => socket.write(head));
+  const closed = new Promise<string>((resolve) =>
+    socket.once('close', () => {
+      clearInterval(drip);
+      done = true;
+      resolve(received);
+    }),
+  );
+  return { socket, closed, isClosed: () => done };
+}
+
+/** Waits (bounded) until the bridge has closed every one of `clients`; resolves with what each received. */
+async function allClosed(clients: ReturnType<typeof slowClient>[], what: string): Promise<string[]> {
+  try {
+    await until(() => clients.every((c) => c.isClosed()), 5000, what);
+  } finally {
+    for (const c of clients) c.socket.destroy();
+  }
+  return Promise.all(clients.map((c) => c.closed));
+}
+
+describe('web bridge: slow, idle and too many connections', () => {
+  let dispatcher: Dispatcher;
+
+  before(async () => {
+    dispatcher = await startDispatcher();
+  });
+  after(async () => {
+    await dispatcher.stop();
+  });
+
+  test('clients that never finish their headers or body are closed at the timeouts while good clients are served', async () => {
+    const bridge = await new WebBridge({
+      port: 0,
+      dispatcherUrl: dispatcher.url,
+      headersTimeoutMs: 1500,
+      requestTimeoutMs: 2000,
+      keepAliveMs: 50,
+    }).start();
+    const port = Number(new URL(bridge.url).port);
+    try {
+      // A stream and a WebSocket opened first must outlive the timeouts: they are not slow requests.
+      const sse = await fetch(`${bridge.url}/subscribe?event=slow.check`, { headers: { accept: 'text/event-stream' } });
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`);
+      await once(ws, 'open');
+      const wsInbox: string[] = [];
+      ws.on('message', (d) => wsInbox.push(d.toString()));
+      ws.send(JSON.stringify({ id: 1, op: 'subscribe', event: 'slow.check' }));
+      await until(() => wsInbox.length === 1);
+
+      const slow = [
+        ...Array.from({ length: 40 }, () => slowClient(port, 'GET /nodeset.js HTTP/1.1\r\nHost: x\r\nX-Slow: ', 100)),
+        ...Array.from({ length: 5 }, () =>
+          slowClient(
+            port,
+            'POST /publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n',
+            100,
+          ),
+        ),
+        slowClient(port, '', 60_000),
+      ];
+      const open = () => slow.filter((s) => !s.isClosed()).length;
+      const served: number[] = [];
+      let openWhenServed = -1;
+      for (let i = 0; i < 5; i++) {
+        const res = await fetch(`${bridge.url}/publish`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ event: 'slow.good', message: i }),
+        });
+        served.push(res.status);
+        await res.body?.cancel();
+        if (openWhenServed === -1) openWhenServed = open();
+      }
+      assert.deepEqual(served, [200, 200, 200, 200, 200]);
+      assert.ok(openWhenServed > 0, 'the good client was served while the slow ones were open');
+      const answers = await allClosed(slow, 'the slow clients to be closed');
+      // Headers never finished: 408 with a code. A body never finished: closed (after its 408 when the head was read).
+      assert.ok(answers.slice(0, 40).every((a) => a.startsWith('HTTP/1.1 408') && a.includes('"code":"TIMEOUT"')));
+      assert.ok(bridge.stats.requestTimeouts >= 41, `${bridge.stats.requestTimeouts} timeouts`);
+
+      const pub = await startNode(dispatcher, { statsIntervalMs: 0 });
+      const sseLines = (async () => {
+        const reader = sse.body!.getReader();
+        let text = '';
+        while (!text.includes('slow.check')) text += new TextDecoder().decode((await reader.read()).value);
+        await reader.cancel();
+        return text;
+      })();
+      await pub.publish('slow.check', 'still here', { ack: true });
+      assert.match(await sseLines, /still here/);
+      await until(() => wsInbox.some((m) => m.includes('still here')));
+      ws.close();
+      await pub.stop();
+    } finally {
+      await bridge.stop();
+    }
+  });
+
+  test('an idle keep-alive connection is closed after keepAliveTimeoutMs', async () => {
+    const bridge = await new WebBridge({ port: 0, dispatcherUrl: dispatcher.url, keepAliveTimeoutMs: 200 }).start();
+    try {
+      const socket = connect({ host: '127.0.0.1', port: Number(new URL(bridge.url).port) });
+      socket.on('error', () => {});
+      let text = '';
+      socket.on('data', (c) => (text += c));
+      socket.write('GET /nodeset.js HTTP/1.1\r\nHost: x\r\n\r\n');
+      await until(() => text.includes('export function connect'));
+      const answered = Date.now();
+      await once(socket, 'close');
+      assert.match(text, /^HTTP\/1.1 200/);
+      assert.ok(Date.now() - answered < 10_000);
+    } finally {
+      await bridge.stop();
+    }
+  });
+
+  test('past maxConnections a new connection is closed at once and counted; there is room again once the slow ones time out', async () => {
+    const bridge = await new WebBridge({
+      port: 0,
+      dispatcherUrl: dispatcher.url,
+      maxConnections: 20,
+      headersTimeoutMs: 1000,
+      requestTimeoutMs: 1000,
+    }).start();
+    const port = Number(new URL(bridge.url).port);
+    try {
+      const held = Array.from({ length: 20 }, () => slowClient(port, 'GET / HTTP/1.1\r\n', 100));
+      await until(async () => (await bridge.connectionCount()) === 20, 5000, '20 connections');
+      const extra = Array.from({ length: 5 }, () => slowClient(port, 'GET / HTTP/1.1\r\n', 100));
+      const refusedAnswers = await allClosed(extra, 'the connections past the limit to be closed');
+      assert.deepEqual(refusedAnswers, ['', '', '', '', '']);
+      await until(() => bridge.stats.connectionsRefused === 5, 5000, 'refusals counted');
+      await allClosed(held, 'the slow connections to time out');
+      const res = await fetch(`${bridge.url}/nodeset.js`);
+      assert.equal(res.status, 200);
+      await res.body?.cancel();
+    } finally {
+      await bridge.stop();
+    }
   });
 });

@@ -23,6 +23,17 @@ export interface WebBridgeOptions {
   maxBodyBytes?: number;
   /** Comment lines sent on idle SSE streams, in ms. Default 15,000. */
   keepAliveMs?: number;
+  /**
+   * Connections open at once (requests, streams and WebSockets together);
+   * past it a new connection is closed as soon as it is accepted. Default 10,000.
+   */
+  maxConnections?: number;
+  /** A client has this long from connecting (or from its previous request) to send a request's headers, in ms. Default 10,000. */
+  headersTimeoutMs?: number;
+  /** A client has this long to send a whole request, headers and body, in ms. Default 30,000. */
+  requestTimeoutMs?: number;
+  /** An idle keep-alive connection is closed after this, in ms. Default 5,000. */
+  keepAliveTimeoutMs?: number;
   /** Allow a non-loopback listen without keys. */
   insecure?: boolean;
   logger?: Logger;
@@ -40,6 +51,10 @@ export function defaultWebBridgeOptions(): ResolvedWebBridgeOptions {
     cors: [],
     maxBodyBytes: 1024 * 1024,
     keepAliveMs: 15_000,
+    maxConnections: 10_000,
+    headersTimeoutMs: 10_000,
+    requestTimeoutMs: 30_000,
+    keepAliveTimeoutMs: 5000,
     insecure: false,
   };
 }
@@ -60,5 +75,12 @@ export function resolveWebBridgeOptions(options: WebBridgeOptions = {}): Resolve
   if (o.port > 65535) throw new NodesetError('BAD_OPTION', `option port out of range: ${o.port}`);
   int('maxBodyBytes', o.maxBodyBytes, 1);
   int('keepAliveMs', o.keepAliveMs, 1);
+  int('maxConnections', o.maxConnections, 1);
+  int('headersTimeoutMs', o.headersTimeoutMs, 1);
+  int('requestTimeoutMs', o.requestTimeoutMs, 1);
+  int('keepAliveTimeoutMs', o.keepAliveTimeoutMs, 1);
+  if (o.headersTimeoutMs > o.requestTimeoutMs) {
+    throw new NodesetError('BAD_OPTION', 'option headersTimeoutMs must not be longer than requestTimeoutMs');
+  }
   return o;
 }

@@ -26,13 +26,18 @@ const MAX_PATH_CHARS = 16 * 1024;
  * Server-Sent Events, newline-delimited JSON) and WebSocket, with the same
  * identities as native nodes and optional request signatures. HTTP is
  * fastify's: routing, body limits, schema validation, static files; the
- * bridge adds its error codes and the streams.
+ * bridge adds its error codes, its limits on connections and time, and the
+ * streams.
  */
 export class WebBridge implements BridgeContext {
   readonly pool: NodePool;
   readonly logger: Logger;
-  /** Counters: events dropped for WebSocket clients that did not read. */
-  readonly stats = { wsDropped: 0 };
+  /**
+   * Counters: events dropped for WebSocket clients that did not read;
+   * connections closed at once because `maxConnections` were open; requests
+   * whose headers or body did not arrive in time.
+   */
+  readonly stats = { wsDropped: 0, connectionsRefused: 0, requestTimeouts: 0 };
   readonly #o: ResolvedWebBridgeOptions;
   #app: FastifyInstance | null = null;
   readonly #streams = new Set<ServerResponse>();
@@ -47,6 +52,13 @@ export class WebBridge implements BridgeContext {
     const a = this.#app?.server.address();
     if (a === null || a === undefined || typeof a === 'string') throw new Error('bridge is not listening');
     return `http://${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
+  }
+
+  /** Connections open now: requests, streams and WebSockets. */
+  connectionCount(): Promise<number> {
+    const server = this.#app?.server;
+    if (server === undefined) return Promise.resolve(0);
+    return new Promise((resolve, reject) => server.getConnections((err, n) => (err ? reject(err) : resolve(n))));
   }
 
   /** Open subscription streams (SSE or NDJSON). */
@@ -104,12 +116,22 @@ export class WebBridge implements BridgeContext {
       loggerInstance: this.logger,
       logController: new LogController({ disableRequestLogging: true }),
       bodyLimit: o.maxBodyBytes,
+      keepAliveTimeout: o.keepAliveTimeoutMs,
+      requestTimeout: o.requestTimeoutMs,
       forceCloseConnections: true,
+      http: {
+        headersTimeout: o.headersTimeoutMs,
+        requestTimeout: o.requestTimeoutMs,
+        // Node looks for overdue requests this often (30 s unless told): a slow client is closed within one more tick.
+        connectionsCheckingInterval: Math.max(10, Math.min(1000, Math.floor(o.headersTimeoutMs / 4))),
+      },
       routerOptions: { maxParamLength: MAX_PATH_CHARS, querystringParser: formFields },
       ajv: { customOptions: { coerceTypes: false } },
       frameworkErrors: frameworkError(o.maxBodyBytes),
-      clientErrorHandler: clientErrorHandler(() => {}),
+      clientErrorHandler: clientErrorHandler(() => this.stats.requestTimeouts++),
     }) as unknown as FastifyInstance;
+    app.server.maxConnections = o.maxConnections;
+    app.server.on('drop', () => this.stats.connectionsRefused++);
 
     /** The methods of each path, for 405 answers. */
     const allowed = new Map<string, Set<string>>();
