@@ -13,45 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
 import { type Dispatcher, type Node, WebBridge } from '../src/index.js';
 import { type CliProcess, startCli, startDispatcher, startNode, until } from './helpers.js';
-
-/** A raw TCP client that completes the WebSocket upgrade, then writes whatever bytes it is given. */
-async function rawUpgrade(port: number): Promise<Socket> {
-  const socket = connect({ host: '127.0.0.1', port });
-  socket.on('error', () => {});
-  await once(socket, 'connect');
-  socket.write(
-    'GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
-      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
-  );
-  let text = '';
-  await new Promise<void>((resolve, reject) => {
-    const onData = (c: Buffer) => {
-      text += c.toString('latin1');
-      if (text.includes('\r\n\r\n')) {
-        socket.off('data', onData);
-        if (text.startsWith('HTTP/1.1 101')) resolve();
-        else reject(new Error(`no upgrade: ${text}`));
-      }
-    };
-    socket.on('data', onData);
-  });
-  return socket;
-}
-
-/** A masked text frame (as clients must send) carrying `payload`. */
-function maskedText(payload: Buffer): Buffer {
-  const mask = Buffer.from([1, 2, 3, 4]);
-  const body = Buffer.from(payload.map((b, i) => b ^ (mask[i % 4] as number)));
-  return Buffer.concat([Buffer.from([0x81, 0x80 | payload.length]), mask, body]);
-}
-
-/** The close code the server sent before closing `socket`, or null. */
-async function closeCode(socket: Socket): Promise<number | null> {
-  let bytes = Buffer.alloc(0);
-  socket.on('data', (c: Buffer) => (bytes = Buffer.concat([bytes, c])));
-  if (!socket.closed) await once(socket, 'close');
-  return bytes[0] === 0x88 && bytes.length >= 4 ? bytes.readUInt16BE(2) : null;
-}
+import { closeCode, maskedText, rawUpgrade } from './raw-web-client.js';
 
 describe('web bridge: hostile WebSocket clients', () => {
   let dispatcher: Dispatcher;
@@ -401,5 +363,57 @@ describe('web bridge: slow, idle and too many connections', () => {
     } finally {
       await bridge.stop();
     }
+  });
+});
+
+describe('web bridge: clients that leave or repeat themselves while subscribing', () => {
+  let dispatcher: Dispatcher;
+  let bridge: WebBridge;
+
+  before(async () => {
+    dispatcher = await startDispatcher();
+    bridge = await new WebBridge({ port: 0, dispatcherUrl: dispatcher.url }).start();
+  });
+  after(async () => {
+    await bridge.stop();
+    await dispatcher.stop();
+  });
+
+  test('streams whose client is gone before they are set up leave no subscription behind', async () => {
+    const port = Number(new URL(bridge.url).port);
+    const events = Array.from({ length: 20 }, (_, i) => `event=gone.${i}`).join('&');
+    for (let i = 0; i < 30; i++) {
+      const socket = connect({ host: '127.0.0.1', port });
+      socket.on('error', () => {});
+      await once(socket, 'connect');
+      socket.write(`GET /subscribe?${events} HTTP/1.1\r\nHost: x\r\n\r\n`);
+      // Gone at a different point of the set-up each time.
+      if (i % 3 === 0) socket.destroy();
+      else await new Promise((r) => setImmediate(r)).then(() => socket.destroy());
+    }
+    await until(
+      () => bridge.pool.listenerCount === 0 && bridge.streamCount === 0 && dispatcher.table.size === 0,
+      5000,
+      'every subscription released',
+    );
+  });
+
+  test('WebSocket subscribes and unsubscribes of one event sent together apply in order, once', async () => {
+    const ws = new WebSocket(`${bridge.url.replace('http', 'ws')}/ws`);
+    await once(ws, 'open');
+    const inbox: { id?: number; ok?: boolean }[] = [];
+    ws.on('message', (d) => inbox.push(JSON.parse(d.toString())));
+    const ops = [
+      { id: 1, op: 'subscribe', event: 'twice' },
+      { id: 2, op: 'subscribe', event: 'twice' },
+      { id: 3, op: 'subscribe', event: 'undone' },
+      { id: 4, op: 'unsubscribe', event: 'undone' },
+    ];
+    for (const op of ops) ws.send(JSON.stringify(op));
+    await until(() => inbox.filter((m) => m.ok === true).length === 4);
+    assert.equal(bridge.pool.listenerCount, 1, 'one listener for "twice", none for "undone"');
+    assert.equal(dispatcher.subscribers('undone').length, 0);
+    ws.close();
+    await until(() => bridge.pool.listenerCount === 0, 5000, 'the subscription released on close');
   });
 });

@@ -73,7 +73,6 @@ async function subscribe(
 ): Promise<void> {
   if (events.length === 0) throw new NodesetError('BAD_URI', 'give at least one ?event=');
   for (const e of events) parseEventUri(e, true);
-  const node = await bridge.nodeFor(bearerToken(request));
   const res = reply.raw;
   const sse = String(request.headers.accept ?? '').includes('text/event-stream');
   const once = request.raw.httpVersion === '1.0';
@@ -83,12 +82,15 @@ async function subscribe(
   let keepAlive: NodeJS.Timeout | null = null;
   /** Events that arrive while the other subscriptions are made, before the head is written. */
   let early: BridgeEvent[] | null = [];
+  const release = () => {
+    for (const remove of removers.splice(0)) void remove();
+  };
   const close = () => {
     if (closed) return;
     closed = true;
     if (keepAlive !== null) clearInterval(keepAlive);
     streams.delete(res);
-    for (const remove of removers) void remove();
+    release();
   };
   const send = (e: BridgeEvent) => {
     if (closed) return;
@@ -111,16 +113,25 @@ async function subscribe(
     }
   };
   // The response closes when the client goes away (the request 'close' only means its body was read).
+  // Listened to before the first wait, so that a client gone during it is seen.
   res.on('close', close);
   try {
-    for (const e of events) removers.push(await bridge.pool.listen(node, e, send));
+    const node = await bridge.nodeFor(bearerToken(request));
+    for (const e of events) {
+      removers.push(await bridge.pool.listen(node, e, send));
+      // Gone meanwhile: what was just added is let go too.
+      if (closed) {
+        release();
+        break;
+      }
+    }
   } catch (err) {
     close();
     throw err;
   }
   // From here on the stream is written here, not by fastify.
   reply.hijack();
-  if (closed) {
+  if (closed || res.destroyed) {
     close();
     return;
   }

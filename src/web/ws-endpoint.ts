@@ -80,6 +80,25 @@ export function handleWebSocket(bridge: BridgeContext, ws: WebSocket, request: F
     ws.close(4001, (err as Error).message.slice(0, 100));
   });
 
+  /**
+   * Subscribes and unsubscribes of one event run one at a time, in the order
+   * they came: two subscribes sent together make one subscription, and an
+   * unsubscribe sent after a subscribe undoes it.
+   */
+  const queues = new Map<string, Promise<void>>();
+  const inOrder = <T>(event: string, fn: () => Promise<T>): Promise<T> => {
+    const result = (queues.get(event) ?? Promise.resolve()).then(fn);
+    const settled = result.then(
+      () => {},
+      () => {},
+    );
+    queues.set(event, settled);
+    void settled.then(() => {
+      if (queues.get(event) === settled) queues.delete(event);
+    });
+    return result;
+  };
+
   ws.on('message', (data) => {
     let op: Op;
     try {
@@ -106,29 +125,33 @@ export function handleWebSocket(bridge: BridgeContext, ws: WebSocket, request: F
     switch (op.op) {
       case 'subscribe': {
         parseEventUri(event, true);
-        if (subscriptions.has(event)) return { subscribed: event };
-        const remove = await bridge.pool.listen(n, event, (e) => {
-          if (ws.bufferedAmount > MAX_WS_BUFFERED_BYTES) {
-            // Counted, and told once the client reads again: a notice per drop would fill the same buffer.
-            dropped++;
-            bridge.stats.wsDropped++;
-            return;
-          }
-          if (dropped > 0) {
-            fail(null, new NodesetError('SLOW_CONSUMER', `${dropped} events dropped: the WebSocket was not reading`));
-            dropped = 0;
-          }
-          send({ type: 'event', event: e.event, message: e.message ?? null, from: e.from });
+        return inOrder(event, async () => {
+          if (subscriptions.has(event)) return { subscribed: event };
+          const remove = await bridge.pool.listen(n, event, (e) => {
+            if (ws.bufferedAmount > MAX_WS_BUFFERED_BYTES) {
+              // Counted, and told once the client reads again: a notice per drop would fill the same buffer.
+              dropped++;
+              bridge.stats.wsDropped++;
+              return;
+            }
+            if (dropped > 0) {
+              fail(null, new NodesetError('SLOW_CONSUMER', `${dropped} events dropped: the WebSocket was not reading`));
+              dropped = 0;
+            }
+            send({ type: 'event', event: e.event, message: e.message ?? null, from: e.from });
+          });
+          if (ws.readyState !== ws.OPEN) await remove();
+          else subscriptions.set(event, remove);
+          return { subscribed: event };
         });
-        if (ws.readyState !== ws.OPEN) await remove();
-        else subscriptions.set(event, remove);
-        return { subscribed: event };
       }
-      case 'unsubscribe': {
-        await subscriptions.get(event)?.();
-        subscriptions.delete(event);
-        return { unsubscribed: event };
-      }
+      case 'unsubscribe':
+        return inOrder(event, async () => {
+          const remove = subscriptions.get(event);
+          subscriptions.delete(event);
+          await remove?.();
+          return { unsubscribed: event };
+        });
       case 'publish': {
         const mode = op.mode === undefined ? undefined : op.mode;
         if (mode !== undefined && mode !== 'all' && mode !== 'direct') {
