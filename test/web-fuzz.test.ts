@@ -49,8 +49,9 @@ function exchange(port: number, bytes: Buffer): Promise<string> {
     socket.on('error', () => {});
     socket.on('data', (c: Buffer) => {
       text += c.toString('latin1');
-      // A stream stays open: its head (200 and a streaming type) is its answer.
-      if (/^HTTP\/1\.[01] 200 /.test(text) && text.includes('\r\n\r\n') && /x-ndjson|event-stream/.test(text)) done();
+      // A stream or a WebSocket stays open: its head is its answer.
+      const streaming = /^HTTP\/1\.[01] 200 /.test(text) && /x-ndjson|event-stream/.test(text);
+      if ((streaming || text.startsWith('HTTP/1.1 101 ')) && text.includes('\r\n\r\n')) done();
     });
     socket.on('close', done);
     socket.on('connect', () => {
@@ -154,6 +155,9 @@ const header = fc.oneof(
       'Accept: text/event-stream',
       'Origin: http://evil.example',
       'Upgrade: websocket',
+      'Upgrade: websocket\r\nConnection: Upgrade',
+      'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+      'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: x',
       'Transfer-Encoding: chunked',
       'Content-Encoding: gzip',
       'Expect: 100-continue',

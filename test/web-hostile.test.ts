@@ -417,3 +417,39 @@ describe('web bridge: clients that leave or repeat themselves while subscribing'
     await until(() => bridge.pool.listenerCount === 0, 5000, 'the subscription released on close');
   });
 });
+
+describe('web bridge: upgrade requests it does not take', () => {
+  test('are answered with a code and closed by the bridge, and stop() never waits for them', async () => {
+    const dispatcher = await startDispatcher();
+    const bridge = await new WebBridge({ port: 0, dispatcherUrl: dispatcher.url }).start();
+    const port = Number(new URL(bridge.url).port);
+    const handshake = 'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n';
+    const key = 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n';
+    try {
+      const cases: [string, string, number, string][] = [
+        ['/ws%E0', key, 400, 'BAD_REQUEST'],
+        ['/nowhere', key, 400, 'BAD_REQUEST'],
+        ['/subscribe?event=a', key, 400, 'BAD_REQUEST'],
+        ['/ws', '', 400, 'BAD_REQUEST'],
+        ['/ws', `${key}Sec-WebSocket-Version: 8\r\n`, 400, 'BAD_REQUEST'],
+        ['/ws', `${key}Origin: http://evil.example\r\n`, 403, 'PERMISSION_DENIED'],
+      ];
+      for (const [path, extra, status, code] of cases) {
+        // Never closed from this side: the bridge must close it.
+        const client = slowClient(port, `GET ${path} HTTP/1.1\r\nHost: x\r\n${handshake}${extra}\r\n`, 60_000);
+        const [answer] = await allClosed([client], `the bridge to close the upgrade of ${path}`);
+        assert.match(answer!, new RegExp(`^HTTP/1.1 ${status} `), path);
+        assert.match(answer!, new RegExp(`"code":"${code}"`), path);
+      }
+      // An upgraded one its client never closes: stop() closes it rather than wait.
+      const lingering = slowClient(port, `GET /ws HTTP/1.1\r\nHost: x\r\n${handshake}${key}\r\n`, 60_000);
+      await until(async () => (await bridge.connectionCount()) === 1);
+      await bridge.stop();
+      const [answer] = await allClosed([lingering], 'stop() to close the WebSocket');
+      assert.match(answer!, /^HTTP\/1.1 101 /);
+    } finally {
+      await bridge.stop();
+      await dispatcher.stop();
+    }
+  });
+});

@@ -1,8 +1,10 @@
 // HTTP details of the web bridge: methods (405 with Allow), content types
-// (415), the original's GET /publish and POST /subscribe forms, and the
-// codes of bad fields.
+// (415), the original's GET /publish and POST /subscribe forms, the codes of
+// bad fields, and what pages of other sites may do.
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
+import WebSocket from 'ws';
 import { type Dispatcher, KeyRing, type Node, signRequest, WebBridge } from '../src/index.js';
 import { startDispatcher, startNode, until } from './helpers.js';
 
@@ -201,4 +203,83 @@ test('a signed GET /publish covers its query: the same signature on another mess
     await b.stop();
     await d.stop();
   }
+});
+
+describe('web bridge: pages of other sites', () => {
+  let dispatcher: Dispatcher;
+
+  before(async () => {
+    dispatcher = await startDispatcher();
+  });
+  after(async () => {
+    await dispatcher.stop();
+  });
+
+  test('may not publish, subscribe or open /ws for the visitor; its own origin and non-browser clients may', async () => {
+    const bridge = await new WebBridge({ port: 0, dispatcherUrl: dispatcher.url }).start();
+    try {
+      const body = JSON.stringify({ event: 'site.x', message: 1 });
+      const publish = (headers: Record<string, string>) =>
+        fetch(`${bridge.url}/publish`, { method: 'POST', headers: { ...JSON_TYPE, ...headers }, body }).then(answer);
+      assert.deepEqual(
+        [(await publish({ origin: 'http://evil.example' })).code, (await publish({ origin: 'null' })).code],
+        ['PERMISSION_DENIED', 'PERMISSION_DENIED'],
+      );
+      // An image or a link: no Origin, but the browser says where it came from.
+      const img = await fetch(`${bridge.url}/publish?event=site.x&message=1`, {
+        headers: { 'sec-fetch-site': 'cross-site' },
+      });
+      assert.equal((await answer(img)).status, 403);
+      const sub = await fetch(`${bridge.url}/subscribe?event=site.x`, { headers: { origin: 'http://evil.example' } });
+      assert.equal((await answer(sub)).status, 403);
+      const ws = new WebSocket(`ws://127.0.0.1:${new URL(bridge.url).port}/ws`, { origin: 'http://evil.example' });
+      ws.on('error', () => {});
+      const [, res] = (await once(ws, 'unexpected-response')) as [unknown, { statusCode: number }];
+      assert.equal(res.statusCode, 403);
+      ws.terminate();
+
+      assert.equal((await publish({ origin: bridge.url, 'sec-fetch-site': 'same-origin' })).status, 200);
+      assert.equal((await publish({})).status, 200);
+      // Static files and the browser client are anyone's.
+      const js = await fetch(`${bridge.url}/nodeset.js`, { headers: { origin: 'http://evil.example' } });
+      assert.equal(js.status, 200);
+      await js.body?.cancel();
+    } finally {
+      await bridge.stop();
+    }
+  });
+
+  test('--cors origins are allowed, with CORS headers and preflights', async () => {
+    const bridge = await new WebBridge({
+      port: 0,
+      dispatcherUrl: dispatcher.url,
+      cors: ['http://app.example'],
+    }).start();
+    try {
+      const ok = await fetch(`${bridge.url}/publish`, {
+        method: 'POST',
+        headers: { ...JSON_TYPE, origin: 'http://app.example', 'sec-fetch-site': 'cross-site' },
+        body: JSON.stringify({ event: 'site.y', message: 1 }),
+      });
+      assert.equal(ok.status, 200);
+      assert.equal(ok.headers.get('access-control-allow-origin'), 'http://app.example');
+      await ok.body?.cancel();
+      const preflight = await fetch(`${bridge.url}/publish`, {
+        method: 'OPTIONS',
+        headers: { origin: 'http://app.example', 'access-control-request-method': 'POST' },
+      });
+      assert.equal(preflight.status, 204);
+      assert.match(preflight.headers.get('access-control-allow-headers') ?? '', /x-nodeset-signature/);
+      const other = await fetch(`${bridge.url}/publish`, {
+        method: 'POST',
+        headers: { ...JSON_TYPE, origin: 'http://other.example' },
+        body: '{}',
+      });
+      assert.equal(other.status, 403);
+      assert.equal(other.headers.get('access-control-allow-origin'), null);
+      await other.body?.cancel();
+    } finally {
+      await bridge.stop();
+    }
+  });
 });

@@ -147,9 +147,23 @@ function pathOf(url: string): string {
 
 /** For errors the router finds before any route runs (a bad percent sequence in the path). */
 export function frameworkError(maxBodyBytes: number) {
-  return (err: FastifyError, _request: FastifyRequest, reply: FastifyReply): void => {
-    sendError(reply, toNodesetError(err, maxBodyBytes));
+  return (err: FastifyError, request: FastifyRequest, reply: FastifyReply): void => {
+    refuse(request, reply, toNodesetError(err, maxBodyBytes));
   };
+}
+
+/**
+ * Answers an error before any route ran. An upgrade request's socket is
+ * the bridge's own once Node handed it over (no timeout, no keep-alive
+ * applies): it is closed once the answer is written.
+ */
+export function refuse(request: FastifyRequest, reply: FastifyReply, err: NodesetError): void {
+  if (request.raw.headers.upgrade !== undefined) {
+    const socket = request.raw.socket;
+    reply.raw.once('finish', () => socket.destroy());
+    reply.header('connection', 'close');
+  }
+  sendError(reply, err);
 }
 
 /**

@@ -1,6 +1,7 @@
 import type { ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import fastifyWebsocket from '@fastify/websocket';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, LogController } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyRequest, LogController } from 'fastify';
 import pino, { type Logger } from 'pino';
 import type { Node } from '../node/node.js';
 import { NodesetError } from '../protocol/errors.js';
@@ -8,13 +9,14 @@ import { isLoopback } from '../transport/tcp.js';
 import { formFields, installBodyParsers } from './body-parsers.js';
 import type { BridgeContext } from './bridge-context.js';
 import { BROWSER_CLIENT_JS, DEMO_PAGE_HTML } from './client-assets.js';
+import { installCrossOrigin } from './cross-origin.js';
 import { answerNotFound, clientErrorHandler, frameworkError, installErrorHandling } from './http-errors.js';
 import { NodePool } from './node-pool.js';
 import { type ResolvedWebBridgeOptions, resolveWebBridgeOptions, type WebBridgeOptions } from './options.js';
 import { publishRoutes } from './publish-routes.js';
 import { loadRouteModules, mountRouteModules, registerStaticSender, StaticFiles } from './static-files.js';
 import { subscribeRoutes } from './subscribe-route.js';
-import { MAX_WS_MESSAGE_BYTES, webSocketRoute } from './ws-endpoint.js';
+import { MAX_WS_MESSAGE_BYTES, refuseOtherUpgrades, webSocketRoute } from './ws-endpoint.js';
 
 export type { WebBridgeOptions } from './options.js';
 
@@ -41,6 +43,8 @@ export class WebBridge implements BridgeContext {
   readonly #o: ResolvedWebBridgeOptions;
   #app: FastifyInstance | null = null;
   readonly #streams = new Set<ServerResponse>();
+  /** Sockets Node handed over for an upgrade: no longer the HTTP server's to close. */
+  readonly #upgrades = new Set<Duplex>();
 
   constructor(options: WebBridgeOptions = {}) {
     this.logger = options.logger ?? pino({ level: 'silent' });
@@ -91,6 +95,7 @@ export class WebBridge implements BridgeContext {
     this.#app = null;
     if (app !== null) {
       for (const ws of app.websocketServer.clients) ws.terminate();
+      for (const socket of this.#upgrades) socket.destroy();
       await app.close();
     }
     await this.pool.stop();
@@ -132,6 +137,10 @@ export class WebBridge implements BridgeContext {
     }) as unknown as FastifyInstance;
     app.server.maxConnections = o.maxConnections;
     app.server.on('drop', () => this.stats.connectionsRefused++);
+    app.server.on('upgrade', (_request, socket: Duplex) => {
+      this.#upgrades.add(socket);
+      socket.once('close', () => this.#upgrades.delete(socket));
+    });
 
     /** The methods of each path, for 405 answers. */
     const allowed = new Map<string, Set<string>>();
@@ -141,7 +150,6 @@ export class WebBridge implements BridgeContext {
       for (const m of [route.method].flat()) methods.add(m);
       allowed.set(route.url, methods);
     });
-    app.addHook('onRequest', async (request, reply) => this.#cors(request, reply));
     installBodyParsers(app, o.maxBodyBytes);
     installErrorHandling(app, allowed, o.maxBodyBytes, this.logger);
     await app.register(fastifyWebsocket, {
@@ -151,6 +159,9 @@ export class WebBridge implements BridgeContext {
         ws.terminate();
       },
     });
+    // After the WebSocket plugin's hooks, so that an upgrade it refuses is seen as one.
+    installCrossOrigin(app, o.cors);
+    refuseOtherUpgrades(app);
 
     publishRoutes(app, this);
     subscribeRoutes(app, this, this.#streams, o.keepAliveMs);
@@ -181,20 +192,5 @@ export class WebBridge implements BridgeContext {
       });
     }
     return app;
-  }
-
-  #cors(request: FastifyRequest, reply: FastifyReply): void {
-    const origin = request.headers.origin;
-    const allowed = this.#o.cors;
-    if (origin === undefined || allowed.length === 0) return;
-    if (!allowed.includes('*') && !allowed.includes(origin)) return;
-    // On the raw response, so that streams written past fastify carry them too.
-    const res = reply.raw;
-    res.setHeader('access-control-allow-origin', allowed.includes('*') ? '*' : origin);
-    res.setHeader('access-control-allow-methods', 'GET, POST, OPTIONS');
-    res.setHeader(
-      'access-control-allow-headers',
-      'content-type, authorization, x-nodeset-key, x-nodeset-timestamp, x-nodeset-signature',
-    );
   }
 }

@@ -3,7 +3,7 @@ import type { WebSocket } from 'ws';
 import { NodesetError } from '../protocol/errors.js';
 import { parseEventUri } from '../protocol/event-uri.js';
 import { type BridgeContext, bearerToken } from './bridge-context.js';
-import { sendError } from './http-errors.js';
+import { refuse, sendError } from './http-errors.js';
 
 /** A WebSocket client's frames: JSON objects with an `op`, answered by `{ id, ok, result | error }`. */
 interface Op {
@@ -22,6 +22,38 @@ const HARD_WS_BUFFERED_BYTES = 2 * MAX_WS_BUFFERED_BYTES;
 
 /** Largest WebSocket message a client may send, in bytes. */
 export const MAX_WS_MESSAGE_BYTES = 1024 * 1024;
+
+/**
+ * Only `/ws` is upgraded, and only a well-formed WebSocket handshake: any
+ * other upgrade request is answered 400 `BAD_REQUEST` and closed (before the
+ * plugin would upgrade it only to close it, or `ws` refuse it without a
+ * code). Registered after the WebSocket plugin's own hooks.
+ */
+export function refuseOtherUpgrades(app: FastifyInstance): void {
+  app.addHook('onRequest', (request, reply, done) => {
+    if (!request.ws) {
+      done();
+      return;
+    }
+    const path = request.url.split('?', 1)[0];
+    const key = request.headers['sec-websocket-key'];
+    if (path !== '/ws') {
+      refuse(request, reply, new NodesetError('BAD_REQUEST', `only /ws takes a WebSocket upgrade, not ${path}`));
+    } else if (request.headers['sec-websocket-version'] !== '13' || typeof key !== 'string' || !WS_KEY_RE.test(key)) {
+      reply.header('sec-websocket-version', '13');
+      refuse(
+        request,
+        reply,
+        new NodesetError('BAD_REQUEST', 'a WebSocket upgrade needs Sec-WebSocket-Version: 13 and a Sec-WebSocket-Key'),
+      );
+    } else {
+      done();
+    }
+  });
+}
+
+/** A handshake key: 16 bytes in base64. */
+const WS_KEY_RE = /^[+/0-9A-Za-z]{22}==$/;
 
 /**
  * `GET /ws`: the WebSocket endpoint (a GET without the upgrade is told it
