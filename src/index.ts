@@ -55,5 +55,5 @@ export {
   STATS_EVENT,
 } from './protocol/frames.js';
 export { DEFAULT_DISPATCHER_URL, DEFAULT_PORT, parseDispatcherUrl } from './protocol/url.js';
-export { KeyRing, signRequest } from './web/signatures.js';
+export { KeyRing, type KeyRingOptions, type SignedRequest, signRequest } from './web/signatures.js';
 export { WebBridge, type WebBridgeOptions } from './web/web-server.js';

@@ -95,9 +95,7 @@ export function toNodesetError(err: unknown, maxBodyBytes: number): NodesetError
 
 /** Answers `{ code, message }` with the status of the code. */
 export function sendError(reply: FastifyReply, err: NodesetError, headers: Record<string, string> = {}): void {
-  const status = statusOf(err.code);
-  // A client-error status fastify gave (413, 415…) is kept for codes shared by several statuses.
-  reply.code(status).headers(headers).send({ code: err.code, message: err.message });
+  reply.code(statusOf(err.code)).headers(headers).send({ code: err.code, message: err.message });
 }
 
 /**
