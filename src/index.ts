@@ -65,5 +65,5 @@ export { DEFAULT_DISPATCHER_URL, DEFAULT_PORT, type DispatcherAddress, parseDisp
 export type { AuthConfig, Identity } from './security/auth-config.js';
 export type { Rules } from './security/permissions.js';
 export type { TlsClientOptions, TlsServerOptions } from './transport/tcp.js';
-export { KeyRing, signRequest } from './web/signatures.js';
+export { KeyRing, type KeyRingOptions, type SignedRequest, signRequest } from './web/signatures.js';
 export { WebBridge, type WebBridgeOptions } from './web/web-server.js';

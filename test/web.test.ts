@@ -226,19 +226,24 @@ describe('nodeset-web identities, signatures, files', () => {
     const b = await new WebBridge({ port: 0, dispatcherUrl: d.url, keys }).start();
     try {
       const body = { event: 'signed.event', message: { x: 1 } };
-      const raw = JSON.stringify(body.message);
+      const signed = { method: 'POST', target: '/publish', body: JSON.stringify(body) };
       assert.equal((await post(`${b.url}/publish`, body)).status, 403);
-      const headers = signRequest('k1', 'a-very-long-shared-secret', ['signed.event'], raw);
+      const headers = signRequest('k1', 'a-very-long-shared-secret', signed);
       assert.equal((await post(`${b.url}/publish`, body, headers)).status, 200);
       const replay = await post(`${b.url}/publish`, body, headers);
       assert.equal(replay.status, 403);
       assert.match(((await replay.json()) as { message: string }).message, /replayed/);
-      const stale = signRequest('k1', 'a-very-long-shared-secret', ['signed.event'], raw, Date.now() - 10 * 60 * 1000);
+      const stale = signRequest('k1', 'a-very-long-shared-secret', signed, Date.now() - 10 * 60 * 1000);
       assert.equal((await post(`${b.url}/publish`, body, stale)).status, 403);
-      const wrong = signRequest('k1', 'another-secret-entirely', ['signed.event'], raw);
+      const wrong = signRequest('k1', 'another-secret-entirely', signed);
       assert.equal((await post(`${b.url}/publish`, body, wrong)).status, 403);
+      const other = signRequest('k1', 'a-very-long-shared-secret', { ...signed, body: '{"event":"signed.event"}' });
+      assert.equal((await post(`${b.url}/publish`, body, other)).status, 403);
       assert.equal((await fetch(`${b.url}/subscribe?event=signed.event`)).status, 403);
-      const subHeaders = signRequest('k1', 'a-very-long-shared-secret', ['signed.event'], '');
+      const subHeaders = signRequest('k1', 'a-very-long-shared-secret', {
+        method: 'GET',
+        target: '/subscribe?event=signed.event',
+      });
       const sub = await fetch(`${b.url}/subscribe?event=signed.event`, { headers: subHeaders });
       assert.equal(sub.status, 200);
       await sub.body?.cancel();

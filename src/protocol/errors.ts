@@ -25,6 +25,10 @@ export const ERROR_CODES = {
   CLOSED: 'The node or dispatcher has been stopped.',
   BAD_OPTION: 'An option is missing, malformed or conflicts with another.',
   NOT_FOUND: 'No such HTTP resource (monitoring endpoint, HTTP bridge).',
+  BAD_REQUEST: 'An HTTP request is malformed: bad percent-encoding, a broken request line or header.',
+  METHOD_NOT_ALLOWED: 'An HTTP path exists but not for that method; the Allow header lists the ones it takes.',
+  UNSUPPORTED_MEDIA_TYPE:
+    'An HTTP request body has a Content-Type the bridge does not read (JSON and form fields only).',
   INTERNAL: 'The dispatcher failed while handling a frame; the frame was dropped and the connection kept.',
 } as const;
 

@@ -33,14 +33,27 @@ export function findToken(token: string, hashes: readonly string[]): number {
   return found;
 }
 
-/** HMAC-SHA256 of `data` under `key`, hex. */
-export function hmacSha256(key: string | Buffer, data: string | Buffer): string {
-  return createHmac('sha256', key).update(data).digest('hex');
+/** HMAC-SHA256 of `data` under `key`, 32 bytes. */
+export function hmacSha256(key: string | Buffer, data: string | Buffer): Buffer {
+  return createHmac('sha256', key).update(data).digest();
 }
 
-/** Compares two hex signatures in constant time (false on any length mismatch). */
-export function signaturesEqual(a: string, b: string): boolean {
-  const x = Buffer.from(a, 'hex');
-  const y = Buffer.from(b, 'hex');
-  return x.length === y.length && x.length > 0 && timingSafeEqual(x, y);
+/** SHA-256 of `data`, hex. */
+export function sha256Hex(data: string | Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/**
+ * Decodes hex text that is exactly `bytes` bytes long (either case), or
+ * null: no trailing characters, no odd digit, nothing a lenient decoder
+ * would skip. Two spellings of one value decode to the same bytes.
+ */
+export function decodeHexStrict(text: string, bytes: number): Buffer | null {
+  if (text.length !== bytes * 2 || !/^[0-9a-fA-F]*$/.test(text)) return null;
+  return Buffer.from(text, 'hex');
+}
+
+/** Compares two byte strings in constant time (false on a length mismatch or when empty). */
+export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.length > 0 && timingSafeEqual(a, b);
 }

@@ -1,83 +1,68 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import type { ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import fastifyWebsocket from '@fastify/websocket';
+import Fastify, { type FastifyInstance, type FastifyRequest, LogController } from 'fastify';
 import pino, { type Logger } from 'pino';
-import { WebSocketServer } from 'ws';
 import type { Node } from '../node/node.js';
 import { NodesetError } from '../protocol/errors.js';
-import { parseEventUri } from '../protocol/event-uri.js';
-import { DEFAULT_DISPATCHER_URL } from '../protocol/url.js';
-import { isLoopback, type TlsClientOptions } from '../transport/tcp.js';
+import { isLoopback } from '../transport/tcp.js';
+import { formFields, installBodyParsers } from './body-parsers.js';
 import { BROWSER_CLIENT_JS, DEMO_PAGE_HTML } from './client-assets.js';
-import { bearerToken, parsePublishBody, readBody, sendError, sendJson } from './http-util.js';
-import { type BridgeEvent, NodePool } from './node-pool.js';
-import type { KeyRing } from './signatures.js';
-import { loadRouteModules, type RouteModules, serveStatic } from './static-files.js';
-import { handleWebSocket } from './ws-endpoint.js';
+import { installCrossOrigin } from './cross-origin.js';
+import { answerNotFound, clientErrorHandler, frameworkError, installErrorHandling } from './http-errors.js';
+import { NodePool } from './node-pool.js';
+import { type ResolvedWebBridgeOptions, resolveWebBridgeOptions, type WebBridgeOptions } from './options.js';
+import { publishRoutes } from './publish-routes.js';
+import { loadRouteModules, mountRouteModules, registerStaticSender, StaticFiles } from './static-files.js';
+import { subscribeRoutes } from './subscribe-route.js';
+import { MAX_WS_MESSAGE_BYTES, refuseOtherUpgrades, webSocketRoute } from './ws-endpoint.js';
 
-export interface WebBridgeOptions {
-  host?: string;
-  port?: number;
-  dispatcherUrl?: string;
-  /** Token used when a request carries none. */
-  token?: string;
-  tls?: TlsClientOptions;
-  /** Static files and route modules. */
-  path?: string;
-  /** Shared keys: when set, publish and subscribe must be signed. */
-  keys?: KeyRing | null;
-  /** Origins allowed by CORS (`*` for any). */
-  cors?: string[];
-  /** Largest request body, in bytes. Default 1 MiB. */
-  maxBodyBytes?: number;
-  /** Comment lines sent on idle SSE streams, in ms. Default 15,000. */
-  keepAliveMs?: number;
-  /** Allow a non-loopback listen without keys. */
-  insecure?: boolean;
-  logger?: Logger;
-}
+export type { WebBridgeOptions } from './options.js';
 
-/** Bytes a subscription stream may hold for a client that does not read before it is closed. */
-const MAX_STREAM_BUFFERED_BYTES = 8 * 1024 * 1024;
+/** Longest path fastify's router takes as one parameter: never shorter than Node's header limit allows. */
+const MAX_PATH_CHARS = 16 * 1024;
 
 /**
  * nodeset-web: publish, subscribe and request over HTTP (JSON, forms,
  * Server-Sent Events, newline-delimited JSON) and WebSocket, with the same
- * identities as native nodes and optional request signatures.
+ * identities as native nodes and optional request signatures. HTTP is
+ * fastify's: routing, body limits, schema validation, static files; the
+ * bridge adds its error codes, its limits on connections and time, and the
+ * streams.
  */
 export class WebBridge {
+  /** The bridge's nodes, one per identity (for its routes). @internal */
   readonly pool: NodePool;
   readonly logger: Logger;
-  /** Counters: events dropped for WebSocket clients that did not read. */
-  readonly stats = { wsDropped: 0 };
-  readonly #o: Required<Omit<WebBridgeOptions, 'token' | 'tls' | 'path' | 'logger' | 'keys'>> &
-    Pick<WebBridgeOptions, 'token' | 'tls' | 'path'> & { keys: KeyRing | null };
-  #server: Server | null = null;
-  #routes: RouteModules = new Map();
-  readonly #wss = new WebSocketServer({ noServer: true, maxPayload: 1024 * 1024 });
+  /**
+   * Counters: events dropped for WebSocket clients that did not read;
+   * connections closed at once because `maxConnections` were open; requests
+   * whose headers or body did not arrive in time.
+   */
+  readonly stats = { wsDropped: 0, connectionsRefused: 0, requestTimeouts: 0 };
+  readonly #o: ResolvedWebBridgeOptions;
+  #app: FastifyInstance | null = null;
   readonly #streams = new Set<ServerResponse>();
+  /** Sockets Node handed over for an upgrade: no longer the HTTP server's to close. */
+  readonly #upgrades = new Set<Duplex>();
 
   constructor(options: WebBridgeOptions = {}) {
     this.logger = options.logger ?? pino({ level: 'silent' });
-    this.#o = {
-      host: options.host ?? '127.0.0.1',
-      port: options.port ?? 8080,
-      dispatcherUrl: options.dispatcherUrl ?? DEFAULT_DISPATCHER_URL,
-      token: options.token,
-      tls: options.tls,
-      path: options.path,
-      keys: options.keys ?? null,
-      cors: options.cors ?? [],
-      maxBodyBytes: options.maxBodyBytes ?? 1024 * 1024,
-      keepAliveMs: options.keepAliveMs ?? 15_000,
-      insecure: options.insecure ?? false,
-    };
+    this.#o = resolveWebBridgeOptions(options);
     this.pool = new NodePool({ dispatcherUrl: this.#o.dispatcherUrl, tls: this.#o.tls, logger: this.logger });
   }
 
   get url(): string {
-    const a = this.#server?.address();
+    const a = this.#app?.server.address();
     if (a === null || a === undefined || typeof a === 'string') throw new Error('bridge is not listening');
     return `http://${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
+  }
+
+  /** Connections open now: requests, streams and WebSockets. */
+  connectionCount(): Promise<number> {
+    const server = this.#app?.server;
+    if (server === undefined) return Promise.resolve(0);
+    return new Promise((resolve, reject) => server.getConnections((err, n) => (err ? reject(err) : resolve(n))));
   }
 
   /** Open subscription streams (SSE or NDJSON). */
@@ -93,187 +78,119 @@ export class WebBridge {
         `refusing to listen on ${o.host} without request signatures: give a keys file (--keys), listen on a loopback address, or pass --insecure`,
       );
     }
-    if (o.path !== undefined) this.#routes = await loadRouteModules(o.path);
-    const server = createServer((req, res) => {
-      this.#handle(req, res).catch((err: unknown) => sendError(res, err));
-    });
-    server.on('upgrade', (req, socket, head) => this.#upgrade(req, socket as Socket, head));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(o.port, o.host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    this.#server = server;
+    const app = await this.#build();
+    try {
+      await app.listen({ host: o.host, port: o.port });
+    } catch (err) {
+      await app.close();
+      throw err;
+    }
+    this.#app = app;
     return this;
   }
 
   async stop(): Promise<void> {
     for (const res of this.#streams) res.end();
-    for (const ws of this.#wss.clients) ws.terminate();
-    const server = this.#server;
-    this.#server = null;
-    if (server !== null) {
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
+    const app = this.#app;
+    this.#app = null;
+    if (app !== null) {
+      for (const ws of app.websocketServer.clients) ws.terminate();
+      for (const socket of this.#upgrades) socket.destroy();
+      await app.close();
     }
     await this.pool.stop();
   }
 
-  /** The node of a request's identity (its bearer token, else the bridge's own token). */
+  /** The node of a request's identity (its bearer token, else the bridge's own token). @internal */
   nodeFor(token: string | null): Promise<Node> {
     return this.pool.node(token ?? this.#o.token ?? null);
   }
 
-  /** Checks a request's signature when keys are configured. */
-  verify(req: IncomingMessage, events: string[], message: string): void {
-    this.#o.keys?.verify(req.headers, events, message);
-  }
-
-  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://bridge');
-    this.#cors(req, res);
-    if (req.method === 'OPTIONS') {
-      res.writeHead(204).end();
-      return;
-    }
-    const route = `${req.method} ${url.pathname}`;
-    switch (route) {
-      case 'POST /publish':
-        return this.#publish(req, res, url);
-      case 'POST /request':
-        return this.#request(req, res, url);
-      case 'GET /subscribe':
-        return this.#subscribe(req, res, url);
-      case 'GET /nodeset.js':
-        res.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8' }).end(BROWSER_CLIENT_JS);
-        return;
-    }
-    const mod = this.#routes.get(url.pathname);
-    if (mod !== undefined) {
-      await mod(req, res, { bridge: this, node: await this.nodeFor(bearerToken(req, url)) });
-      return;
-    }
-    if (this.#o.path !== undefined && (await serveStatic(this.#o.path, url.pathname, req, res))) return;
-    if (req.method === 'GET' && url.pathname === '/') {
-      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(DEMO_PAGE_HTML);
-      return;
-    }
-    sendJson(res, 404, { code: 'NOT_FOUND', message: `no ${req.method} ${url.pathname}` });
-  }
-
-  async #publish(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
-    const body = parsePublishBody(req, await readBody(req, this.#o.maxBodyBytes));
-    parseEventUri(body.event, false);
-    if (body.mode !== undefined && body.mode !== 'all' && body.mode !== 'direct') {
-      throw new NodesetError('BAD_OPTION', 'field "mode" must be "all" or "direct"');
-    }
-    this.verify(req, [body.event], body.raw);
-    const node = await this.nodeFor(bearerToken(req, url));
-    const delivered = await node.publish(body.event, body.message, {
-      ack: true,
-      mode: body.mode as 'all' | 'direct' | undefined,
-      timeoutMs: body.timeout,
-    });
-    sendJson(res, 200, { event: body.event, delivered });
-  }
-
-  async #request(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
-    const body = parsePublishBody(req, await readBody(req, this.#o.maxBodyBytes));
-    parseEventUri(body.event, false);
-    this.verify(req, [body.event], body.raw);
-    const node = await this.nodeFor(bearerToken(req, url));
-    const reply = await node.request(body.event, body.message, { timeoutMs: body.timeout ?? 5000 });
-    sendJson(res, 200, { event: body.event, reply: reply ?? null });
-  }
-
-  /**
-   * Streams events: Server-Sent Events for `Accept: text/event-stream`, else
-   * one JSON object per line. An HTTP/1.0 client gets one event, then the end.
-   */
-  async #subscribe(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
-    const events = url.searchParams.getAll('event');
-    if (events.length === 0) throw new NodesetError('BAD_URI', 'give at least one ?event=');
-    for (const e of events) parseEventUri(e, true);
-    this.verify(req, events, '');
-    const node = await this.nodeFor(bearerToken(req, url));
-    const sse = String(req.headers.accept ?? '').includes('text/event-stream');
-    const once = req.httpVersion === '1.0';
-    const removers: (() => Promise<void>)[] = [];
-    let closed = false;
-    let id = 0;
-    let keepAlive: NodeJS.Timeout | null = null;
-    const close = () => {
-      if (closed) return;
-      closed = true;
-      if (keepAlive !== null) clearInterval(keepAlive);
-      this.#streams.delete(res);
-      for (const remove of removers) void remove();
-    };
-    const send = (e: BridgeEvent) => {
-      if (closed) return;
-      if (res.writableLength > MAX_STREAM_BUFFERED_BYTES) {
-        // A client that does not read: end its stream (it may reconnect) rather than buffer without bound.
-        this.logger.warn({ buffered: res.writableLength }, 'subscription stream not read; closing it');
-        res.destroy();
-        close();
-        return;
-      }
-      const line = JSON.stringify({ event: e.event, message: e.message ?? null, from: e.from });
-      res.write(sse ? `id: ${++id}\ndata: ${line}\n\n` : `${line}\n`);
-      if (once) {
-        res.end();
-        close();
-      }
-    };
-    // The response closes when the client goes away (the request 'close' only means its body was read).
-    res.on('close', close);
-    try {
-      for (const e of events) removers.push(await this.pool.listen(node, e, send));
-    } catch (err) {
-      close();
-      throw err;
-    }
-    if (closed) {
-      close();
-      return;
-    }
-    this.#streams.add(res);
-    res.writeHead(200, {
-      'content-type': sse ? 'text/event-stream; charset=utf-8' : 'application/x-ndjson; charset=utf-8',
-      'cache-control': 'no-store',
-      ...(once ? {} : { connection: 'keep-alive' }),
-    });
-    if (sse) {
-      res.write(': subscribed\n\n');
-      keepAlive = setInterval(() => res.write(': keep-alive\n\n'), this.#o.keepAliveMs);
-    } else {
-      res.flushHeaders();
-    }
-  }
-
-  #upgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
-    const url = new URL(req.url ?? '/', 'http://bridge');
-    if (url.pathname !== '/ws') {
-      socket.destroy();
-      return;
-    }
-    this.#wss.handleUpgrade(req, socket, head, (ws) => {
-      handleWebSocket(this, ws, req, bearerToken(req, url));
+  /** Checks a request's signature (over its method, target and body) when keys are configured. @internal */
+  verify(request: FastifyRequest): void {
+    this.#o.keys?.verify(request.headers, {
+      method: request.raw.method ?? '',
+      target: request.raw.url ?? '',
+      body: request.rawBody ?? undefined,
     });
   }
 
-  #cors(req: IncomingMessage, res: ServerResponse): void {
-    const origin = req.headers.origin;
-    const allowed = this.#o.cors;
-    if (origin === undefined || allowed.length === 0) return;
-    if (!allowed.includes('*') && !allowed.includes(origin)) return;
-    res.setHeader('access-control-allow-origin', allowed.includes('*') ? '*' : origin);
-    res.setHeader('access-control-allow-methods', 'GET, POST, OPTIONS');
-    res.setHeader(
-      'access-control-allow-headers',
-      'content-type, authorization, x-nodeset-key, x-nodeset-timestamp, x-nodeset-signature',
-    );
+  async #build(): Promise<FastifyInstance> {
+    const o = this.#o;
+    const app = Fastify({
+      loggerInstance: this.logger,
+      logController: new LogController({ disableRequestLogging: true }),
+      bodyLimit: o.maxBodyBytes,
+      keepAliveTimeout: o.keepAliveTimeoutMs,
+      requestTimeout: o.requestTimeoutMs,
+      forceCloseConnections: true,
+      http: {
+        headersTimeout: o.headersTimeoutMs,
+        requestTimeout: o.requestTimeoutMs,
+        // Node looks for overdue requests this often (30 s unless told): a slow client is closed within one more tick.
+        connectionsCheckingInterval: Math.max(10, Math.min(1000, Math.floor(o.headersTimeoutMs / 4))),
+      },
+      routerOptions: { maxParamLength: MAX_PATH_CHARS, querystringParser: formFields },
+      ajv: { customOptions: { coerceTypes: false } },
+      frameworkErrors: frameworkError(o.maxBodyBytes),
+      clientErrorHandler: clientErrorHandler(() => this.stats.requestTimeouts++),
+    }) as unknown as FastifyInstance;
+    app.server.maxConnections = o.maxConnections;
+    app.server.on('drop', () => this.stats.connectionsRefused++);
+    app.server.on('upgrade', (_request, socket: Duplex) => {
+      this.#upgrades.add(socket);
+      socket.once('close', () => this.#upgrades.delete(socket));
+    });
+
+    /** The methods of each path, for 405 answers. */
+    const allowed = new Map<string, Set<string>>();
+    app.addHook('onRoute', (route) => {
+      if (route.url.includes('*')) return;
+      const methods = allowed.get(route.url) ?? new Set<string>();
+      for (const m of [route.method].flat()) methods.add(m);
+      allowed.set(route.url, methods);
+    });
+    installBodyParsers(app, o.maxBodyBytes);
+    installErrorHandling(app, allowed, o.maxBodyBytes, this.logger);
+    await app.register(fastifyWebsocket, {
+      options: { maxPayload: MAX_WS_MESSAGE_BYTES },
+      errorHandler: (err, ws) => {
+        this.logger.debug({ err: err.message }, 'WebSocket client error');
+        ws.terminate();
+      },
+    });
+    // After the WebSocket plugin's hooks, so that an upgrade it refuses is seen as one.
+    installCrossOrigin(app, o.cors);
+    refuseOtherUpgrades(app);
+
+    publishRoutes(app, this);
+    subscribeRoutes(app, this, this.#streams, o.keepAliveMs);
+    webSocketRoute(app, this);
+    app.get('/nodeset.js', (_request, reply) => {
+      reply.type('text/javascript; charset=utf-8').send(BROWSER_CLIENT_JS);
+    });
+    app.options('*', (_request, reply) => {
+      reply.code(204).send();
+    });
+
+    const routes = o.path === undefined ? new Map() : await loadRouteModules(o.path);
+    await mountRouteModules(app, routes, this, (path) => allowed.has(path));
+    const files = o.path === undefined ? null : await new StaticFiles(o.path).open();
+    if (files !== null) {
+      await registerStaticSender(app, files);
+      app.get<{ Params: { '*': string } }>('/*', async (request, reply) => {
+        const file = await files.resolve(request.params['*']);
+        if (file === null) return answerNotFound(request, reply, allowed);
+        return reply.sendFile(file);
+      });
+    }
+    if (!routes.has('/')) {
+      app.get('/', async (_request, reply) => {
+        const index = files === null ? null : await files.resolve('/');
+        if (index !== null) return reply.sendFile(index);
+        return reply.type('text/html; charset=utf-8').send(DEMO_PAGE_HTML);
+      });
+    }
+    return app;
   }
 }

@@ -1,19 +1,10 @@
-import type { IncomingMessage } from 'node:http';
-import type { Logger } from 'pino';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { WebSocket } from 'ws';
-import type { Node } from '../node/node.js';
 import { NodesetError } from '../protocol/errors.js';
 import { parseEventUri } from '../protocol/event-uri.js';
-import type { NodePool } from './node-pool.js';
-
-/** What the WebSocket endpoint uses of the bridge. */
-export interface WsBridge {
-  readonly logger: Logger;
-  readonly pool: NodePool;
-  readonly stats: { wsDropped: number };
-  nodeFor(token: string | null): Promise<Node>;
-  verify(req: IncomingMessage, events: string[], message: string): void;
-}
+import type { DeliveryMode } from '../protocol/frames.js';
+import { type BridgeContext, bearerToken } from './bridge-context.js';
+import { refuse, sendError } from './http-errors.js';
 
 /** A WebSocket client's frames: JSON objects with an `op`, answered by `{ id, ok, result | error }`. */
 interface Op {
@@ -30,11 +21,64 @@ const MAX_WS_BUFFERED_BYTES = 8 * 1024 * 1024;
 /** Past this many pending bytes (answers the client keeps asking for and never reads) the socket is closed. */
 const HARD_WS_BUFFERED_BYTES = 2 * MAX_WS_BUFFERED_BYTES;
 
+/** Largest WebSocket message a client may send, in bytes. */
+export const MAX_WS_MESSAGE_BYTES = 1024 * 1024;
+
+/**
+ * Only `/ws` is upgraded, and only a well-formed WebSocket handshake: any
+ * other upgrade request is answered 400 `BAD_REQUEST` and closed (before the
+ * plugin would upgrade it only to close it, or `ws` refuse it without a
+ * code). Registered after the WebSocket plugin's own hooks.
+ */
+export function refuseOtherUpgrades(app: FastifyInstance): void {
+  app.addHook('onRequest', (request, reply, done) => {
+    if (!request.ws) {
+      done();
+      return;
+    }
+    const path = request.url.split('?', 1)[0];
+    const key = request.headers['sec-websocket-key'];
+    if (path !== '/ws') {
+      refuse(request, reply, new NodesetError('BAD_REQUEST', `only /ws takes a WebSocket upgrade, not ${path}`));
+    } else if (request.headers['sec-websocket-version'] !== '13' || typeof key !== 'string' || !WS_KEY_RE.test(key)) {
+      reply.header('sec-websocket-version', '13');
+      refuse(
+        request,
+        reply,
+        new NodesetError('BAD_REQUEST', 'a WebSocket upgrade needs Sec-WebSocket-Version: 13 and a Sec-WebSocket-Key'),
+      );
+    } else {
+      done();
+    }
+  });
+}
+
+/** A handshake key: 16 bytes in base64. */
+const WS_KEY_RE = /^[+/0-9A-Za-z]{22}==$/;
+
+/**
+ * `GET /ws`: the WebSocket endpoint (a GET without the upgrade is told it
+ * needs one). The socket's own 'error' listener is set before any frame is
+ * read; the plugin's is only a last resort.
+ */
+export function webSocketRoute(app: FastifyInstance, bridge: BridgeContext): void {
+  app.route({
+    method: 'GET',
+    url: '/ws',
+    exposeHeadRoute: false,
+    handler: (_request, reply) =>
+      sendError(reply, new NodesetError('BAD_REQUEST', 'GET /ws is a WebSocket endpoint: send an upgrade'), {
+        upgrade: 'websocket',
+      }),
+    wsHandler: (ws, request) => handleWebSocket(bridge, ws, request),
+  });
+}
+
 /**
  * `/ws`: subscribe, unsubscribe, publish and request over one WebSocket, for
  * browsers and other languages. Events arrive as `{ type: 'event', event, message, from }`.
  */
-export function handleWebSocket(bridge: WsBridge, ws: WebSocket, req: IncomingMessage, token: string | null): void {
+export function handleWebSocket(bridge: BridgeContext, ws: WebSocket, request: FastifyRequest): void {
   const subscriptions = new Map<string, () => Promise<void>>();
   // A bad frame (unmasked, invalid UTF-8, oversize) is an 'error' on this socket:
   // ws has already answered with a close code; without a listener it would end the process.
@@ -57,17 +101,36 @@ export function handleWebSocket(bridge: WsBridge, ws: WebSocket, req: IncomingMe
     send({ id, ok: false, error: { code: e.code, message: e.message } });
   };
   try {
-    bridge.verify(req, ['/ws'], '');
+    bridge.verify(request);
   } catch (err) {
     fail(null, err);
     ws.close(4003, 'signature required');
     return;
   }
-  const node = bridge.nodeFor(token);
+  const node = bridge.nodeFor(bearerToken(request));
   node.catch((err: unknown) => {
     fail(null, err);
     ws.close(4001, (err as Error).message.slice(0, 100));
   });
+
+  /**
+   * Subscribes and unsubscribes of one event run one at a time, in the order
+   * they came: two subscribes sent together make one subscription, and an
+   * unsubscribe sent after a subscribe undoes it.
+   */
+  const queues = new Map<string, Promise<void>>();
+  const inOrder = <T>(event: string, fn: () => Promise<T>): Promise<T> => {
+    const result = (queues.get(event) ?? Promise.resolve()).then(fn);
+    const settled = result.then(
+      () => {},
+      () => {},
+    );
+    queues.set(event, settled);
+    void settled.then(() => {
+      if (queues.get(event) === settled) queues.delete(event);
+    });
+    return result;
+  };
 
   ws.on('message', (data) => {
     let op: Op;
@@ -95,35 +158,36 @@ export function handleWebSocket(bridge: WsBridge, ws: WebSocket, req: IncomingMe
     switch (op.op) {
       case 'subscribe': {
         parseEventUri(event, true);
-        if (subscriptions.has(event)) return { subscribed: event };
-        const remove = await bridge.pool.listen(n, event, (e) => {
-          if (ws.bufferedAmount > MAX_WS_BUFFERED_BYTES) {
-            // Counted, and told once the client reads again: a notice per drop would fill the same buffer.
-            dropped++;
-            bridge.stats.wsDropped++;
-            return;
-          }
-          if (dropped > 0) {
-            fail(null, new NodesetError('SLOW_CONSUMER', `${dropped} events dropped: the WebSocket was not reading`));
-            dropped = 0;
-          }
-          send({ type: 'event', event: e.event, message: e.message ?? null, from: e.from });
+        return inOrder(event, async () => {
+          if (subscriptions.has(event)) return { subscribed: event };
+          const remove = await bridge.pool.listen(n, event, (e) => {
+            if (ws.bufferedAmount > MAX_WS_BUFFERED_BYTES) {
+              // Counted, and told once the client reads again: a notice per drop would fill the same buffer.
+              dropped++;
+              bridge.stats.wsDropped++;
+              return;
+            }
+            if (dropped > 0) {
+              fail(null, new NodesetError('SLOW_CONSUMER', `${dropped} events dropped: the WebSocket was not reading`));
+              dropped = 0;
+            }
+            send({ type: 'event', event: e.event, message: e.message ?? null, from: e.from });
+          });
+          if (ws.readyState !== ws.OPEN) await remove();
+          else subscriptions.set(event, remove);
+          return { subscribed: event };
         });
-        if (ws.readyState !== ws.OPEN) await remove();
-        else subscriptions.set(event, remove);
-        return { subscribed: event };
       }
-      case 'unsubscribe': {
-        await subscriptions.get(event)?.();
-        subscriptions.delete(event);
-        return { unsubscribed: event };
-      }
+      case 'unsubscribe':
+        return inOrder(event, async () => {
+          const remove = subscriptions.get(event);
+          subscriptions.delete(event);
+          await remove?.();
+          return { unsubscribed: event };
+        });
       case 'publish': {
-        const mode = op.mode === undefined ? undefined : op.mode;
-        if (mode !== undefined && mode !== 'all' && mode !== 'direct') {
-          throw new NodesetError('BAD_OPTION', 'mode must be "all" or "direct"');
-        }
-        const delivered = await n.publish(event, op.message, { ack: true, mode });
+        // The mode is checked by publish itself (BAD_OPTION).
+        const delivered = await n.publish(event, op.message, { ack: true, mode: op.mode as DeliveryMode | undefined });
         return { delivered };
       }
       case 'request': {
