@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Dispatcher, Node, StreamNode } from '../src/index.js';
+import { Dispatcher, Node, NodeCollection, StreamNode } from '../src/index.js';
 import { encodeFrame, FrameKind } from '../src/protocol/frames.js';
 import { AuthConfig } from '../src/security/auth-config.js';
 import { FailureBackoff } from '../src/security/failure-backoff.js';
@@ -172,6 +172,102 @@ describe('limits before authentication', () => {
       raw.send(encodeFrame(FrameKind.PUB, ['x', 2, 1, 1], Buffer.alloc(100_000)));
       await raw.next((f) => f.kind === FrameKind.OK);
       raw.destroy();
+    } finally {
+      await d.stop();
+    }
+  });
+});
+
+describe('identities own their names', () => {
+  const NAMED = { billing: 'billing-secret-token', other: 'other-secret-token' };
+  const named = () =>
+    new AuthConfig({
+      identities: [
+        { name: 'billing', token: hashToken(NAMED.billing), names: ['billing', 'billing-*'], query: true },
+        { name: 'other', token: hashToken(NAMED.other) },
+      ],
+    });
+
+  test("a node name listed for one identity cannot be taken by another, in HELLO, a publish's sender or a collection", async () => {
+    const d = await startDispatcher({ auth: named() });
+    try {
+      const squatter = new Node({ dispatcherUrl: d.url, token: NAMED.other, name: 'billing', startTimeoutMs: 3000 });
+      await assert.rejects(squatter.start(), { code: 'PERMISSION_DENIED' });
+      await squatter.stop();
+      const outsider = new Node({
+        dispatcherUrl: d.url,
+        token: NAMED.billing,
+        name: 'not-billing',
+        startTimeoutMs: 3000,
+      });
+      await assert.rejects(outsider.start(), { code: 'PERMISSION_DENIED' });
+      await outsider.stop();
+      const billing = await startNode(d, { token: NAMED.billing, name: 'billing-2' });
+      let answered = 0;
+      await billing.subscribe('invoice', () => ++answered);
+      // A raw connection of the other identity sends a publish as "billing".
+      const raw = await RawClient.connect(d.address.port, false);
+      raw.send(encodeFrame(FrameKind.HELLO, { v: 1, name: 'someone', token: NAMED.other }));
+      await raw.next((f) => f.kind === FrameKind.WELCOME);
+      raw.send(encodeFrame(FrameKind.PUB, ['invoice', 2, 7, 0, 'billing'], Buffer.from('1')));
+      assert.deepEqual(await raw.nextError(), {
+        code: 'PERMISSION_DENIED',
+        r: 7,
+        message: 'identity other may not use the node name billing',
+      });
+      // A collection of the other identity cannot hold a member named billing.
+      const collection = new NodeCollection({ dispatcherUrl: d.url, token: NAMED.other, name: 'other-coll' });
+      const member = collection.add(new Node({ name: 'billing' }));
+      await collection.start();
+      await assert.rejects(member.subscribe('invoice'), { code: 'PERMISSION_DENIED' });
+      assert.deepEqual(member.subscriptions(), []);
+      await collection.stop();
+      assert.equal(answered, 0);
+      raw.destroy();
+      await billing.stop();
+    } finally {
+      await d.stop();
+    }
+  });
+
+  test('$nodeset. events come only from the dispatcher, and no node is "dispatcher"', async () => {
+    const d = await startDispatcher();
+    try {
+      const watcher = await startNode(d);
+      const seen: string[] = [];
+      await watcher.subscribe('$nodeset.node.*', (_m, info) => void seen.push(`${info.from} ${info.uri}`));
+      const forger = await startNode(d, { name: 'forger' });
+      await assert.rejects(forger.publish('$nodeset.node.left', { name: 'x' }, { ack: true }), {
+        code: 'PERMISSION_DENIED',
+      });
+      const impostor = new Node({ dispatcherUrl: d.url, name: 'dispatcher', startTimeoutMs: 3000 });
+      await assert.rejects(impostor.start(), { code: 'PERMISSION_DENIED' });
+      await impostor.stop();
+      // Its own metrics every node may still publish.
+      assert.equal(await forger.publish('$nodeset.stats', { ok: true }, { ack: true }), 0);
+      await forger.stop();
+      await until(() => seen.some((e) => e === 'dispatcher $nodeset.node.left'), 5000, 'the real left event');
+      assert.ok(
+        seen.every((e) => e.startsWith('dispatcher ')),
+        seen.join(', '),
+      );
+      await watcher.stop();
+    } finally {
+      await d.stop();
+    }
+  });
+
+  test('querying the node list needs the query permission', async () => {
+    const d = await startDispatcher({ auth: named() });
+    try {
+      const other = await startNode(d, { token: NAMED.other, name: 'someone' });
+      await assert.rejects(other.nodes(), { code: 'PERMISSION_DENIED' });
+      await assert.rejects(other.stats(), { code: 'PERMISSION_DENIED' });
+      const billing = await startNode(d, { token: NAMED.billing, name: 'billing' });
+      const list = (await billing.nodes()) as { name: string }[];
+      assert.deepEqual(list.map((n) => n.name).sort(), ['billing', 'someone']);
+      await other.stop();
+      await billing.stop();
     } finally {
       await d.stop();
     }

@@ -334,9 +334,15 @@ export class Dispatcher {
   #query(session: Session, what: unknown, uri: unknown): unknown {
     switch (what) {
       case 'stats':
-        return this.snapshot();
       case 'nodes':
-        return this.nodes();
+        // The map of every node and its traffic: only for identities allowed to query.
+        if (session.identity !== null && !session.identity.query) {
+          throw new NodesetError(
+            'PERMISSION_DENIED',
+            `identity ${session.identity.name} may not query ${what} (give it query: true in the auth file)`,
+          );
+        }
+        return what === 'stats' ? this.snapshot() : this.nodes();
       case 'subscribers': {
         // Looking up who receives a URI (stream peers) needs the right to publish to it.
         const target = this.#router.resolve(uri);

@@ -19,6 +19,8 @@ const TARGET_CACHE_LIMIT = 10_000;
 const MAX_AWAITED_REPLIES = 10_000;
 /** Connection id that stands for "the requester is on another host". */
 export const FEDERATION_CONN = 0xffffffff;
+/** Events under this prefix are published by the dispatcher only (but STATS_EVENT, each node's own metrics). */
+const RESERVED_PREFIX = '$nodeset.';
 /** Sender name of the dispatcher's own events. */
 export const INTERNAL_SENDER = 'dispatcher';
 
@@ -114,8 +116,12 @@ export class Router {
       state.lastUri = uri;
     }
     const event = target.uri.event;
-    // Every node may report its own metrics.
-    if (!from.mayPublish(event) && event !== STATS_EVENT) {
+    // Every node may report its own metrics; the other `$nodeset.` events are the dispatcher's alone.
+    if (event.charCodeAt(0) === 36 /* $ */ && event.startsWith(RESERVED_PREFIX)) {
+      if (event !== STATS_EVENT) {
+        throw new NodesetError('PERMISSION_DENIED', `${event}: events under ${RESERVED_PREFIX} come from the dispatcher`);
+      }
+    } else if (!from.mayPublish(event)) {
       throw new NodesetError('PERMISSION_DENIED', `identity ${from.identityName} may not publish to ${uri}`);
     }
     if (!target.local) {

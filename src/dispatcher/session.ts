@@ -28,7 +28,7 @@ import { denyFilter, mayPublish, maySubscribe } from '../security/permissions.js
 import { FrameSocket, type FrameSocketHandlers } from '../transport/frame-socket.js';
 import type { ResolvedDispatcherOptions } from './options.js';
 import { type LeaveReason, type Peer, PeerRouting, Subscription } from './peer.js';
-import { FORWARDED, type Router } from './router.js';
+import { FORWARDED, INTERNAL_SENDER, type Router } from './router.js';
 import type { DispatcherStats } from './stats.js';
 import { SubscriptionSet } from './subscription-set.js';
 
@@ -119,6 +119,8 @@ export class Session implements FrameSocketHandlers, Peer {
   #handedAtSweep = 0;
   #inWriteAtSweep = 0;
   #backlogAtSweep = false;
+  /** Node names this connection was found allowed to use (bounded). */
+  #namesAllowed: Set<string> | null = null;
   /** Publish permission by event name, for this identity (bounded). */
   #publishAllowed: Map<string, boolean> | null = null;
   readonly subs = new SubscriptionSet<Subscription>();
@@ -271,8 +273,9 @@ export class Session implements FrameSocketHandlers, Peer {
         r = h.r;
         // The publishing member of a node collection (nil: the connection's name).
         let sender = this.name;
-        if (h.sender !== null) {
+        if (h.sender !== null && h.sender !== sender) {
           if (!isValidName(h.sender)) throw new NodesetError('BAD_FRAME', 'PUB sender must be a node name');
+          this.#checkName(h.sender);
           sender = h.sender;
         }
         const payload = payloadOf(buf, payloadStart, end);
@@ -523,6 +526,12 @@ export class Session implements FrameSocketHandlers, Peer {
       }
       this.identity = identity;
     }
+    try {
+      this.#checkName(h.name);
+    } catch (err) {
+      this.fail(err as NodesetError);
+      return;
+    }
     if (h.slow !== undefined && h.slow !== 'cut' && h.slow !== 'pushback') {
       this.fail(new NodesetError('BAD_HANDSHAKE', 'HELLO slow must be "cut" or "pushback"'));
       return;
@@ -601,6 +610,7 @@ export class Session implements FrameSocketHandlers, Peer {
     ) {
       throw new NodesetError('BAD_FRAME', 'SUB nodes must be a list of node names');
     }
+    if (nodes !== null) for (const n of nodes as string[]) this.#checkName(n);
     const stream = h.stream ?? null;
     if (stream !== null && (typeof stream !== 'string' || !STREAM_ADDRESS_RE.test(stream))) {
       throw new NodesetError('BAD_FRAME', 'SUB stream must be a [tls:]host:port address');
@@ -646,6 +656,26 @@ export class Session implements FrameSocketHandlers, Peer {
     const h = decodeHeader(header);
     if (!isRecord(h)) throw new NodesetError('BAD_FRAME', `${what} header must be a map`);
     return h;
+  }
+
+  /**
+   * A node name this connection uses (its own, a collection member's, a
+   * publish's sender) must be one its identity may use; `dispatcher` is the
+   * dispatcher's own. PERMISSION_DENIED otherwise. Checked names are remembered (bounded).
+   */
+  #checkName(name: string): void {
+    if (this.#namesAllowed?.has(name) === true) return;
+    if (name === INTERNAL_SENDER) {
+      throw new NodesetError('PERMISSION_DENIED', `the node name ${INTERNAL_SENDER} is the dispatcher's own`);
+    }
+    const auth = this.#host.options.auth;
+    const identity = this.identity;
+    if (auth !== null && identity !== null && !auth.mayUseName(identity, name)) {
+      throw new NodesetError('PERMISSION_DENIED', `identity ${identity.name} may not use the node name ${name}`);
+    }
+    this.#namesAllowed ??= new Set();
+    if (this.#namesAllowed.size >= 1024) this.#namesAllowed.clear();
+    this.#namesAllowed.add(name);
   }
 
   /** Whether this session's identity may publish to an event name (cached). */

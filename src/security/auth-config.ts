@@ -22,6 +22,11 @@ const pattern = z.string().refine(
   { message: 'not a valid event pattern' },
 );
 
+/** A node name, or a prefix ending in `*` (`worker-*`). */
+const namePattern = z
+  .string()
+  .refine((p) => isValidName(p.endsWith('*') ? p.slice(0, -1) || 'x' : p), 'not a node name or name prefix (name*)');
+
 const rules = z
   .object({
     allow: z.array(pattern).default(['>']),
@@ -38,6 +43,8 @@ const identity = z
     publish: rules.optional(),
     subscribe: rules.optional(),
     maxConnections: z.number().int().positive().optional(),
+    names: z.array(namePattern).optional(),
+    query: z.boolean().optional(),
   })
   .strict();
 
@@ -53,6 +60,17 @@ export interface Identity {
   readonly subscribe: Rules;
   /** Connections allowed at once for this identity (null: only the global limit). */
   readonly maxConnections: number | null;
+  /**
+   * Node names this identity may use (exact, or a prefix ending in `*`);
+   * null: any name that no other identity lists.
+   */
+  readonly names: readonly string[] | null;
+  /** May ask the dispatcher for its stats and its list of nodes (QUERY). */
+  readonly query: boolean;
+}
+
+function matchesName(pattern: string, name: string): boolean {
+  return pattern.endsWith('*') ? name.startsWith(pattern.slice(0, -1)) : pattern === name;
 }
 
 /** Identities with hashed tokens and their permissions. */
@@ -77,6 +95,8 @@ export class AuthConfig {
       publish: i.publish ?? ALLOW_ALL,
       subscribe: i.subscribe ?? ALLOW_ALL,
       maxConnections: i.maxConnections ?? null,
+      names: i.names ?? null,
+      query: i.query ?? false,
     }));
     this.#hashes = parsed.data.identities.map((i) => i.token);
   }
@@ -98,6 +118,18 @@ export class AuthConfig {
       });
     }
     return new AuthConfig(data, `auth file ${path}`);
+  }
+
+  /**
+   * Whether `identity` may use the node name `name`: one of its own names
+   * when it lists any, else any name no other identity lists.
+   */
+  mayUseName(identity: Identity, name: string): boolean {
+    if (identity.names !== null) return identity.names.some((p) => matchesName(p, name));
+    for (const other of this.identities) {
+      if (other !== identity && other.names?.some((p) => matchesName(p, name))) return false;
+    }
+    return true;
   }
 
   /** The identity a token belongs to, or null. */
