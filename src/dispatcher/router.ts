@@ -119,7 +119,10 @@ export class Router {
     // Every node may report its own metrics; the other `$nodeset.` events are the dispatcher's alone.
     if (event.charCodeAt(0) === 36 /* $ */ && event.startsWith(RESERVED_PREFIX)) {
       if (event !== STATS_EVENT) {
-        throw new NodesetError('PERMISSION_DENIED', `${event}: events under ${RESERVED_PREFIX} come from the dispatcher`);
+        throw new NodesetError(
+          'PERMISSION_DENIED',
+          `${event}: events under ${RESERVED_PREFIX} come from the dispatcher`,
+        );
       }
     } else if (!from.mayPublish(event)) {
       throw new NodesetError('PERMISSION_DENIED', `identity ${from.identityName} may not publish to ${uri}`);
