@@ -133,6 +133,8 @@ describe('limits', () => {
       }
       assert.equal(d.stats.slowConsumers, 1);
       assert.ok(peakPending <= maxPendingBytes + 64 * 1024 + payload.length, `peak pending ${peakPending}`);
+      // What was queued for it and never written is counted, not lost silently.
+      assert.ok(d.stats.droppedBytes >= maxPendingBytes, `${d.stats.droppedBytes} bytes counted as dropped`);
       await raw.waitClosed(3000);
       assert.ok(raw.closed);
       await until(() => received === sent, 5000, 'the good subscriber got every message');

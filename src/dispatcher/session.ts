@@ -451,6 +451,8 @@ export class Session implements FrameSocketHandlers, Peer {
     if (this.#state === State.Closed) return;
     this.leaveReason = reason;
     this.#state = State.Closing;
+    // What was queued for it and not yet handed to the kernel is lost with it: counted.
+    this.#host.stats.droppedBytes += this.fs.pendingBytes;
     this.fs.destroy();
   }
 

@@ -13,6 +13,8 @@ export interface StatsSnapshot {
   publishes: number;
   deliveries: number;
   dropped: number;
+  /** Bytes queued for connections that were cut off (slow consumers, heartbeat timeouts, kicks) and never written. */
+  droppedBytes: number;
   slowConsumers: number;
   /** Times a publisher's reading was paused by a pushback subscriber. */
   pushbacks: number;
@@ -50,6 +52,7 @@ export class DispatcherStats {
   publishes = 0;
   deliveries = 0;
   dropped = 0;
+  droppedBytes = 0;
   slowConsumers = 0;
   pushbacks = 0;
   slowWarnings = 0;
@@ -105,6 +108,7 @@ export class DispatcherStats {
       publishes: this.publishes,
       deliveries: this.deliveries,
       dropped: this.dropped,
+      droppedBytes: this.droppedBytes,
       slowConsumers: this.slowConsumers,
       pushbacks: this.pushbacks,
       slowWarnings: this.slowWarnings,

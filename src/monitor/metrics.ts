@@ -59,6 +59,11 @@ export function registerMetrics(
   counter('nodeset_publishes_total', 'Messages published', () => s.publishes);
   counter('nodeset_deliveries_total', 'Messages written to subscribers', () => s.deliveries);
   counter('nodeset_dropped_total', 'Messages not delivered (slow consumers)', () => s.dropped);
+  counter(
+    'nodeset_dropped_bytes_total',
+    'Bytes queued for connections that were cut off and never written',
+    () => s.droppedBytes,
+  );
   counter('nodeset_slow_consumers_total', 'Connections cut off as slow consumers', () => s.slowConsumers);
   counter(
     'nodeset_slow_consumer_warnings_total',
