@@ -37,7 +37,7 @@ export async function client(peer: PeerName, url: string, name: string, direct =
           if ((++sent & 255) === 0 && node.pendingBytes > HIGH_WATER_BYTES) return node.drain();
         },
         flush: () => node.drain(),
-        respond: (s) => node.subscribe(s, (m: Buffer) => m),
+        respond: (s) => node.respond(s, (m: Buffer) => m),
         request: (s, p) => node.request(s, p),
         close: () => node.stop(),
       };

@@ -4,12 +4,12 @@
 import { Node, on } from '../src/index.js';
 
 class Calculator extends Node {
-  @on('math.add')
+  @on('math.add', { reply: true })
   add({ a, b }: { a: number; b: number }) {
     return a + b;
   }
 
-  @on('math.div')
+  @on('math.div', { reply: true })
   async div({ a, b }: { a: number; b: number }) {
     if (b === 0) throw new Error('division by zero');
     return a / b;

@@ -145,7 +145,7 @@ describe('forged replies', () => {
     try {
       let release!: () => void;
       const gate = new Promise<void>((r) => (release = r));
-      await responder.subscribe('slow.question', async () => {
+      await responder.respond('slow.question', async () => {
         await gate;
         return 'the real answer';
       });

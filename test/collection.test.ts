@@ -6,7 +6,7 @@ import { Latch, startDispatcher, startNode, until } from './helpers.js';
 /** A node class used both standalone and inside a collection, unchanged. */
 class Worker extends Node {
   got: unknown[] = [];
-  @on('work.item')
+  @on('work.item', { reply: true })
   item(m: unknown) {
     this.got.push(m);
     return `${this.name} did ${String(m)}`;
@@ -123,10 +123,10 @@ describe('NodeCollection', () => {
       await gate;
       slowDone++;
     });
-    await failing.subscribe('h.event', () => {
+    await failing.respond('h.event', () => {
       throw new Error('handler bug');
     });
-    await fast.subscribe('h.event', () => fastGot.countDown());
+    await fast.respond('h.event', () => void fastGot.countDown());
     const r = await remote();
     for (let i = 0; i < 3; i++) r.publish('h.event', i);
     await fastGot.wait();

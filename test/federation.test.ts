@@ -77,7 +77,7 @@ describe('federation over NATS: three hosts', { skip }, () => {
     const w2 = await at('hostB', 'w2');
     await w1.subscribe('jobs.run', () => void counts.w1++);
     await w2.subscribe('jobs.run', () => void counts.w2++);
-    await w1.subscribe('math.double', (n: number) => n * 2);
+    await w1.respond('math.double', (n: number) => n * 2);
     const a = await at('hostA', 'a-jobs');
     for (let i = 0; i < 10; i++) assert.equal(await a.publish('hostB/jobs.run', i, { mode: 'direct', ack: true }), 1);
     await until(() => counts.w1 + counts.w2 === 10);

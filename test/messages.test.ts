@@ -53,7 +53,7 @@ describe('typed messages', () => {
     test('checked on publish and on receipt; metadata never travels', async () => {
       class Shop extends Node {
         orders: unknown[] = [];
-        @on('orders.created', { type: Order })
+        @on('orders.created', { type: Order, reply: true })
         created(order: z.output<typeof Order.schema>) {
           this.orders.push(order);
           return order.qty * 10;

@@ -201,15 +201,15 @@ for (const transport of TRANSPORTS) {
     test('request/reply returns the handler value, its error, or a timeout', async () => {
       const responder = await node('responder');
       const requester = await node();
-      await responder.subscribe('math.double', (m: number) => m * 2);
-      await responder.subscribe('math.slow', async (m: number) => {
+      await responder.respond('math.double', (m: number) => m * 2);
+      await responder.respond('math.slow', async (m: number) => {
         await new Promise((r) => setTimeout(r, 20));
         return m + 1;
       });
-      await responder.subscribe('math.fail', () => {
+      await responder.respond('math.fail', () => {
         throw new Error('cannot do that');
       });
-      await responder.subscribe('math.never', () => new Promise(() => {}));
+      await responder.respond('math.never', () => new Promise(() => {}));
       assert.equal(await requester.request('math.double', 21), 42);
       assert.equal(await requester.request('math.slow', 1), 2);
       await assert.rejects(requester.request('math.fail', 1), (err: NodesetError) => {
@@ -221,11 +221,32 @@ for (const transport of TRANSPORTS) {
       await assert.rejects(requester.request('math.nobody', 1), { code: 'NO_RESPONDERS' });
     });
 
+    test('a request reaches only responders: a passive listener never takes one', async () => {
+      const responder = await node('adder');
+      const listener = await node('listener');
+      const requester = await node();
+      let listened = 0;
+      await listener.subscribe('calc.>', () => {
+        listened++;
+        return 'not an answer';
+      });
+      await responder.respond('calc.add', (m: { a: number; b: number }) => m.a + m.b);
+      const replies = [];
+      for (let i = 0; i < 6; i++) replies.push(await requester.request('calc.add', { a: i, b: 1 }));
+      assert.deepEqual(replies, [1, 2, 3, 4, 5, 6]);
+      await assert.rejects(requester.request('calc.sub', { a: 1, b: 1 }), { code: 'NO_RESPONDERS' });
+      // A plain publish still reaches both.
+      assert.equal(await requester.publish('calc.add', { a: 0, b: 0 }, { ack: true }), 2);
+      await until(() => listened === 1);
+      await responder.unsubscribe('calc.add', { reply: true });
+      await assert.rejects(requester.request('calc.add', { a: 1, b: 1 }), { code: 'NO_RESPONDERS' });
+    });
+
     test('per-event handlers declared with @on, and the default onEvent', async () => {
       class Counter extends Node {
         added: number[] = [];
         other: string[] = [];
-        @on('counter.add')
+        @on('counter.add', { reply: true })
         add(n: number) {
           this.added.push(n);
           return this.added.length;

@@ -50,8 +50,8 @@ describe('nodeset-web', () => {
       keepAliveMs: 50,
     }).start();
     responder = await startNode(dispatcher, { name: 'web-responder', statsIntervalMs: 0 });
-    await responder.subscribe('math.double', (n: number) => n * 2);
-    await responder.subscribe('math.slow', () => new Promise(() => {}));
+    await responder.respond('math.double', (n: number) => n * 2);
+    await responder.respond('math.slow', () => new Promise(() => {}));
   });
   after(async () => {
     await responder.stop();

@@ -104,6 +104,7 @@ export class Subscription implements RouteEntry {
   readonly pattern: string;
   readonly wildcard: boolean;
   readonly group: string | null;
+  readonly responds: boolean;
   #extras: SubscriptionExtras | null = null;
 
   constructor(
@@ -115,12 +116,14 @@ export class Subscription implements RouteEntry {
     nodes: string[] | null,
     stream: string | null,
     deny: string[] | null,
+    responds = false,
   ) {
     this.peer = peer;
     this.sid = sid;
     this.pattern = target.event;
     this.wildcard = target.wildcard;
     this.group = group;
+    this.responds = responds;
     const ownUri = uri === target.event ? null : uri;
     if (ownUri !== null || nodes !== null || stream !== null || deny !== null) {
       this.#extras = { uri: ownUri, nodes, stream, deny };

@@ -313,12 +313,15 @@ export class Router {
     let delivered = 0;
     const node = target.uri.node;
     if (single) {
-      const sub = node === null ? route.pickOne() : route.all.find((s) => s.serves(node));
+      // A request goes only to subscriptions that declared they answer; `direct` to any.
+      const pool = isRequest ? route.responders : route.all;
+      const sub =
+        node !== null ? pool.find((s) => s.serves(node)) : isRequest ? route.pickResponder() : route.pickOne();
       if (sub !== undefined) {
         if (this.#deliver(sub, event, msgTail, payload)) delivered = 1;
         else
           delivered = this.#deliverToAnother(
-            node === null ? route.all : route.all.filter((s) => s.serves(node)),
+            node === null ? pool : pool.filter((s) => s.serves(node)),
             sub,
             event,
             msgTail,

@@ -617,10 +617,13 @@ export class Session implements FrameSocketHandlers, Peer {
     if (stream !== null && (typeof stream !== 'string' || !STREAM_ADDRESS_RE.test(stream))) {
       throw new NodesetError('BAD_FRAME', 'SUB stream must be a [tls:]host:port address');
     }
+    if (h.reply !== undefined && typeof h.reply !== 'boolean')
+      throw new NodesetError('BAD_FRAME', 'SUB reply must be a boolean');
+    const responds = h.reply === true;
     const existing = this.subs.get(h.sid);
     if (existing !== undefined) {
       // Same sid again: idempotent when identical (node list and stream address updated), otherwise a replacement.
-      if (existing.uri === h.uri && existing.group === group) {
+      if (existing.uri === h.uri && existing.group === group && existing.responds === responds) {
         existing.update(nodes as string[] | null, stream);
         return;
       }
@@ -633,7 +636,17 @@ export class Session implements FrameSocketHandlers, Peer {
       );
     }
     const deny = this.identity === null ? null : denyFilter(this.identity.subscribe, uri.event);
-    const sub = new Subscription(this, h.sid, h.uri as string, uri, group, nodes as string[] | null, stream, deny);
+    const sub = new Subscription(
+      this,
+      h.sid,
+      h.uri as string,
+      uri,
+      group,
+      nodes as string[] | null,
+      stream,
+      deny,
+      responds,
+    );
     this.subs.set(sub);
     return this.#router.add(sub);
   }

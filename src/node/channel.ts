@@ -26,6 +26,8 @@ export interface LocalSubscription {
   readonly sid: number;
   readonly uri: string;
   readonly group: string | null;
+  /** Answers requests (respond); a passive subscription never gets one. */
+  readonly responds: boolean;
   handler: Handler | null;
   type: MessageType | null;
   /** Direct-stream address announced with the subscription (StreamNode). */
@@ -43,8 +45,9 @@ export interface LocalSubscription {
 }
 
 /** The key of a subscription among a node's (or a collection's): its URI within its group. */
-export function subscriptionKey(uri: string, group: string | null): string {
-  return group === null ? uri : `${group}\u0000${uri}`;
+export function subscriptionKey(uri: string, group: string | null, responds = false): string {
+  const key = group === null ? uri : `${group}\u0000${uri}`;
+  return responds ? `\u0001${key}` : key;
 }
 
 /** What a channel calls back on the node it serves. */
@@ -87,9 +90,14 @@ export interface NodeChannel {
   resetConnection(): void;
 }
 
-export function subHeader(sid: number, sub: Pick<LocalSubscription, 'uri' | 'group' | 'stream'>, r: number): SubHeader {
+export function subHeader(
+  sid: number,
+  sub: Pick<LocalSubscription, 'uri' | 'group' | 'stream' | 'responds'>,
+  r: number,
+): SubHeader {
   const header: SubHeader = { sid, uri: sub.uri, r };
   if (sub.group !== null) header.group = sub.group;
+  if (sub.responds) header.reply = true;
   if (sub.stream !== null) header.stream = sub.stream;
   return header;
 }

@@ -48,6 +48,7 @@ interface SharedSubscription extends RouteEntry {
   readonly sid: number;
   readonly uri: string;
   readonly holders: Holder[];
+  readonly responds: boolean;
   next: number;
   /** The SUB carrying the member list, when one is scheduled and not sent yet: changes in one turn share it. */
   sending: Promise<unknown> | null;
@@ -160,7 +161,7 @@ export class NodeCollection extends EventEmitter<{ error: [Error] }> {
 
   /** @internal */
   addHolder(owner: ChannelOwner, sub: LocalSubscription, timeoutMs: number): Promise<unknown> {
-    const key = subscriptionKey(sub.uri, sub.group);
+    const key = subscriptionKey(sub.uri, sub.group, sub.responds);
     let shared = this.#byKey.get(key);
     if (shared === undefined) {
       const parsed = parseEventUri(sub.uri, true);
@@ -168,6 +169,7 @@ export class NodeCollection extends EventEmitter<{ error: [Error] }> {
         sid: this.#nextSid++,
         uri: sub.uri,
         group: sub.group,
+        responds: sub.responds,
         pattern: parsed.event,
         wildcard: parsed.wildcard,
         holders: [],
@@ -184,14 +186,14 @@ export class NodeCollection extends EventEmitter<{ error: [Error] }> {
 
   /** @internal */
   removeHolder(owner: ChannelOwner, sub: LocalSubscription, timeoutMs: number): Promise<unknown> {
-    const shared = this.#byKey.get(subscriptionKey(sub.uri, sub.group));
+    const shared = this.#byKey.get(subscriptionKey(sub.uri, sub.group, sub.responds));
     if (shared === undefined) return Promise.resolve();
     const i = shared.holders.findIndex((h) => h.owner === owner && h.sub === sub);
     if (i !== -1) shared.holders.splice(i, 1);
     if (shared.holders.length > 0) return this.#sendSub(shared, timeoutMs);
     // The last member left: remove it at the dispatcher too.
     this.#shared.delete(shared.sid);
-    this.#byKey.delete(subscriptionKey(shared.uri, shared.group));
+    this.#byKey.delete(subscriptionKey(shared.uri, shared.group, shared.responds));
     this.#local.remove(shared);
     if (!this.#link.isOpen) return Promise.resolve();
     const sid = shared.sid;
@@ -263,7 +265,8 @@ export class NodeCollection extends EventEmitter<{ error: [Error] }> {
     return ask(
       this.#link,
       FrameKind.SUB,
-      (r) => subHeader(shared.sid, { uri: shared.uri, group: shared.group, stream: null }, r),
+      (r) =>
+        subHeader(shared.sid, { uri: shared.uri, group: shared.group, stream: null, responds: shared.responds }, r),
       nodes,
       timeoutMs,
       `subscribe ${shared.uri}`,

@@ -39,6 +39,12 @@ export interface SubscribeOptions {
   queueLimit?: number;
   /** What a full queue does; default `drop-newest`. Each time is counted and emitted as `overflow`. */
   overflow?: OverflowPolicy;
+  /**
+   * This subscription answers requests (as `node.respond()` does): its
+   * handler's return value is the reply. Requests never go to subscriptions
+   * without it.
+   */
+  reply?: boolean;
 }
 
 /** Emitted (`overflow` event) each time a subscription's queue overflows. */

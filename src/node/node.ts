@@ -252,9 +252,20 @@ export class Node extends EventEmitter<NodeEvents> {
     await this.subscribeWith(uri, (handler as Handler | undefined) ?? null, options, null);
   }
 
-  /** Removes a subscription (same URI and group as given to subscribe). */
-  async unsubscribe(uri: string, options: { group?: string } = {}): Promise<void> {
-    const sub = this.#byKey.get(subscriptionKey(uri, options.group ?? null));
+  /**
+   * Answers requests to `uri` (wildcards allowed): the handler's return value
+   * (or resolved promise) is the reply, a throw the error. Requests go only
+   * to subscriptions made with respond() (or `@on(uri, { reply: true })`),
+   * never to passive subscribers; with none, a request fails with
+   * NO_RESPONDERS. A responder also gets the plain publishes to `uri`.
+   */
+  async respond<M = unknown>(uri: string, handler: Handler<M>, options: SubscribeOptions = {}): Promise<void> {
+    await this.subscribeWith(uri, handler as Handler, { ...options, reply: true }, null);
+  }
+
+  /** Removes a subscription (same URI, group and `reply` as given to subscribe or respond). */
+  async unsubscribe(uri: string, options: { group?: string; reply?: boolean } = {}): Promise<void> {
+    const sub = this.#byKey.get(subscriptionKey(uri, options.group ?? null, options.reply === true));
     if (sub === undefined) return;
     // From here on its handler is never called: what waits in its queue is dropped, and counted.
     this.#removeLocal(sub);
@@ -405,7 +416,8 @@ export class Node extends EventEmitter<NodeEvents> {
     const parsed = parseEventUri(uri, true);
     if (parsed.node !== null) throw new NodesetError('BAD_URI', `cannot subscribe to a node target: ${uri}`);
     const group = options.group ?? null;
-    const key = subscriptionKey(uri, group);
+    const responds = options.reply === true;
+    const key = subscriptionKey(uri, group, responds);
     const existing = this.#byKey.get(key);
     if (existing !== undefined) {
       if (handler !== null) existing.handler = handler;
@@ -417,6 +429,7 @@ export class Node extends EventEmitter<NodeEvents> {
       sid: this.#nextSid++,
       uri,
       group,
+      responds,
       handler,
       type: options.type ?? null,
       stream,
@@ -436,7 +449,7 @@ export class Node extends EventEmitter<NodeEvents> {
   #removeLocal(sub: LocalSubscription): void {
     this.#delivery.removed(sub);
     this.#subs.delete(sub.sid);
-    this.#byKey.delete(subscriptionKey(sub.uri, sub.group));
+    this.#byKey.delete(subscriptionKey(sub.uri, sub.group, sub.responds));
   }
 
   #reportError(error: Error): void {

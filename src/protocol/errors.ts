@@ -14,7 +14,7 @@ export const ERROR_CODES = {
   AUTH_FAILED: 'The credentials were missing or wrong.',
   PERMISSION_DENIED: 'The identity may not publish or subscribe to that URI.',
   NO_ROUTE: 'The URI names a host this dispatcher cannot reach.',
-  NO_RESPONDERS: 'A request found no subscriber to answer it.',
+  NO_RESPONDERS: 'A request found no responder (a subscription that declared it answers) to take it.',
   TIMEOUT: 'An acknowledgement or reply did not arrive in time.',
   CONNECTION_LOST: 'The connection closed before the outcome of an operation was known.',
   BUFFER_FULL: 'A bounded buffer is full; the operation was refused rather than dropped.',

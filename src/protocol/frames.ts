@@ -110,6 +110,8 @@ export interface SubHeader {
   nodes?: string[];
   /** Address (`host:port`) where the subscriber accepts direct streams (StreamNode). */
   stream?: string;
+  /** This subscription answers requests; requests go only to such subscriptions. */
+  reply?: boolean;
 }
 
 export interface UnsubHeader {

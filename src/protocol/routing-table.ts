@@ -12,6 +12,8 @@ export interface RouteEntry {
   readonly wildcard: boolean;
   /** Queue group, or null when every message goes to this subscription. */
   readonly group: string | null;
+  /** Declared to answer requests; a request goes only to such subscriptions. */
+  readonly responds?: boolean;
 }
 
 interface GroupRoute<S> {
@@ -27,14 +29,18 @@ export class Route<S extends RouteEntry> {
   /** Matching subscriptions outside any queue group. */
   readonly ungrouped: S[] = [];
   readonly groups: GroupRoute<S>[] = [];
+  /** Matching subscriptions that answer requests. */
+  readonly responders: S[] = [];
   /** Set when the subscriptions behind this route changed: look it up again (RoutingTable.match). */
   stale = false;
   #next = 0;
+  #nextResponder = 0;
 
   constructor(all: S[]) {
     this.all = all;
     const byName = new Map<string, GroupRoute<S>>();
     for (const sub of all) {
+      if (sub.responds === true) this.responders.push(sub);
       if (sub.group === null) {
         this.ungrouped.push(sub);
         continue;
@@ -55,6 +61,15 @@ export class Route<S extends RouteEntry> {
     if (n === 0) return undefined;
     const sub = this.all[this.#next % n];
     this.#next = (this.#next + 1) % n;
+    return sub;
+  }
+
+  /** A request: exactly one of the matching responders, round-robin. */
+  pickResponder(): S | undefined {
+    const n = this.responders.length;
+    if (n === 0) return undefined;
+    const sub = this.responders[this.#nextResponder % n];
+    this.#nextResponder = (this.#nextResponder + 1) % n;
     return sub;
   }
 
