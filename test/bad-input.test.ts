@@ -43,12 +43,18 @@ describe('bad input never disturbs the dispatcher or other connections', () => {
     await goodTrafficStillFlows();
   });
 
-  test('frames before HELLO are refused with NOT_CONNECTED; a silent connection is closed by the handshake timeout', async () => {
+  test('frames before HELLO get one fatal NOT_CONNECTED, however many are sent, and the connection is closed', async () => {
     const raw = await RawClient.connect(dispatcher.address.port, false);
-    raw.send(encodeFrame(FrameKind.SUB, { sid: 1, uri: 'a' }));
-    assert.equal((await raw.nextError()).code, 'NOT_CONNECTED');
+    const sub = encodeFrame(FrameKind.SUB, { sid: 1, uri: 'a' });
+    raw.send(Buffer.concat(Array.from({ length: 2000 }, () => sub)));
+    assert.deepEqual(await raw.nextError(), {
+      code: 'NOT_CONNECTED',
+      message: 'expected HELLO before any other frame, got kind 3',
+      fatal: true,
+    });
     await raw.waitClosed(3000);
     assert.ok(raw.closed);
+    assert.equal(raw.frames.filter((f) => f.kind === FrameKind.ERROR).length, 0, 'no second answer');
     await goodTrafficStillFlows();
   });
 

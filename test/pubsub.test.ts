@@ -242,6 +242,28 @@ for (const transport of TRANSPORTS) {
       await assert.rejects(requester.request('calc.add', { a: 1, b: 1 }), { code: 'NO_RESPONDERS' });
     });
 
+    test("a handler's error too long for a frame reaches the requester cut short, and the responder goes on", async () => {
+      const responder = await node();
+      const requester = await node();
+      let calls = 0;
+      await responder.respond('long.fail', async (m: number) => {
+        calls++;
+        if (m === 1) throw new Error('x'.repeat(100_000));
+        return 'fine';
+      });
+      await responder.respond('long.fail.sync', () => {
+        throw new Error('y'.repeat(100_000));
+      });
+      await assert.rejects(requester.request('long.fail', 1), (err: NodesetError) => {
+        assert.equal(err.code, 'HANDLER_ERROR');
+        assert.ok(err.message.length < 5000, `${err.message.length} characters`);
+        return true;
+      });
+      await assert.rejects(requester.request('long.fail.sync', 1), { code: 'HANDLER_ERROR' });
+      assert.equal(await requester.request('long.fail', 2), 'fine');
+      assert.equal(calls, 2);
+    });
+
     test('per-event handlers declared with @on, and the default onEvent', async () => {
       class Counter extends Node {
         added: number[] = [];

@@ -60,8 +60,14 @@ function setup(limits = { maxPendingBytes: 1000, pushbackHighBytes: 400 }) {
     peers.set(p.id, p);
     return p;
   };
-  const subscribe = (p: MemoryPeer, uri: string, group: string | null = null, deny: string[] | null = null) => {
-    const sub = new Subscription(p, nextSid++, uri, parseEventUri(uri, true), group, null, null, deny);
+  const subscribe = (
+    p: MemoryPeer,
+    uri: string,
+    group: string | null = null,
+    deny: string[] | null = null,
+    responds = false,
+  ) => {
+    const sub = new Subscription(p, nextSid++, uri, parseEventUri(uri, true), group, null, null, deny, responds);
     router.add(sub);
     return sub;
   };
@@ -120,9 +126,11 @@ describe('router', () => {
 
   test('requests: the reply goes back only from the responder that got the request', () => {
     const { router, peer, subscribe, publish } = setup();
-    const [responder, other, asker] = [peer('responder'), peer('other'), peer('asker')];
-    subscribe(responder, 'math');
+    const [responder, passive, other, asker] = [peer('responder'), peer('passive'), peer('other'), peer('asker')];
+    subscribe(passive, 'math');
+    subscribe(responder, 'math', null, null, true);
     assert.equal(publish(asker, 'math', '1', PubFlag.REQUEST, 7), 1);
+    assert.equal(passive.msgs.length, 0, 'a passive subscriber never takes a request');
     assert.throws(() => router.reply(other, asker.id, 7, 0, undefined, Buffer.from('"forged"')), {
       code: 'BAD_FRAME',
     });

@@ -163,17 +163,59 @@ describe('limits before authentication', () => {
     }
   });
 
-  test('before HELLO a frame may not carry a payload: refused, and the connection goes on', async () => {
+  test('before HELLO a frame may not carry a payload: one fatal TOO_LARGE, unbuffered; after it, payloads are fine', async () => {
     const d = await startDispatcher();
     try {
       const raw = await RawClient.connect(d.address.port, false);
       raw.send(encodeFrame(FrameKind.PUB, ['x', 0, 0, 1], Buffer.alloc(100_000)));
-      assert.equal((await raw.nextError()).code, 'TOO_LARGE');
-      raw.send(encodeFrame(FrameKind.HELLO, { v: 1, name: 'late' }));
-      await raw.next((f) => f.kind === FrameKind.WELCOME);
-      raw.send(encodeFrame(FrameKind.PUB, ['x', 2, 1, 1], Buffer.alloc(100_000)));
-      await raw.next((f) => f.kind === FrameKind.OK);
-      raw.destroy();
+      const error = await raw.nextError();
+      assert.deepEqual([error.code, error.fatal], ['TOO_LARGE', true]);
+      await raw.waitClosed(3000);
+      const ok = await RawClient.connect(d.address.port, false);
+      ok.send(encodeFrame(FrameKind.HELLO, { v: 1, name: 'on-time' }));
+      await ok.next((f) => f.kind === FrameKind.WELCOME);
+      ok.send(encodeFrame(FrameKind.PUB, ['x', 2, 1, 1], Buffer.alloc(100_000)));
+      await ok.next((f) => f.kind === FrameKind.OK);
+      ok.destroy();
+    } finally {
+      await d.stop();
+    }
+  });
+
+  test('attempts refused during a back-off take no turn: the address is not locked out past the handshake timeout', async () => {
+    const d = await startDispatcher({ auth: authConfig(), handshakeTimeoutMs: 1000 });
+    try {
+      const hello = (token: string) => encodeFrame(FrameKind.HELLO, { v: 1, name: 'n', token });
+      const first = await RawClient.connect(d.address.port, false);
+      first.send(hello('wrong'));
+      assert.equal((await first.nextError()).code, 'AUTH_FAILED');
+      // A burst: most cannot be checked before their handshake timeout and are refused unchecked.
+      const burst = await Promise.all(Array.from({ length: 60 }, () => RawClient.connect(d.address.port, false)));
+      for (const raw of burst) raw.send(hello('wrong'));
+      const codes = await Promise.all(burst.map(async (raw) => (await raw.nextError(30_000)).code));
+      assert.ok(codes.includes('LIMIT_EXCEEDED'), codes.join(','));
+      // Once the turns that were taken are over, the right token gets in at once.
+      const started = Date.now();
+      const node = await startNode(d, { token: TOKENS.bob, startTimeoutMs: 60_000, connectTimeoutMs: 30_000 });
+      assert.ok(node.connected);
+      await node.stop();
+      // Well inside the 10 s cap: a refused attempt would have pushed the turns out by minutes.
+      assert.ok(Date.now() - started < 15_000, `${Date.now() - started} ms`);
+    } finally {
+      await d.stop();
+    }
+  });
+
+  test('a last will may not publish under $nodeset.', async () => {
+    const d = await startDispatcher();
+    try {
+      const forger = new Node({
+        dispatcherUrl: d.url,
+        startTimeoutMs: 3000,
+        lastWill: { uri: '$nodeset.node.left', message: { name: 'billing', reason: 'kicked' } },
+      });
+      await assert.rejects(forger.start(), { code: 'PERMISSION_DENIED' });
+      await forger.stop();
     } finally {
       await d.stop();
     }

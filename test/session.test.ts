@@ -137,11 +137,13 @@ describe('dispatcher session (in memory)', () => {
     assert.deepEqual(events, ['opened sub', 'opened pub']);
   });
 
-  test('frames before HELLO, malformed frames and unknown kinds are refused; the connection stays', async () => {
+  test('a frame before HELLO closes the connection; malformed frames and unknown kinds after it are refused and it stays', async () => {
     const { connect } = host();
+    const early = connect().client;
+    early.send(FrameKind.SUB, { sid: 1, uri: 'x', r: 1 });
+    assert.equal(((await early.next(FrameKind.ERROR)).header as NodesetError).code, 'NOT_CONNECTED');
+    await until(() => early.closed, 3000, 'a frame before HELLO to close the connection');
     const { client } = connect();
-    client.send(FrameKind.SUB, { sid: 1, uri: 'x', r: 1 });
-    assert.equal(((await client.next(FrameKind.ERROR)).header as NodesetError).code, 'NOT_CONNECTED');
     await hello(client, 'n');
     client.send(FrameKind.SUB, { sid: 'one', uri: 'x', r: 2 });
     assert.equal(((await client.next(FrameKind.ERROR)).header as NodesetError).code, 'BAD_FRAME');

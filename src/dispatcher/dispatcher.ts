@@ -95,7 +95,8 @@ export class Dispatcher {
       logger: this.logger,
       router: this.#router,
       admit: (identity) => this.#admit(identity),
-      authWaitMs: (ip) => this.#authBackoff.takeTurn(ip),
+      authWaitMs: (ip, deadline) =>
+        Date.now() + this.#authBackoff.waitMs(ip) > deadline ? -1 : this.#authBackoff.takeTurn(ip),
       authenticated: (ip, ok) => {
         if (ok) this.#authBackoff.succeed(ip);
         else this.#authBackoff.fail(ip);

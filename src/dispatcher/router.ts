@@ -20,7 +20,7 @@ const MAX_AWAITED_REPLIES = 10_000;
 /** Connection id that stands for "the requester is on another host". */
 export const FEDERATION_CONN = 0xffffffff;
 /** Events under this prefix are published by the dispatcher only (but STATS_EVENT, each node's own metrics). */
-const RESERVED_PREFIX = '$nodeset.';
+export const RESERVED_PREFIX = '$nodeset.';
 /** Sender name of the dispatcher's own events. */
 export const INTERNAL_SENDER = 'dispatcher';
 

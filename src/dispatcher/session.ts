@@ -28,7 +28,7 @@ import { denyFilter, mayPublish, maySubscribe } from '../security/permissions.js
 import { FrameSocket, type FrameSocketHandlers } from '../transport/frame-socket.js';
 import type { ResolvedDispatcherOptions } from './options.js';
 import { type LeaveReason, type Peer, PeerRouting, Subscription } from './peer.js';
-import { FORWARDED, INTERNAL_SENDER, type Router } from './router.js';
+import { FORWARDED, INTERNAL_SENDER, RESERVED_PREFIX, type Router } from './router.js';
 import type { DispatcherStats } from './stats.js';
 import { SubscriptionSet } from './subscription-set.js';
 
@@ -40,8 +40,11 @@ export interface SessionHost {
   readonly router: Router;
   /** Counts a connection of an authenticated identity; throws LIMIT_EXCEEDED past its limit. */
   admit(identity: Identity): void;
-  /** How long before this attempt from `ip` may be checked, in ms (0: now); reserves its turn. */
-  authWaitMs(ip: string): number;
+  /**
+   * How long before this attempt from `ip` may be checked, in ms (0: now),
+   * taking its turn; -1 when its turn would come after `deadline` (ms since the epoch).
+   */
+  authWaitMs(ip: string, deadline: number): number;
   /** The outcome of an authentication from this address (failures lengthen its back-off). */
   authenticated(ip: string, ok: boolean): void;
   /** The handshake is done. */
@@ -369,7 +372,8 @@ export class Session implements FrameSocketHandlers, Peer {
   }
 
   refused(error: NodesetError, fatal: boolean): void {
-    if (fatal) this.fail(error);
+    // Before the handshake every refusal is fatal: an unknown peer gets one answer.
+    if (fatal || this.#state === State.Handshake) this.fail(error);
     else this.error(error);
   }
 
@@ -458,7 +462,8 @@ export class Session implements FrameSocketHandlers, Peer {
 
   #handshake(kind: number, header: Buffer | null): void {
     if (kind !== FrameKind.HELLO) {
-      this.error(new NodesetError('NOT_CONNECTED', `expected HELLO before any other frame, got kind ${kind}`));
+      // Fatal: a peer that does not start with HELLO gets one answer, not one per frame.
+      this.fail(new NodesetError('NOT_CONNECTED', `expected HELLO before any other frame, got kind ${kind}`));
       return;
     }
     let h: Record<string, unknown>;
@@ -484,17 +489,15 @@ export class Session implements FrameSocketHandlers, Peer {
     }
     const hello = { ...h, name };
     if (this.#host.options.auth !== null) {
-      const wait = this.#host.authWaitMs(this.#ip);
-      if (wait > 0) {
-        // This address failed to authenticate lately: its attempts are checked one per back-off
-        // interval, so parallel guesses gain nothing. One that cannot be checked in time is refused.
+      // This address failed to authenticate lately: its attempts are checked one per back-off
+      // interval, so parallel guesses gain nothing. One that cannot be checked in time is refused
+      // without taking a turn.
+      const wait = this.#host.authWaitMs(this.#ip, this.connectedAt + this.#host.options.handshakeTimeoutMs);
+      if (wait !== 0) {
         this.#host.stats.authThrottled++;
-        if (Date.now() + wait > this.connectedAt + this.#host.options.handshakeTimeoutMs) {
+        if (wait < 0) {
           this.fail(
-            new NodesetError(
-              'LIMIT_EXCEEDED',
-              `too many failed authentications from this address; retry in ${wait} ms`,
-            ),
+            new NodesetError('LIMIT_EXCEEDED', 'too many failed authentications from this address; retry later'),
           );
           return;
         }
@@ -546,6 +549,9 @@ export class Session implements FrameSocketHandlers, Peer {
           throw new NodesetError('BAD_HANDSHAKE', 'HELLO will must be { uri, ct, payload }');
         }
         const uri = parseEventUri(will.uri, false);
+        if (uri.event.startsWith(RESERVED_PREFIX)) {
+          throw new NodesetError('PERMISSION_DENIED', `a last will may not publish to ${RESERVED_PREFIX} events`);
+        }
         if (this.identity !== null && !mayPublish(this.identity.publish, uri.event)) {
           throw new NodesetError(
             'PERMISSION_DENIED',

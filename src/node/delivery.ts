@@ -161,12 +161,18 @@ export class Delivery {
     }
     result.then(
       (value: unknown) => {
-        if (replyTo !== 0) this.#reply(replyTo, replyId, value);
-        this.#finished(sub);
+        try {
+          if (replyTo !== 0) this.#reply(replyTo, replyId, value);
+        } finally {
+          this.#finished(sub);
+        }
       },
       (err: unknown) => {
-        this.#handlerFailed(err, sub, replyTo, replyId);
-        this.#finished(sub);
+        try {
+          this.#handlerFailed(err, sub, replyTo, replyId);
+        } finally {
+          this.#finished(sub);
+        }
       },
     );
   }
@@ -179,12 +185,23 @@ export class Delivery {
       this.#replyError(to, r, err);
       return;
     }
-    this.#host.channel().reply(to, r, encoded.ct, encoded.bytes);
+    try {
+      this.#host.channel().reply(to, r, encoded.ct, encoded.bytes);
+    } catch (err) {
+      this.#replyError(to, r, err);
+    }
   }
 
   #replyError(to: number, r: number, err: unknown): void {
-    const wire = toWireError(err) ?? { code: 'HANDLER_ERROR', message: String(err) };
-    this.#host.channel().reply(to, r, ContentType.EMPTY, null, wire);
+    const wire = toWireError(err) ?? { code: 'HANDLER_ERROR', message: 'handler failed' };
+    // The message travels in a frame header: a long one is cut, never a reason to fail.
+    if (wire.message.length > MAX_ERROR_MESSAGE_CHARS)
+      wire.message = `${wire.message.slice(0, MAX_ERROR_MESSAGE_CHARS)}…`;
+    try {
+      this.#host.channel().reply(to, r, ContentType.EMPTY, null, wire);
+    } catch (replyErr) {
+      this.#host.logger.warn({ err: replyErr }, 'the error reply could not be sent');
+    }
   }
 
   #handlerFailed(err: unknown, sub: LocalSubscription, replyTo: number, replyId: number): void {
@@ -192,6 +209,9 @@ export class Delivery {
     if (replyTo !== 0) this.#replyError(replyTo, replyId, err);
   }
 }
+
+/** Longest error message sent back to a requester, in characters. */
+const MAX_ERROR_MESSAGE_CHARS = 4096;
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
   return typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function';

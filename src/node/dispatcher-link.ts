@@ -118,6 +118,8 @@ export class DispatcherLink implements FrameSocketHandlers {
   #offlineBytes = 0;
   #drainWaiters: (() => void)[] = [];
   #openWaiters: { resolve(): void; reject(e: Error): void }[] = [];
+  /** The dispatcher's last refusal of a handshake, since the last open (start()'s timeout names it). */
+  #lastRefusal: NodesetError | null = null;
   /** MSG frames read but not yet handed to the node (headers and payloads side by side), from #inboxAt on. */
   #inboxHeaders: MsgFields[] = [];
   #inboxPayloads: Buffer[] = [];
@@ -169,11 +171,17 @@ export class DispatcherLink implements FrameSocketHandlers {
         const timer = setTimeout(() => {
           this.#openWaiters = this.#openWaiters.filter((w) => w !== waiter);
           const { host, port } = this.options.address;
+          const refused = this.#lastRefusal;
           reject(
-            new NodesetError(
-              'CONNECTION_LOST',
-              `could not reach the dispatcher at ${host}:${port} within ${timeoutMs} ms`,
-            ),
+            refused === null
+              ? new NodesetError(
+                  'CONNECTION_LOST',
+                  `could not reach the dispatcher at ${host}:${port} within ${timeoutMs} ms`,
+                )
+              : new NodesetError(
+                  refused.code,
+                  `not connected within ${timeoutMs} ms: the dispatcher at ${host}:${port} refused with ${refused.code}: ${refused.message}`,
+                ),
           );
         }, timeoutMs);
         waiter.resolve = () => {
@@ -534,6 +542,7 @@ export class DispatcherLink implements FrameSocketHandlers {
     }
     this.welcome = { host: h.host, id: h.id, heartbeatMs: h.hb, maxPayloadBytes: h.maxPayload };
     this.#state = LinkState.Open;
+    this.#lastRefusal = null;
     this.#generation++;
     this.#backoff.reset();
     const first = !this.#everOpened;
@@ -591,9 +600,12 @@ export class DispatcherLink implements FrameSocketHandlers {
       return;
     }
     if (h.fatal === true && this.#state === LinkState.Handshake) {
-      // Refused at the handshake: start() fails with it. Retrying wrong credentials only
+      // Refused at the handshake: start() fails with it, unless the refusal is passing
+      // (LIMIT_EXCEEDED: the identity's connections, or the address's authentication back-off),
+      // when it waits for a later attempt within its timeout. Retrying wrong credentials only
       // lengthens the dispatcher's back-off, so AUTH_FAILED stops the link unless told otherwise.
-      for (const waiter of this.#openWaiters.splice(0)) waiter.reject(error);
+      this.#lastRefusal = error;
+      if (error.code !== 'LIMIT_EXCEEDED') for (const waiter of this.#openWaiters.splice(0)) waiter.reject(error);
       this.#events.error(error);
       if (error.code === 'AUTH_FAILED' && !this.options.retryOnAuthFailure) {
         this.options.logger.error('authentication failed: not retrying (retryOnAuthFailure is off)');

@@ -98,7 +98,7 @@ export function toWireError(err: unknown, fallback: ErrorCode = 'HANDLER_ERROR')
   const e = err as Record<string, unknown>;
   return {
     code: isErrorCode(e.code) ? e.code : fallback,
-    message: typeof e.message === 'string' ? e.message : String(err),
+    message: typeof e.message === 'string' ? e.message : 'failed',
   };
 }
 
