@@ -262,9 +262,19 @@ describe('identities own their names', () => {
       // A collection of the other identity cannot hold a member named billing.
       const collection = new NodeCollection({ dispatcherUrl: d.url, token: NAMED.other, name: 'other-coll' });
       const member = collection.add(new Node({ name: 'billing' }));
+      const honest = collection.add(new Node({ name: 'worker-1' }));
       await collection.start();
-      await assert.rejects(member.subscribe('invoice'), { code: 'PERMISSION_DENIED' });
+      // Both join the same shared subscription in one turn: only the squatter is refused.
+      const [squatted, fair] = await Promise.allSettled([member.subscribe('invoice'), honest.subscribe('invoice')]);
+      assert.equal(squatted.status, 'rejected');
+      assert.equal((squatted as PromiseRejectedResult).reason.code, 'PERMISSION_DENIED');
+      assert.equal(fair.status, 'fulfilled');
       assert.deepEqual(member.subscriptions(), []);
+      assert.deepEqual(honest.subscriptions(), [{ uri: 'invoice', group: null }]);
+      assert.deepEqual(
+        d.subscribers('invoice').flatMap((s) => s.nodes),
+        ['billing-2', 'worker-1'],
+      );
       await collection.stop();
       assert.equal(answered, 0);
       raw.destroy();

@@ -122,6 +122,8 @@ export class Session implements FrameSocketHandlers, Peer {
   #handedAtSweep = 0;
   #inWriteAtSweep = 0;
   #backlogAtSweep = false;
+  /** Member names the SUB being handled left out (see #allowedNodes). */
+  #refusedNames: string[] | null = null;
   /** Node names this connection was found allowed to use (bounded). */
   #namesAllowed: Set<string> | null = null;
   /** Publish permission by event name, for this identity (bounded). */
@@ -305,15 +307,17 @@ export class Session implements FrameSocketHandlers, Peer {
         case FrameKind.SUB: {
           const h = this.#record(header, 'SUB');
           r = isUint(h.r) ? h.r : undefined;
+          this.#refusedNames = null;
           const declared = this.#subscribe(h, payloadOf(buf, payloadStart, end));
           if (r === undefined) return;
+          const answer: OkHeader = { r };
+          if (this.#refusedNames !== null) answer.refused = this.#refusedNames;
           if (declared === undefined) {
-            this.ok({ r });
+            this.ok(answer);
           } else {
             // Confirmed once other hosts' all-hosts events will reach it too.
-            const id = r;
             void declared.then(() => {
-              if (this.open) this.ok({ r: id });
+              if (this.open) this.ok(answer);
             });
           }
           return;
@@ -618,7 +622,7 @@ export class Session implements FrameSocketHandlers, Peer {
     ) {
       throw new NodesetError('BAD_FRAME', 'SUB nodes must be a list of node names');
     }
-    if (nodes !== null) for (const n of nodes as string[]) this.#checkName(n);
+    if (nodes !== null) nodes = this.#allowedNodes(nodes as string[]);
     const stream = h.stream ?? null;
     if (stream !== null && (typeof stream !== 'string' || !STREAM_ADDRESS_RE.test(stream))) {
       throw new NodesetError('BAD_FRAME', 'SUB stream must be a [tls:]host:port address');
@@ -697,6 +701,29 @@ export class Session implements FrameSocketHandlers, Peer {
     this.#namesAllowed ??= new Set();
     if (this.#namesAllowed.size >= 1024) this.#namesAllowed.clear();
     this.#namesAllowed.add(name);
+  }
+
+  /**
+   * A collection's member names, less those its identity may not use: they
+   * are named in the OK (`refused`), so only those members fail, not the
+   * others sharing the SUB. PERMISSION_DENIED when none is allowed.
+   */
+  #allowedNodes(nodes: string[]): string[] {
+    const allowed: string[] = [];
+    let refused: string[] | null = null;
+    let firstError: unknown = null;
+    for (const n of nodes) {
+      try {
+        this.#checkName(n);
+        allowed.push(n);
+      } catch (err) {
+        firstError ??= err;
+        (refused ??= []).push(n);
+      }
+    }
+    if (allowed.length === 0 && firstError !== null) throw firstError;
+    this.#refusedNames = refused;
+    return allowed;
   }
 
   /** Whether this session's identity may publish to an event name (cached). */

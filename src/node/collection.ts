@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
+import { isRecord } from '../protocol/decoder.js';
 import { NodesetError } from '../protocol/errors.js';
 import { type EventUri, parseEventUri } from '../protocol/event-uri.js';
 import {
@@ -380,12 +381,22 @@ class MemberChannel implements NodeChannel {
 
   subscribe(sub: LocalSubscription, timeoutMs: number): Promise<unknown> {
     this.#held.add(sub);
-    return this.#collection.addHolder(this.owner, sub, timeoutMs).catch((err: unknown) => {
-      // Refused: the member does not hold it (its node forgets it too), so its handler is not called.
-      this.#held.delete(sub);
-      this.#collection.removeHolder(this.owner, sub, timeoutMs).catch(() => {});
-      throw err;
-    });
+    const name = this.owner.name;
+    return this.#collection
+      .addHolder(this.owner, sub, timeoutMs)
+      .then((ok) => {
+        // The shared SUB went through, but without this member's name: its identity may not use it.
+        if (isRecord(ok) && Array.isArray(ok.refused) && ok.refused.includes(name)) {
+          throw new NodesetError('PERMISSION_DENIED', `this connection's identity may not use the node name ${name}`);
+        }
+        return ok;
+      })
+      .catch((err: unknown) => {
+        // Refused: the member does not hold it (its node forgets it too), so its handler is not called.
+        this.#held.delete(sub);
+        this.#collection.removeHolder(this.owner, sub, timeoutMs).catch(() => {});
+        throw err;
+      });
   }
 
   unsubscribe(sub: LocalSubscription, timeoutMs: number): Promise<unknown> {

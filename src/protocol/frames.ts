@@ -172,6 +172,8 @@ export interface OkHeader {
   n?: number;
   /** A QUERY answered in pages: the offset to ask for the next one. */
   next?: number;
+  /** A SUB's member names the identity may not use, left out of the subscription. */
+  refused?: string[];
 }
 
 export interface ErrorHeader extends WireError {
