@@ -718,7 +718,8 @@ export class Session implements FrameSocketHandlers, Peer {
         allowed.push(n);
       } catch (err) {
         firstError ??= err;
-        (refused ??= []).push(n);
+        refused ??= [];
+        refused.push(n);
       }
     }
     if (allowed.length === 0 && firstError !== null) throw firstError;
