@@ -13,6 +13,7 @@ const skip =
 describe('federation over NATS: three hosts', { skip }, () => {
   const nats = new NatsServer();
   const hosts: Record<string, Dispatcher> = {};
+  const links: Record<string, NatsFederation> = {};
   const nodes: Node[] = [];
   const at = async (host: string, name: string) => {
     const n = await startNode(hosts[host]!, { name, statsIntervalMs: 0, ackTimeoutMs: 3000 });
@@ -23,8 +24,11 @@ describe('federation over NATS: three hosts', { skip }, () => {
   before(async () => {
     await nats.start();
     for (const h of ['hostA', 'hostB', 'hostC']) {
-      hosts[h] = await new Dispatcher({ port: 0, hostName: h }, new NatsFederation({ servers: [nats.url] })).start();
+      links[h] = new NatsFederation({ servers: [nats.url] });
+      hosts[h] = await new Dispatcher({ port: 0, hostName: h }, links[h]).start();
     }
+    // Each dispatcher announced itself; every one knows the two others.
+    await until(() => Object.values(links).every((l) => l.hosts.length === 2), 5000, 'host directory');
   });
   after(async () => {
     await Promise.all(nodes.map((n) => n.stop()));
@@ -84,8 +88,10 @@ describe('federation over NATS: three hosts', { skip }, () => {
     assert.deepEqual(counts, { w1: 5, w2: 5 });
     assert.equal(await a.request('hostB/math.double', 21), 42);
     await assert.rejects(a.request('hostC/math.double', 1), { code: 'NO_RESPONDERS' });
-    // No dispatcher answers for an unknown host: the ack times out rather than hang.
-    await assert.rejects(a.publish('hostZ/x', 1, { ack: true, timeoutMs: 300 }), { code: 'TIMEOUT' });
+    // No dispatcher of that name announced itself: refused at once, acked or not.
+    const t0 = Date.now();
+    await assert.rejects(a.publish('hostZ/x', 1, { ack: true, timeoutMs: 3000 }), { code: 'NO_ROUTE' });
+    assert.ok(Date.now() - t0 < 1000, 'refused at once, not after the timeout');
   });
 
   test("stream('B/name') returns B's peers and the data flows directly", async () => {

@@ -45,6 +45,18 @@ export class FederationGlue implements RemoteHosts, FederationHost {
     return this.#federation.connected;
   }
 
+  get maxPayload(): number {
+    return this.#federation.maxPayload;
+  }
+
+  knows(host: string): boolean {
+    return this.#federation.knows(host);
+  }
+
+  pickHost(event: string): string | null {
+    return this.#federation.pickHost(event);
+  }
+
   forward(host: string, envelope: Envelope): void {
     this.#federation.forward(host, envelope);
   }
@@ -147,5 +159,9 @@ export class FederationGlue implements RemoteHosts, FederationHost {
 
   sent(): void {
     this.#stats.federationOut++;
+  }
+
+  refused(): void {
+    this.#stats.federationRejected++;
   }
 }

@@ -47,11 +47,19 @@ export interface FederationHost {
   patterns(): string[];
   /** Counts an envelope sent to another host. */
   sent(): void;
+  /** Counts an envelope for other hosts that was not sent (the link was down). */
+  refused(): void;
 }
 
 /** The link between this host's dispatcher and the others'. The dispatcher only sees this interface. */
 export interface Federation {
   readonly connected: boolean;
+  /** The largest payload another host can be sent, in bytes (0: not known yet). */
+  readonly maxPayload: number;
+  /** Whether a live dispatcher of that host name is known (the host directory). */
+  knows(host: string): boolean;
+  /** One other live host with interest in `event`, for a single delivery of `*\/event`; null: none. */
+  pickHost(event: string): string | null;
   start(host: FederationHost): Promise<void>;
   stop(): Promise<void>;
   /** A publish for one other host (`B/event`, `node@B/event`). */

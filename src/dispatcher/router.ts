@@ -25,6 +25,12 @@ export const INTERNAL_SENDER = 'dispatcher';
 /** What the router needs of the link to other hosts. */
 export interface RemoteHosts {
   readonly connected: boolean;
+  /** The largest payload another host can be sent, in bytes (0: not known). */
+  readonly maxPayload: number;
+  /** Whether a live dispatcher of that host name is known. */
+  knows(host: string): boolean;
+  /** One other live host with interest in `event` (single deliveries of `*\/event`), or null. */
+  pickHost(event: string): string | null;
   forward(host: string, envelope: Envelope): void;
   broadcast(envelope: Envelope): void;
   /** A local responder's reply to a request from another host. */
@@ -44,6 +50,8 @@ export interface RouterOptions {
 
 /** The delivered count of a publish handed to another host (its answer comes from there). */
 export const FORWARDED = -1;
+/** Room kept in a cross-host message for its metadata (URI, sender, host, flags), in bytes. */
+const ENVELOPE_ROOM_BYTES = 1024;
 
 export class Router {
   readonly #o: RouterOptions;
@@ -123,12 +131,22 @@ export class Router {
       return FORWARDED;
     }
     const isRequest = (flags & PubFlag.REQUEST) !== 0;
+    const allHosts = target.uri.host === ALL_HOSTS && this.#remote !== null;
+    if (allHosts) this.#checkSize(payload, uri);
     const tail = isRequest ? undefined : setSeq(state.tails.get(uri, sender, ct, flags & PubFlag.DIRECT), seq);
     const skip = (flags & PubFlag.LOCAL_DONE) !== 0 ? from : null;
     this.#publisher = from;
     const delivered = this.#route(target, sender, uri, flags, ct, payload, from.id, r, skip, tail, seq);
     this.#publisher = null;
-    if (target.uri.host === ALL_HOSTS && this.#remote !== null) {
+    if (allHosts && (flags & (PubFlag.DIRECT | PubFlag.REQUEST)) !== 0) {
+      // One receiver across the cluster: this host's, else one other host with interest.
+      if (delivered > 0) return delivered;
+      const host = this.#remote?.connected === true ? this.#remote.pickHost(event) : null;
+      if (host === null) return 0;
+      this.#forward(from, sender, host, uri, flags, r, ct, payload, seq);
+      return FORWARDED;
+    }
+    if (allHosts && this.#remote !== null) {
       this.#remote.broadcast({
         uri,
         from: sender,
@@ -345,6 +363,11 @@ export class Router {
       this.#stats.federationRejected++;
       throw new NodesetError('NO_ROUTE', `host ${host} is not reachable: the federation link is down`);
     }
+    if (!remote.knows(host)) {
+      this.#stats.federationRejected++;
+      throw new NodesetError('NO_ROUTE', `host ${host} is not known: no live dispatcher of that name`);
+    }
+    this.#checkSize(payload, uri);
     const answered = (flags & (PubFlag.ACK | PubFlag.REQUEST)) !== 0;
     remote.forward(host, {
       uri,
@@ -356,6 +379,18 @@ export class Router {
       seq,
       ...(answered ? { conn: from.id, r } : {}),
     });
+  }
+
+  /** A payload larger than the NATS server takes is refused before any delivery (TOO_LARGE). */
+  #checkSize(payload: Buffer, uri: string): void {
+    const max = this.#remote?.maxPayload ?? 0;
+    if (max > 0 && payload.length + uri.length + ENVELOPE_ROOM_BYTES > max) {
+      this.#stats.federationRejected++;
+      throw new NodesetError(
+        'TOO_LARGE',
+        `payload of ${payload.length} bytes is too large for another host (NATS max_payload ${max} bytes)`,
+      );
+    }
   }
 
   /** `all` mode: every ungrouped subscription (but those of `skip`), and one member of each queue group. */
