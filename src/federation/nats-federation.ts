@@ -64,7 +64,7 @@ const DUPLICATE_CHECK_MS = 500;
 
 /** Recent all-hosts message ids, to deliver once when several local patterns match one event. */
 const SEEN_LIMIT = 4096;
-/** Longest a new subscription waits for its all-hosts interest to reach the NATS server. */
+/** Longest a new subscription waits for its all-hosts interest to reach the other hosts' NATS servers. */
 const INTEREST_WAIT_MS = 1000;
 
 /**
@@ -364,7 +364,7 @@ export class NatsFederation implements Federation {
           clearTimeout(timer);
           resolve();
         };
-        nc.flush().then(done, done);
+        void this.#confirmInterest(nc).then(done, done);
       });
     }
     if (!present) {
@@ -373,6 +373,25 @@ export class NatsFederation implements Federation {
       this.#announceSoon();
     }
     return undefined;
+  }
+
+  /**
+   * Resolves once every known host's NATS server has the new subscription: a
+   * round trip to each host's dispatcher (nodeset.id.<host>) travels the same
+   * routes as the subscription, after it, so its answer proves the interest
+   * arrived there. Without other hosts, a flush to this host's server.
+   */
+  async #confirmInterest(nc: NatsConnection): Promise<void> {
+    const others = [...(this.#directory?.hosts.keys() ?? [])];
+    if (others.length === 0) {
+      await nc.flush();
+      return;
+    }
+    await Promise.all(
+      others.map((h) =>
+        nc.request(`${SUBJECT_PREFIX}.id.${h}`, undefined, { timeout: INTEREST_WAIT_MS }).catch(() => undefined),
+      ),
+    );
   }
 
   #publish(subject: string, envelope: Envelope & { id?: string }): void {

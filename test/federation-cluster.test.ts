@@ -1,0 +1,296 @@
+// Federation on a 3-server NATS cluster (routes between the servers on
+// 127.0.0.1), dispatchers attached to different servers: one receiver across
+// the cluster, the host directory, refusals instead of silent drops, payload
+// limits, interest that holds across servers, start-up without NATS, stale links.
+import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { HostDirectory } from '../src/federation/host-directory.js';
+import { NatsFederation } from '../src/federation/nats-federation.js';
+import { Dispatcher, type Node, type NodesetError } from '../src/index.js';
+import { NatsServer, spawnOwned, startNode, stopProcess, until, WAIT_SCALE } from './helpers.js';
+
+const skip =
+  NatsServer.find() !== null || process.env.NODESET_CI
+    ? false
+    : 'nats-server is not installed (apt-get install nats-server)';
+
+/** A free TCP port on 127.0.0.1 (bound on port 0, then released): cluster routes need known ports. */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** One nats-server of a cluster; owned, so it never outlives the test file. */
+class ClusterServer {
+  child: ChildProcess | null = null;
+  port = 0;
+  constructor(
+    readonly clusterPort: number,
+    readonly routes: number[],
+  ) {}
+
+  get url(): string {
+    return `nats://127.0.0.1:${this.port}`;
+  }
+
+  async start(): Promise<this> {
+    const args = ['-a', '127.0.0.1', '-p', String(this.port === 0 ? -1 : this.port)];
+    args.push('--cluster_name', 'nodeset-test', '--cluster', `nats://127.0.0.1:${this.clusterPort}`);
+    args.push('--routes', this.routes.map((p) => `nats://127.0.0.1:${p}`).join(','));
+    const child = spawnOwned(NatsServer.find() as string, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = child;
+    const ms = 10_000 * WAIT_SCALE;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      this.port = await new Promise<number>((resolve, reject) => {
+        let text = '';
+        const onData = (c: Buffer) => {
+          text += c.toString();
+          const m = /Listening for client connections on 127\.0\.0\.1:(\d+)/.exec(text);
+          if (m !== null) resolve(Number(m[1]));
+        };
+        child.stdout?.on('data', onData);
+        child.stderr?.on('data', onData);
+        child.once('exit', (code) => reject(new Error(`nats-server exited (${code}): ${text}`)));
+        timer = setTimeout(() => reject(new Error(`nats-server did not listen within ${ms} ms: ${text}`)), ms);
+      });
+    } catch (err) {
+      await stopProcess(child, 'SIGKILL');
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+    return this;
+  }
+
+  signal(signal: NodeJS.Signals): void {
+    this.child?.kill(signal);
+  }
+
+  async stop(): Promise<void> {
+    const child = this.child;
+    this.child = null;
+    if (child !== null) await stopProcess(child);
+  }
+}
+
+test('host directory: joins, duplicates, silent hosts expire, one host picked per single delivery', () => {
+  const dir = new HostDirectory('a', 'id-a');
+  const ann = (host: string, id: string, patterns: string[] = []) => ({
+    host,
+    id,
+    startedAt: 0,
+    version: '',
+    patterns,
+  });
+  assert.equal(dir.knows('a'), true);
+  assert.equal(dir.knows('b'), false);
+  assert.equal(dir.announced(ann('b', 'id-b', ['jobs.*']), 0), 'joined');
+  assert.equal(dir.announced(ann('b', 'id-b', ['jobs.*']), 500), 'updated');
+  assert.equal(dir.announced(ann('c', 'id-c', ['jobs.run']), 500), 'joined');
+  assert.equal(dir.announced(ann('a', 'id-other'), 500), 'duplicate');
+  assert.equal(dir.announced(ann('a', 'id-a'), 500), 'none');
+  const picked = new Set([dir.pickHost('jobs.run'), dir.pickHost('jobs.run'), dir.pickHost('jobs.run')]);
+  assert.deepEqual([...picked].sort(), ['b', 'c'], 'round robin over hosts with interest');
+  assert.equal(dir.pickHost('other'), null);
+  assert.deepEqual(dir.expire(3000, 2600), [], 'nobody silent yet');
+  assert.deepEqual(dir.expire(3200, 2600), ['b', 'c']);
+  assert.equal(dir.knows('b'), false);
+  assert.equal(dir.announced({ ...ann('d', 'id-d'), bye: true }, 0), 'none');
+  dir.announced(ann('d', 'id-d'), 0);
+  assert.equal(dir.announced({ ...ann('d', 'id-d'), bye: true }, 0), 'left');
+});
+
+describe('federation on a 3-server NATS cluster', { skip }, () => {
+  const servers: ClusterServer[] = [];
+  const hosts: Record<string, Dispatcher> = {};
+  const links: Record<string, NatsFederation> = {};
+  const nodes: Node[] = [];
+  const names = ['a', 'b', 'c', 'd'];
+  const at = async (host: string, name: string) => {
+    const n = await startNode(hosts[host] as Dispatcher, { name, statsIntervalMs: 0, ackTimeoutMs: 5000 });
+    nodes.push(n);
+    return n;
+  };
+  const server = (i: number) => servers[i % servers.length] as ClusterServer;
+
+  before(async () => {
+    const ports = [await freePort(), await freePort(), await freePort()];
+    for (const p of ports)
+      servers.push(
+        new ClusterServer(
+          p,
+          ports.filter((q) => q !== p),
+        ),
+      );
+    await Promise.all(servers.map((s) => s.start()));
+    // Host i is attached to server i mod 3: a and d share one; b and c each have their own.
+    for (const [i, h] of names.entries()) {
+      links[h] = new NatsFederation({ servers: [server(i).url] });
+      hosts[h] = await new Dispatcher({ port: 0, hostName: h }, links[h]).start();
+    }
+    // The directory also proves the routes: announcements crossed every server.
+    await until(
+      () => Object.values(links).every((l) => l.hosts.length === names.length - 1),
+      10_000,
+      'every host in every directory',
+    );
+  });
+  after(async () => {
+    await Promise.all(nodes.map((n) => n.stop()));
+    for (const d of Object.values(hosts)) await d.stop();
+    await Promise.all(servers.map((s) => s.stop()));
+  });
+
+  test('direct */jobs ×20 with a worker on 3 other hosts: 20 deliveries in all; with a local worker, 20 too', async () => {
+    const counts: Record<string, number> = {};
+    for (const h of ['b', 'c', 'd']) {
+      const w = await at(h, `worker-${h}`);
+      await w.subscribe('jobs.run', () => {
+        counts[h] = (counts[h] ?? 0) + 1;
+      });
+    }
+    const pub = await at('a', 'jobs-pub');
+    // Interest is announced on the directory: wait until host a has seen it from all three.
+    await until(() => links.a!.hosts.filter((x) => x.patterns.includes('jobs.run')).length === 3);
+    for (let i = 0; i < 20; i++) assert.equal(await pub.publish('*/jobs.run', i, { mode: 'direct', ack: true }), 1);
+    const total = () => Object.values(counts).reduce((x, y) => x + y, 0);
+    await until(() => total() === 20);
+    assert.equal(Object.keys(counts).length, 3, `spread over the hosts with interest: ${JSON.stringify(counts)}`);
+    // Published to a host that has a worker: the local one takes it, no copies elsewhere.
+    const pubB = await at('b', 'jobs-pub-b');
+    for (let i = 0; i < 20; i++) await pubB.publish('*/jobs.run', i, { mode: 'direct', ack: true });
+    await until(() => total() === 40);
+    // A last acked publish through host a: everything before it has arrived; no extra copies.
+    await pub.publish('d/jobs.run', 'last', { mode: 'direct', ack: true });
+    await until(() => total() === 41);
+    assert.equal(total(), 41);
+  });
+
+  test("request('*/math') with responders on b and c: one reply, one handler run; none anywhere: NO_RESPONDERS at once", async () => {
+    let runs = 0;
+    for (const h of ['b', 'c']) {
+      const r = await at(h, `math-${h}`);
+      await r.subscribe('math.double', (n: number) => {
+        runs++;
+        return n * 2;
+      });
+    }
+    await until(() => links.a!.hosts.filter((x) => x.patterns.includes('math.double')).length === 2);
+    const req = await at('a', 'math-req');
+    for (let i = 0; i < 10; i++) assert.equal(await req.request('*/math.double', i), i * 2);
+    assert.equal(runs, 10, 'each request ran one handler');
+    const t0 = Date.now();
+    await assert.rejects(req.request('*/nobody.home', 1, { timeoutMs: 5000 }), { code: 'NO_RESPONDERS' });
+    assert.ok(Date.now() - t0 < 1000, 'at once, not after the timeout');
+  });
+
+  test('an unknown host is refused at once; a stopped host leaves the directory and is refused; a duplicate name cannot start', async () => {
+    const pub = await at('a', 'route-pub');
+    const errors: NodesetError[] = [];
+    pub.on('error', (e) => void errors.push(e as NodesetError));
+    await assert.rejects(pub.publish('zz/x', 1, { ack: true }), { code: 'NO_ROUTE' });
+    // A plain publish learns it as an 'error' event.
+    await pub.publish('zz/x', 1);
+    await until(() => errors.length === 1);
+    assert.equal(errors[0]?.code, 'NO_ROUTE');
+
+    const link = new NatsFederation({ servers: [server(1).url] });
+    const e = await new Dispatcher({ port: 0, hostName: 'e' }, link).start();
+    try {
+      await until(() => links.a!.knows('e'), 5000, 'a to learn about e');
+      assert.equal(await pub.publish('e/x', 1, { ack: true }), 0);
+      // A dispatcher named like a live one refuses to start.
+      const dupLink = new NatsFederation({ servers: [server(2).url] });
+      const dup = new Dispatcher({ port: 0, hostName: 'e' }, dupLink);
+      await assert.rejects(dup.start(), /host name e is already taken/);
+      await dup.stop();
+    } finally {
+      await e.stop();
+    }
+    // Its goodbye removes it from the directory at once.
+    await until(() => !links.a!.knows('e'), 2000, 'e to leave');
+    await assert.rejects(pub.publish('e/x', 1, { ack: true }), { code: 'NO_ROUTE' });
+  });
+
+  test('a payload larger than NATS max_payload is refused with TOO_LARGE before any delivery', async () => {
+    const pub = await at('a', 'big-pub');
+    const local = await at('a', 'big-local');
+    let got = 0;
+    await local.subscribe('big', () => void got++);
+    const max = links.a!.maxPayload;
+    assert.ok(max > 0, 'max_payload learnt from the server');
+    const big = Buffer.alloc(max - 100);
+    await assert.rejects(pub.publish('b/big', big, { ack: true }), { code: 'TOO_LARGE' });
+    await assert.rejects(pub.publish('*/big', big, { ack: true }), { code: 'TOO_LARGE' });
+    assert.equal(await pub.publish('*/big', Buffer.alloc(1000), { ack: true }), 1);
+    assert.equal(got, 1, 'the refused one was not delivered locally either');
+  });
+
+  test('subscribe() on b resolving means a */ publish from a host on another server reaches it (200 fresh patterns)', async () => {
+    const sub = await at('b', 'interest-sub');
+    const pub = await at('c', 'interest-pub');
+    const got = new Set<number>();
+    for (let i = 0; i < 200; i++) {
+      await sub.subscribe(`probe.p${i}`, () => void got.add(i));
+      await pub.publish(`*/probe.p${i}`, i, { ack: true });
+    }
+    await until(() => got.size === 200, 5000, `all 200 (got ${got.size})`);
+  });
+
+  test('start-up with NATS down: serves local traffic at once, connects in the background', async () => {
+    const port = await freePort();
+    const link = new NatsFederation({ servers: [`nats://127.0.0.1:${port}`], startWaitMs: 200 });
+    const t0 = Date.now();
+    const lone = await new Dispatcher({ port: 0, hostName: 'lone' }, link).start();
+    const late = new NatsServer();
+    try {
+      assert.ok(Date.now() - t0 < 2000, 'start() did not wait for NATS');
+      assert.equal(lone.federationConnected, false);
+      const n = await startNode(lone, { name: 'lone-node', statsIntervalMs: 0 });
+      try {
+        await n.subscribe('here', () => {});
+        assert.equal(await n.publish('here', 1, { ack: true }), 1, 'local traffic');
+        await assert.rejects(n.publish('a/x', 1, { ack: true }), { code: 'NO_ROUTE' });
+        await late.start(port);
+        await until(() => lone.federationConnected === true, 10_000, 'background connect');
+      } finally {
+        await n.stop();
+      }
+    } finally {
+      await lone.stop();
+      await late.stop();
+    }
+  });
+
+  test('a frozen NATS server (SIGSTOP) is detected by pings: the link goes down and cross-host publishes are refused', async () => {
+    const s = new ClusterServer(
+      await freePort(),
+      servers.map((x) => x.clusterPort),
+    );
+    await s.start();
+    const link = new NatsFederation({ servers: [s.url], pingIntervalMs: 300, maxPingOut: 2 });
+    const f = await new Dispatcher({ port: 0, hostName: 'frozen' }, link).start();
+    try {
+      await until(() => link.knows('a'), 5000, 'directory');
+      const n = await startNode(f, { name: 'frozen-pub', statsIntervalMs: 0 });
+      try {
+        s.signal('SIGSTOP');
+        await until(() => f.federationConnected === false, 5000, 'stale link detected');
+        await assert.rejects(n.publish('a/x', 1, { ack: true }), { code: 'NO_ROUTE' });
+        s.signal('SIGCONT');
+      } finally {
+        await n.stop();
+      }
+    } finally {
+      s.signal('SIGCONT');
+      await f.stop();
+      await s.stop();
+    }
+  });
+});
