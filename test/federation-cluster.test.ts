@@ -190,6 +190,36 @@ describe('federation on a 3-server NATS cluster', { skip }, () => {
     assert.ok(Date.now() - t0 < 1000, 'at once, not after the timeout');
   });
 
+  test('a queue group present on 3 hosts, */grp ×10: 10 deliveries in all; ungrouped subscribers still get every one', async () => {
+    const counts: Record<string, number> = {};
+    let ungrouped = 0;
+    for (const h of ['b', 'c', 'd']) {
+      const w = await at(h, `grp-${h}`);
+      await w.subscribe(
+        'grp.work',
+        () => {
+          counts[h] = (counts[h] ?? 0) + 1;
+        },
+        { group: 'workers' },
+      );
+    }
+    const plain = await at('c', 'grp-plain');
+    await plain.subscribe('grp.work', () => void ungrouped++);
+    await until(() => links.a!.groupHosts('grp.work')?.get('workers')?.length === 3, 5000, 'groups announced');
+    const pub = await at('a', 'grp-pub');
+    for (let i = 0; i < 10; i++) await pub.publish('*/grp.work', i, { ack: true });
+    const total = () => Object.values(counts).reduce((x, y) => x + y, 0);
+    await until(() => total() === 10 && ungrouped === 10);
+    // A host with a member serves the group itself: published on b, b's member takes every one.
+    const pubB = await at('b', 'grp-pub-b');
+    for (let i = 0; i < 10; i++) await pubB.publish('*/grp.work', i, { ack: true });
+    await until(() => total() === 20 && ungrouped === 20);
+    await pub.publish('d/grp.work', 'last', { ack: true });
+    await until(() => total() === 21);
+    assert.equal(total(), 21, `one member per publish across the cluster: ${JSON.stringify(counts)}`);
+    assert.ok((counts.b ?? 0) >= 10);
+  });
+
   test('an unknown host is refused at once; a stopped host leaves the directory and is refused; a duplicate name cannot start', async () => {
     const pub = await at('a', 'route-pub');
     const errors: NodesetError[] = [];

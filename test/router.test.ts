@@ -191,6 +191,7 @@ describe('router', () => {
       maxPayload: 0,
       knows: (host) => host === 'there',
       pickHost: () => null,
+      groupHosts: () => null,
     });
     assert.equal(publish(pub, 'there/x', 'm', PubFlag.ACK, 3), FORWARDED);
     assert.throws(() => publish(pub, 'nowhere/x', 'm'), { code: 'NO_ROUTE' });

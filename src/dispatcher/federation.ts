@@ -17,6 +17,12 @@ export interface Envelope {
   payload: Uint8Array;
   /** The publisher's sequence number for this URI (0: none). */
   seq?: number;
+  /**
+   * For an all-hosts publish: the one host chosen for each queue group the
+   * event reaches (group name → host); a host delivers to a group only when
+   * it is the one chosen.
+   */
+  gh?: Record<string, string>;
   /** For ACK and REQUEST: where the answer goes on the origin host. */
   conn?: number;
   r?: number;
@@ -45,6 +51,8 @@ export interface FederationHost {
   subscribers(uri: string): SubscriberInfo[];
   /** Patterns with local interest (declared again when the link comes back). */
   patterns(): string[];
+  /** The queue groups of this host's subscriptions, as [pattern, group] pairs. */
+  groups(): [string, string][];
   /** Counts an envelope sent to another host. */
   sent(): void;
   /** Counts an envelope for other hosts that was not sent (the link was down). */
@@ -60,6 +68,10 @@ export interface Federation {
   knows(host: string): boolean;
   /** One other live host with interest in `event`, for a single delivery of `*\/event`; null: none. */
   pickHost(event: string): string | null;
+  /** Other live hosts' queue groups that `event` reaches: group name → the hosts that have it. */
+  groupHosts(event: string): Map<string, string[]> | null;
+  /** This host's queue groups changed (announced to the other hosts). */
+  groupsChanged(): void;
   start(host: FederationHost): Promise<void>;
   stop(): Promise<void>;
   /** A publish for one other host (`B/event`, `node@B/event`). */

@@ -36,7 +36,9 @@ export interface RemoteHosts {
   /** A local responder's reply to a request from another host. */
   reply(replyId: number, ct: number, err: { code: string; message: string } | undefined, payload: Buffer): void;
   /** Subscriptions appeared for (+1) or left (-1) a pattern; a promise while a new interest is on its way. */
-  interestChanged(pattern: string, delta: 1 | -1): Promise<void> | undefined;
+  interestChanged(pattern: string, delta: 1 | -1, group: string | null): Promise<void> | undefined;
+  /** Other live hosts' queue groups that `event` reaches: group name → hosts; null: none. */
+  groupHosts(event: string): Map<string, string[]> | null;
 }
 
 export interface RouterOptions {
@@ -91,11 +93,11 @@ export class Router {
   /** Adds a subscription; returns a promise while its interest is not yet in effect on the other hosts. */
   add(sub: Subscription): Promise<void> | undefined {
     this.#table.add(sub);
-    return this.#remote?.interestChanged(sub.pattern, 1);
+    return this.#remote?.interestChanged(sub.pattern, 1, sub.group);
   }
 
   remove(sub: Subscription): void {
-    if (this.#table.remove(sub)) this.#remote?.interestChanged(sub.pattern, -1);
+    if (this.#table.remove(sub)) this.#remote?.interestChanged(sub.pattern, -1, sub.group);
   }
 
   /**
@@ -147,6 +149,7 @@ export class Router {
       return FORWARDED;
     }
     if (allHosts && this.#remote !== null) {
+      const gh = this.#chooseGroupHosts(event, target.route);
       this.#remote.broadcast({
         uri,
         from: sender,
@@ -155,6 +158,7 @@ export class Router {
         flags: flags & PubFlag.DIRECT,
         payload,
         seq,
+        ...(gh === null ? {} : { gh }),
       });
     }
     return delivered;
@@ -180,7 +184,24 @@ export class Router {
       null,
       undefined,
       env.seq ?? 0,
+      env.gh ?? null,
     );
+  }
+
+  /**
+   * One host per queue group across the cluster for an all-hosts publish:
+   * this host for the groups it has (delivered already), else one of the
+   * other hosts that have the group. Null when no other host has a group.
+   */
+  #chooseGroupHosts(event: string, route: Route<Subscription> | null): Record<string, string> | null {
+    const remote = this.#remote?.groupHosts(event) ?? null;
+    if (remote === null) return null;
+    const gh: Record<string, string> = {};
+    for (const group of route?.groups ?? []) gh[group.name] = this.#o.hostName;
+    for (const [name, hosts] of remote) {
+      if (gh[name] === undefined) gh[name] = hosts[Math.floor(Math.random() * hosts.length)] as string;
+    }
+    return gh;
   }
 
   /**
@@ -311,6 +332,7 @@ export class Router {
     skip: Peer | null,
     tail: Buffer | undefined,
     seq: number,
+    groupHosts: Record<string, string> | null = null,
   ): number {
     const event = target.uri.event;
     this.#stats.publishes++;
@@ -335,7 +357,7 @@ export class Router {
           );
       }
     } else if (node === null) {
-      delivered = this.#fanOut(route, event, msgTail, payload, skip);
+      delivered = this.#fanOut(route, event, msgTail, payload, skip, groupHosts);
     } else {
       for (const sub of route.all) {
         if (sub.serves(node) && this.#deliver(sub, event, msgTail, payload)) delivered++;
@@ -394,12 +416,21 @@ export class Router {
   }
 
   /** `all` mode: every ungrouped subscription (but those of `skip`), and one member of each queue group. */
-  #fanOut(route: Route<Subscription>, event: string, tail: Buffer, payload: Buffer, skip: Peer | null): number {
+  #fanOut(
+    route: Route<Subscription>,
+    event: string,
+    tail: Buffer,
+    payload: Buffer,
+    skip: Peer | null,
+    groupHosts: Record<string, string> | null = null,
+  ): number {
     let delivered = 0;
     for (const sub of route.ungrouped) {
       if (sub.peer !== skip && this.#deliver(sub, event, tail, payload)) delivered++;
     }
     for (const group of route.groups) {
+      // An all-hosts publish from another host: a group is served by the one host chosen for it.
+      if (groupHosts !== null && groupHosts[group.name] !== this.#o.hostName) continue;
       const member = Route.pickMember(group);
       if (this.#deliver(member, event, tail, payload)) delivered++;
       else delivered += this.#deliverToAnother(group.members, member, event, tail, payload);

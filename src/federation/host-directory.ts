@@ -14,6 +14,8 @@ export interface Announcement {
   startedAt: number;
   version: string;
   patterns: string[];
+  /** Queue groups of its subscriptions: [pattern, group] pairs. */
+  groups?: [string, string][];
   /** Set on the first announcement after (re)connecting: the others answer with theirs at once. */
   hello?: boolean;
   /** Set when the dispatcher stops. */
@@ -78,6 +80,26 @@ export class HostDirectory {
     const gone = [...this.#hosts.keys()];
     this.#hosts.clear();
     return gone;
+  }
+
+  /**
+   * Other hosts' queue groups that `event` reaches: group name → the hosts
+   * that have it; null when none has one (the common case, kept cheap).
+   */
+  groupHosts(event: string): Map<string, string[]> | null {
+    let found: Map<string, string[]> | null = null;
+    for (const [host, entry] of this.#hosts) {
+      const groups = entry.announcement.groups;
+      if (groups === undefined) continue;
+      for (const [pattern, group] of groups) {
+        if (!matchesPattern(pattern, event)) continue;
+        found ??= new Map();
+        const hosts = found.get(group);
+        if (hosts === undefined) found.set(group, [host]);
+        else if (!hosts.includes(host)) hosts.push(host);
+      }
+    }
+    return found;
   }
 
   /**

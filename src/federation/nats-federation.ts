@@ -118,6 +118,14 @@ export class NatsFederation implements Federation {
     return this.#directory?.pickHost(event) ?? null;
   }
 
+  groupHosts(event: string): Map<string, string[]> | null {
+    return this.#directory?.groupHosts(event) ?? null;
+  }
+
+  groupsChanged(): void {
+    this.#announceSoon();
+  }
+
   /**
    * Connects to NATS. Waits up to startWaitMs: if NATS is there, a live
    * dispatcher of the same host name makes start() reject; if not, the link
@@ -247,6 +255,7 @@ export class NatsFederation implements Federation {
       startedAt: this.#startedAt,
       version: this.options.version ?? '',
       patterns: [...this.#interest.keys()],
+      groups: this.#host?.groups() ?? [],
       ...(hello ? { hello } : {}),
       ...(bye ? { bye } : {}),
     };
