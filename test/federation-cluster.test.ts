@@ -8,7 +8,7 @@ import { createServer } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { HostDirectory } from '../src/federation/host-directory.js';
 import { NatsFederation } from '../src/federation/nats-federation.js';
-import { Dispatcher, type Node, type NodesetError } from '../src/index.js';
+import { Dispatcher, type Node, type NodesetError, StreamNode } from '../src/index.js';
 import { NatsServer, spawnOwned, startNode, stopProcess, until, WAIT_SCALE } from './helpers.js';
 
 const skip =
@@ -218,6 +218,39 @@ describe('federation on a 3-server NATS cluster', { skip }, () => {
     await until(() => total() === 21);
     assert.equal(total(), 21, `one member per publish across the cluster: ${JSON.stringify(counts)}`);
     assert.ok((counts.b ?? 0) >= 10);
+  });
+
+  test("stream('*/backups') finds the receivers of every host", async () => {
+    const rxs = [];
+    const received: Promise<string>[] = [];
+    for (const h of ['b', 'c']) {
+      const rx = await new StreamNode({
+        dispatcherUrl: hosts[h]!.url,
+        name: `archive-${h}`,
+        statsIntervalMs: 0,
+      }).start();
+      rxs.push(rx);
+      received.push(
+        new Promise<string>((resolve) => {
+          void rx.subscribeStream('backups', (readable) => {
+            let text = '';
+            readable.on('data', (c: Buffer) => (text += c.toString()));
+            readable.on('end', () => resolve(`${h}:${text}`));
+          });
+        }),
+      );
+    }
+    const tx = await new StreamNode({ dispatcherUrl: hosts.a!.url, name: 'a-backup', statsIntervalMs: 0 }).start();
+    try {
+      await until(async () => ((await tx.subscribers('*/backups')) as unknown[]).length === 2, 5000, 'both receivers');
+      const stream = await tx.stream('*/backups');
+      assert.equal(stream.peers.length, 2);
+      stream.end('everywhere');
+      assert.deepEqual((await Promise.all(received)).sort(), ['b:everywhere', 'c:everywhere']);
+    } finally {
+      await tx.stop();
+      for (const rx of rxs) await rx.stop();
+    }
   });
 
   test('an unknown host is refused at once; a stopped host leaves the directory and is refused; a duplicate name cannot start', async () => {

@@ -80,7 +80,7 @@ export interface Federation {
   broadcast(envelope: Envelope): void;
   /** An answer for the origin host of a forwarded publish. */
   answer(host: string, answer: Answer): void;
-  /** Who subscribes to `uri` on another host (stream peers across hosts). */
+  /** Who subscribes to `uri` on another host, or (`*`) on every other live host (stream peers across hosts). */
   subscribers(host: string, uri: string): Promise<SubscriberInfo[]>;
   /**
    * Local subscribers appeared for (or left) a pattern: declare interest in

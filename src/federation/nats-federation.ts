@@ -333,6 +333,12 @@ export class NatsFederation implements Federation {
   }
 
   async subscribers(host: string, uri: string): Promise<SubscriberInfo[]> {
+    if (host === '*') {
+      // Every live host is asked; one that does not answer in time contributes nobody.
+      const others = [...(this.#directory?.hosts.keys() ?? [])];
+      const found = await Promise.all(others.map((h) => this.subscribers(h, uri).catch(() => [])));
+      return found.flat();
+    }
     const nc = this.#nc;
     if (nc === null || !this.#connected) {
       throw new NodesetError('NO_ROUTE', `host ${host} is not reachable: the federation link is down`);
