@@ -6,9 +6,11 @@ import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { connect } from 'nats';
 import { HostDirectory } from '../src/federation/host-directory.js';
 import { NatsFederation } from '../src/federation/nats-federation.js';
 import { Dispatcher, type Node, type NodesetError, StreamNode } from '../src/index.js';
+import { packr } from '../src/protocol/frames.js';
 import { NatsServer, spawnOwned, startNode, stopProcess, until, WAIT_SCALE } from './helpers.js';
 
 const skip =
@@ -279,6 +281,25 @@ describe('federation on a 3-server NATS cluster', { skip }, () => {
     // Its goodbye removes it from the directory at once.
     await until(() => !links.a!.knows('e'), 2000, 'e to leave');
     await assert.rejects(pub.publish('e/x', 1, { ack: true }), { code: 'NO_ROUTE' });
+  });
+
+  test('a host in the directory whose dispatcher is gone: acked publishes and requests learn it at once (NATS no-responders)', async () => {
+    // A ghost: announced on the directory (as a crashed dispatcher was, until its heartbeat times out),
+    // with nobody subscribed to its subject.
+    const raw = await connect({ servers: [server(1).url] });
+    try {
+      const ghost = { host: 'ghost', id: 'ghost-1', startedAt: Date.now(), version: '', patterns: [] };
+      raw.publish('nodeset.dir', packr.pack(ghost));
+      await raw.flush();
+      await until(() => links.a!.knows('ghost'), 5000, 'a to learn about the ghost');
+      const pub = await at('a', 'ghost-pub');
+      const t0 = Date.now();
+      await assert.rejects(pub.publish('ghost/x', 1, { ack: true, timeoutMs: 4000 }), { code: 'NO_ROUTE' });
+      await assert.rejects(pub.request('ghost/x', 1, { timeoutMs: 4000 }), { code: 'NO_ROUTE' });
+      assert.ok(Date.now() - t0 < 1000, `at once, not after the timeout (${Date.now() - t0} ms)`);
+    } finally {
+      await raw.close();
+    }
   });
 
   test('a payload larger than NATS max_payload is refused with TOO_LARGE before any delivery', async () => {

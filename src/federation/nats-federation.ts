@@ -189,6 +189,21 @@ export class NatsFederation implements Federation {
         if (err === null) dispatcher.answered(packr.unpack(msg.data) as Answer);
       },
     });
+    const notices = `${SUBJECT_PREFIX}.n.${host}.`;
+    nc.subscribe(`${notices}>`, {
+      callback: (err, msg) => {
+        if (err !== null || msg.headers?.code !== 503) return;
+        const [conn, r, ...rest] = msg.subject.slice(notices.length).split('.');
+        const to = rest.join('.');
+        dispatcher.answered({
+          conn: Number(conn),
+          r: Number(r),
+          kind: 'error',
+          code: 'NO_ROUTE',
+          message: `host ${to} is not reachable: no live dispatcher of that name subscribes`,
+        });
+      },
+    });
     nc.subscribe(`${SUBJECT_PREFIX}.q.${host}`, {
       callback: (err, msg) => {
         if (err !== null) return;
@@ -315,7 +330,17 @@ export class NatsFederation implements Federation {
   }
 
   forward(host: string, envelope: Envelope): void {
-    this.#publish(`${SUBJECT_PREFIX}.h.${host}`, envelope);
+    if (envelope.conn === undefined || envelope.r === undefined) {
+      this.#publish(`${SUBJECT_PREFIX}.h.${host}`, envelope);
+      return;
+    }
+    // Acked publishes and requests carry a reply subject: should no dispatcher of that host
+    // subscribe any more (it crashed, not yet silent long enough to leave the directory),
+    // the NATS server answers it with a no-responders status at once.
+    const self = this.#host?.hostName ?? '';
+    const reply = `${SUBJECT_PREFIX}.n.${self}.${envelope.conn}.${envelope.r}.${host}`;
+    this.#nc?.publish(`${SUBJECT_PREFIX}.h.${host}`, packr.pack(envelope), { reply });
+    this.#host?.sent();
   }
 
   broadcast(envelope: Envelope): void {
