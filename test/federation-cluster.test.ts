@@ -255,6 +255,28 @@ describe('federation on a 3-server NATS cluster', { skip }, () => {
     }
   });
 
+  test('same-named nodes on two hosts: delivered as from node@host, no false gaps', async () => {
+    const rx = await at('c', 'twin-rx');
+    const froms = new Map<string, number>();
+    let gaps = 0;
+    rx.on('gap', () => void gaps++);
+    await rx.subscribe('twin.tick', (_m, info) => void froms.set(info.from, (froms.get(info.from) ?? 0) + 1));
+    const twinA = await at('a', 'twin');
+    const twinB = await at('b', 'twin');
+    // B's twin ahead by 10: one sender key for both would see its sequence jump back and forth (false gaps).
+    for (let i = 0; i < 10; i++) await twinB.publish('*/twin.tick', i);
+    for (let i = 0; i < 40; i++) {
+      await twinA.publish('*/twin.tick', i);
+      await twinB.publish('*/twin.tick', i);
+    }
+    for (let i = 0; i < 10; i++) await twinA.publish('*/twin.tick', i);
+    await twinA.publish('*/twin.tick', 'last', { ack: true });
+    await twinB.publish('*/twin.tick', 'last', { ack: true });
+    await until(() => (froms.get('twin@a') ?? 0) + (froms.get('twin@b') ?? 0) === 102, 5000, 'all 102');
+    assert.deepEqual([...froms.keys()].sort(), ['twin@a', 'twin@b']);
+    assert.equal(gaps, 0);
+  });
+
   test('an unknown host is refused at once; a stopped host leaves the directory and is refused; a duplicate name cannot start', async () => {
     const pub = await at('a', 'route-pub');
     const errors: NodesetError[] = [];

@@ -172,9 +172,11 @@ export class Router {
     const target = this.resolve(env.uri);
     if (!target.local) return 0;
     const flags = env.flags & ~PubFlag.LOCAL_DONE;
+    // Delivered as from `node@host`: the origin is part of the sender, so same-named nodes
+    // on two hosts are told apart (gap detection keys on the sender).
     return this.#route(
       target,
-      env.from,
+      `${env.from}@${env.host}`,
       env.uri,
       flags,
       env.ct,
