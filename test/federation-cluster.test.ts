@@ -101,7 +101,10 @@ test('host directory: joins, duplicates, silent hosts expire, one host picked pe
   assert.deepEqual([...picked].sort(), ['b', 'c'], 'round robin over hosts with interest');
   assert.equal(dir.pickHost('other'), null);
   assert.deepEqual(dir.expire(3000, 2600), [], 'nobody silent yet');
-  assert.deepEqual(dir.expire(3200, 2600), ['b', 'c']);
+  assert.deepEqual(
+    dir.expire(3200, 2600).map(([h]) => h),
+    ['b', 'c'],
+  );
   assert.equal(dir.knows('b'), false);
   assert.equal(dir.announced({ ...ann('d', 'id-d'), bye: true }, 0), 'none');
   dir.announced(ann('d', 'id-d'), 0);
@@ -287,6 +290,12 @@ describe('federation on a 3-server NATS cluster', { skip }, () => {
     await until(() => errors.length === 1);
     assert.equal(errors[0]?.code, 'NO_ROUTE');
 
+    const presence: string[] = [];
+    const watcher = await at('a', 'host-watcher');
+    await watcher.subscribe('$nodeset.host.joined', (p: { host: string }) => void presence.push(`joined:${p.host}`));
+    await watcher.subscribe('$nodeset.host.left', (p: { host: string; reason: string }) => {
+      presence.push(`left:${p.host}:${p.reason}`);
+    });
     const link = new NatsFederation({ servers: [server(1).url] });
     const e = await new Dispatcher({ port: 0, hostName: 'e' }, link).start();
     try {
@@ -303,6 +312,8 @@ describe('federation on a 3-server NATS cluster', { skip }, () => {
     // Its goodbye removes it from the directory at once.
     await until(() => !links.a!.knows('e'), 2000, 'e to leave');
     await assert.rejects(pub.publish('e/x', 1, { ack: true }), { code: 'NO_ROUTE' });
+    await until(() => presence.length === 2, 2000, 'presence events');
+    assert.deepEqual(presence, ['joined:e', 'left:e:stopped']);
   });
 
   test('a host in the directory whose dispatcher is gone: acked publishes and requests learn it at once (NATS no-responders)', async () => {
@@ -319,6 +330,9 @@ describe('federation on a 3-server NATS cluster', { skip }, () => {
       await assert.rejects(pub.publish('ghost/x', 1, { ack: true, timeoutMs: 4000 }), { code: 'NO_ROUTE' });
       await assert.rejects(pub.request('ghost/x', 1, { timeoutMs: 4000 }), { code: 'NO_ROUTE' });
       assert.ok(Date.now() - t0 < 1000, `at once, not after the timeout (${Date.now() - t0} ms)`);
+      // Silent past the host timeout: it leaves the directory, and B/… is refused before NATS is asked.
+      await until(() => !links.a!.knows('ghost'), 10_000, 'the silent host to leave');
+      await assert.rejects(pub.publish('ghost/x', 1, { ack: true }), { code: 'NO_ROUTE', message: /not known/ });
     } finally {
       await raw.close();
     }

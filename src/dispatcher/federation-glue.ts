@@ -6,7 +6,15 @@
  */
 import { NodesetError } from '../protocol/errors.js';
 import { PubFlag, type SubscriberInfo } from '../protocol/frames.js';
-import type { Answer, Envelope, Federation, FederationHost } from './federation.js';
+import type {
+  Answer,
+  Envelope,
+  Federation,
+  FederationHost,
+  HOST_JOINED,
+  HOST_LEFT,
+  HostPresence,
+} from './federation.js';
 import type { RemoteHosts, Router } from './router.js';
 import type { DispatcherStats } from './stats.js';
 
@@ -185,5 +193,9 @@ export class FederationGlue implements RemoteHosts, FederationHost {
 
   refused(): void {
     this.#stats.federationRejected++;
+  }
+
+  hostChanged(uri: typeof HOST_JOINED | typeof HOST_LEFT, presence: HostPresence): void {
+    this.#router.publishInternal(uri, Buffer.from(JSON.stringify(presence)));
   }
 }

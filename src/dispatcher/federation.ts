@@ -5,6 +5,19 @@
  */
 import type { SubscriberInfo } from '../protocol/frames.js';
 
+/** Presence of other hosts' dispatchers, published on each host as the dispatcher's own events. */
+export const HOST_JOINED = '$nodeset.host.joined';
+export const HOST_LEFT = '$nodeset.host.left';
+
+/** What `$nodeset.host.joined` and `.left` say about a host. */
+export interface HostPresence {
+  host: string;
+  version: string;
+  startedAt: string;
+  /** For `left`: `stopped` (it said goodbye) or `silent` (no heartbeat within the host timeout). */
+  reason?: 'stopped' | 'silent';
+}
+
 /** A publish travelling between hosts. */
 export interface Envelope {
   uri: string;
@@ -57,6 +70,8 @@ export interface FederationHost {
   sent(): void;
   /** Counts an envelope for other hosts that was not sent (the link was down). */
   refused(): void;
+  /** Another host's dispatcher joined or left the directory. */
+  hostChanged(uri: typeof HOST_JOINED | typeof HOST_LEFT, presence: HostPresence): void;
 }
 
 /** The link between this host's dispatcher and the others'. The dispatcher only sees this interface. */

@@ -64,21 +64,14 @@ export class HostDirectory {
   }
 
   /** Hosts silent for longer than `timeoutMs`: removed and returned. */
-  expire(now: number, timeoutMs: number): string[] {
-    const gone: string[] = [];
+  expire(now: number, timeoutMs: number): [string, HostEntry][] {
+    const gone: [string, HostEntry][] = [];
     for (const [host, entry] of this.#hosts) {
       if (now - entry.lastSeen > timeoutMs) {
         this.#hosts.delete(host);
-        gone.push(host);
+        gone.push([host, entry]);
       }
     }
-    return gone;
-  }
-
-  /** Forgets every other host (the link is down: nothing is known about them). */
-  clear(): string[] {
-    const gone = [...this.#hosts.keys()];
-    this.#hosts.clear();
     return gone;
   }
 

@@ -5,7 +5,14 @@
 import { readFileSync } from 'node:fs';
 import { type ConnectionOptions, connect, credsAuthenticator, type NatsConnection, type Subscription } from 'nats';
 import pino, { type Logger } from 'pino';
-import type { Answer, Envelope, Federation, FederationHost } from '../dispatcher/federation.js';
+import {
+  type Answer,
+  type Envelope,
+  type Federation,
+  type FederationHost,
+  HOST_JOINED,
+  HOST_LEFT,
+} from '../dispatcher/federation.js';
 import { NodesetError } from '../protocol/errors.js';
 import { packr, type SubscriberInfo } from '../protocol/frames.js';
 import { type Announcement, HostDirectory } from './host-directory.js';
@@ -293,9 +300,19 @@ export class NatsFederation implements Federation {
   #beat(): void {
     if (this.#connected) this.#announce();
     const timeout = this.options.hostTimeoutMs ?? DEFAULT_FEDERATION_OPTIONS.hostTimeoutMs;
-    for (const host of this.#directory?.expire(Date.now(), timeout) ?? []) {
+    for (const [host, entry] of this.#directory?.expire(Date.now(), timeout) ?? []) {
       this.logger.warn({ host, reason: 'silent' }, 'host left the federation');
+      this.#presence(HOST_LEFT, entry.announcement, 'silent');
     }
+  }
+
+  #presence(uri: typeof HOST_JOINED | typeof HOST_LEFT, a: Announcement, reason?: 'stopped' | 'silent'): void {
+    this.#host?.hostChanged(uri, {
+      host: a.host,
+      version: a.version,
+      startedAt: new Date(a.startedAt).toISOString(),
+      ...(reason === undefined ? {} : { reason }),
+    });
   }
 
   #announced(a: Announcement): void {
@@ -309,8 +326,10 @@ export class NatsFederation implements Federation {
       );
     } else if (change === 'joined') {
       this.logger.info({ host: a.host, version: a.version }, 'host joined the federation');
+      this.#presence(HOST_JOINED, a);
     } else if (change === 'left') {
       this.logger.info({ host: a.host, reason: 'stopped' }, 'host left the federation');
+      this.#presence(HOST_LEFT, a, 'stopped');
     }
     if (a.hello === true && a.host !== this.#host?.hostName) this.#announce();
   }
