@@ -411,7 +411,10 @@ export class NatsFederation implements Federation {
         },
       });
       this.#interest.set(pattern, sub);
-      this.#announceSoon();
+      // Announced before the confirmation round trips below, which follow it on the same routes:
+      // once they are answered, every known host also knows this host wants the pattern
+      // (single deliveries of `*\/…` can pick it).
+      if (this.#connected) this.#announce();
       // In effect once the NATS server has processed the subscription (a round trip). Waited for
       // a bounded time only: a link that is down or fails meanwhile declares it again when it
       // comes back, and local subscribers must not wait on it.
