@@ -128,7 +128,15 @@ describe('federation over NATS: three hosts', { skip }, () => {
     await local.subscribe('outage.local', (i: number) => void localGot.push(i));
     const total = 150;
     for (let i = 0; i < total; i++) {
-      if (i === 40) await nats.stop();
+      if (i === 40) {
+        await nats.stop();
+        await until(() => hosts.hostA!.federationConnected === false, 5000, 'link down');
+        // An all-hosts publish meanwhile: delivered locally; its cross-host copy refused, not counted as sent.
+        const { federationOut, federationRejected } = hosts.hostA!.stats;
+        assert.equal(await pub.publish('*/outage.local', -1, { ack: true }), 1);
+        assert.equal(hosts.hostA!.stats.federationOut, federationOut, 'not counted as sent');
+        assert.equal(hosts.hostA!.stats.federationRejected, federationRejected + 1, 'counted as refused');
+      }
       if (i === 90) {
         await nats.start();
         // Both dispatchers reconnect by themselves and re-declare their interest.
@@ -159,7 +167,7 @@ describe('federation over NATS: three hosts', { skip }, () => {
     assert.ok(delivered >= 40 + 55, `delivered before and after the outage (${delivered})`);
     assert.ok(rejected > 0, 'some were refused while NATS was away');
     for (const i of got) assert.ok(i < 40 || i >= 90 || got.has(i), 'no duplicates');
-    await until(() => localGot.length === total, 5000);
+    await until(() => localGot.length === total + 1, 5000);
     // After the outage, the federation is back by itself.
     await until(async () => (await pub.publish('hostB/outage.tick', -1, { ack: true })) === 1, 10_000, 'link back');
   });
