@@ -386,6 +386,42 @@ describe('federation on a 3-server NATS cluster', { skip }, () => {
     }
   });
 
+  test('a frozen NATS server: what it has not confirmed is bounded; past the bound publishes get BUFFER_FULL, and pass again once it is back', async () => {
+    const s = new ClusterServer(
+      await freePort(),
+      servers.map((x) => x.clusterPort),
+    );
+    await s.start();
+    const link = new NatsFederation({ servers: [s.url], pingIntervalMs: 60_000, maxPendingBytes: 64 * 1024 });
+    const f = await new Dispatcher({ port: 0, hostName: 'bounded' }, link).start();
+    try {
+      await until(() => link.knows('a'), 5000, 'directory');
+      const n = await startNode(f, { name: 'bounded-pub', statsIntervalMs: 0 });
+      const errors: string[] = [];
+      n.on('error', (e) => void errors.push((e as NodesetError).code));
+      try {
+        s.signal('SIGSTOP');
+        const chunk = Buffer.alloc(4096);
+        for (let i = 0; i < 100; i++) await n.publish('a/bounded', chunk);
+        await n.publish('a/bounded', 'probe', { ack: true }).catch((e: NodesetError) => void errors.push(e.code));
+        assert.ok(errors.includes('BUFFER_FULL'), `refused past the bound: ${errors.length} errors`);
+        assert.ok(errors.length >= 60, `at most ~64 KiB accepted (${100 - errors.length} of 100)`);
+        s.signal('SIGCONT');
+        await until(
+          async () => (await n.publish('a/bounded', 1, { ack: true }).catch(() => -1)) === 0,
+          10_000,
+          'publishes pass again',
+        );
+      } finally {
+        await n.stop();
+      }
+    } finally {
+      s.signal('SIGCONT');
+      await f.stop();
+      await s.stop();
+    }
+  });
+
   test('a frozen NATS server (SIGSTOP) is detected by pings: the link goes down and cross-host publishes are refused', async () => {
     const s = new ClusterServer(
       await freePort(),

@@ -43,6 +43,8 @@ export interface NatsFederationOptions {
   pingIntervalMs?: number;
   /** Unanswered NATS pings before the link counts as lost. Default 2. */
   maxPingOut?: number;
+  /** Bytes sent towards NATS and not yet confirmed by the server past which cross-host publishes get BUFFER_FULL. Default 32 MiB. */
+  maxPendingBytes?: number;
   /** How long start() waits for NATS before connecting in the background, in ms. Default 1500. */
   startWaitMs?: number;
   /** NATS credentials: user and password, a token, or a creds file (JWT and NKey seed). */
@@ -64,6 +66,7 @@ export const DEFAULT_FEDERATION_OPTIONS = {
   pingIntervalMs: 2000,
   maxPingOut: 2,
   startWaitMs: 1500,
+  maxPendingBytes: 32 * 1024 * 1024,
 } as const;
 
 /** How long the start-up check for a live dispatcher of the same name waits for an answer, in ms. */
@@ -98,10 +101,15 @@ export class NatsFederation implements Federation {
   #directory: HostDirectory | null = null;
   #heartbeat: NodeJS.Timeout | null = null;
   #announcePending = false;
+  /** Bytes handed to NATS that the server has not confirmed (by answering a flush) yet. */
+  #unconfirmedBytes = 0;
+  #confirming = false;
+  readonly #maxUnconfirmed: number;
 
   constructor(options: NatsFederationOptions) {
     this.options = options;
     this.logger = options.logger ?? pino({ level: 'silent' });
+    this.#maxUnconfirmed = options.maxPendingBytes ?? DEFAULT_FEDERATION_OPTIONS.maxPendingBytes;
   }
 
   get connected(): boolean {
@@ -349,6 +357,13 @@ export class NatsFederation implements Federation {
   }
 
   forward(host: string, envelope: Envelope): void {
+    if (this.#unconfirmedBytes > this.#maxUnconfirmed) {
+      this.#host?.refused();
+      throw new NodesetError(
+        'BUFFER_FULL',
+        `the federation link has ${this.#unconfirmedBytes} bytes the NATS server has not confirmed yet`,
+      );
+    }
     if (envelope.conn === undefined || envelope.r === undefined) {
       this.#publish(`${SUBJECT_PREFIX}.h.${host}`, envelope);
       return;
@@ -358,12 +373,13 @@ export class NatsFederation implements Federation {
     // the NATS server answers it with a no-responders status at once.
     const self = this.#host?.hostName ?? '';
     const reply = `${SUBJECT_PREFIX}.n.${self}.${envelope.conn}.${envelope.r}.${host}`;
-    this.#nc?.publish(`${SUBJECT_PREFIX}.h.${host}`, packr.pack(envelope), { reply });
-    this.#host?.sent();
+    const data = packr.pack(envelope);
+    this.#nc?.publish(`${SUBJECT_PREFIX}.h.${host}`, data, { reply });
+    this.#sentBytes(data.length);
   }
 
   broadcast(envelope: Envelope): void {
-    if (!this.#connected) {
+    if (!this.#connected || this.#unconfirmedBytes > this.#maxUnconfirmed) {
       // Not handed to NATS (it would drop it on reconnect): counted as refused, never as sent.
       this.#host?.refused();
       return;
@@ -457,8 +473,34 @@ export class NatsFederation implements Federation {
   }
 
   #publish(subject: string, envelope: Envelope & { id?: string }): void {
-    this.#nc?.publish(subject, packr.pack(envelope));
+    const data = packr.pack(envelope);
+    this.#nc?.publish(subject, data);
+    this.#sentBytes(data.length);
+  }
+
+  /**
+   * Counts bytes handed to NATS and not yet confirmed by the server: past a
+   * quarter of the bound, a flush (a PING the server answers after reading
+   * everything before it) confirms what was sent up to then. A stalled
+   * server confirms nothing, so the count reaches the bound and publishes are
+   * refused with BUFFER_FULL instead of piling up in memory.
+   */
+  #sentBytes(n: number): void {
     this.#host?.sent();
+    this.#unconfirmedBytes += n;
+    const nc = this.#nc;
+    if (this.#confirming || nc === null || this.#unconfirmedBytes < this.#maxUnconfirmed / 4) return;
+    this.#confirming = true;
+    const upTo = this.#unconfirmedBytes;
+    nc.flush().then(
+      () => {
+        this.#confirming = false;
+        this.#unconfirmedBytes = Math.max(0, this.#unconfirmedBytes - upTo);
+      },
+      () => {
+        this.#confirming = false;
+      },
+    );
   }
 
   #arrived(data: Uint8Array): void {
@@ -476,6 +518,8 @@ export class NatsFederation implements Federation {
     for await (const status of nc.status()) {
       if (status.type === 'disconnect' || status.type === 'staleConnection') {
         this.#connected = false;
+        // What was not confirmed is in the client's buffer, which it does not resend after reconnecting.
+        this.#unconfirmedBytes = 0;
         this.logger.warn(
           { status: status.type },
           'federation link lost; cross-host publishes are refused until it returns',
