@@ -29,6 +29,8 @@ describe('federation over NATS: three hosts', { skip }, () => {
     }
     // Each dispatcher announced itself; every one knows the two others.
     await until(() => Object.values(links).every((l) => l.hosts.length === 2), 5000, 'host directory');
+    // The directory shows in the stats snapshot (/stats).
+    assert.deepEqual(hosts.hostA!.snapshot().federation, { connected: true, hosts: ['hostB', 'hostC'] });
   });
   after(async () => {
     await Promise.all(nodes.map((n) => n.stop()));

@@ -198,7 +198,10 @@ export class Dispatcher {
 
   snapshot(): StatsSnapshot {
     const snap = this.stats.snapshot(this.hostName, this.#sessions.size, this.#router.subscriptionCount);
-    snap.federation = this.#federation === null ? null : { connected: this.#federation.connected };
+    snap.federation =
+      this.#federation === null
+        ? null
+        : { connected: this.#federation.connected, hosts: this.#federation.knownHosts() };
     return snap;
   }
 

@@ -79,6 +79,8 @@ export interface Federation {
   readonly connected: boolean;
   /** The largest payload another host can be sent, in bytes (0: not known yet). */
   readonly maxPayload: number;
+  /** The other live hosts in the directory. */
+  knownHosts(): string[];
   /** Whether a live dispatcher of that host name is known (the host directory). */
   knows(host: string): boolean;
   /** One other live host with interest in `event`, for a single delivery of `*\/event`; null: none. */

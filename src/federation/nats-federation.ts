@@ -125,6 +125,10 @@ export class NatsFederation implements Federation {
     return [...(this.#directory?.hosts.values() ?? [])].map((e) => e.announcement);
   }
 
+  knownHosts(): string[] {
+    return [...(this.#directory?.hosts.keys() ?? [])].sort();
+  }
+
   knows(host: string): boolean {
     return this.#directory?.knows(host) ?? false;
   }
