@@ -69,6 +69,8 @@ export const DEFAULT_FEDERATION_OPTIONS = {
   maxPendingBytes: 32 * 1024 * 1024,
 } as const;
 
+/** Pause between attempts to reach NATS for the first time, in ms. */
+const FIRST_CONNECT_RETRY_MS = 250;
 /** How long the start-up check for a live dispatcher of the same name waits for an answer, in ms. */
 const DUPLICATE_CHECK_MS = 500;
 
@@ -174,7 +176,8 @@ export class NatsFederation implements Federation {
 
   async #link(dispatcher: FederationHost): Promise<void> {
     const host = dispatcher.hostName;
-    const nc = await connect(this.#connectOptions(host));
+    const nc = await this.#firstConnect(host);
+    if (nc === null) return; // stopped before NATS was reached
     if (this.#stopped) {
       await nc.close();
       return;
@@ -245,6 +248,25 @@ export class NatsFederation implements Federation {
     this.logger.info({ servers: this.options.servers, host, maxPayload: this.maxPayload }, 'federation connected');
   }
 
+  /**
+   * Tries the servers until one answers, or until stop(). The retries are
+   * ours rather than the client's (waitOnFirstConnect), so that stopping a
+   * dispatcher that never reached NATS leaves no timer behind.
+   */
+  async #firstConnect(host: string): Promise<NatsConnection | null> {
+    let logged = false;
+    while (!this.#stopped) {
+      try {
+        return await connect(this.#connectOptions(host));
+      } catch (err) {
+        if (!logged) this.logger.debug({ err }, 'NATS not reachable; retrying');
+        logged = true;
+        await new Promise<void>((resolve) => setTimeout(resolve, FIRST_CONNECT_RETRY_MS).unref());
+      }
+    }
+    return null;
+  }
+
   #connectOptions(host: string): ConnectionOptions {
     const o = this.options;
     const opts: ConnectionOptions = {
@@ -254,7 +276,7 @@ export class NatsFederation implements Federation {
       maxReconnectAttempts: -1,
       reconnectTimeWait: 200,
       reconnectJitter: 100,
-      waitOnFirstConnect: true,
+      waitOnFirstConnect: false,
       pingInterval: o.pingIntervalMs ?? DEFAULT_FEDERATION_OPTIONS.pingIntervalMs,
       maxPingOut: o.maxPingOut ?? DEFAULT_FEDERATION_OPTIONS.maxPingOut,
     };
