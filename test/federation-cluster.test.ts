@@ -4,14 +4,18 @@
 // limits, interest that holds across servers, start-up without NATS, stale links.
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { pathToFileURL } from 'node:url';
 import { connect } from 'nats';
 import { HostDirectory } from '../src/federation/host-directory.js';
 import { NatsFederation } from '../src/federation/nats-federation.js';
 import { Dispatcher, type Node, type NodesetError, StreamNode } from '../src/index.js';
 import { packr } from '../src/protocol/frames.js';
-import { NatsServer, spawnOwned, startNode, stopProcess, until, WAIT_SCALE } from './helpers.js';
+import { NatsServer, ROOT, spawnOwned, startNode, stopProcess, until, WAIT_SCALE, waitForExit } from './helpers.js';
 
 const skip =
   NatsServer.find() !== null || process.env.NODESET_CI
@@ -109,6 +113,28 @@ test('host directory: joins, duplicates, silent hosts expire, one host picked pe
   assert.equal(dir.announced({ ...ann('d', 'id-d'), bye: true }, 0), 'none');
   dir.announced(ann('d', 'id-d'), 0);
   assert.equal(dir.announced({ ...ann('d', 'id-d'), bye: true }, 0), 'left');
+});
+
+test('a dispatcher stopped before NATS was ever reached lets its process exit', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'nodeset-fed-'));
+  const script = join(dir, 'probe.mts');
+  const src = (f: string) => JSON.stringify(pathToFileURL(join(ROOT, f)).href);
+  writeFileSync(
+    script,
+    `import { NatsFederation } from ${src('src/federation/nats-federation.ts')};
+import { Dispatcher } from ${src('src/index.ts')};
+const link = new NatsFederation({ servers: ['nats://127.0.0.1:1'], startWaitMs: 100 });
+const d = await new Dispatcher({ port: 0, hostName: 'never' }, link).start();
+await d.stop();
+`,
+  );
+  try {
+    const child = spawnOwned(process.execPath, ['--import', 'tsx', script], { cwd: ROOT, stdio: 'ignore' });
+    // Killed (exit code null) if it is still running after the wait.
+    assert.equal(await waitForExit(child, 10_000 * WAIT_SCALE), 0);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 describe('federation on a 3-server NATS cluster', { skip }, () => {
