@@ -13,6 +13,7 @@ const skip =
 describe('federation over NATS: three hosts', { skip }, () => {
   const nats = new NatsServer();
   const hosts: Record<string, Dispatcher> = {};
+  const links: Record<string, NatsFederation> = {};
   const nodes: Node[] = [];
   const at = async (host: string, name: string) => {
     const n = await startNode(hosts[host]!, { name, statsIntervalMs: 0, ackTimeoutMs: 3000 });
@@ -23,8 +24,13 @@ describe('federation over NATS: three hosts', { skip }, () => {
   before(async () => {
     await nats.start();
     for (const h of ['hostA', 'hostB', 'hostC']) {
-      hosts[h] = await new Dispatcher({ port: 0, hostName: h }, new NatsFederation({ servers: [nats.url] })).start();
+      links[h] = new NatsFederation({ servers: [nats.url] });
+      hosts[h] = await new Dispatcher({ port: 0, hostName: h }, links[h]).start();
     }
+    // Each dispatcher announced itself; every one knows the two others.
+    await until(() => Object.values(links).every((l) => l.hosts.length === 2), 5000, 'host directory');
+    // The directory shows in the stats snapshot (/stats).
+    assert.deepEqual(hosts.hostA!.snapshot().federation, { connected: true, hosts: ['hostB', 'hostC'] });
   });
   after(async () => {
     await Promise.all(nodes.map((n) => n.stop()));
@@ -84,8 +90,10 @@ describe('federation over NATS: three hosts', { skip }, () => {
     assert.deepEqual(counts, { w1: 5, w2: 5 });
     assert.equal(await a.request('hostB/math.double', 21), 42);
     await assert.rejects(a.request('hostC/math.double', 1), { code: 'NO_RESPONDERS' });
-    // No dispatcher answers for an unknown host: the ack times out rather than hang.
-    await assert.rejects(a.publish('hostZ/x', 1, { ack: true, timeoutMs: 300 }), { code: 'TIMEOUT' });
+    // No dispatcher of that name announced itself: refused at once, acked or not.
+    const t0 = Date.now();
+    await assert.rejects(a.publish('hostZ/x', 1, { ack: true, timeoutMs: 3000 }), { code: 'NO_ROUTE' });
+    assert.ok(Date.now() - t0 < 1000, 'refused at once, not after the timeout');
   });
 
   test("stream('B/name') returns B's peers and the data flows directly", async () => {
@@ -122,7 +130,15 @@ describe('federation over NATS: three hosts', { skip }, () => {
     await local.subscribe('outage.local', (i: number) => void localGot.push(i));
     const total = 150;
     for (let i = 0; i < total; i++) {
-      if (i === 40) await nats.stop();
+      if (i === 40) {
+        await nats.stop();
+        await until(() => hosts.hostA!.federationConnected === false, 5000, 'link down');
+        // An all-hosts publish meanwhile: delivered locally; its cross-host copy refused, not counted as sent.
+        const { federationOut, federationRejected } = hosts.hostA!.stats;
+        assert.equal(await pub.publish('*/outage.local', -1, { ack: true }), 1);
+        assert.equal(hosts.hostA!.stats.federationOut, federationOut, 'not counted as sent');
+        assert.equal(hosts.hostA!.stats.federationRejected, federationRejected + 1, 'counted as refused');
+      }
       if (i === 90) {
         await nats.start();
         // Both dispatchers reconnect by themselves and re-declare their interest.
@@ -153,7 +169,7 @@ describe('federation over NATS: three hosts', { skip }, () => {
     assert.ok(delivered >= 40 + 55, `delivered before and after the outage (${delivered})`);
     assert.ok(rejected > 0, 'some were refused while NATS was away');
     for (const i of got) assert.ok(i < 40 || i >= 90 || got.has(i), 'no duplicates');
-    await until(() => localGot.length === total, 5000);
+    await until(() => localGot.length === total + 1, 5000);
     // After the outage, the federation is back by itself.
     await until(async () => (await pub.publish('hostB/outage.tick', -1, { ack: true })) === 1, 10_000, 'link back');
   });

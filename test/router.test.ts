@@ -196,8 +196,13 @@ describe('router', () => {
       broadcast: (env) => void forwarded.push(`all:${env.uri}`),
       reply: () => {},
       interestChanged: () => undefined,
+      maxPayload: 0,
+      knows: (host) => host === 'there',
+      pickHost: () => null,
+      groupHosts: () => null,
     });
     assert.equal(publish(pub, 'there/x', 'm', PubFlag.ACK, 3), FORWARDED);
+    assert.throws(() => publish(pub, 'nowhere/x', 'm'), { code: 'NO_ROUTE' });
     assert.equal(publish(pub, '*/y', 'm'), 0);
     assert.deepEqual(forwarded, [`there:there/x:${pub.id}`, 'all:*/y']);
     connected = false;

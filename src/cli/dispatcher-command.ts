@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { Dispatcher } from '../dispatcher/dispatcher.js';
 import { defaultDispatcherOptions } from '../dispatcher/options.js';
-import { NatsFederation } from '../federation/nats-federation.js';
+import { NatsFederation, type NatsFederationOptions } from '../federation/nats-federation.js';
 import { checkMonitorListen, MonitorServer } from '../monitor/monitor-server.js';
 import { NodesetError } from '../protocol/errors.js';
 import { parseHostPort } from '../protocol/url.js';
@@ -43,6 +43,37 @@ interface DispatcherCliOptions extends CommonOptions, ManholeOptions {
   monitorTokenFile?: string;
   monitorInsecure?: boolean;
   federation?: string;
+  federationUser?: string;
+  federationPasswordFile?: string;
+  federationTokenFile?: string;
+  federationCreds?: string;
+  federationTlsCa?: string;
+  federationTlsCert?: string;
+  federationTlsKey?: string;
+  federationPingInterval?: number;
+}
+
+/** Environment variables that may hold the federation's NATS password or token instead of a file. */
+export const FEDERATION_PASSWORD_ENV = 'NODESET_FEDERATION_PASSWORD';
+export const FEDERATION_TOKEN_ENV = 'NODESET_FEDERATION_TOKEN';
+
+/** The NATS link's options from the command line. */
+function federationOptions(opts: DispatcherCliOptions, logger: NatsFederationOptions['logger']): NatsFederationOptions {
+  const o: NatsFederationOptions = { servers: (opts.federation ?? '').split(',').map((u) => u.trim()), logger };
+  if (opts.federationUser !== undefined) o.user = opts.federationUser;
+  const pass = secretFromFileOrEnv('--federation-password-file', opts.federationPasswordFile, FEDERATION_PASSWORD_ENV);
+  if (pass !== undefined) o.pass = pass;
+  const token = secretFromFileOrEnv('--federation-token-file', opts.federationTokenFile, FEDERATION_TOKEN_ENV);
+  if (token !== undefined) o.token = token;
+  if (opts.federationCreds !== undefined) o.credsFile = opts.federationCreds;
+  if (opts.federationTlsCa !== undefined || opts.federationTlsCert !== undefined) {
+    o.tls = {};
+    if (opts.federationTlsCa !== undefined) o.tls.caFile = opts.federationTlsCa;
+    if (opts.federationTlsCert !== undefined) o.tls.certFile = opts.federationTlsCert;
+    if (opts.federationTlsKey !== undefined) o.tls.keyFile = opts.federationTlsKey;
+  }
+  if (opts.federationPingInterval !== undefined) o.pingIntervalMs = opts.federationPingInterval;
+  return o;
 }
 
 /** The `nodeset-dispatcher` command (also `nodeset dispatcher`). */
@@ -120,6 +151,18 @@ export function dispatcherCommand(name = 'nodeset-dispatcher'): Command {
     )
     .option('--monitor-insecure', 'allow a non-loopback --monitor without a token')
     .option('--federation <urls>', 'join the federation: comma-separated NATS URLs (nats://host:port,…)')
+    .option('--federation-user <name>', 'NATS user name for the federation link')
+    .option('--federation-password-file <file>', `file holding the NATS password (or set ${FEDERATION_PASSWORD_ENV})`)
+    .option('--federation-token-file <file>', `file holding the NATS token (or set ${FEDERATION_TOKEN_ENV})`)
+    .option('--federation-creds <file>', 'NATS credentials file (user JWT and NKey seed)')
+    .option('--federation-tls-ca <file>', 'CA certificate that signs the NATS servers (enables TLS)')
+    .option('--federation-tls-cert <file>', 'client certificate for the NATS link (with --federation-tls-key)')
+    .option('--federation-tls-key <file>', 'client key for the NATS link')
+    .option(
+      '--federation-ping-interval <ms>',
+      'NATS ping interval: a server that answers none of 2 pings is stale (default 2000)',
+      intOption('--federation-ping-interval', 100),
+    )
     .option('--hash-token <token>', 'print the stored form of a token for the auth file, and exit')
     .action(async (_opts: unknown, command: Command) => {
       const opts = resolveOptions<DispatcherCliOptions>(command);
@@ -170,9 +213,7 @@ export function dispatcherCommand(name = 'nodeset-dispatcher'): Command {
           tls,
           logger,
         },
-        opts.federation === undefined
-          ? null
-          : new NatsFederation({ servers: opts.federation.split(',').map((u) => u.trim()), logger }),
+        opts.federation === undefined ? null : new NatsFederation(federationOptions(opts, logger)),
       );
       await dispatcher.start();
       let monitor: MonitorServer | null = null;

@@ -7,6 +7,7 @@
 import type { Server, Socket } from 'node:net';
 import pino, { type Logger } from 'pino';
 import { fromWireError, NodesetError } from '../protocol/errors.js';
+import { ALL_HOSTS } from '../protocol/event-uri.js';
 import type { SubscriberInfo } from '../protocol/frames.js';
 import { formatDispatcherUrl } from '../protocol/url.js';
 import type { Identity } from '../security/auth-config.js';
@@ -198,7 +199,10 @@ export class Dispatcher {
 
   snapshot(): StatsSnapshot {
     const snap = this.stats.snapshot(this.hostName, this.#sessions.size, this.#router.subscriptionCount);
-    snap.federation = this.#federation === null ? null : { connected: this.#federation.connected };
+    snap.federation =
+      this.#federation === null
+        ? null
+        : { connected: this.#federation.connected, hosts: this.#federation.knownHosts() };
     return snap;
   }
 
@@ -358,6 +362,11 @@ export class Dispatcher {
           if (this.#federation === null)
             throw new NodesetError('NO_ROUTE', `host ${host} is not reachable from ${this.hostName}`);
           return this.#federation.subscribers(host, uri as string);
+        }
+        if (host === ALL_HOSTS && this.#federation?.connected === true) {
+          // `*/name`: this host's subscribers and every other live host's.
+          const local = this.#router.subscribers(uri);
+          return this.#federation.subscribers(host, uri as string).then((remote) => [...local, ...remote]);
         }
         return this.#router.subscribers(uri);
       }

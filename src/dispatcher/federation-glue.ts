@@ -6,7 +6,15 @@
  */
 import { NodesetError } from '../protocol/errors.js';
 import { PubFlag, type SubscriberInfo } from '../protocol/frames.js';
-import type { Answer, Envelope, Federation, FederationHost } from './federation.js';
+import type {
+  Answer,
+  Envelope,
+  Federation,
+  FederationHost,
+  HOST_JOINED,
+  HOST_LEFT,
+  HostPresence,
+} from './federation.js';
 import type { RemoteHosts, Router } from './router.js';
 import type { DispatcherStats } from './stats.js';
 
@@ -21,6 +29,8 @@ export class FederationGlue implements RemoteHosts, FederationHost {
   readonly #answerLocal: (answer: Answer) => void;
   readonly #remoteRequests = new Map<number, { host: string; conn: number; r: number }>();
   readonly #interest = new Map<string, number>();
+  /** Subscriptions per [pattern, group] (key `pattern group`). */
+  readonly #groups = new Map<string, number>();
   /** Interests declared and not yet in effect. */
   readonly #declaring = new Map<string, Promise<void>>();
   #nextId = 1;
@@ -43,6 +53,18 @@ export class FederationGlue implements RemoteHosts, FederationHost {
 
   get connected(): boolean {
     return this.#federation.connected;
+  }
+
+  get maxPayload(): number {
+    return this.#federation.maxPayload;
+  }
+
+  knows(host: string): boolean {
+    return this.#federation.knows(host);
+  }
+
+  pickHost(event: string): string | null {
+    return this.#federation.pickHost(event);
   }
 
   forward(host: string, envelope: Envelope): void {
@@ -71,7 +93,8 @@ export class FederationGlue implements RemoteHosts, FederationHost {
    * appears or goes. For a new subscription it returns, while the pattern's
    * interest is still on its way, a promise that resolves once it is in effect.
    */
-  interestChanged(pattern: string, delta: 1 | -1): Promise<void> | undefined {
+  interestChanged(pattern: string, delta: 1 | -1, group: string | null = null): Promise<void> | undefined {
+    if (group !== null) this.#groupChanged(`${pattern} ${group}`, delta);
     const before = this.#interest.get(pattern) ?? 0;
     const after = before + delta;
     if (after <= 0) this.#interest.delete(pattern);
@@ -91,6 +114,18 @@ export class FederationGlue implements RemoteHosts, FederationHost {
       return pending;
     }
     return delta === 1 ? this.#declaring.get(pattern) : undefined;
+  }
+
+  groupHosts(event: string): Map<string, string[]> | null {
+    return this.#federation.groupHosts(event);
+  }
+
+  #groupChanged(key: string, delta: 1 | -1): void {
+    const before = this.#groups.get(key) ?? 0;
+    const after = before + delta;
+    if (after <= 0) this.#groups.delete(key);
+    else this.#groups.set(key, after);
+    if ((before === 0) !== after <= 0) this.#federation.groupsChanged();
   }
 
   // ---- FederationHost (the link's view) -----------------------------------------
@@ -145,7 +180,22 @@ export class FederationGlue implements RemoteHosts, FederationHost {
     return [...this.#interest.keys()];
   }
 
+  groups(): [string, string][] {
+    return [...this.#groups.keys()].map((k) => {
+      const i = k.indexOf(' ');
+      return [k.slice(0, i), k.slice(i + 1)];
+    });
+  }
+
   sent(): void {
     this.#stats.federationOut++;
+  }
+
+  refused(): void {
+    this.#stats.federationRejected++;
+  }
+
+  hostChanged(uri: typeof HOST_JOINED | typeof HOST_LEFT, presence: HostPresence): void {
+    this.#router.publishInternal(uri, Buffer.from(JSON.stringify(presence)));
   }
 }

@@ -5,6 +5,19 @@
  */
 import type { SubscriberInfo } from '../protocol/frames.js';
 
+/** Presence of other hosts' dispatchers, published on each host as the dispatcher's own events. */
+export const HOST_JOINED = '$nodeset.host.joined';
+export const HOST_LEFT = '$nodeset.host.left';
+
+/** What `$nodeset.host.joined` and `.left` say about a host. */
+export interface HostPresence {
+  host: string;
+  version: string;
+  startedAt: string;
+  /** For `left`: `stopped` (it said goodbye) or `silent` (no heartbeat within the host timeout). */
+  reason?: 'stopped' | 'silent';
+}
+
 /** A publish travelling between hosts. */
 export interface Envelope {
   uri: string;
@@ -17,6 +30,12 @@ export interface Envelope {
   payload: Uint8Array;
   /** The publisher's sequence number for this URI (0: none). */
   seq?: number;
+  /**
+   * For an all-hosts publish: the one host chosen for each queue group the
+   * event reaches (group name → host); a host delivers to a group only when
+   * it is the one chosen.
+   */
+  gh?: Record<string, string>;
   /** For ACK and REQUEST: where the answer goes on the origin host. */
   conn?: number;
   r?: number;
@@ -45,13 +64,31 @@ export interface FederationHost {
   subscribers(uri: string): SubscriberInfo[];
   /** Patterns with local interest (declared again when the link comes back). */
   patterns(): string[];
+  /** The queue groups of this host's subscriptions, as [pattern, group] pairs. */
+  groups(): [string, string][];
   /** Counts an envelope sent to another host. */
   sent(): void;
+  /** Counts an envelope for other hosts that was not sent (the link was down). */
+  refused(): void;
+  /** Another host's dispatcher joined or left the directory. */
+  hostChanged(uri: typeof HOST_JOINED | typeof HOST_LEFT, presence: HostPresence): void;
 }
 
 /** The link between this host's dispatcher and the others'. The dispatcher only sees this interface. */
 export interface Federation {
   readonly connected: boolean;
+  /** The largest payload another host can be sent, in bytes (0: not known yet). */
+  readonly maxPayload: number;
+  /** The other live hosts in the directory. */
+  knownHosts(): string[];
+  /** Whether a live dispatcher of that host name is known (the host directory). */
+  knows(host: string): boolean;
+  /** One other live host with interest in `event`, for a single delivery of `*\/event`; null: none. */
+  pickHost(event: string): string | null;
+  /** Other live hosts' queue groups that `event` reaches: group name → the hosts that have it. */
+  groupHosts(event: string): Map<string, string[]> | null;
+  /** This host's queue groups changed (announced to the other hosts). */
+  groupsChanged(): void;
   start(host: FederationHost): Promise<void>;
   stop(): Promise<void>;
   /** A publish for one other host (`B/event`, `node@B/event`). */
@@ -60,7 +97,7 @@ export interface Federation {
   broadcast(envelope: Envelope): void;
   /** An answer for the origin host of a forwarded publish. */
   answer(host: string, answer: Answer): void;
-  /** Who subscribes to `uri` on another host (stream peers across hosts). */
+  /** Who subscribes to `uri` on another host, or (`*`) on every other live host (stream peers across hosts). */
   subscribers(host: string, uri: string): Promise<SubscriberInfo[]>;
   /**
    * Local subscribers appeared for (or left) a pattern: declare interest in

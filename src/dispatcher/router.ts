@@ -27,12 +27,20 @@ export const INTERNAL_SENDER = 'dispatcher';
 /** What the router needs of the link to other hosts. */
 export interface RemoteHosts {
   readonly connected: boolean;
+  /** The largest payload another host can be sent, in bytes (0: not known). */
+  readonly maxPayload: number;
+  /** Whether a live dispatcher of that host name is known. */
+  knows(host: string): boolean;
+  /** One other live host with interest in `event` (single deliveries of `*\/event`), or null. */
+  pickHost(event: string): string | null;
   forward(host: string, envelope: Envelope): void;
   broadcast(envelope: Envelope): void;
   /** A local responder's reply to a request from another host. */
   reply(replyId: number, ct: number, err: { code: string; message: string } | undefined, payload: Buffer): void;
   /** Subscriptions appeared for (+1) or left (-1) a pattern; a promise while a new interest is on its way. */
-  interestChanged(pattern: string, delta: 1 | -1): Promise<void> | undefined;
+  interestChanged(pattern: string, delta: 1 | -1, group: string | null): Promise<void> | undefined;
+  /** Other live hosts' queue groups that `event` reaches: group name → hosts; null: none. */
+  groupHosts(event: string): Map<string, string[]> | null;
 }
 
 export interface RouterOptions {
@@ -46,6 +54,8 @@ export interface RouterOptions {
 
 /** The delivered count of a publish handed to another host (its answer comes from there). */
 export const FORWARDED = -1;
+/** Room kept in a cross-host message for its metadata (URI, sender, host, flags), in bytes. */
+const ENVELOPE_ROOM_BYTES = 1024;
 
 export class Router {
   readonly #o: RouterOptions;
@@ -85,11 +95,11 @@ export class Router {
   /** Adds a subscription; returns a promise while its interest is not yet in effect on the other hosts. */
   add(sub: Subscription): Promise<void> | undefined {
     this.#table.add(sub);
-    return this.#remote?.interestChanged(sub.pattern, 1);
+    return this.#remote?.interestChanged(sub.pattern, 1, sub.group);
   }
 
   remove(sub: Subscription): void {
-    if (this.#table.remove(sub)) this.#remote?.interestChanged(sub.pattern, -1);
+    if (this.#table.remove(sub)) this.#remote?.interestChanged(sub.pattern, -1, sub.group);
   }
 
   /**
@@ -132,12 +142,23 @@ export class Router {
       return FORWARDED;
     }
     const isRequest = (flags & PubFlag.REQUEST) !== 0;
+    const allHosts = target.uri.host === ALL_HOSTS && this.#remote !== null;
+    if (allHosts) this.#checkSize(payload, uri);
     const tail = isRequest ? undefined : setSeq(state.tails.get(uri, sender, ct, flags & PubFlag.DIRECT), seq);
     const skip = (flags & PubFlag.LOCAL_DONE) !== 0 ? from : null;
     this.#publisher = from;
     const delivered = this.#route(target, sender, uri, flags, ct, payload, from.id, r, skip, tail, seq);
     this.#publisher = null;
-    if (target.uri.host === ALL_HOSTS && this.#remote !== null) {
+    if (allHosts && (flags & (PubFlag.DIRECT | PubFlag.REQUEST)) !== 0) {
+      // One receiver across the cluster: this host's, else one other host with interest.
+      if (delivered > 0) return delivered;
+      const host = this.#remote?.connected === true ? this.#remote.pickHost(event) : null;
+      if (host === null) return 0;
+      this.#forward(from, sender, host, uri, flags, r, ct, payload, seq);
+      return FORWARDED;
+    }
+    if (allHosts && this.#remote !== null) {
+      const gh = this.#chooseGroupHosts(event, target.route);
       this.#remote.broadcast({
         uri,
         from: sender,
@@ -146,6 +167,7 @@ export class Router {
         flags: flags & PubFlag.DIRECT,
         payload,
         seq,
+        ...(gh === null ? {} : { gh }),
       });
     }
     return delivered;
@@ -159,9 +181,11 @@ export class Router {
     const target = this.resolve(env.uri);
     if (!target.local) return 0;
     const flags = env.flags & ~PubFlag.LOCAL_DONE;
+    // Delivered as from `node@host`: the origin is part of the sender, so same-named nodes
+    // on two hosts are told apart (gap detection keys on the sender).
     return this.#route(
       target,
-      env.from,
+      `${env.from}@${env.host}`,
       env.uri,
       flags,
       env.ct,
@@ -171,7 +195,24 @@ export class Router {
       null,
       undefined,
       env.seq ?? 0,
+      env.gh ?? null,
     );
+  }
+
+  /**
+   * One host per queue group across the cluster for an all-hosts publish:
+   * this host for the groups it has (delivered already), else one of the
+   * other hosts that have the group. Null when no other host has a group.
+   */
+  #chooseGroupHosts(event: string, route: Route<Subscription> | null): Record<string, string> | null {
+    const remote = this.#remote?.groupHosts(event) ?? null;
+    if (remote === null) return null;
+    const gh: Record<string, string> = {};
+    for (const group of route?.groups ?? []) gh[group.name] = this.#o.hostName;
+    for (const [name, hosts] of remote) {
+      if (gh[name] === undefined) gh[name] = hosts[Math.floor(Math.random() * hosts.length)] as string;
+    }
+    return gh;
   }
 
   /**
@@ -302,6 +343,7 @@ export class Router {
     skip: Peer | null,
     tail: Buffer | undefined,
     seq: number,
+    groupHosts: Record<string, string> | null = null,
   ): number {
     const event = target.uri.event;
     this.#stats.publishes++;
@@ -329,7 +371,7 @@ export class Router {
           );
       }
     } else if (node === null) {
-      delivered = this.#fanOut(route, event, msgTail, payload, skip);
+      delivered = this.#fanOut(route, event, msgTail, payload, skip, groupHosts);
     } else {
       for (const sub of route.all) {
         if (sub.serves(node) && this.#deliver(sub, event, msgTail, payload)) delivered++;
@@ -357,6 +399,11 @@ export class Router {
       this.#stats.federationRejected++;
       throw new NodesetError('NO_ROUTE', `host ${host} is not reachable: the federation link is down`);
     }
+    if (!remote.knows(host)) {
+      this.#stats.federationRejected++;
+      throw new NodesetError('NO_ROUTE', `host ${host} is not known: no live dispatcher of that name`);
+    }
+    this.#checkSize(payload, uri);
     const answered = (flags & (PubFlag.ACK | PubFlag.REQUEST)) !== 0;
     remote.forward(host, {
       uri,
@@ -370,13 +417,34 @@ export class Router {
     });
   }
 
+  /** A payload larger than the NATS server takes is refused before any delivery (TOO_LARGE). */
+  #checkSize(payload: Buffer, uri: string): void {
+    const max = this.#remote?.maxPayload ?? 0;
+    if (max > 0 && payload.length + uri.length + ENVELOPE_ROOM_BYTES > max) {
+      this.#stats.federationRejected++;
+      throw new NodesetError(
+        'TOO_LARGE',
+        `payload of ${payload.length} bytes is too large for another host (NATS max_payload ${max} bytes)`,
+      );
+    }
+  }
+
   /** `all` mode: every ungrouped subscription (but those of `skip`), and one member of each queue group. */
-  #fanOut(route: Route<Subscription>, event: string, tail: Buffer, payload: Buffer, skip: Peer | null): number {
+  #fanOut(
+    route: Route<Subscription>,
+    event: string,
+    tail: Buffer,
+    payload: Buffer,
+    skip: Peer | null,
+    groupHosts: Record<string, string> | null = null,
+  ): number {
     let delivered = 0;
     for (const sub of route.ungrouped) {
       if (sub.peer !== skip && this.#deliver(sub, event, tail, payload)) delivered++;
     }
     for (const group of route.groups) {
+      // An all-hosts publish from another host: a group is served by the one host chosen for it.
+      if (groupHosts !== null && groupHosts[group.name] !== this.#o.hostName) continue;
       const member = Route.pickMember(group);
       if (this.#deliver(member, event, tail, payload)) delivered++;
       else delivered += this.#deliverToAnother(group.members, member, event, tail, payload);

@@ -33,7 +33,7 @@ export interface StatsSnapshot {
   federationIn: number;
   federationRejected: number;
   /** Federation link state (null when not federated). */
-  federation?: { connected: boolean } | null;
+  federation?: { connected: boolean; hosts: string[] } | null;
   /** Publishes per event name, busiest first (bounded). */
   events: Record<string, number>;
 }
