@@ -2,7 +2,7 @@
 // slow, like the original's multi-node example. The slow node's handler
 // awaits; the others keep receiving meanwhile.
 // Run a dispatcher (npm start), then: npx tsx examples/collection.ts
-import { Node, NodeCollection, on } from '../src/index.js';
+import { Node, NodeCollection, on } from 'nodeset';
 
 class Logger extends Node {
   @on('sensor.>')

@@ -1,7 +1,7 @@
 // A publisher node, like the original's mnode_publish example.
 // Run a dispatcher (npm start) and the subscriber example, then:
 //   npx tsx examples/publisher.ts
-import { Node } from '../src/index.js';
+import { Node } from 'nodeset';
 import { Order } from './types.js';
 
 const node = await new Node({ name: 'shop' }).start();

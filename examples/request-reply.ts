@@ -1,7 +1,7 @@
 // A request/reply pair: a responder node whose handler's return value goes
 // back to the requester, and a requester that calls it with a timeout.
 // Run a dispatcher (npm start), then: npx tsx examples/request-reply.ts
-import { Node, on } from '../src/index.js';
+import { Node, on } from 'nodeset';
 
 class Calculator extends Node {
   @on('math.add', { reply: true })

@@ -1,6 +1,6 @@
 // A subscriber node with per-event handlers, like the original's example node.
 // Run a dispatcher first (npm start), then: npx tsx examples/subscriber.ts
-import { type EventInfo, Node, on } from '../src/index.js';
+import { type EventInfo, Node, on } from 'nodeset';
 import { Order } from './types.js';
 
 class ShopMonitor extends Node {

@@ -1,4 +1,4 @@
-import { defineMessage, type MessageOf, z } from '../src/index.js';
+import { defineMessage, type MessageOf, z } from 'nodeset';
 
 /** An order, declared once: TypeScript type, runtime check and JSON Schema. */
 export const Order = defineMessage('Order', {

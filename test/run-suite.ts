@@ -22,7 +22,7 @@ const TEST_TIMEOUT_MS = 5 * 60_000;
 /** One file's hard limit, after which its process group is killed. */
 const FILE_TIMEOUT_MS = 12 * 60_000;
 /** Files that take longest start first, so the two lanes end together. */
-const SLOW_FIRST = ['chaos', 'federation', 'web', 'monitoring', 'stream-node', 'processes', 'operations'];
+const SLOW_FIRST = ['chaos', 'federation', 'package', 'web', 'monitoring', 'stream-node', 'processes', 'operations'];
 const MARKER = 'NODESET_TEST_RUN';
 
 interface FileResult {

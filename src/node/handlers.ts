@@ -2,6 +2,7 @@
  * Handler types, subscription options and overflow policies, and the `@on`
  * decorator that declares handlers on a Node subclass.
  */
+import { NodesetError } from '../protocol/errors.js';
 import type { MessageType } from './message.js';
 
 /** What a handler learns about the event it is called for. */
@@ -78,6 +79,7 @@ export function on(uri: string, options: SubscribeOptions = {}) {
     _method: (this: This, message: M, info: EventInfo) => unknown,
     context: ClassMethodDecoratorContext<This>,
   ): void => {
+    if (!isStandardContext(context)) throw legacyDecoratorError(uri);
     context.addInitializer(function (this: This) {
       let list = declared.get(this);
       if (list === undefined) {
@@ -87,6 +89,30 @@ export function on(uri: string, options: SubscribeOptions = {}) {
       list.push({ uri, method: context.name, options });
     });
   };
+}
+
+/**
+ * Under TypeScript's `experimentalDecorators` a method decorator is called
+ * with (prototype, name, descriptor) instead of (method, context), and there
+ * is no initializer to register the handler with: said at class definition,
+ * not as a TypeError from deep inside.
+ */
+function isStandardContext(context: unknown): boolean {
+  return (
+    typeof context === 'object' &&
+    context !== null &&
+    (context as { kind?: unknown }).kind === 'method' &&
+    typeof (context as { addInitializer?: unknown }).addInitializer === 'function'
+  );
+}
+
+function legacyDecoratorError(uri: string): NodesetError {
+  return new NodesetError(
+    'BAD_OPTION',
+    `@on('${uri}') needs standard (TC39) decorators, but was called as a legacy decorator: ` +
+      'remove "experimentalDecorators" from tsconfig.json (TypeScript 5.0 or newer), ' +
+      'or subscribe in code instead: node.subscribe(uri, handler)',
+  );
 }
 
 /** The handlers declared with `@on` on an object's class. */
