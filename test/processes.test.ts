@@ -166,7 +166,10 @@ describe('real processes', () => {
     // No --timeout: a refused connection fails the command before the 5 s start timeout.
     assert.equal(await publisher.exit(4000), 1);
     assert.deepEqual(publisher.stderr.length, 1, publisher.stderr.join('\n'));
-    assert.match(publisher.stderr[0] ?? '', /CONNECTION_LOST: cannot connect to .*start one with: npx nodeset-dispatcher/);
+    assert.match(
+      publisher.stderr[0] ?? '',
+      /CONNECTION_LOST: cannot connect to .*start one with: npx nodeset-dispatcher/,
+    );
   });
 
   test('--help and --version work from the installed bin entries', async () => {

@@ -1,7 +1,7 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { clearLine, cursorTo } from 'node:readline';
-import { Recoverable, type REPLEval, type REPLServer, start as startRepl } from 'node:repl';
+import { type REPLEval, type REPLServer, Recoverable, start as startRepl } from 'node:repl';
 import { inspect } from 'node:util';
 import type { Command } from 'commander';
 import type { Logger } from 'pino';
