@@ -219,9 +219,21 @@ describe('monitoring endpoint', () => {
     const snap = JSON.parse(json.lines.join('\n'));
     assert.ok(snap.nodes.some((n: { name: string }) => n.name === 'seen-by-monitor'));
     assert.equal(typeof snap.stats.rates.publishesPerSec, 'number');
-    const table = new CliProcess('nodeset-monitor', ['--monitor-url', monitor.url, '--once']);
-    assert.equal(await table.exit(), 0);
-    assert.match(table.lines.join('\n'), /NAME\s+HOST\s+ADDRESS[\s\S]*seen-by-monitor/);
+    // --once takes two samples: a node publishing meanwhile shows a rate above zero.
+    const busy = await node('busy-publisher');
+    const ticker = setInterval(() => busy.publish('monitor.busy', 1), 5);
+    const table = new CliProcess('nodeset-monitor', ['--monitor-url', monitor.url, '--once', '--interval', '500']);
+    try {
+      assert.equal(await table.exit(), 0);
+    } finally {
+      clearInterval(ticker);
+    }
+    const text = table.lines.join('\n');
+    assert.match(text, /NAME\s+HOST\s+ADDRESS\s+IN\/s[\s\S]*seen-by-monitor/);
+    const busyRow = table.lines.find((l) => l.startsWith('busy-publisher')) ?? '';
+    const inPerSec = Number(busyRow.split(/\s+/)[3]);
+    assert.ok(inPerSec > 0, `a rate above zero: ${busyRow}`);
+    assert.match(table.lines[0] ?? '', /publishes\/s [1-9]/);
     // Straight from the dispatcher, without the monitoring endpoint.
     const direct = new CliProcess('nodeset-monitor', ['--dispatcher-url', dispatcher.url, '--once']);
     assert.equal(await direct.exit(), 0);

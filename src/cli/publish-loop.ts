@@ -102,7 +102,11 @@ export async function publishLoop(
       }
       sent++;
       showProgress();
-      if (o.intervalMs > 0) await sleep(o.intervalMs);
+      if (o.intervalMs > 0) {
+        // Paced against the start, so the time each publish takes does not slow the rate down.
+        const ahead = started + sent * o.intervalMs - performance.now();
+        if (ahead > 0) await sleep(ahead);
+      }
     }
     await Promise.all(inFlight);
     await node.drain();
