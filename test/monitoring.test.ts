@@ -240,6 +240,16 @@ describe('monitoring endpoint', () => {
     assert.match(direct.lines.join('\n'), /seen-by-monitor/);
   });
 
+  test('the dashboard has an icon: /favicon.ico and /favicon.svg answer an SVG', async () => {
+    for (const path of ['/favicon.ico', '/favicon.svg']) {
+      const res = await fetch(`${monitor.url}${path}`);
+      assert.equal(res.status, 200, path);
+      assert.equal(res.headers.get('content-type'), 'image/svg+xml');
+      assert.match(await res.text(), /^<svg /);
+    }
+    assert.match(await (await fetch(`${monitor.url}/`)).text(), /<link rel="icon" href="\/favicon.svg"/);
+  });
+
   test('who subscribes to a URI: over the protocol, over HTTP and from the command line', async () => {
     const n = await node('queried');
     await n.subscribe('query.*', () => {}, { group: 'g1' });

@@ -7,11 +7,20 @@
  * never sent to the server), or from a form when the endpoint asks for one;
  * it is kept in sessionStorage for the tab and taken out of the address bar.
  */
+/** The dashboard's icon: three linked dots (a dispatcher and two nodes). */
+export const FAVICON_SVG = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32">
+<rect width="32" height="32" rx="6" fill="#1f2937"/>
+<path d="M16 9 L8 23 M16 9 L24 23" stroke="#93c5fd" stroke-width="2.5"/>
+<circle cx="16" cy="9" r="4.5" fill="#60a5fa"/><circle cx="8" cy="23" r="4" fill="#34d399"/><circle cx="24" cy="23" r="4" fill="#34d399"/>
+</svg>
+`;
+
 export const DASHBOARD_HTML = `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <title>nodeset dispatcher</title>
+<link rel="icon" href="/favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/assets/uplot.css">
 <style>
   :root { --fg: #1d2433; --muted: #667085; --line: #e4e7ec; --accent: #2563eb; --bg: #f8fafc; }

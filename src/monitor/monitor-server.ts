@@ -8,7 +8,7 @@ import type { StatsSnapshot } from '../dispatcher/stats.js';
 import { NodesetError } from '../protocol/errors.js';
 import { findToken, hashToken, isTokenHash } from '../security/keys.js';
 import { isLoopback } from '../transport/tcp.js';
-import { DASHBOARD_HTML } from './dashboard.js';
+import { DASHBOARD_HTML, FAVICON_SVG } from './dashboard.js';
 import { EventStream } from './event-stream.js';
 import { counterFrom, type MonitorCounts, registerMetrics } from './metrics.js';
 
@@ -60,7 +60,14 @@ export interface StatsWithRates extends StatsSnapshot {
 }
 
 /** Paths served without a token: the page itself and its chart code hold no data; liveness for load balancers. */
-const PUBLIC_PATHS = new Set(['/', '/healthz', '/assets/uplot.js', '/assets/uplot.css']);
+const PUBLIC_PATHS = new Set([
+  '/',
+  '/healthz',
+  '/favicon.ico',
+  '/favicon.svg',
+  '/assets/uplot.js',
+  '/assets/uplot.css',
+]);
 
 const requireFromHere = createRequire(import.meta.url);
 
@@ -334,6 +341,11 @@ export class MonitorServer {
             message: `${this.#o.maxEventClients} /events clients already`,
           });
         }
+        return;
+      case '/favicon.ico':
+      case '/favicon.svg':
+        res.writeHead(200, { 'content-type': 'image/svg+xml', 'cache-control': 'max-age=86400' });
+        res.end(FAVICON_SVG);
         return;
       case '/':
         res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'referrer-policy': 'no-referrer' });
