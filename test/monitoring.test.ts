@@ -240,6 +240,29 @@ describe('monitoring endpoint', () => {
     assert.match(direct.lines.join('\n'), /seen-by-monitor/);
   });
 
+  test('/history serves the last samples as columns of equal length, oldest first', async () => {
+    await until(() => monitor.history.size >= 2, 10_000, 'two samples');
+    const h = (await (await fetch(`${monitor.url}/history`)).json()) as Record<string, number[]> & {
+      intervalMs: number;
+    };
+    assert.equal(h.intervalMs, 1000);
+    const n = h.t?.length ?? 0;
+    assert.ok(n >= 2);
+    for (const key of ['publishesPerSec', 'deliveriesPerSec', 'bytesInPerSec', 'bytesOutPerSec', 'droppedPerSec']) {
+      assert.equal(h[key]?.length, n, key);
+    }
+    assert.ok((h.t?.[0] ?? 0) < (h.t?.[n - 1] ?? 0), 'oldest first');
+  });
+
+  test('the history ring keeps the newest samples up to its capacity', async () => {
+    const { HistoryRing } = await import('../src/monitor/history.js');
+    const ring = new HistoryRing(3);
+    for (let t = 1; t <= 5; t++)
+      ring.push({ t, publishesPerSec: t, deliveriesPerSec: 0, bytesInPerSec: 0, bytesOutPerSec: 0, droppedPerSec: 0 });
+    assert.equal(ring.size, 3);
+    assert.deepEqual(ring.columns().t, [3, 4, 5]);
+  });
+
   test('the dashboard has an icon: /favicon.ico and /favicon.svg answer an SVG', async () => {
     for (const path of ['/favicon.ico', '/favicon.svg']) {
       const res = await fetch(`${monitor.url}${path}`);
@@ -524,7 +547,14 @@ describe('dashboard in a real browser', { skip: BROWSER_SKIP }, () => {
       const rate = Number((await page.locator('#pubrate').textContent())?.replace('k', 'e3'));
       assert.ok(rate > 0, `publish rate on the page: ${rate}`);
       const canvases = await page.locator('canvas').count();
-      assert.ok(canvases >= 2, 'two charts drawn');
+      assert.ok(canvases >= 4, 'four charts drawn');
+      const inRate = Number(
+        (await page.locator('tr[data-node="dashboard-publisher"] .in-rate').textContent())?.replace('k', 'e3'),
+      );
+      assert.ok(inRate > 0, `the publisher's rate in the table: ${inRate}`);
+      // A reload starts with the server's history, not with empty charts.
+      await page.reload();
+      await page.waitForFunction('Number(document.body.dataset.history) >= 4', undefined, { timeout: 10_000 });
       mkdirSync(`${ROOT}artifacts`, { recursive: true });
       await page.screenshot({ path: `${ROOT}artifacts/dashboard.png` });
     } finally {

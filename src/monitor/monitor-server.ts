@@ -10,6 +10,7 @@ import { findToken, hashToken, isTokenHash } from '../security/keys.js';
 import { isLoopback } from '../transport/tcp.js';
 import { DASHBOARD_HTML, FAVICON_SVG } from './dashboard.js';
 import { EventStream } from './event-stream.js';
+import { HistoryRing } from './history.js';
 import { counterFrom, type MonitorCounts, registerMetrics } from './metrics.js';
 
 export { METRICS_TOP_EVENTS } from './metrics.js';
@@ -134,6 +135,9 @@ export class MonitorServer {
   #timer: NodeJS.Timeout | null = null;
   #last: { at: number; publishes: number; deliveries: number; bytesIn: number; bytesOut: number } | null = null;
   #latest: StatsWithRates;
+  /** The last 15 minutes of rates, for the dashboard's charts. */
+  readonly history = new HistoryRing();
+  #lastDropped: number | null = null;
   readonly #assets: Record<string, { type: string; body: Buffer }>;
 
   constructor(dispatcher: Dispatcher, options: MonitorOptions = {}) {
@@ -239,6 +243,11 @@ export class MonitorServer {
 
   #tick(): void {
     this.#latest = this.#sample();
+    const s = this.#latest;
+    const secs = this.#o.sampleIntervalMs / 1000;
+    const dropped = this.#lastDropped === null ? 0 : Math.max(0, s.dropped - this.#lastDropped) / secs;
+    this.#lastDropped = s.dropped;
+    this.history.push({ t: Date.parse(s.at) / 1000, ...s.rates, droppedPerSec: dropped });
     if (this.#events.size > 0) this.#events.broadcast(this.#message());
   }
 
@@ -305,6 +314,9 @@ export class MonitorServer {
         return;
       case '/stats':
         this.#json(res, 200, this.stats());
+        return;
+      case '/history':
+        this.#json(res, 200, { intervalMs: this.#o.sampleIntervalMs, ...this.history.columns() });
         return;
       case '/nodes':
         this.#json(res, 200, this.nodes());
