@@ -241,10 +241,16 @@ describe('monitoring endpoint', () => {
   });
 
   test('/history serves the last samples as columns of equal length, oldest first', async () => {
-    await until(() => monitor.history.size >= 2, 10_000, 'two samples');
-    const h = (await (await fetch(`${monitor.url}/history`)).json()) as Record<string, number[]> & {
-      intervalMs: number;
-    };
+    type History = Record<string, number[]> & { intervalMs: number };
+    let h = {} as History;
+    await until(
+      async () => {
+        h = (await (await fetch(`${monitor.url}/history`)).json()) as History;
+        return (h.t?.length ?? 0) >= 2;
+      },
+      10_000,
+      'two samples',
+    );
     assert.equal(h.intervalMs, 1000);
     const n = h.t?.length ?? 0;
     assert.ok(n >= 2);

@@ -136,7 +136,7 @@ export class MonitorServer {
   #last: { at: number; publishes: number; deliveries: number; bytesIn: number; bytesOut: number } | null = null;
   #latest: StatsWithRates;
   /** The last 15 minutes of rates, for the dashboard's charts. */
-  readonly history = new HistoryRing();
+  readonly #history = new HistoryRing();
   #lastDropped: number | null = null;
   readonly #assets: Record<string, { type: string; body: Buffer }>;
 
@@ -247,7 +247,7 @@ export class MonitorServer {
     const secs = this.#o.sampleIntervalMs / 1000;
     const dropped = this.#lastDropped === null ? 0 : Math.max(0, s.dropped - this.#lastDropped) / secs;
     this.#lastDropped = s.dropped;
-    this.history.push({ t: Date.parse(s.at) / 1000, ...s.rates, droppedPerSec: dropped });
+    this.#history.push({ t: Date.parse(s.at) / 1000, ...s.rates, droppedPerSec: dropped });
     if (this.#events.size > 0) this.#events.broadcast(this.#message());
   }
 
@@ -316,7 +316,7 @@ export class MonitorServer {
         this.#json(res, 200, this.stats());
         return;
       case '/history':
-        this.#json(res, 200, { intervalMs: this.#o.sampleIntervalMs, ...this.history.columns() });
+        this.#json(res, 200, { intervalMs: this.#o.sampleIntervalMs, ...this.#history.columns() });
         return;
       case '/nodes':
         this.#json(res, 200, this.nodes());
