@@ -219,13 +219,64 @@ describe('monitoring endpoint', () => {
     const snap = JSON.parse(json.lines.join('\n'));
     assert.ok(snap.nodes.some((n: { name: string }) => n.name === 'seen-by-monitor'));
     assert.equal(typeof snap.stats.rates.publishesPerSec, 'number');
-    const table = new CliProcess('nodeset-monitor', ['--monitor-url', monitor.url, '--once']);
-    assert.equal(await table.exit(), 0);
-    assert.match(table.lines.join('\n'), /NAME\s+HOST\s+ADDRESS[\s\S]*seen-by-monitor/);
+    // --once takes two samples: a node publishing meanwhile shows a rate above zero.
+    const busy = await node('busy-publisher');
+    const ticker = setInterval(() => busy.publish('monitor.busy', 1), 5);
+    const table = new CliProcess('nodeset-monitor', ['--monitor-url', monitor.url, '--once', '--interval', '500']);
+    try {
+      assert.equal(await table.exit(), 0);
+    } finally {
+      clearInterval(ticker);
+    }
+    const text = table.lines.join('\n');
+    assert.match(text, /NAME\s+HOST\s+ADDRESS\s+IN\/s[\s\S]*seen-by-monitor/);
+    const busyRow = table.lines.find((l) => l.startsWith('busy-publisher')) ?? '';
+    const inPerSec = Number(busyRow.split(/\s+/)[3]);
+    assert.ok(inPerSec > 0, `a rate above zero: ${busyRow}`);
+    assert.match(table.lines[0] ?? '', /publishes\/s [1-9]/);
     // Straight from the dispatcher, without the monitoring endpoint.
     const direct = new CliProcess('nodeset-monitor', ['--dispatcher-url', dispatcher.url, '--once']);
     assert.equal(await direct.exit(), 0);
     assert.match(direct.lines.join('\n'), /seen-by-monitor/);
+  });
+
+  test('/history serves the last samples as columns of equal length, oldest first', async () => {
+    type History = Record<string, number[]> & { intervalMs: number };
+    let h = {} as History;
+    await until(
+      async () => {
+        h = (await (await fetch(`${monitor.url}/history`)).json()) as History;
+        return (h.t?.length ?? 0) >= 2;
+      },
+      10_000,
+      'two samples',
+    );
+    assert.equal(h.intervalMs, 1000);
+    const n = h.t?.length ?? 0;
+    assert.ok(n >= 2);
+    for (const key of ['publishesPerSec', 'deliveriesPerSec', 'bytesInPerSec', 'bytesOutPerSec', 'droppedPerSec']) {
+      assert.equal(h[key]?.length, n, key);
+    }
+    assert.ok((h.t?.[0] ?? 0) < (h.t?.[n - 1] ?? 0), 'oldest first');
+  });
+
+  test('the history ring keeps the newest samples up to its capacity', async () => {
+    const { HistoryRing } = await import('../src/monitor/history.js');
+    const ring = new HistoryRing(3);
+    for (let t = 1; t <= 5; t++)
+      ring.push({ t, publishesPerSec: t, deliveriesPerSec: 0, bytesInPerSec: 0, bytesOutPerSec: 0, droppedPerSec: 0 });
+    assert.equal(ring.size, 3);
+    assert.deepEqual(ring.columns().t, [3, 4, 5]);
+  });
+
+  test('the dashboard has an icon: /favicon.ico and /favicon.svg answer an SVG', async () => {
+    for (const path of ['/favicon.ico', '/favicon.svg']) {
+      const res = await fetch(`${monitor.url}${path}`);
+      assert.equal(res.status, 200, path);
+      assert.equal(res.headers.get('content-type'), 'image/svg+xml');
+      assert.match(await res.text(), /^<svg /);
+    }
+    assert.match(await (await fetch(`${monitor.url}/`)).text(), /<link rel="icon" href="\/favicon.svg"/);
   });
 
   test('who subscribes to a URI: over the protocol, over HTTP and from the command line', async () => {
@@ -502,7 +553,14 @@ describe('dashboard in a real browser', { skip: BROWSER_SKIP }, () => {
       const rate = Number((await page.locator('#pubrate').textContent())?.replace('k', 'e3'));
       assert.ok(rate > 0, `publish rate on the page: ${rate}`);
       const canvases = await page.locator('canvas').count();
-      assert.ok(canvases >= 2, 'two charts drawn');
+      assert.ok(canvases >= 4, 'four charts drawn');
+      const inRate = Number(
+        (await page.locator('tr[data-node="dashboard-publisher"] .in-rate').textContent())?.replace('k', 'e3'),
+      );
+      assert.ok(inRate > 0, `the publisher's rate in the table: ${inRate}`);
+      // A reload starts with the server's history, not with empty charts.
+      await page.reload();
+      await page.waitForFunction('Number(document.body.dataset.history) >= 4', undefined, { timeout: 10_000 });
       mkdirSync(`${ROOT}artifacts`, { recursive: true });
       await page.screenshot({ path: `${ROOT}artifacts/dashboard.png` });
     } finally {

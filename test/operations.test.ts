@@ -279,7 +279,7 @@ describe('manhole', () => {
 });
 
 describe('nodeset-shell in a pseudo-terminal', { skip: tmuxSkip }, () => {
-  test('sub, pub and tab completion on screen', async () => {
+  test('sub, pub, help, one-line errors, handlers and tab completion on screen', async () => {
     const d = await startDispatcher();
     const socketName = `nodeset-test-${process.pid}`;
     const tmux = (...args: string[]) =>
@@ -318,6 +318,29 @@ describe('nodeset-shell in a pseudo-terminal', { skip: tmuxSkip }, () => {
       ).catch((err: Error) => {
         throw new Error(`${err.message}; screen:\n${screen()}`);
       });
+      // help is plain text, not a string literal.
+      tmux('send-keys', '-t', 'shell', 'help', 'Enter');
+      await until(() => screen().includes('\nnodeset shell: a node connected'), 5000, 'plain help');
+      // An error is one line, CODE: message, with no stack.
+      tmux('send-keys', '-t', 'shell', "req('nobody.here', 1)", 'Enter');
+      await until(
+        () => screen().includes('NO_RESPONDERS: no subscriber for request nobody.here'),
+        5000,
+        'one-line error',
+      );
+      assert.doesNotMatch(screen(), /^\s+at /m);
+      // A handler given to sub is called, and its result answers requests.
+      tmux('send-keys', '-t', 'shell', "sub('shell.double', (m) => m * 2)", 'Enter');
+      await until(() => d.subscribers('shell.double').length === 1, 5000, 'the handler subscription');
+      assert.equal(await pub.request('shell.double', 21), 42);
+      // Inside the quotes, tab completes event names seen.
+      tmux('send-keys', '-t', 'shell', "pub('shell.dou", 'Tab');
+      await until(() => screen().includes("nodeset> pub('shell.double"), 5000, 'event name completion').catch(
+        (err: Error) => {
+          throw new Error(`${err.message}; screen:\n${screen()}`);
+        },
+      );
+      tmux('send-keys', '-t', 'shell', 'C-u');
       tmux('send-keys', '-t', 'shell', '.exit', 'Enter');
       await until(() => readFileSync(history, 'utf8').includes("sub('shell.test')"), 5000, 'history file');
       await pub.stop();

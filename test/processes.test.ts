@@ -152,7 +152,7 @@ describe('real processes', () => {
     }
   });
 
-  test('publisher exits 1 with a readable message when the dispatcher is unreachable', async () => {
+  test('publisher exits 1 at once with one line and a hint when the dispatcher is unreachable', async () => {
     const d = await startDispatcher();
     const port = d.address.port;
     await d.stop(); // a port that was just free: nothing listens there now
@@ -162,11 +162,14 @@ describe('real processes', () => {
       `nodeset://127.0.0.1:${port}`,
       '--event',
       'x',
-      '--timeout',
-      '300',
     ]);
-    assert.equal(await publisher.exit(), 1);
-    assert.match(publisher.stderr.join('\n'), /CONNECTION_LOST: could not reach the dispatcher/);
+    // No --timeout: a refused connection fails the command before the 5 s start timeout.
+    assert.equal(await publisher.exit(4000), 1);
+    assert.deepEqual(publisher.stderr.length, 1, publisher.stderr.join('\n'));
+    assert.match(
+      publisher.stderr[0] ?? '',
+      /CONNECTION_LOST: cannot connect to .*start one with: npx nodeset-dispatcher/,
+    );
   });
 
   test('--help and --version work from the installed bin entries', async () => {

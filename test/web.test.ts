@@ -9,6 +9,7 @@ import WebSocket from 'ws';
 import { type Dispatcher, KeyRing, type Node, signRequest, WebBridge } from '../src/index.js';
 import { AuthConfig } from '../src/security/auth-config.js';
 import { hashToken } from '../src/security/keys.js';
+import { DEMO_MAX_SHOWN_EVENTS } from '../src/web/demo-page.js';
 import { BROWSER_SKIP, CliProcess, launchChromium, ROOT, startDispatcher, startNode, until } from './helpers.js';
 
 const post = (url: string, body: unknown, headers: Record<string, string> = {}) =>
@@ -323,7 +324,7 @@ describe('nodeset-web identities, signatures, files', () => {
 });
 
 describe('demo page in a real browser', { skip: BROWSER_SKIP }, () => {
-  test('subscribes from the page; an event published by a node appears', async () => {
+  test('subscribes from the page; events show time and origin, capped; pause, clear, request, unsubscribe', async () => {
     const d = await startDispatcher();
     const b = await new WebBridge({ port: 0, dispatcherUrl: d.url }).start();
     const browser = await launchChromium();
@@ -349,6 +350,38 @@ describe('demo page in a real browser', { skip: BROWSER_SKIP }, () => {
       await page.fill('#pub-message', '{"from":"the page"}');
       await page.click('#pub button');
       await page.locator('#result', { hasText: 'delivered to 1' }).waitFor();
+      // Each event shows its time and the node that published it.
+      const first = page.locator('#events li', { hasText: 'hello from a node' });
+      assert.match(await first.locator('.time').innerText(), /^\d\d:\d\d:\d\d/);
+      assert.match(await first.locator('.from').innerText(), /from \S+/);
+      // The list keeps the newest DEMO_MAX_SHOWN_EVENTS.
+      const node = await startNode(d, { name: 'flood' });
+      try {
+        for (let i = 0; i < DEMO_MAX_SHOWN_EVENTS + 50; i++) node.publish('demo.flood', i);
+        await node.publish('demo.flood', 'last', { ack: true });
+        await page.locator('#events li', { hasText: '"last"' }).waitFor();
+        assert.equal(await page.locator('#events li').count(), DEMO_MAX_SHOWN_EVENTS);
+        // Paused, events are counted but not shown; Clear empties the list.
+        await page.click('#pause');
+        await node.publish('demo.flood', 'while paused', { ack: true });
+        await page.locator('#counts', { hasText: '1 not shown' }).waitFor();
+        assert.equal(await page.locator('#events li', { hasText: 'while paused' }).count(), 0);
+        await page.click('#pause');
+        await page.click('#clear');
+        assert.equal(await page.locator('#events li').count(), 0);
+        // The request form shows the reply.
+        await node.subscribe('demo.add', (m: { a: number; b: number }) => m.a + m.b);
+        await page.fill('#req-event', 'demo.add');
+        await page.fill('#req-message', '{"a":2,"b":3}');
+        await page.click('#req button');
+        await page.locator('#reply', { hasText: ': 5' }).waitFor();
+        // Unsubscribing stops the events.
+        await page.click('#subscriptions button');
+        await page.waitForFunction("document.body.dataset.subscriptions === ''");
+        await until(() => d.subscribers('demo.flood').length === 0, 5000, 'the unsubscription');
+      } finally {
+        await node.stop();
+      }
       mkdirSync(`${ROOT}artifacts`, { recursive: true });
       await page.screenshot({ path: `${ROOT}artifacts/web-demo.png` });
     } finally {

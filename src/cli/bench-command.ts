@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
+import { packageVersion } from './common.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -13,6 +14,7 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export function benchCommand(name = 'nodeset-bench'): Command {
   return new Command(name)
     .description('Run the benchmark suite (from a source checkout): scenarios, sizes, and peers side by side')
+    .version(packageVersion(), '-V, --version')
     .allowUnknownOption()
     .helpOption(false)
     .argument(

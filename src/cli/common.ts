@@ -41,7 +41,7 @@ export function baseCommand(name: string, description: string): Command {
     .addOption(new Option('--loglevel <level>', 'log level').choices(LOG_LEVELS).default('info'))
     .option('--logfile <file>', 'write logs to this file instead of stderr (reopened on SIGHUP)')
     .option('--pidfile <file>', 'write the process id to this file while running')
-    .showHelpAfterError()
+    .showHelpAfterError(`(${name} --help for usage)`)
     .exitOverride();
 }
 
@@ -85,19 +85,44 @@ export function nodeConnectionOptions(opts: NodeCommandOptions) {
 }
 
 /**
- * Structured logs: JSON, or human-readable when stderr is a terminal; to
- * --logfile when given, reopened on SIGHUP (for logrotate).
+ * Structured logs: JSON, or one human-readable line per record when stderr is
+ * a terminal; to --logfile when given, reopened on SIGHUP (for logrotate).
+ * Errors are logged as their message alone: the stack (and the chain of
+ * causes) only at --loglevel debug or trace, where it helps.
  */
 export function createLogger(options: CommonOptions): Logger {
+  const verbose = options.loglevel === 'debug' || options.loglevel === 'trace';
+  const settings = {
+    level: options.loglevel,
+    serializers: { err: verbose ? pino.stdSerializers.errWithCause : briefError },
+  };
   if (options.logfile !== undefined) {
     const destination = pino.destination({ dest: options.logfile, mkdir: true, sync: true });
     process.on('SIGHUP', () => destination.reopen());
-    return pino({ level: options.loglevel }, destination);
+    return pino(settings, destination);
   }
   if (process.stderr.isTTY) {
-    return pino({ level: options.loglevel }, pretty({ destination: 2, sync: true, colorize: true }));
+    const stream = pretty({
+      destination: 2,
+      sync: true,
+      colorize: true,
+      singleLine: !verbose,
+      translateTime: 'SYS:HH:MM:ss.l',
+      ignore: verbose ? 'pid,hostname' : 'pid,hostname,err',
+      messageFormat: (log, messageKey) => {
+        const message = String(log[messageKey] ?? '');
+        const err = log.err;
+        return typeof err === 'string' && !message.includes(err) ? `${message}: ${err}` : message;
+      },
+    });
+    return pino(settings, stream);
   }
-  return pino({ level: options.loglevel }, pino.destination({ fd: 2, sync: true }));
+  return pino(settings, pino.destination({ fd: 2, sync: true }));
+}
+
+/** An error as one line: its own message (which names its cause), no stack. */
+function briefError(err: unknown): unknown {
+  return err instanceof Error ? err.message : err;
 }
 
 function isAlive(pid: number): boolean {

@@ -76,6 +76,14 @@ function federationOptions(opts: DispatcherCliOptions, logger: NatsFederationOpt
   return o;
 }
 
+/** An address in use, said in one line with what to do about it; other errors unchanged. */
+function inUse(err: unknown, address: string, hint: string): unknown {
+  const code = (err as NodeJS.ErrnoException).code ?? ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code;
+  const text = `${(err as Error).message ?? ''}`;
+  if (code !== 'EADDRINUSE' && !text.includes('EADDRINUSE')) return err;
+  return new Error(`${address} is already in use: ${hint}`, { cause: err });
+}
+
 /** The `nodeset-dispatcher` command (also `nodeset dispatcher`). */
 export function dispatcherCommand(name = 'nodeset-dispatcher'): Command {
   const defaults = defaultDispatcherOptions();
@@ -215,13 +223,26 @@ export function dispatcherCommand(name = 'nodeset-dispatcher'): Command {
         },
         opts.federation === undefined ? null : new NatsFederation(federationOptions(opts, logger)),
       );
-      await dispatcher.start();
+      try {
+        await dispatcher.start();
+      } catch (err) {
+        throw inUse(err, `${host}:${port}`, 'is another dispatcher running? choose another address with --listen');
+      }
       let monitor: MonitorServer | null = null;
       if (monitorAt !== null) {
-        monitor = await new MonitorServer(dispatcher, { token: monitorToken, insecure: monitorInsecure }).start(
-          monitorAt.host,
-          monitorAt.port,
-        );
+        try {
+          monitor = await new MonitorServer(dispatcher, { token: monitorToken, insecure: monitorInsecure }).start(
+            monitorAt.host,
+            monitorAt.port,
+          );
+        } catch (err) {
+          await dispatcher.stop();
+          throw inUse(
+            err,
+            `${monitorAt.host}:${monitorAt.port}`,
+            'that is the monitoring endpoint (another dispatcher has it?); choose another with --monitor HOST:PORT, or go without: --no-monitor',
+          );
+        }
       }
       const manhole = await startManhole(opts, { dispatcher, monitor }, logger);
       if (monitor !== null && manhole !== null) {

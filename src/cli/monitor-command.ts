@@ -1,43 +1,20 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
-import type { NodeInfo } from '../dispatcher/dispatcher.js';
 import { Node } from '../node/node.js';
 import { NodesetError } from '../protocol/errors.js';
-import { baseCommand, type NodeCommandOptions, nodeConnectionOptions, withNodeOptions } from './common.js';
+import { baseCommand, intOption, type NodeCommandOptions, nodeConnectionOptions, withNodeOptions } from './common.js';
 import { resolveOptions } from './config.js';
+import { liveView } from './monitor-live.js';
+import { type NodeRow, type RatedNode, RateTracker, renderView, type Snapshot, type Source } from './monitor-view.js';
 import { MONITOR_TOKEN_ENV, secretFromFileOrEnv } from './secrets.js';
 
 interface MonitorCliOptions extends NodeCommandOptions {
+  interval: number;
   monitorUrl?: string;
   monitorTokenFile?: string;
   json?: boolean;
   once?: boolean;
   subscribers?: string;
-}
-
-/** Where snapshots come from: the monitoring endpoint (HTTP) or the dispatcher itself (a node's queries). */
-interface Source {
-  snapshot(): Promise<Snapshot>;
-  subscribers(uri: string): Promise<unknown>;
-  close(): Promise<void>;
-}
-
-type NodeRow = Pick<
-  NodeInfo,
-  'name' | 'host' | 'address' | 'connectedAt' | 'subscriptions' | 'msgsIn' | 'msgsOut' | 'heartbeatRttMs'
->;
-
-interface Snapshot {
-  stats: {
-    host: string;
-    connections: number;
-    subscriptions: number;
-    publishes: number;
-    deliveries: number;
-    dropped: number;
-    rates: { publishesPerSec: number; deliveriesPerSec: number };
-    memory: { rssBytes: number };
-  };
-  nodes: NodeRow[];
 }
 
 function httpSource(base: string, token: string | undefined): Source {
@@ -97,42 +74,32 @@ function httpGetter(base: string, token: string | undefined): (path: string) => 
   };
 }
 
-const num = (n: number) =>
-  n >= 1e6 ? `${(n / 1e6).toFixed(1)}M` : n >= 1e4 ? `${(n / 1e3).toFixed(1)}k` : String(Math.round(n));
+/** A plain-text table of a snapshot with rates, as `top` would show it (no colour). */
+export function renderSnapshot(snapshot: Snapshot, rated: RatedNode[], width = 120): string {
+  return renderView(snapshot.stats, rated, { sort: 'in', filter: '', editing: null, color: false, width }).join('\n');
+}
 
-/** A plain-text table of a snapshot, as `top` would show it. */
-export function renderSnapshot({ stats, nodes }: Snapshot, width = 120): string {
-  const lines = [
-    `nodeset dispatcher ${stats.host}   nodes ${stats.connections}   subscriptions ${stats.subscriptions}   ` +
-      `publishes/s ${num(stats.rates.publishesPerSec)}   deliveries/s ${num(stats.rates.deliveriesPerSec)}   ` +
-      `dropped ${num(stats.dropped)}${stats.memory.rssBytes > 0 ? `   rss ${(stats.memory.rssBytes / 1048576).toFixed(0)} MB` : ''}`,
-    '',
-  ];
-  const header = ['NAME', 'HOST', 'ADDRESS', 'IN', 'OUT', 'RTT', 'SUBSCRIPTIONS'];
-  const rows = nodes.map((n) => [
-    n.name,
-    n.host,
-    n.address,
-    num(n.msgsIn),
-    num(n.msgsOut),
-    n.heartbeatRttMs === null ? '-' : `${n.heartbeatRttMs}ms`,
-    n.subscriptions.join(','),
-  ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] as string).length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] as number)))
-      .join('  ')
-      .slice(0, width);
-  lines.push(line(header), ...rows.map(line));
-  if (rows.length === 0) lines.push('(no nodes)');
-  return lines.join('\n');
+/** Two snapshots `intervalMs` apart: the second, with rates per node over the interval. */
+async function sampleTwice(source: Source, intervalMs: number): Promise<{ snapshot: Snapshot; rated: RatedNode[] }> {
+  const tracker = new RateTracker();
+  const first = await source.snapshot();
+  const at = performance.now();
+  tracker.rate(first.nodes, at);
+  tracker.rateStats(first.stats, at);
+  await sleep(intervalMs);
+  const second = await source.snapshot();
+  const now = performance.now();
+  const snapshot = { ...second, stats: tracker.rateStats(second.stats, now) };
+  return { snapshot, rated: tracker.rate(second.nodes, now) };
 }
 
 /** `nodeset-monitor`: a live terminal view of a dispatcher, from its monitoring endpoint. */
 export function monitorCommand(name = 'nodeset-monitor'): Command {
   return withNodeOptions(
-    baseCommand(name, 'Watch a dispatcher: nodes, rates and subscriptions, refreshed every second.'),
+    baseCommand(
+      name,
+      'Watch a dispatcher: nodes, rates and subscriptions, refreshed every second (keys: q quit, s sort, / filter).',
+    ),
   )
     .option(
       '--monitor-url <url>',
@@ -143,7 +110,8 @@ export function monitorCommand(name = 'nodeset-monitor'): Command {
       `file holding the monitoring endpoint's token (first line); or set ${MONITOR_TOKEN_ENV}`,
     )
     .option('--json', 'print one snapshot as JSON and exit')
-    .option('--once', 'print the table once and exit')
+    .option('--once', 'print the table once, with rates over one interval, and exit')
+    .option('--interval <ms>', 'time between two samples', intOption('--interval', 100), 1000)
     .option('--subscribers <uri>', 'print who would receive a publish to this URI, and exit')
     .action(async (_opts: unknown, command: Command) => {
       const opts = resolveOptions<MonitorCliOptions>(command);
@@ -162,27 +130,14 @@ export function monitorCommand(name = 'nodeset-monitor'): Command {
           } else if (opts.json) {
             process.stdout.write(`${JSON.stringify(await source.snapshot(), null, 2)}\n`);
           } else {
-            process.stdout.write(`${renderSnapshot(await source.snapshot())}\n`);
+            const { snapshot, rated } = await sampleTwice(source, opts.interval);
+            process.stdout.write(`${renderSnapshot(snapshot, rated, process.stdout.columns ?? 160)}\n`);
           }
         } finally {
           await source.close();
         }
         return;
       }
-      const draw = async () => {
-        try {
-          const text = renderSnapshot(await source.snapshot(), process.stdout.columns);
-          process.stdout.write(`\x1b[H\x1b[2J${text}\n\n(ctrl-c to quit)`);
-        } catch (err) {
-          process.stdout.write(`\x1b[H\x1b[2J${(err as Error).message}; retrying…`);
-        }
-      };
-      await draw();
-      const timer = setInterval(() => void draw(), 1000);
-      process.once('SIGINT', () => {
-        clearInterval(timer);
-        process.stdout.write('\n');
-        void source.close().then(() => process.exit(0));
-      });
+      await liveView(source, opts.interval);
     });
 }

@@ -1,10 +1,11 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { clearLine, cursorTo } from 'node:readline';
-import { type REPLEval, type REPLServer, start as startRepl } from 'node:repl';
+import { type REPLEval, type REPLServer, Recoverable, start as startRepl } from 'node:repl';
 import { inspect } from 'node:util';
 import type { Command } from 'commander';
 import type { Logger } from 'pino';
+import type { Handler } from '../node/handlers.js';
 import type { PublishOptions } from '../node/node.js';
 import { Node } from '../node/node.js';
 import {
@@ -21,14 +22,28 @@ interface ShellOptions extends NodeCommandOptions {
 }
 
 const HELP = `nodeset shell: a node connected to a dispatcher.
-  sub(uri, { group })            subscribe; events are printed as they arrive
-  unsub(uri, { group })          unsubscribe
-  pub(uri, message, options)     publish with acknowledgement; returns the number of subscribers reached
-  req(uri, message, { timeoutMs })  request; returns the reply
+  sub(uri)                         subscribe; events are printed as they arrive
+  sub(uri, handler, { group })     subscribe with a handler (message, info) => …; its result answers requests
+  reply(uri, handler)              answer requests (default handler: echo the request)
+  unsub(uri, { group })            unsubscribe
+  pub(uri, message, options)       publish with acknowledgement; returns the number of subscribers reached
+  req(uri, message, { timeoutMs }) request; returns the reply
   stats()  nodes()  subscribers(uri)   ask the dispatcher
-  switch(url)                    move to another dispatcher, keeping the subscriptions
-  node                           the Node object itself
-Results that are promises are awaited.`;
+  switch(url)                      move to another dispatcher, keeping the subscriptions
+  node                             the Node object itself
+Results that are promises are awaited. Tab completes names, and event names seen inside quotes.`;
+
+/** Functions whose first argument is an event URI: inside their quotes, tab completes event names. */
+const URI_CALL = /\b(?:sub|unsub|pub|req|reply|subscribers)\(\s*(['"`])([^'"`]*)$/;
+
+/** An error as the shell prints it: one line, `CODE: message`. */
+export function errorLine(err: unknown): string {
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code;
+    return typeof code === 'string' ? `${code}: ${err.message}` : `${err.name}: ${err.message}`;
+  }
+  return `error: ${String(err)}`;
+}
 
 /**
  * The interactive shell: Node's REPL holding a connected node, as the
@@ -46,7 +61,9 @@ export function shellCommand(name = 'nodeset-shell'): Command {
 }
 
 async function runShell(opts: ShellOptions, logger: Logger): Promise<void> {
-  const subscriptions = new Map<string, { uri: string; group?: string }>();
+  const subscriptions = new Map<string, { uri: string; group?: string; handler: Handler }>();
+  /** Event names seen (published, received, subscribed to), for tab completion. */
+  const seen = new Set<string>();
   let repl: REPLServer | null = null;
   /** True while a command is being evaluated: its own output and prompt follow. */
   let busy = false;
@@ -64,6 +81,7 @@ async function runShell(opts: ShellOptions, logger: Logger): Promise<void> {
     if (!busy) repl.displayPrompt(true);
   };
   const onEvent = (message: unknown, info: { uri: string; from: string }) => {
+    seen.add(info.uri);
     print(
       `[event] ${info.uri} from ${info.from}: ${inspect(message, { depth: 4, colors: process.stdout.isTTY, breakLength: Infinity })}`,
     );
@@ -79,7 +97,7 @@ async function runShell(opts: ShellOptions, logger: Logger): Promise<void> {
     node.on('reconnect', () => print(`[reconnected to ${url}]`));
     await node.start();
     for (const s of subscriptions.values())
-      await node.subscribe(s.uri, onEvent, s.group === undefined ? {} : { group: s.group });
+      await node.subscribe(s.uri, s.handler, s.group === undefined ? {} : { group: s.group });
     return node;
   };
 
@@ -87,21 +105,52 @@ async function runShell(opts: ShellOptions, logger: Logger): Promise<void> {
   let url = opts.dispatcherUrl;
   process.stdout.write(`connected to ${url} as ${node.name}; type help for the commands\n`);
 
+  const subscribe = async (uri: string, handler: Handler, options: { group?: string }) => {
+    await node.subscribe(uri, handler, options);
+    subscriptions.set(`${options.group ?? ''} ${uri}`, { uri, ...options, handler });
+    seen.add(uri);
+  };
+  /** A handler of the user's: events still print, and its result answers a request. */
+  const userHandler =
+    (handler: Handler): Handler =>
+    (message, info) => {
+      seen.add(info.uri);
+      return handler(message, info);
+    };
+
+  const help = Object.assign(() => void print(HELP), { [inspect.custom]: () => HELP });
   const api = {
-    help: HELP,
-    sub: async (uri: string, options: { group?: string } = {}) => {
-      await node.subscribe(uri, onEvent, options);
-      subscriptions.set(`${options.group ?? ''} ${uri}`, { uri, ...options });
-      return `subscribed to ${uri}`;
+    help,
+    sub: async (uri: string, handlerOrOptions?: Handler | { group?: string }, options: { group?: string } = {}) => {
+      const handler = typeof handlerOrOptions === 'function' ? userHandler(handlerOrOptions) : onEvent;
+      const opts = typeof handlerOrOptions === 'function' ? options : (handlerOrOptions ?? {});
+      await subscribe(uri, handler, opts);
+      return `subscribed to ${uri}${typeof handlerOrOptions === 'function' ? ' with a handler' : ''}`;
+    },
+    reply: async (uri: string, handler: Handler = (message) => message, options: { group?: string } = {}) => {
+      await subscribe(
+        uri,
+        (message, info) => {
+          onEvent(message, info);
+          return handler(message, info);
+        },
+        options,
+      );
+      return `answering requests to ${uri}`;
     },
     unsub: async (uri: string, options: { group?: string } = {}) => {
       await node.unsubscribe(uri, options);
       subscriptions.delete(`${options.group ?? ''} ${uri}`);
       return `unsubscribed from ${uri}`;
     },
-    pub: (uri: string, message?: unknown, options: PublishOptions = {}) =>
-      node.publish(uri, message, { ...options, ack: true }),
-    req: (uri: string, message?: unknown, options: { timeoutMs?: number } = {}) => node.request(uri, message, options),
+    pub: (uri: string, message?: unknown, options: PublishOptions = {}) => {
+      seen.add(uri);
+      return node.publish(uri, message, { ...options, ack: true });
+    },
+    req: (uri: string, message?: unknown, options: { timeoutMs?: number } = {}) => {
+      seen.add(uri);
+      return node.request(uri, message, options);
+    },
     stats: () => node.stats(),
     nodes: () => node.nodes(),
     subscribers: (uri: string) => node.subscribers(uri),
@@ -115,15 +164,33 @@ async function runShell(opts: ShellOptions, logger: Logger): Promise<void> {
     },
   };
 
-  const server = startRepl({ prompt: 'nodeset> ', useGlobal: false, preview: false });
+  const server = startRepl({ prompt: 'nodeset> ', useGlobal: false, preview: false, ignoreUndefined: true });
   repl = server;
+  // Inside the quotes of sub('…'), pub('…') and the like, tab completes event names seen so far.
+  type Complete = (line: string, callback: (err: Error | null, result: [string[], string]) => void) => void;
+  const complete = server.completer as unknown as Complete;
+  (server as unknown as { completer: Complete }).completer = (line, callback) => {
+    const inUri = URI_CALL.exec(line);
+    if (inUri === null) {
+      complete.call(server, line, callback);
+      return;
+    }
+    const typed = inUri[2] ?? '';
+    callback(null, [[...seen].filter((name) => name.startsWith(typed)).sort(), typed]);
+  };
   Object.assign(server.context, api, { node });
   // Await results that are promises, so `pub(...)` prints its count rather than a pending promise.
   const evaluate = server.eval;
   const awaiting: REPLEval = (cmd, context, file, callback) => {
     busy = true;
+    // Errors print as one line, CODE: message; an unfinished line still asks for more.
     const done = (err: Error | null, result: unknown) => {
       busy = false;
+      if (err !== null && !(err instanceof Recoverable)) {
+        process.stdout.write(`${errorLine(err)}\n`);
+        callback(null, undefined);
+        return;
+      }
       callback(err, result);
     };
     evaluate.call(server, cmd, context, file, (err, result) => {

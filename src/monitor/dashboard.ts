@@ -7,11 +7,20 @@
  * never sent to the server), or from a form when the endpoint asks for one;
  * it is kept in sessionStorage for the tab and taken out of the address bar.
  */
+/** The dashboard's icon: three linked dots (a dispatcher and two nodes). */
+export const FAVICON_SVG = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32">
+<rect width="32" height="32" rx="6" fill="#1f2937"/>
+<path d="M16 9 L8 23 M16 9 L24 23" stroke="#93c5fd" stroke-width="2.5"/>
+<circle cx="16" cy="9" r="4.5" fill="#60a5fa"/><circle cx="8" cy="23" r="4" fill="#34d399"/><circle cx="24" cy="23" r="4" fill="#34d399"/>
+</svg>
+`;
+
 export const DASHBOARD_HTML = `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <title>nodeset dispatcher</title>
+<link rel="icon" href="/favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/assets/uplot.css">
 <style>
   :root { --fg: #1d2433; --muted: #667085; --line: #e4e7ec; --accent: #2563eb; --bg: #f8fafc; }
@@ -56,28 +65,43 @@ export const DASHBOARD_HTML = `<!doctype html>
   <section class="charts">
     <div class="panel"><h2>Publishes per second</h2><div id="chart-pub"></div></div>
     <div class="panel"><h2>Deliveries per second</h2><div id="chart-del"></div></div>
+    <div class="panel"><h2>Bytes per second (in, out)</h2><div id="chart-bytes"></div></div>
+    <div class="panel"><h2>Dropped per second</h2><div id="chart-drop"></div></div>
   </section>
   <section class="panel">
     <h2>Nodes</h2>
     <table>
-      <thead><tr><th>Name</th><th>Host</th><th>Address</th><th>Connected</th><th class="num">In</th><th class="num">Out</th><th class="num">Heartbeat</th><th>Subscriptions</th></tr></thead>
-      <tbody id="nodes"><tr><td colspan="8" class="empty">no nodes</td></tr></tbody>
+      <thead><tr><th>Name</th><th>Host</th><th>Address</th><th>Connected</th><th class="num">In/s</th><th class="num">Out/s</th><th class="num">In</th><th class="num">Out</th><th class="num">Heartbeat</th><th>Subscriptions</th></tr></thead>
+      <tbody id="nodes"><tr><td colspan="10" class="empty">no nodes</td></tr></tbody>
     </table>
   </section>
 </main>
 <script src="/assets/uplot.js"></script>
 <script>
-  const WINDOW = 120;
-  const times = [], pubs = [], dels = [];
+  // 15 minutes at one sample a second, as the server keeps (GET /history fills the charts on load).
+  const WINDOW = 900;
+  const times = [], pubs = [], dels = [], bin = [], bout = [], drops = [];
   const fmt = (n) => n >= 1e6 ? (n / 1e6).toFixed(1) + 'M' : n >= 1e4 ? (n / 1e3).toFixed(1) + 'k' : String(Math.round(n));
-  const chart = (el, label, color) => new uPlot({
-    width: el.clientWidth || 500, height: 220,
-    series: [{}, { label, stroke: color, width: 2, fill: color + '22' }],
-    axes: [{}, { values: (u, v) => v.map(fmt) }],
+  const chart = (el, series) => new uPlot({
+    width: el.clientWidth || 500, height: 200,
+    series: [{}, ...series.map(([label, color]) => ({ label, stroke: color, width: 2, fill: color + '22' }))],
+    axes: [{}, { size: 64, values: (u, v) => v.map(fmt) }],
     legend: { show: false },
-  }, [times, []], el);
-  const pubChart = chart(document.getElementById('chart-pub'), 'publishes/s', '#2563eb');
-  const delChart = chart(document.getElementById('chart-del'), 'deliveries/s', '#16a34a');
+  }, [times, ...series.map(() => [])], el);
+  const pubChart = chart(document.getElementById('chart-pub'), [['publishes/s', '#2563eb']]);
+  const delChart = chart(document.getElementById('chart-del'), [['deliveries/s', '#16a34a']]);
+  const bytesChart = chart(document.getElementById('chart-bytes'), [['bytes in/s', '#7c3aed'], ['bytes out/s', '#0891b2']]);
+  const dropChart = chart(document.getElementById('chart-drop'), [['dropped/s', '#dc2626']]);
+  const redraw = () => {
+    while (times.length > WINDOW) for (const a of [times, pubs, dels, bin, bout, drops]) a.shift();
+    pubChart.setData([times, pubs]);
+    delChart.setData([times, dels]);
+    bytesChart.setData([times, bin, bout]);
+    dropChart.setData([times, drops]);
+    document.body.dataset.samples = String(times.length);
+  };
+  let lastDropped = null;
+  let lastNodes = new Map();
   const text = (id, v) => { document.getElementById(id).textContent = v; };
   const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
   function render({ stats, nodes }) {
@@ -89,14 +113,32 @@ export const DASHBOARD_HTML = `<!doctype html>
     text('dropped', fmt(stats.dropped));
     text('rss', (stats.memory.rssBytes / 1048576).toFixed(0) + ' MB');
     times.push(Date.parse(stats.at) / 1000); pubs.push(stats.rates.publishesPerSec); dels.push(stats.rates.deliveriesPerSec);
-    if (times.length > WINDOW) { times.shift(); pubs.shift(); dels.shift(); }
-    pubChart.setData([times, pubs]);
-    delChart.setData([times, dels]);
-    document.body.dataset.samples = String(times.length);
+    bin.push(stats.rates.bytesInPerSec); bout.push(stats.rates.bytesOutPerSec);
+    drops.push(lastDropped === null ? 0 : Math.max(0, stats.dropped - lastDropped)); lastDropped = stats.dropped;
+    redraw();
+    const at = Date.parse(stats.at);
+    const rate = (n, key) => {
+      const before = lastNodes.get(n.name);
+      const secs = before ? (at - before.at) / 1000 : 0;
+      return secs > 0 ? Math.max(0, n[key] - before[key]) / secs : 0;
+    };
     const rows = nodes.map((n) => '<tr data-node="' + esc(n.name) + '"><td>' + esc(n.name) + '</td><td>' + esc(n.host) + '</td><td>' + esc(n.address) +
-      '</td><td>' + esc(new Date(n.connectedAt).toLocaleTimeString()) + '</td><td class="num">' + fmt(n.msgsIn) + '</td><td class="num">' + fmt(n.msgsOut) +
+      '</td><td>' + esc(new Date(n.connectedAt).toLocaleTimeString()) + '</td><td class="num in-rate">' + fmt(rate(n, 'msgsIn')) + '</td><td class="num">' + fmt(rate(n, 'msgsOut')) +
+      '</td><td class="num">' + fmt(n.msgsIn) + '</td><td class="num">' + fmt(n.msgsOut) +
       '</td><td class="num">' + (n.heartbeatRttMs === null ? '–' : n.heartbeatRttMs + ' ms') + '</td><td class="subs">' + esc(n.subscriptions.join(', ')) + '</td></tr>');
-    document.getElementById('nodes').innerHTML = rows.length ? rows.join('') : '<tr><td colspan="8" class="empty">no nodes</td></tr>';
+    lastNodes = new Map(nodes.map((n) => [n.name, { at, msgsIn: n.msgsIn, msgsOut: n.msgsOut }]));
+    document.getElementById('nodes').innerHTML = rows.length ? rows.join('') : '<tr><td colspan="10" class="empty">no nodes</td></tr>';
+  }
+  /** The server's last 15 minutes, drawn before the live samples (once, on the first connection). */
+  async function loadHistory(headers) {
+    if (times.length > 0) return;
+    const res = await fetch('/history', { cache: 'no-store', headers });
+    if (!res.ok) return;
+    const h = await res.json();
+    times.push(...h.t); pubs.push(...h.publishesPerSec); dels.push(...h.deliveriesPerSec);
+    bin.push(...h.bytesInPerSec); bout.push(...h.bytesOutPerSec); drops.push(...h.droppedPerSec);
+    document.body.dataset.history = String(h.t.length);
+    redraw();
   }
   const state = (live, label) => { document.getElementById('state').className = live ? 'state live' : 'state'; text('state', label); };
   const TOKEN_KEY = 'nodeset-monitor-token';
@@ -131,6 +173,7 @@ export const DASHBOARD_HTML = `<!doctype html>
         return;
       }
       if (!res.ok || !res.body) throw new Error('HTTP ' + res.status);
+      await loadHistory(token ? { authorization: 'Bearer ' + token } : {}).catch(() => {});
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = '';
       for (;;) {

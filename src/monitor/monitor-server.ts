@@ -8,8 +8,9 @@ import type { StatsSnapshot } from '../dispatcher/stats.js';
 import { NodesetError } from '../protocol/errors.js';
 import { findToken, hashToken, isTokenHash } from '../security/keys.js';
 import { isLoopback } from '../transport/tcp.js';
-import { DASHBOARD_HTML } from './dashboard.js';
+import { DASHBOARD_HTML, FAVICON_SVG } from './dashboard.js';
 import { EventStream } from './event-stream.js';
+import { HistoryRing } from './history.js';
 import { counterFrom, type MonitorCounts, registerMetrics } from './metrics.js';
 
 export { METRICS_TOP_EVENTS } from './metrics.js';
@@ -60,7 +61,14 @@ export interface StatsWithRates extends StatsSnapshot {
 }
 
 /** Paths served without a token: the page itself and its chart code hold no data; liveness for load balancers. */
-const PUBLIC_PATHS = new Set(['/', '/healthz', '/assets/uplot.js', '/assets/uplot.css']);
+const PUBLIC_PATHS = new Set([
+  '/',
+  '/healthz',
+  '/favicon.ico',
+  '/favicon.svg',
+  '/assets/uplot.js',
+  '/assets/uplot.css',
+]);
 
 const requireFromHere = createRequire(import.meta.url);
 
@@ -127,6 +135,9 @@ export class MonitorServer {
   #timer: NodeJS.Timeout | null = null;
   #last: { at: number; publishes: number; deliveries: number; bytesIn: number; bytesOut: number } | null = null;
   #latest: StatsWithRates;
+  /** The last 15 minutes of rates, for the dashboard's charts. */
+  readonly #history = new HistoryRing();
+  #lastDropped: number | null = null;
   readonly #assets: Record<string, { type: string; body: Buffer }>;
 
   constructor(dispatcher: Dispatcher, options: MonitorOptions = {}) {
@@ -232,6 +243,11 @@ export class MonitorServer {
 
   #tick(): void {
     this.#latest = this.#sample();
+    const s = this.#latest;
+    const secs = this.#o.sampleIntervalMs / 1000;
+    const dropped = this.#lastDropped === null ? 0 : Math.max(0, s.dropped - this.#lastDropped) / secs;
+    this.#lastDropped = s.dropped;
+    this.#history.push({ t: Date.parse(s.at) / 1000, ...s.rates, droppedPerSec: dropped });
     if (this.#events.size > 0) this.#events.broadcast(this.#message());
   }
 
@@ -299,6 +315,9 @@ export class MonitorServer {
       case '/stats':
         this.#json(res, 200, this.stats());
         return;
+      case '/history':
+        this.#json(res, 200, { intervalMs: this.#o.sampleIntervalMs, ...this.#history.columns() });
+        return;
       case '/nodes':
         this.#json(res, 200, this.nodes());
         return;
@@ -334,6 +353,11 @@ export class MonitorServer {
             message: `${this.#o.maxEventClients} /events clients already`,
           });
         }
+        return;
+      case '/favicon.ico':
+      case '/favicon.svg':
+        res.writeHead(200, { 'content-type': 'image/svg+xml', 'cache-control': 'max-age=86400' });
+        res.end(FAVICON_SVG);
         return;
       case '/':
         res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'referrer-policy': 'no-referrer' });

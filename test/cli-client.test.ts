@@ -1,0 +1,155 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { fillTemplate } from '../src/cli/publish-loop.js';
+import { CliProcess, spawnDispatcher, startDispatcher, until } from './helpers.js';
+
+/** A port where nothing listens: a dispatcher's, just stopped. */
+async function deadUrl(): Promise<string> {
+  const d = await startDispatcher();
+  const port = d.address.port;
+  await d.stop();
+  return `nodeset://127.0.0.1:${port}`;
+}
+
+describe('first run: errors and exit codes', () => {
+  test('an unknown option is named (exit 2), not reported as a missing one', async () => {
+    const proc = new CliProcess('nodeset-node', ['publisher', '--evnet', 'x']);
+    assert.equal(await proc.exit(), 2);
+    const text = proc.stderr.join('\n');
+    assert.match(text, /unknown option '--evnet'/);
+    assert.doesNotMatch(text, /required option/);
+  });
+
+  test('a bad event URI is a usage error: exit 2, before any connection', async () => {
+    for (const [command, args] of [
+      ['nodeset-node', ['publisher', '--event', 'a b/#', '--dispatcher-url', 'nodeset://127.0.0.1:1']],
+      ['nodeset', ['pub', 'a b/#', 'x', '--dispatcher-url', 'nodeset://127.0.0.1:1']],
+    ] as const) {
+      const proc = new CliProcess(command, [...args]);
+      assert.equal(await proc.exit(), 2, proc.stderr.join('\n'));
+      assert.match(proc.stderr.join('\n'), /BAD_OPTION: .*bad event URI/);
+    }
+  });
+
+  test('no dispatcher: pub and req fail at once in one line with a hint; sub says once that it waits', async () => {
+    const url = await deadUrl();
+    for (const args of [
+      ['pub', 'x', 'hello'],
+      ['req', 'x', 'hello'],
+    ]) {
+      const proc = new CliProcess('nodeset', [...args, '--dispatcher-url', url]);
+      assert.equal(await proc.exit(4000), 1);
+      assert.equal(proc.stderr.length, 1, proc.stderr.join('\n'));
+      assert.match(proc.stderr[0] ?? '', /^error: CONNECTION_LOST: .*start one with: npx nodeset-dispatcher$/);
+    }
+    const sub = new CliProcess('nodeset', ['sub', 'x', '--dispatcher-url', url], { NODESET_LOGLEVEL: 'info' });
+    try {
+      await until(() => sub.stderr.length > 0, 5000, 'the waiting line');
+      assert.match(sub.stderr[0] ?? '', /^waiting for the dispatcher at .*; retrying; start one with/);
+      assert.ok(!sub.stderr.some((l) => /^\s+at /.test(l)), 'no stack trace');
+    } finally {
+      await sub.kill();
+    }
+  });
+
+  test('a second dispatcher on a taken monitor port says so and names --no-monitor', async () => {
+    const first = await spawnDispatcher(['--monitor', '127.0.0.1:0']);
+    try {
+      const monitorLine = await first.proc.waitForLine(/monitor listening on/);
+      const port = new URL(/(http:\/\/\S+)/.exec(monitorLine)![1]!).port;
+      const second = new CliProcess('nodeset-dispatcher', [
+        '--listen',
+        '127.0.0.1:0',
+        '--monitor',
+        `127.0.0.1:${port}`,
+      ]);
+      assert.equal(await second.exit(), 1);
+      assert.match(second.stderr.join('\n'), /already in use: that is the monitoring endpoint.*--no-monitor/);
+    } finally {
+      await first.proc.kill();
+    }
+  });
+
+  test('help and version: nodeset-node --help names --event and --payload; nodeset-bench --version', async () => {
+    const help = new CliProcess('nodeset-node', ['--help']);
+    assert.equal(await help.exit(), 0);
+    assert.match(help.lines.join('\n'), /--event[\s\S]*--payload/);
+    const version = new CliProcess('nodeset-bench', ['--version']);
+    assert.equal(await version.exit(), 0);
+    assert.match(version.lines[0] ?? '', /^\d+\.\d+\.\d+$/);
+  });
+});
+
+describe('nodeset pub, sub, req, reply', () => {
+  let dispatcher: Awaited<ReturnType<typeof spawnDispatcher>>;
+  before(async () => {
+    dispatcher = await spawnDispatcher(['--no-monitor']);
+  });
+  after(async () => {
+    await dispatcher.proc.kill();
+  });
+
+  test('templates fill {{count}} and {{time}}', () => {
+    assert.equal(fillTemplate('{"n":{{count}}}', 7), '{"n":7}');
+    assert.match(fillTemplate('at {{time}}', 1), /^at \d{4}-\d\d-\d\dT/);
+  });
+
+  test('sub prints JSON lines with the origin; pub --count publishes a template without acks', async () => {
+    const sub = new CliProcess('nodeset', ['sub', 'demo.>', '--count', '3', '--dispatcher-url', dispatcher.url]);
+    try {
+      await until(() => sub.stderr.some((l) => l.startsWith('subscribed to demo.>')), 10_000, 'subscribed');
+      const pub = new CliProcess('nodeset', [
+        'pub',
+        'demo.tick',
+        '{"n":{{count}}}',
+        '--count',
+        '3',
+        '--name',
+        'ticker',
+        '--dispatcher-url',
+        dispatcher.url,
+      ]);
+      assert.equal(await pub.exit(), 0, pub.stderr.join('\n'));
+      assert.match(pub.lines[0] ?? '', /^published 3 messages to demo.tick in [\d.]+ s \(\d+\/s\)$/);
+      assert.equal(await sub.exit(), 0);
+      assert.deepEqual(
+        sub.lines.map((l) => JSON.parse(l)),
+        [1, 2, 3].map((n) => ({ event: 'demo.tick', from: 'ticker', message: { n } })),
+      );
+    } finally {
+      await sub.kill();
+    }
+  });
+
+  test('reply echoes or runs a command per request; req prints the reply', async () => {
+    const echo = new CliProcess('nodeset', ['reply', 'svc.echo', '--dispatcher-url', dispatcher.url]);
+    const upper = new CliProcess('nodeset', [
+      'reply',
+      'svc.upper',
+      '--raw',
+      '--command',
+      `"${process.execPath}" -e "process.stdin.pipe(require('stream').Transform({transform(c,e,cb){cb(null,String(c).toUpperCase())}})).pipe(process.stdout)"`,
+      '--dispatcher-url',
+      dispatcher.url,
+    ]);
+    try {
+      await until(
+        () => [echo, upper].every((p) => p.stderr.some((l) => l.startsWith('answering requests'))),
+        10_000,
+        'both repliers ready',
+      );
+      const req = new CliProcess('nodeset', ['req', 'svc.echo', '{"a":1}', '--dispatcher-url', dispatcher.url]);
+      assert.equal(await req.exit(), 0, req.stderr.join('\n'));
+      assert.deepEqual(req.lines, ['{"a":1}']);
+      const raw = new CliProcess('nodeset', ['req', 'svc.upper', 'hello', '--raw', '--dispatcher-url', dispatcher.url]);
+      assert.equal(await raw.exit(), 0, raw.stderr.join('\n'));
+      assert.deepEqual(raw.lines, ['HELLO']);
+      const none = new CliProcess('nodeset', ['req', 'svc.none', '--dispatcher-url', dispatcher.url]);
+      assert.equal(await none.exit(), 1);
+      assert.match(none.stderr.join('\n'), /NO_RESPONDERS/);
+    } finally {
+      await echo.kill();
+      await upper.kill();
+    }
+  });
+});
