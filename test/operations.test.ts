@@ -324,14 +324,17 @@ describe('nodeset-shell in a pseudo-terminal', { skip: tmuxSkip }, () => {
       // An error is one line, CODE: message, with no stack.
       tmux('send-keys', '-t', 'shell', "req('nobody.here', 1)", 'Enter');
       await until(
-        () => screen().includes('NO_RESPONDERS: no subscriber for request nobody.here'),
+        () => screen().includes('NO_RESPONDERS: no responder for request nobody.here'),
         5000,
         'one-line error',
       );
       assert.doesNotMatch(screen(), /^\s+at /m);
-      // A handler given to sub is called, and its result answers requests.
+      // A handler given to sub is called, but a plain subscription never answers; reply answers.
       tmux('send-keys', '-t', 'shell', "sub('shell.double', (m) => m * 2)", 'Enter');
       await until(() => d.subscribers('shell.double').length === 1, 5000, 'the handler subscription');
+      await assert.rejects(pub.request('shell.double', 21), { code: 'NO_RESPONDERS' });
+      tmux('send-keys', '-t', 'shell', "reply('shell.double', (m) => m * 2)", 'Enter');
+      await until(() => d.subscribers('shell.double').length === 2, 5000, 'the responder');
       assert.equal(await pub.request('shell.double', 21), 42);
       // Inside the quotes, tab completes event names seen.
       tmux('send-keys', '-t', 'shell', "pub('shell.dou", 'Tab');

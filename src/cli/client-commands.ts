@@ -214,7 +214,7 @@ export function replyCommand(name = 'reply'): Command {
           const input = opts.raw ? formatRaw(message) : JSON.stringify(jsonFields(message).message);
           return runForRequest(opts.command, typeof input === 'string' ? input : input.toString('utf8'));
         };
-        await node.subscribe(uri, answer, opts.group === undefined ? {} : { group: opts.group });
+        await node.respond(uri, answer, opts.group === undefined ? {} : { group: opts.group });
         process.stderr.write(
           `answering requests to ${uri}${opts.command === undefined ? ' (echo)' : ` with: ${opts.command}`}\n`,
         );

@@ -23,7 +23,7 @@ interface ShellOptions extends NodeCommandOptions {
 
 const HELP = `nodeset shell: a node connected to a dispatcher.
   sub(uri)                         subscribe; events are printed as they arrive
-  sub(uri, handler, { group })     subscribe with a handler (message, info) => …; its result answers requests
+  sub(uri, handler, { group })     subscribe with a handler (message, info) => …; never takes a request
   reply(uri, handler)              answer requests (default handler: echo the request)
   unsub(uri, { group })            unsubscribe
   pub(uri, message, options)       publish with acknowledgement; returns the number of subscribers reached
@@ -61,7 +61,7 @@ export function shellCommand(name = 'nodeset-shell'): Command {
 }
 
 async function runShell(opts: ShellOptions, logger: Logger): Promise<void> {
-  const subscriptions = new Map<string, { uri: string; group?: string; handler: Handler }>();
+  const subscriptions = new Map<string, { uri: string; group?: string; reply?: boolean; handler: Handler }>();
   /** Event names seen (published, received, subscribed to), for tab completion. */
   const seen = new Set<string>();
   let repl: REPLServer | null = null;
@@ -97,7 +97,7 @@ async function runShell(opts: ShellOptions, logger: Logger): Promise<void> {
     node.on('reconnect', () => print(`[reconnected to ${url}]`));
     await node.start();
     for (const s of subscriptions.values())
-      await node.subscribe(s.uri, s.handler, s.group === undefined ? {} : { group: s.group });
+      await node.subscribe(s.uri, s.handler, { ...(s.group === undefined ? {} : { group: s.group }), reply: s.reply });
     return node;
   };
 
@@ -105,9 +105,13 @@ async function runShell(opts: ShellOptions, logger: Logger): Promise<void> {
   let url = opts.dispatcherUrl;
   process.stdout.write(`connected to ${url} as ${node.name}; type help for the commands\n`);
 
-  const subscribe = async (uri: string, handler: Handler, options: { group?: string }) => {
+  const subscribe = async (uri: string, handler: Handler, options: { group?: string; reply?: boolean }) => {
     await node.subscribe(uri, handler, options);
-    subscriptions.set(`${options.group ?? ''} ${uri}`, { uri, ...options, handler });
+    subscriptions.set(`${options.reply === true ? 'reply ' : ''}${options.group ?? ''} ${uri}`, {
+      uri,
+      ...options,
+      handler,
+    });
     seen.add(uri);
   };
   /** A handler of the user's: events still print, and its result answers a request. */
@@ -134,7 +138,7 @@ async function runShell(opts: ShellOptions, logger: Logger): Promise<void> {
           onEvent(message, info);
           return handler(message, info);
         },
-        options,
+        { ...options, reply: true },
       );
       return `answering requests to ${uri}`;
     },

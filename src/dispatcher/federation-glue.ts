@@ -157,7 +157,7 @@ export class FederationGlue implements RemoteHosts, FederationHost {
         answer({
           kind: 'error',
           code: 'NO_RESPONDERS',
-          message: `no subscriber for request ${env.uri} on ${this.hostName}`,
+          message: `no responder for request ${env.uri} on ${this.hostName}`,
         });
       } else if ((env.flags & PubFlag.ACK) !== 0) {
         answer({ kind: 'ack', n });

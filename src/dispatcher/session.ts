@@ -288,7 +288,7 @@ export class Session implements FrameSocketHandlers, Peer {
         const n = this.#router.publish(this, sender, h.uri, flags, r, h.ct, payload, h.seq);
         if (n !== FORWARDED) {
           if ((flags & PubFlag.REQUEST) !== 0) {
-            if (n === 0) this.error(new NodesetError('NO_RESPONDERS', `no subscriber for request ${h.uri}`), r);
+            if (n === 0) this.error(new NodesetError('NO_RESPONDERS', `no responder for request ${h.uri}`), r);
           } else if ((flags & PubFlag.ACK) !== 0) {
             this.ok({ r, n });
           }
