@@ -19,6 +19,7 @@ import {
   startDispatcher,
   startNode,
   until,
+  WAIT_SCALE,
 } from './helpers.js';
 import { RawClient } from './raw-client.js';
 
@@ -547,9 +548,11 @@ describe('dashboard in a real browser', { skip: BROWSER_SKIP }, () => {
     try {
       const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
       await page.goto(monitor.url);
-      await page.locator('tr[data-node="dashboard-subscriber"]').waitFor({ timeout: 10_000 });
+      await page.locator('tr[data-node="dashboard-subscriber"]').waitFor({ timeout: 10_000 * WAIT_SCALE });
       await page.locator('tr[data-node="dashboard-publisher"]').waitFor();
-      await page.waitForFunction('Number(document.body.dataset.samples) >= 4', undefined, { timeout: 10_000 });
+      await page.waitForFunction('Number(document.body.dataset.samples) >= 4', undefined, {
+        timeout: 10_000 * WAIT_SCALE,
+      });
       const rate = Number((await page.locator('#pubrate').textContent())?.replace('k', 'e3'));
       assert.ok(rate > 0, `publish rate on the page: ${rate}`);
       const canvases = await page.locator('canvas').count();
@@ -560,7 +563,9 @@ describe('dashboard in a real browser', { skip: BROWSER_SKIP }, () => {
       assert.ok(inRate > 0, `the publisher's rate in the table: ${inRate}`);
       // A reload starts with the server's history, not with empty charts.
       await page.reload();
-      await page.waitForFunction('Number(document.body.dataset.history) >= 4', undefined, { timeout: 10_000 });
+      await page.waitForFunction('Number(document.body.dataset.history) >= 4', undefined, {
+        timeout: 10_000 * WAIT_SCALE,
+      });
       mkdirSync(`${ROOT}artifacts`, { recursive: true });
       await page.screenshot({ path: `${ROOT}artifacts/dashboard.png` });
     } finally {
@@ -582,26 +587,26 @@ describe('dashboard in a real browser', { skip: BROWSER_SKIP }, () => {
     try {
       const page = await browser.newPage();
       await page.goto(`${monitor.url}/#token=${TOKEN}`);
-      await page.locator('tr[data-node="behind-a-token"]').waitFor({ timeout: 10_000 });
+      await page.locator('tr[data-node="behind-a-token"]').waitFor({ timeout: 10_000 * WAIT_SCALE });
       assert.equal(new URL(page.url()).hash, '', 'the token is taken out of the address bar');
       await page.reload();
-      await page.locator('tr[data-node="behind-a-token"]').waitFor({ timeout: 10_000 });
+      await page.locator('tr[data-node="behind-a-token"]').waitFor({ timeout: 10_000 * WAIT_SCALE });
 
       // A new context: no token kept.
       const other = await browser.newPage();
       await other.goto(monitor.url);
-      await other.locator('#login').waitFor({ state: 'visible', timeout: 10_000 });
+      await other.locator('#login').waitFor({ state: 'visible', timeout: 10_000 * WAIT_SCALE });
       assert.equal(await other.locator('#state').textContent(), 'token required');
       assert.equal(await other.locator('tr[data-node]').count(), 0);
       await other.fill('#token', 'wrong-token-0123456789');
       await other.click('#login button');
       await other.waitForFunction("document.getElementById('state').textContent === 'wrong token'", undefined, {
-        timeout: 10_000,
+        timeout: 10_000 * WAIT_SCALE,
       });
       assert.equal(await other.locator('tr[data-node]').count(), 0);
       await other.fill('#token', TOKEN);
       await other.click('#login button');
-      await other.locator('tr[data-node="behind-a-token"]').waitFor({ timeout: 10_000 });
+      await other.locator('tr[data-node="behind-a-token"]').waitFor({ timeout: 10_000 * WAIT_SCALE });
       assert.ok(monitor.stats().monitor.authFailures >= 2);
     } finally {
       await browser.close();

@@ -51,7 +51,7 @@ const ROUND_TRIP = `
     const Order = defineMessage('Order', { id: z.string(), qty: z.number().default(1) });
     let got: MessageOf<typeof Order> | undefined;
     const received = new Promise<void>((resolve) => {
-      void node.subscribe('orders.created', (order: MessageOf<typeof Order>, info: EventInfo) => {
+      void node.respond('orders.created', (order: MessageOf<typeof Order>, info: EventInfo) => {
         got = order;
         resolve();
         return info.isRequest ? { charged: order.qty * 10 } : undefined;

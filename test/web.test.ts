@@ -370,7 +370,7 @@ describe('demo page in a real browser', { skip: BROWSER_SKIP }, () => {
         await page.click('#clear');
         assert.equal(await page.locator('#events li').count(), 0);
         // The request form shows the reply.
-        await node.subscribe('demo.add', (m: { a: number; b: number }) => m.a + m.b);
+        await node.respond('demo.add', (m: { a: number; b: number }) => m.a + m.b);
         await page.fill('#req-event', 'demo.add');
         await page.fill('#req-message', '{"a":2,"b":3}');
         await page.click('#req button');
