@@ -206,7 +206,7 @@ describe('federation on a 3-server NATS cluster', { skip }, () => {
     let runs = 0;
     for (const h of ['b', 'c']) {
       const r = await at(h, `math-${h}`);
-      await r.subscribe('math.double', (n: number) => {
+      await r.respond('math.double', (n: number) => {
         runs++;
         return n * 2;
       });
