@@ -15,7 +15,17 @@ import { HostDirectory } from '../src/federation/host-directory.js';
 import { NatsFederation } from '../src/federation/nats-federation.js';
 import { Dispatcher, type Node, type NodesetError, StreamNode } from '../src/index.js';
 import { packr } from '../src/protocol/frames.js';
-import { NatsServer, ROOT, spawnOwned, startNode, stopProcess, until, WAIT_SCALE, waitForExit } from './helpers.js';
+import {
+  NatsServer,
+  ROOT,
+  spawnOwned,
+  startNatsProcess,
+  startNode,
+  stopProcess,
+  until,
+  WAIT_SCALE,
+  waitForExit,
+} from './helpers.js';
 
 const skip =
   NatsServer.find() !== null || process.env.NODESET_CI
@@ -48,29 +58,9 @@ class ClusterServer {
     const args = ['-a', '127.0.0.1', '-p', String(this.port === 0 ? -1 : this.port)];
     args.push('--cluster_name', 'nodeset-test', '--cluster', `nats://127.0.0.1:${this.clusterPort}`);
     args.push('--routes', this.routes.map((p) => `nats://127.0.0.1:${p}`).join(','));
-    const child = spawnOwned(NatsServer.find() as string, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const { child, port } = await startNatsProcess(args);
     this.child = child;
-    const ms = 10_000 * WAIT_SCALE;
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      this.port = await new Promise<number>((resolve, reject) => {
-        let text = '';
-        const onData = (c: Buffer) => {
-          text += c.toString();
-          const m = /Listening for client connections on 127\.0\.0\.1:(\d+)/.exec(text);
-          if (m !== null) resolve(Number(m[1]));
-        };
-        child.stdout?.on('data', onData);
-        child.stderr?.on('data', onData);
-        child.once('exit', (code) => reject(new Error(`nats-server exited (${code}): ${text}`)));
-        timer = setTimeout(() => reject(new Error(`nats-server did not listen within ${ms} ms: ${text}`)), ms);
-      });
-    } catch (err) {
-      await stopProcess(child, 'SIGKILL');
-      throw err;
-    } finally {
-      clearTimeout(timer);
-    }
+    this.port = port;
     return this;
   }
 
@@ -139,6 +129,12 @@ await d.stop();
 
 describe('federation on a 3-server NATS cluster', { skip }, () => {
   const servers: ClusterServer[] = [];
+  /** One more server, routed to the cluster's (the test stops it). */
+  const joinCluster = async () =>
+    new ClusterServer(
+      await freePort(),
+      servers.map((x) => x.clusterPort),
+    ).start();
   const hosts: Record<string, Dispatcher> = {};
   const links: Record<string, NatsFederation> = {};
   const nodes: Node[] = [];
@@ -413,11 +409,7 @@ describe('federation on a 3-server NATS cluster', { skip }, () => {
   });
 
   test('a frozen NATS server: what it has not confirmed is bounded; past the bound publishes get BUFFER_FULL, and pass again once it is back', async () => {
-    const s = new ClusterServer(
-      await freePort(),
-      servers.map((x) => x.clusterPort),
-    );
-    await s.start();
+    const s = await joinCluster();
     const link = new NatsFederation({ servers: [s.url], pingIntervalMs: 60_000, maxPendingBytes: 64 * 1024 });
     const f = await new Dispatcher({ port: 0, hostName: 'bounded' }, link).start();
     try {
@@ -449,11 +441,7 @@ describe('federation on a 3-server NATS cluster', { skip }, () => {
   });
 
   test('a frozen NATS server (SIGSTOP) is detected by pings: the link goes down and cross-host publishes are refused', async () => {
-    const s = new ClusterServer(
-      await freePort(),
-      servers.map((x) => x.clusterPort),
-    );
-    await s.start();
+    const s = await joinCluster();
     const link = new NatsFederation({ servers: [s.url], pingIntervalMs: 300, maxPingOut: 2 });
     const f = await new Dispatcher({ port: 0, hostName: 'frozen' }, link).start();
     try {

@@ -263,6 +263,38 @@ export async function makeCerts(): Promise<TestCerts> {
   };
 }
 
+/**
+ * Starts an owned nats-server with these arguments; resolves with the port it
+ * listens on for clients. Killed if it does not listen in time.
+ */
+export async function startNatsProcess(args: string[]): Promise<{ child: ChildProcess; port: number }> {
+  const bin = NatsServer.find();
+  if (bin === null) throw new Error('nats-server is not installed');
+  const child = spawnOwned(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const ms = 10_000 * WAIT_SCALE;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      let text = '';
+      const onData = (c: Buffer) => {
+        text += c.toString();
+        const m = /Listening for client connections on 127\.0\.0\.1:(\d+)/.exec(text);
+        if (m !== null) resolve(Number(m[1]));
+      };
+      child.stdout?.on('data', onData);
+      child.stderr?.on('data', onData);
+      child.once('exit', (code) => reject(new Error(`nats-server exited (${code}): ${text}`)));
+      timer = setTimeout(() => reject(new Error(`nats-server did not listen within ${ms} ms: ${text}`)), ms);
+    });
+    return { child, port };
+  } catch (err) {
+    await stopProcess(child, 'SIGKILL');
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** A nats-server of the test's own, on a free port (restartable on the same port). */
 export class NatsServer {
   child: ChildProcess | null = null;
@@ -280,32 +312,9 @@ export class NatsServer {
   }
 
   async start(port = this.port === 0 ? -1 : this.port): Promise<this> {
-    const bin = NatsServer.find();
-    if (bin === null) throw new Error('nats-server is not installed');
-    const child = spawnOwned(bin, ['-a', '127.0.0.1', '-p', String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const { child, port: bound } = await startNatsProcess(['-a', '127.0.0.1', '-p', String(port)]);
     this.child = child;
-    const re = /Listening for client connections on 127\.0\.0\.1:(\d+)/;
-    const ms = 10_000 * WAIT_SCALE;
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      this.port = await new Promise<number>((resolve, reject) => {
-        let text = '';
-        const onData = (c: Buffer) => {
-          text += c.toString();
-          const m = re.exec(text);
-          if (m !== null) resolve(Number(m[1]));
-        };
-        child.stdout!.on('data', onData);
-        child.stderr!.on('data', onData);
-        child.once('exit', (code) => reject(new Error(`nats-server exited (${code}): ${text}`)));
-        timer = setTimeout(() => reject(new Error(`nats-server did not listen within ${ms} ms: ${text}`)), ms);
-      });
-    } catch (err) {
-      await stopProcess(child, 'SIGKILL');
-      throw err;
-    } finally {
-      clearTimeout(timer);
-    }
+    this.port = bound;
     return this;
   }
 
