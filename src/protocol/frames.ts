@@ -343,9 +343,26 @@ export function writeMsgFrame(
   tail: Uint8Array,
   payload: Uint8Array,
 ): number {
+  const at = writeMsgHead(target, offset, sid, tail, payload.length);
+  target.set(payload, at);
+  return at + payload.length;
+}
+
+/**
+ * Writes a MSG frame's bytes up to its payload (the payload, `payloadBytes`
+ * long, is written after them by the caller, or sent from its own memory);
+ * returns the offset after them.
+ */
+export function writeMsgHead(
+  target: Buffer,
+  offset: number,
+  sid: number,
+  tail: Uint8Array,
+  payloadBytes: number,
+): number {
   // Byte by byte: cheaper than the Buffer write helpers on this path.
   const hlen = MSG_HEAD_BYTES + tail.length;
-  const len = FRAME_FIXED_BYTES + hlen + payload.length;
+  const len = FRAME_FIXED_BYTES + hlen + payloadBytes;
   target[offset] = len >>> 24;
   target[offset + 1] = len >>> 16;
   target[offset + 2] = len >>> 8;
@@ -360,9 +377,7 @@ export function writeMsgFrame(
   target[offset + 11] = sid >>> 8;
   target[offset + 12] = sid;
   target.set(tail, offset + 13);
-  const at = offset + 13 + tail.length;
-  target.set(payload, at);
-  return at + payload.length;
+  return offset + 13 + tail.length;
 }
 
 /** Reserved events. Nodes publish their metrics on STATS_EVENT; the dispatcher keeps the latest per node. */

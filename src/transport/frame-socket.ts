@@ -4,10 +4,18 @@
  */
 import type { Socket } from 'node:net';
 import { type DecoderOptions, FrameDecoder, type FrameSink } from '../protocol/decoder.js';
-import { frameSize, msgFrameSize, writeFrame, writeMsgFrame } from '../protocol/frames.js';
+import { frameSize, msgFrameSize, writeFrame, writeMsgFrame, writeMsgHead } from '../protocol/frames.js';
 
 /** Past this many buffered bytes the outbound buffer is written at once. */
 export const FLUSH_THRESHOLD_BYTES = 64 * 1024;
+/**
+ * A MSG payload at least this large is written to the socket from its own
+ * memory (the received frame's bytes) instead of being copied into the
+ * outbound buffer: the frame's head is copied, the payload goes along in the
+ * same vectored write. Below it, one copy into one buffer is cheaper than a
+ * write per part (see docs/performance.md for the measurement).
+ */
+export const ZERO_COPY_MIN_BYTES = 8 * 1024;
 /** A quiet connection's first buffer: small, from Node's shared pool; busy ones grow it. */
 const INITIAL_BUFFER_BYTES = 256;
 const MAX_REUSED_BUFFER_BYTES = 1024 * 1024;
@@ -68,6 +76,15 @@ export class FrameSocket {
   /** Outbound bytes; allocated on the first send after each flush, so idle connections hold none. */
   #buf: Buffer = EMPTY;
   #len = 0;
+  /**
+   * Parts of this flush already laid out in order: regions of #buf (up to
+   * #sealed) and payloads sent from their own memory. Empty unless a payload
+   * of ZERO_COPY_MIN_BYTES or more was queued.
+   */
+  #parts: Uint8Array[] = [];
+  #sealed = 0;
+  /** Bytes of the payloads in #parts (those not in #buf). */
+  #partBytes = 0;
   #lastSize = INITIAL_BUFFER_BYTES;
   #flushQueued = false;
   #closed = false;
@@ -138,7 +155,7 @@ export class FrameSocket {
 
   /** Bytes accepted for sending but not yet handed to the kernel. */
   get pendingBytes(): number {
-    return this.#len + this.socket.writableLength;
+    return this.#len + this.#partBytes + this.socket.writableLength;
   }
 
   /** Appends a frame to the outbound buffer. */
@@ -149,10 +166,24 @@ export class FrameSocket {
     this.#scheduleFlush();
   }
 
-  /** Appends a MSG frame built from a shared header tail (see packMsgTail). */
+  /**
+   * Appends a MSG frame built from a shared header tail (see packMsgTail).
+   * The payload's bytes must not change afterwards: a large one is written
+   * from its own memory (ZERO_COPY_MIN_BYTES).
+   */
   sendMsg(sid: number, tail: Uint8Array, payload: Uint8Array): void {
-    const at = this.#reserve(msgFrameSize(tail, payload.length));
-    this.#len = writeMsgFrame(this.#buf, at, sid, tail, payload);
+    const size = msgFrameSize(tail, payload.length);
+    if (payload.length < ZERO_COPY_MIN_BYTES) {
+      const at = this.#reserve(size); // first: it may replace #buf
+      this.#len = writeMsgFrame(this.#buf, at, sid, tail, payload);
+    } else {
+      const at = this.#reserve(size - payload.length);
+      const end = writeMsgHead(this.#buf, at, sid, tail, payload.length);
+      this.#parts.push(this.#buf.subarray(this.#sealed, end), payload);
+      this.#sealed = end;
+      this.#len = end;
+      this.#partBytes += payload.length;
+    }
     this.#scheduleFlush();
   }
 
@@ -181,18 +212,31 @@ export class FrameSocket {
   /** Hands the outbound buffer to the socket now. */
   flush(): void {
     if (this.#len === 0 || this.#closed || this.socket.destroyed) {
-      this.#len = 0;
+      this.#discard();
       return;
     }
     const buf = this.#buf;
-    const out = buf.subarray(0, this.#len);
-    this.bytesOut += this.#len;
+    const len = this.#len;
+    this.bytesOut += len + this.#partBytes;
     // The next buffer is sized on what this flush carried, so a busy connection gets room
     // for a whole burst at once and a quiet one gets a small buffer again.
-    this.#lastSize = Math.min(2 * this.#len, MAX_REUSED_BUFFER_BYTES);
+    this.#lastSize = Math.min(2 * len, MAX_REUSED_BUFFER_BYTES);
     this.#buf = EMPTY;
     this.#len = 0;
-    this.socket.write(out);
+    if (this.#parts.length === 0) {
+      this.socket.write(buf.subarray(0, len));
+    } else {
+      // One vectored write for the buffer's regions and the payloads between them.
+      const socket = this.socket;
+      const parts = this.#parts;
+      socket.cork();
+      for (let i = 0; i < parts.length; i++) socket.write(parts[i] as Uint8Array);
+      if (len > this.#sealed) socket.write(buf.subarray(this.#sealed, len));
+      socket.uncork();
+      this.#parts = [];
+      this.#sealed = 0;
+      this.#partBytes = 0;
+    }
     // Nothing left queued: the write completed at once and the kernel holds the bytes, so the
     // buffer can serve another flush. Otherwise the socket keeps it until written.
     if (this.socket.writableLength === 0 && !this.#encrypted) keepSpare(buf);
@@ -206,8 +250,17 @@ export class FrameSocket {
 
   /** Closes at once, discarding anything unsent. */
   destroy(error?: Error): void {
-    this.#len = 0;
+    this.#discard();
     this.socket.destroy(error);
+  }
+
+  #discard(): void {
+    this.#len = 0;
+    if (this.#parts.length > 0) {
+      this.#parts = [];
+      this.#sealed = 0;
+      this.#partBytes = 0;
+    }
   }
 
   #reserve(size: number): number {
@@ -225,7 +278,7 @@ export class FrameSocket {
   }
 
   #scheduleFlush(): void {
-    if (this.#len >= FLUSH_THRESHOLD_BYTES) {
+    if (this.#len + this.#partBytes >= FLUSH_THRESHOLD_BYTES) {
       this.flush();
     } else if (!this.#flushQueued) {
       this.#flushQueued = true;
