@@ -3,7 +3,7 @@
 // order, including when the reader is slow and writes complete late.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { createServer, type Socket, connect } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { describe, test } from 'node:test';
 import { decodeHeader, headerOf, payloadOf } from '../src/protocol/decoder.js';
 import { decodeMsgHeader } from '../src/protocol/fast-headers.js';
@@ -99,7 +99,10 @@ describe('FrameSocket', () => {
       }
       out.flush();
       // ~14 MB against a paused reader: more than the kernel's socket buffers take.
-      assert.ok(writer.writableLength > 0, `some writes wait for the reader (${out.bytesOut} out, ${reader.bytesRead} read)`);
+      assert.ok(
+        writer.writableLength > 0,
+        `some writes wait for the reader (${out.bytesOut} out, ${reader.bytesRead} read)`,
+      );
       reader.resume();
       await until(() => got.length === expected.length, 20_000, `${expected.length} frames`);
       for (let k = 0; k < expected.length; k++) {
