@@ -176,4 +176,43 @@ describe('per-subscription queues and in-flight limits', () => {
     g.release();
     assert.ok(sub.connected);
   });
+
+  test('with the default bounds a publisher may queue 1,000 messages of 16 KiB between drain() calls', async () => {
+    const sub = await node();
+    let received = 0;
+    let bytes = 0;
+    await sub.subscribe('flow.big', (m: Buffer) => {
+      received++;
+      bytes += m.length;
+    });
+    const payload = Buffer.alloc(16 * 1024, 7);
+    for (let round = 0; round < 2; round++) {
+      // 16 MiB handed to publish() in one synchronous loop: within the live connection's bound.
+      for (let i = 0; i < 1000; i++) pub.publish('flow.big', payload);
+      assert.ok(pub.pendingBytes > 8 * 1024 * 1024, `${pub.pendingBytes} bytes queued`);
+      await pub.drain();
+    }
+    await until(() => received === 2000, 30_000, '2,000 messages delivered');
+    assert.equal(bytes, 2000 * payload.length);
+  });
+
+  test('past maxPendingBytes on a live connection, publish throws BUFFER_FULL and drain() lets it go on', async () => {
+    const small = await startNode(dispatcher, { statsIntervalMs: 0, maxPendingBytes: 256 * 1024 });
+    nodes.push(small);
+    const payload = Buffer.alloc(16 * 1024);
+    let accepted = 0;
+    let refused: unknown;
+    try {
+      for (let i = 0; i < 1000; i++) {
+        small.publish('flow.bounded', payload);
+        accepted++;
+      }
+    } catch (err) {
+      refused = err;
+    }
+    assert.equal((refused as { code?: string } | undefined)?.code, 'BUFFER_FULL');
+    assert.ok(accepted >= 16 && accepted < 1000, `${accepted} accepted before the bound`);
+    await small.drain();
+    small.publish('flow.bounded', payload);
+  });
 });

@@ -24,7 +24,7 @@ export const NODE_DEFAULTS = {
   statsIntervalMs: 5000,
   offlineMaxMessages: 10_000,
   offlineMaxBytes: 8 * MiB,
-  maxPendingBytes: 8 * MiB,
+  maxPendingBytes: 64 * MiB,
   /** Timeout of each subscription sent again after a reconnect. */
   resubscribeTimeoutMs: 10_000,
   /** Largest frame payload a node accepts from the dispatcher (the dispatcher's own limit is lower). */
@@ -59,7 +59,12 @@ export interface ConnectionOptions {
   offlineMaxMessages?: number;
   /** Frames buffered while disconnected: at most this many bytes. Default 8 MiB. */
   offlineMaxBytes?: number;
-  /** Outbound bytes queued on a live connection before publish throws BUFFER_FULL. Default 8 MiB. */
+  /**
+   * Outbound bytes queued on a live connection before publish throws
+   * BUFFER_FULL. Default 64 MiB: a loop of 1,000 publishes of 16 KiB fits
+   * between two `drain()` calls. `pendingBytes` and `drain()` are the way to
+   * stay under it.
+   */
   maxPendingBytes?: number;
   /**
    * When this connection falls behind reading what it subscribed to: `cut`
