@@ -5,9 +5,10 @@ import { Node } from '../src/index.js';
 export type PeerName = 'nodeset' | 'nats' | 'redis';
 
 export interface BenchClient {
-  subscribe(subject: string, handler: (payload: Buffer) => void): Promise<void>;
-  /** Publishes; awaits only when flow control says so (bounded in-flight data). */
-  publish(subject: string, payload: Buffer): void | Promise<void>;
+  /** The handler gets the payload as the client library hands it over, with no copy or conversion. */
+  subscribe(subject: string, handler: (payload: Uint8Array) => void): Promise<void>;
+  /** Publishes; returns a promise when flow control says to wait (see WINDOW). */
+  publish(subject: string, payload: Uint8Array): void | Promise<void>;
   /** Waits until what was published has left the process. */
   flush(): Promise<void>;
   respond(subject: string): Promise<void>;
@@ -15,8 +16,15 @@ export interface BenchClient {
   close(): Promise<void>;
 }
 
-/** Flow control shared by every publisher: at most this many bytes queued before waiting. */
-export const HIGH_WATER_BYTES = 1024 * 1024;
+/**
+ * Flow control, the same for every peer: after each WINDOW messages the
+ * publisher makes one round trip to its broker and waits for it, so what is
+ * in flight is bounded the same way everywhere. nodeset: that message is an
+ * acknowledged publish (answered once the dispatcher has routed it and
+ * everything before it); NATS: `flush()` (a PING answered after everything
+ * before it); Redis: the replies to the window's PUBLISH commands.
+ */
+export const WINDOW = 1024;
 
 /**
  * `direct`: work-queue delivery. nodeset: the publisher's `direct` mode; NATS:
@@ -28,13 +36,13 @@ export async function client(peer: PeerName, url: string, name: string, direct =
       const node = await new Node({ dispatcherUrl: url, name, statsIntervalMs: 0 }).start();
       let sent = 0;
       const mode = { mode: direct ? ('direct' as const) : ('all' as const) };
+      const acked = { ...mode, ack: true as const };
       return {
-        subscribe: (s, h) => node.subscribe(s, (m: Buffer) => h(m)),
+        subscribe: (s, h) => node.subscribe(s, h as (m: unknown) => void),
         publish(s, p) {
+          if (++sent % WINDOW === 0) return node.publish(s, p, acked).then(() => undefined);
           if (direct) node.publish(s, p, mode);
           else node.publish(s, p);
-          // Flow control: wait for the socket to drain past the high-water mark.
-          if ((++sent & 255) === 0 && node.pendingBytes > HIGH_WATER_BYTES) return node.drain();
         },
         flush: () => node.drain(),
         respond: (s) => node.respond(s, (m: Buffer) => m),
@@ -50,14 +58,13 @@ export async function client(peer: PeerName, url: string, name: string, direct =
         async subscribe(s, h) {
           nc.subscribe(s, {
             ...(direct ? { queue: 'workers' } : {}),
-            callback: (_e, m) => h(Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength)),
+            callback: (_e, m) => h(m.data),
           });
           await nc.flush();
         },
         publish(s, p) {
           nc.publish(s, p);
-          // nats.js buffers internally; flush (a PING round trip) bounds what is in flight.
-          if ((++sent & 1023) === 0) return nc.flush();
+          if (++sent % WINDOW === 0) return nc.flush();
         },
         flush: () => nc.flush(),
         async respond(s) {
@@ -74,17 +81,18 @@ export async function client(peer: PeerName, url: string, name: string, direct =
       const subConn = new Redis(url, { enableAutoPipelining: false, lazyConnect: true });
       await pubConn.connect();
       await subConn.connect();
-      const handlers = new Map<string, (p: Buffer) => void>();
-      subConn.on('messageBuffer', (channel: Buffer, message: Buffer) => handlers.get(channel.toString())?.(message));
+      // A bench process subscribes to one channel: its handler is called without a lookup.
+      let handler: (p: Uint8Array) => void = () => {};
+      subConn.on('messageBuffer', (_channel: Buffer, message: Buffer) => handler(message));
       let inFlight: Promise<unknown>[] = [];
       return {
         async subscribe(s, h) {
-          handlers.set(s, h);
+          handler = h;
           await subConn.subscribe(s);
         },
         publish(s, p) {
-          inFlight.push(pubConn.publish(s, p));
-          if (inFlight.length >= 1024) {
+          inFlight.push(pubConn.publish(s, p as Buffer));
+          if (inFlight.length >= WINDOW) {
             const wait = Promise.all(inFlight);
             inFlight = [];
             return wait.then(() => undefined);

@@ -6,9 +6,12 @@
 //   npm run bench:compare              nodeset, NATS and Redis side by side, with ratios
 //   options: see USAGE below (--help)
 //
-// Flow control: publishers stop queueing past 1 MiB (nodeset: drain(); NATS:
-// flush() every 1,024 messages; Redis: await every 1,024 PUBLISH replies), so
-// no benchmark process buffers without bound. Subscribers stop by themselves
+// Fairness: every peer's publisher makes one round trip to its broker per
+// 1,024 messages and waits for it (nodeset: an acknowledged publish; NATS:
+// flush(); Redis: the PUBLISH replies), so in-flight data is bounded the same
+// way everywhere; every peer's subscriber does the same work per message
+// (reads an 8-byte timestamp from the payload as its client hands it over).
+// Repeated runs rotate the order of the peers. Subscribers stop by themselves
 // when the expected count arrived or nothing came for 2 s (loss is reported).
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -23,7 +26,8 @@ const USAGE = `usage: nodeset-bench [options]   (npm run bench / npm run bench:c
   --count N           messages per throughput round (default 100000)
   --warmup N          messages of a discarded first round against the same broker (default 100000; 0: none)
   --round-trips N     request and ping-pong round trips (default 5000)
-  --repeat N          run every scenario N times, alternating peers; report the median of each figure
+  --repeat N          run every scenario N times, rotating the peers' order; report the median
+                      of each figure, and every run's rate (min-max)
   --json              results as JSON
 `;
 
@@ -139,6 +143,8 @@ interface Result {
   brokerPeakRssMb?: number;
   /** Runs behind the figures (medians; loss, max latency and RSS: the worst run). */
   runs?: number;
+  /** Every run's rate, in the order run. */
+  rates?: number[];
 }
 
 async function runScenario(peer: PeerName, scenario: string, size: number): Promise<Result | null> {
@@ -239,6 +245,7 @@ function medians(results: Result[]): Result[] {
     if (group.length === 1) return first;
     const m = (pick: (r: Result) => number | undefined) => median(group.map(pick));
     const out: Result = { scenario: first.scenario, size: first.size, peer: first.peer, runs: group.length };
+    if (group.every((r) => r.rate !== undefined)) out.rates = group.map((r) => r.rate as number);
     const set = <K extends keyof Result>(key: K, value: Result[K] | undefined) => {
       if (value !== undefined) out[key] = value;
     };
@@ -299,7 +306,9 @@ const steps = plan.length * peers.length * REPEAT;
 for (const [scenario, size] of plan) {
   // Repeats alternate between the peers too, so a slow spell of the machine hits all of them.
   for (let round = 1; round <= REPEAT; round++) {
-    for (const peer of peers) {
+    // Each run starts with the next peer, so no peer always runs first (or right after another).
+    const order = peers.map((_, i) => peers[(i + round - 1) % peers.length] as PeerName);
+    for (const peer of order) {
       step++;
       const of = REPEAT > 1 ? ` (run ${round}/${REPEAT})` : '';
       process.stderr.write(`[${step}/${steps}] ${scenario} ${size} B ${peer}${of} ...\n`);
@@ -328,6 +337,7 @@ if (values.json) {
     'broker us/msg',
     'broker RSS MB',
     'ratio',
+    'runs msg/s',
   ];
   const rows = all.map((r) => {
     const ours = all.find((o) => o.peer === 'nodeset' && o.scenario === r.scenario && o.size === r.size);
@@ -352,6 +362,7 @@ if (values.json) {
       f(r.brokerCpuUsPerMsg, 2),
       f(r.brokerPeakRssMb),
       ratio,
+      r.rates === undefined ? '' : `${k(Math.min(...r.rates))}-${k(Math.max(...r.rates))}`,
     ];
   });
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
