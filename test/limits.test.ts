@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { SlowConsumerEvent } from '../src/index.js';
-import { encodeFrame, FrameKind, PROTOCOL_VERSION } from '../src/protocol/frames.js';
+import { encodeFrame, FrameKind, PROTOCOL_VERSION, PubFlag } from '../src/protocol/frames.js';
 import { startDispatcher, startNode, until } from './helpers.js';
 import { RawClient } from './raw-client.js';
 
@@ -142,6 +142,87 @@ describe('limits', () => {
     } finally {
       raw.destroy();
       await good.stop();
+      await pub.stop();
+      await d.stop();
+    }
+  });
+  test('messages lost with a cut connection are counted one by one, apart from the cut; the acked publish that met the cut says so', async () => {
+    const maxPendingBytes = 256 * 1024;
+    const d = await startDispatcher({ maxPendingBytes, closeTimeoutMs: 500 });
+    const stuck = await RawClient.connect(d.address.port, 'stuck');
+    const pub = await RawClient.connect(d.address.port, 'raw-pub');
+    try {
+      stuck.send(encodeFrame(FrameKind.SUB, { sid: 1, uri: 'counted', r: 1 }));
+      await stuck.next((f) => f.kind === FrameKind.OK);
+      stuck.socket.pause();
+      const payload = Buffer.alloc(16 * 1024, 2);
+      let sent = 0;
+      let cutAnswer: Record<string, unknown> | undefined;
+      for (let r = 1; d.stats.slowConsumers === 0 && r < 20_000; r++) {
+        pub.send(encodeFrame(FrameKind.PUB, ['counted', PubFlag.ACK, r, 1], payload));
+        const ok = await pub.next((f) => f.kind === FrameKind.OK && (f.header as { r: number }).r === r);
+        sent++;
+        if (d.stats.slowConsumers > 0) cutAnswer = ok.header as Record<string, unknown>;
+      }
+      assert.equal(d.stats.slowConsumers, 1, 'one cut');
+      // The publish that found the queue over its limit reached nobody, and its answer says a copy was dropped.
+      assert.equal(cutAnswer?.n, 0);
+      assert.equal(cutAnswer?.dropped, 1);
+      // Every message is either in what the kernel took for the stuck reader, or counted as dropped.
+      stuck.socket.resume();
+      await stuck.waitClosed(10_000);
+      const got = stuck.frames.filter((f) => f.kind === FrameKind.MSG).length;
+      // It is told why, ahead of the queue that was discarded: the notice is the last frame it reads.
+      const last = stuck.frames.at(-1);
+      assert.equal(last?.kind, FrameKind.ERROR);
+      const notice = last?.header as { code: string; fatal: boolean; pending: number; limit: number };
+      assert.equal(notice.code, 'SLOW_CONSUMER');
+      assert.equal(notice.fatal, true);
+      assert.equal(notice.limit, maxPendingBytes);
+      assert.ok(notice.pending > maxPendingBytes, `pending ${notice.pending}`);
+      const dropped = d.stats.dropped;
+      assert.ok(dropped > 1, `${dropped} messages counted, not one per cut`);
+      assert.ok(got + dropped >= sent, `${got} read + ${dropped} dropped covers the ${sent} sent`);
+      assert.ok(got + dropped <= sent + 2, `${got} read + ${dropped} dropped: at most one write over ${sent}`);
+      assert.ok(d.stats.droppedBytes >= dropped * payload.length, `${d.stats.droppedBytes} bytes`);
+      // An acked publish nobody subscribes to has nothing dropped.
+      pub.send(encodeFrame(FrameKind.PUB, ['counted', PubFlag.ACK, 99_999, 1], payload));
+      const after = await pub.next((f) => f.kind === FrameKind.OK && (f.header as { r: number }).r === 99_999);
+      assert.deepEqual(after.header, { r: 99_999, n: 0 });
+    } finally {
+      stuck.destroy();
+      pub.destroy();
+      await d.stop();
+    }
+  });
+
+  test('a node cut off as a slow consumer is told ahead of its discarded queue, then comes back', async () => {
+    const maxPendingBytes = 256 * 1024;
+    const d = await startDispatcher({ maxPendingBytes, closeTimeoutMs: 5000 });
+    const sub = await startNode(d, { statsIntervalMs: 0 });
+    const pub = await startNode(d, { statsIntervalMs: 0 });
+    try {
+      let release!: () => void;
+      const held = new Promise<void>((r) => (release = r));
+      // `block`: a full queue stops the node reading, so the dispatcher's queue for it grows to the cut.
+      await sub.subscribe('behind', () => held, { queueLimit: 1, overflow: 'block' });
+      const told: SlowConsumerEvent[] = [];
+      sub.on('slow-consumer', (e) => told.push(e));
+      const back = new Promise((r) => sub.once('reconnect', r));
+      const payload = Buffer.alloc(16 * 1024, 3);
+      for (let i = 0; d.stats.slowConsumers === 0 && i < 10_000; i++)
+        await pub.publish('behind', payload, { ack: true });
+      assert.equal(d.stats.slowConsumers, 1);
+      assert.ok(d.stats.dropped > 1, `${d.stats.dropped} dropped`);
+      release();
+      await until(() => told.some((e) => e.cut), 10_000, 'the cut notice');
+      const cut = told.find((e) => e.cut) as SlowConsumerEvent;
+      assert.equal(cut.limitBytes, maxPendingBytes);
+      assert.ok(cut.pendingBytes > maxPendingBytes);
+      await back;
+      assert.equal(await pub.publish('behind', payload, { ack: true }), 1, 'subscribed again after the reconnect');
+    } finally {
+      await sub.stop();
       await pub.stop();
       await d.stop();
     }

@@ -71,6 +71,10 @@ export class Router {
   #publisher: Peer | null = null;
   /** The connection the last successful delivery went to (request bookkeeping). */
   #lastDelivered: Peer | null = null;
+  /** Copies refused by connections cut off or closing, in all (see #route). */
+  #lost = 0;
+  /** Copies the last routed publish lost that way: an acknowledged publish reports them. */
+  lastDropped = 0;
 
   constructor(options: RouterOptions, stats: DispatcherStats, peer: (id: number) => Peer | undefined) {
     this.#o = options;
@@ -318,9 +322,8 @@ export class Router {
   /** Cuts off a connection that cannot keep up, counting it. */
   cutSlowConsumer(peer: Peer): void {
     this.#stats.slowConsumers++;
-    this.#stats.dropped++;
     this.#o.logger.warn({ node: peer.name, id: peer.id, pending: peer.pendingBytes }, 'slow consumer disconnected');
-    // Its queue is over the limit: an ERROR frame would queue behind it, so cut it off.
+    // Its queue is discarded (counted) and its SLOW_CONSUMER notice goes ahead of it.
     peer.terminate('slow-consumer');
   }
 
@@ -353,6 +356,7 @@ export class Router {
     const msgTail =
       tail ?? packMsgTail(uri, sender, ct, isRequest ? replyConn : 0, isRequest ? replyId : 0, single, seq);
     let delivered = 0;
+    const lostBefore = this.#lost;
     const node = target.uri.node;
     if (single) {
       // A request goes only to subscriptions that declared they answer; `direct` to any.
@@ -378,6 +382,15 @@ export class Router {
       }
     }
     if (isRequest && delivered > 0) this.#awaitReply(this.#lastDelivered as Peer, replyConn, replyId);
+    let lost = this.#lost - lostBefore;
+    if (lost > 0) {
+      // A single delivery that another subscriber took in the end lost nothing; else it lost one copy.
+      if (single) lost = delivered > 0 ? 0 : 1;
+      this.#lost = lostBefore + lost;
+      this.#stats.dropped += lost;
+      this.#stats.droppedBytes += lost * payload.length;
+    }
+    this.lastDropped = lost;
     return delivered;
   }
 
@@ -500,11 +513,15 @@ export class Router {
 
   #deliver(sub: Subscription, event: string, tail: Buffer, payload: Buffer): boolean {
     const peer = sub.peer;
-    if (!peer.open) return false;
+    if (!peer.open) {
+      this.#lost++;
+      return false;
+    }
     if (sub.deny !== null && deniedBy(sub.deny, event)) return false;
     const pending = peer.pendingBytes;
     if (pending > this.#o.maxPendingBytes) {
       this.cutSlowConsumer(peer);
+      this.#lost++;
       return false;
     }
     peer.sendMsg(sub.sid, tail, payload);

@@ -11,6 +11,7 @@ import { NodesetError } from '../protocol/errors.js';
 import { isValidName, parseEventUri } from '../protocol/event-uri.js';
 import { decodePubHeader, pubFields, pubFieldsOf } from '../protocol/fast-headers.js';
 import {
+  encodeFrame,
   FrameKind,
   type OkHeader,
   PING_FRAME,
@@ -242,7 +243,7 @@ export class Session implements FrameSocketHandlers, Peer {
    */
   #readingBacklog(): boolean {
     const socket = this.fs.socket;
-    const queued = socket.writableLength;
+    const queued = this.fs.unwrittenBytes;
     const handed = this.fs.bytesOut - queued;
     const inWrite = (socket as { _handle?: { writeQueueSize?: number } })._handle?.writeQueueSize ?? 0;
     const moved =
@@ -290,7 +291,8 @@ export class Session implements FrameSocketHandlers, Peer {
           if ((flags & PubFlag.REQUEST) !== 0) {
             if (n === 0) this.error(new NodesetError('NO_RESPONDERS', `no responder for request ${h.uri}`), r);
           } else if ((flags & PubFlag.ACK) !== 0) {
-            this.ok({ r, n });
+            const dropped = this.#router.lastDropped;
+            this.ok(dropped === 0 ? { r, n } : { r, n, dropped });
           }
         }
         if (h.uri.charCodeAt(0) === 36 /* $ */ && h.uri === STATS_EVENT) this.latestMetrics = payload.toString('utf8');
@@ -451,16 +453,49 @@ export class Session implements FrameSocketHandlers, Peer {
     if (this.#state === State.Closed || this.#state === State.Closing) return;
     this.#state = State.Closing;
     this.fs.end();
-    this.#closeTimer = setTimeout(() => this.fs.destroy(), this.#host.options.closeTimeoutMs);
+    this.#closeTimer = setTimeout(() => this.#discardQueue(), this.#host.options.closeTimeoutMs);
   }
 
-  /** Cuts the connection off at once, discarding what is queued. */
+  /**
+   * Cuts the connection off, discarding what is queued (counted). A slow
+   * consumer is told first: its SLOW_CONSUMER frame goes ahead of the
+   * discarded queue, right after the write its socket holds, and the
+   * connection is closed once that is read (or after the close grace).
+   */
   terminate(reason: LeaveReason): void {
     if (this.#state === State.Closed) return;
     this.leaveReason = reason;
     this.#state = State.Closing;
-    // What was queued for it and not yet handed to the kernel is lost with it: counted.
-    this.#host.stats.droppedBytes += this.fs.pendingBytes;
+    if (reason !== 'slow-consumer') {
+      this.#discardQueue();
+      return;
+    }
+    const limit = this.#host.options.maxPendingBytes;
+    const pending = this.fs.pendingBytes;
+    const notice = encodeFrame(FrameKind.ERROR, {
+      code: 'SLOW_CONSUMER',
+      message: `cut off: ${pending} bytes queued, past the limit of ${limit}; what was queued is dropped`,
+      pending,
+      limit,
+      fatal: true,
+    });
+    const lost = this.fs.cutAhead(notice);
+    const stats = this.#host.stats;
+    stats.dropped += lost.msgs;
+    stats.droppedBytes += lost.bytes;
+    this.fs.decoder.stop();
+    // Its routes go now, not when the notice has been read: nothing more is routed to it.
+    this.#router.detach(this);
+    for (const sub of this.subs.values()) this.#router.remove(sub);
+    this.subs.clear();
+    this.#closeTimer ??= setTimeout(() => this.fs.destroy(), this.#host.options.closeTimeoutMs);
+  }
+
+  /** Closes the socket at once: what was queued for it and not yet handed to the kernel is lost, and counted. */
+  #discardQueue(): void {
+    const stats = this.#host.stats;
+    stats.dropped += this.fs.pendingMsgs;
+    stats.droppedBytes += this.fs.pendingBytes;
     this.fs.destroy();
   }
 

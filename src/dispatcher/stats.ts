@@ -12,8 +12,13 @@ export interface StatsSnapshot {
   connectionsRefused: number;
   publishes: number;
   deliveries: number;
+  /**
+   * Messages not delivered: copies refused because their subscriber's
+   * connection was over its limit or closing, and messages queued for a
+   * connection when it was cut off (a write the kernel took in part counts whole).
+   */
   dropped: number;
-  /** Bytes queued for connections that were cut off (slow consumers, heartbeat timeouts, kicks) and never written. */
+  /** Bytes of the same: queued for connections cut off (slow consumers, heartbeat timeouts, kicks) and never written, and refused payloads. */
   droppedBytes: number;
   slowConsumers: number;
   /** Times a publisher's reading was paused by a pushback subscriber. */

@@ -58,7 +58,11 @@ export function registerMetrics(
   counter('nodeset_connections_refused_total', 'Connections refused over the limit', () => s.connectionsRefused);
   counter('nodeset_publishes_total', 'Messages published', () => s.publishes);
   counter('nodeset_deliveries_total', 'Messages written to subscribers', () => s.deliveries);
-  counter('nodeset_dropped_total', 'Messages not delivered (slow consumers)', () => s.dropped);
+  counter(
+    'nodeset_dropped_total',
+    'Messages not delivered (refused to or queued for connections cut off)',
+    () => s.dropped,
+  );
   counter(
     'nodeset_dropped_bytes_total',
     'Bytes queued for connections that were cut off and never written',

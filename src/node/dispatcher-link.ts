@@ -688,7 +688,7 @@ export class DispatcherLink implements FrameSocketHandlers {
 function wireError(h: Record<string, unknown>): NodesetError {
   const error = fromWireError(h, 'INTERNAL', 'error from the dispatcher');
   if (error.code === 'SLOW_CONSUMER' && isUint(h.pending) && isUint(h.limit)) {
-    return new SlowConsumerError(error.message, h.pending, h.limit);
+    return new SlowConsumerError(error.message, h.pending, h.limit, h.fatal === true);
   }
   return error;
 }

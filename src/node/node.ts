@@ -67,12 +67,18 @@ function packCheckedPubHeader(uri: string, sender: string | null, ct: number, fl
   parseEventUri(uri, false);
   return packPlainPubHeader(uri, sender, ct, flags);
 }
-/** The dispatcher's warning that this node is falling behind reading (see docs/guarantees.md). */
+/**
+ * The dispatcher's word that this node falls behind reading (see
+ * docs/guarantees.md): a warning past half its limit, or the notice that it
+ * was cut off at the limit (the node then reconnects and subscribes again).
+ */
 export interface SlowConsumerEvent {
   /** Bytes queued for this connection at the dispatcher when it warned. */
   pendingBytes: number;
   /** Queued bytes at which the dispatcher cuts the connection off (`cut` policy). */
   limitBytes: number;
+  /** True when the connection was cut off and what was queued for it dropped; false for the warning. */
+  cut: boolean;
 }
 
 export interface NodeEvents {
@@ -154,7 +160,11 @@ export class Node extends EventEmitter<NodeEvents> {
       channelError: (error) => {
         if (error instanceof SlowConsumerError) {
           this.logger.warn({ pending: error.pendingBytes, limit: error.limitBytes }, error.message);
-          this.emit('slow-consumer', { pendingBytes: error.pendingBytes, limitBytes: error.limitBytes });
+          this.emit('slow-consumer', {
+            pendingBytes: error.pendingBytes,
+            limitBytes: error.limitBytes,
+            cut: error.cut,
+          });
         } else {
           this.#reportError(error);
         }

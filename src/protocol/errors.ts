@@ -58,6 +58,8 @@ export class SlowConsumerError extends NodesetError {
     message: string,
     readonly pendingBytes: number,
     readonly limitBytes: number,
+    /** The dispatcher cut the connection off (what was queued for it is dropped); false for the warning. */
+    readonly cut = false,
   ) {
     super('SLOW_CONSUMER', message);
     this.name = 'SlowConsumerError';

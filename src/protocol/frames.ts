@@ -170,6 +170,8 @@ export interface OkHeader {
   r: number;
   /** Number of subscribers delivered to (publish acks). */
   n?: number;
+  /** Publish acks: copies lost to subscribers cut off or closing (absent when none). */
+  dropped?: number;
   /** A QUERY answered in pages: the offset to ask for the next one. */
   next?: number;
   /** A SUB's member names the identity may not use, left out of the subscription. */

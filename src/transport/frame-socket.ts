@@ -85,6 +85,22 @@ export class FrameSocket {
   #sealed = 0;
   /** Bytes of the payloads in #parts (those not in #buf). */
   #partBytes = 0;
+  /** MSG frames queued since the last flush. */
+  #msgs = 0;
+  /**
+   * Flushed while the socket was past its high-water mark: kept here, in
+   * order, and handed to the socket when it drains. The socket itself holds
+   * little (its high-water mark and one write), always whole frames, so what
+   * waits here can be discarded or overtaken at a frame boundary (cutAhead,
+   * sendConstant).
+   */
+  #backlog: Uint8Array[] = [];
+  #backlogBytes = 0;
+  #backlogMsgs = 0;
+  /** MSG frames in the writes the socket holds (counted whole until it drains). */
+  #inSocketMsgs = 0;
+  /** end() was asked for while a backlog waited: the socket ends once the backlog is written. */
+  #ending = false;
   #lastSize = INITIAL_BUFFER_BYTES;
   #flushQueued = false;
   #closed = false;
@@ -115,7 +131,14 @@ export class FrameSocket {
   };
 
   static #onDrain = function (this: Socket): void {
-    (this as OwnedSocket)[OWNER].#handlers.drained?.();
+    const fs = (this as OwnedSocket)[OWNER];
+    fs.#inSocketMsgs = 0;
+    if (fs.#backlog.length > 0) {
+      fs.#writeBacklog();
+      // Past the high-water mark again: 'drain' comes again when the backlog is through.
+      if (this.writableNeedDrain) return;
+    }
+    fs.#handlers.drained?.();
   };
 
   static #onError = function (this: Socket, err: Error): void {
@@ -155,7 +178,21 @@ export class FrameSocket {
 
   /** Bytes accepted for sending but not yet handed to the kernel. */
   get pendingBytes(): number {
-    return this.#len + this.#partBytes + this.socket.writableLength;
+    return this.#len + this.#partBytes + this.#backlogBytes + this.socket.writableLength;
+  }
+
+  /** Bytes flushed (counted in bytesOut) that the kernel has not taken yet: the backlog and the socket's write. */
+  get unwrittenBytes(): number {
+    return this.#backlogBytes + this.socket.writableLength;
+  }
+
+  /**
+   * MSG frames accepted for sending and not yet handed to the kernel. Exact
+   * for what waits in this object; the write the socket holds counts whole
+   * until it completes, so this may exceed the truth by that write's messages.
+   */
+  get pendingMsgs(): number {
+    return this.#msgs + this.#backlogMsgs + (this.socket.writableLength > 0 ? this.#inSocketMsgs : 0);
   }
 
   /** Appends a frame to the outbound buffer. */
@@ -184,21 +221,37 @@ export class FrameSocket {
       this.#len = end;
       this.#partBytes += payload.length;
     }
+    this.#msgs++;
     this.#scheduleFlush();
   }
 
   /**
-   * Sends a frame that never changes (PING, PONG): written as it is when
-   * nothing is queued before it, so a heartbeat round over many quiet
-   * connections allocates no buffers.
+   * Sends a frame that never changes (PING, PONG) ahead of whatever waits
+   * here (it goes right after the write the socket holds, at a frame
+   * boundary), so a heartbeat is not stuck behind a backlog, and a heartbeat
+   * round over many quiet connections allocates no buffers.
    */
   sendConstant(frame: Buffer): void {
-    if (this.#len === 0 && !this.#closed && !this.socket.destroyed) {
+    if (this.#closed || this.socket.destroyed) return;
+    this.bytesOut += frame.length;
+    this.socket.write(frame);
+  }
+
+  /**
+   * Discards every frame not yet handed to the socket (the write the socket
+   * holds goes on), then sends `frame` (whole frames) next, and half-closes
+   * once it is written: how a connection cut off is told why before anything
+   * that was queued for it. Returns the messages and bytes discarded.
+   */
+  cutAhead(frame: Uint8Array): { msgs: number; bytes: number } {
+    const lost = { msgs: this.pendingMsgs, bytes: this.pendingBytes };
+    this.#discard();
+    if (!this.#closed && !this.socket.destroyed) {
       this.bytesOut += frame.length;
       this.socket.write(frame);
-    } else {
-      this.sendRaw(frame);
+      this.socket.end();
     }
+    return lost;
   }
 
   /** Appends bytes that are already whole frames. */
@@ -209,43 +262,62 @@ export class FrameSocket {
     this.#scheduleFlush();
   }
 
-  /** Hands the outbound buffer to the socket now. */
+  /** Hands the outbound buffer to the socket now, or to the backlog while the socket is still writing. */
   flush(): void {
-    if (this.#len === 0 || this.#closed || this.socket.destroyed) {
+    if (this.#len === 0) return; // (parts are never queued without bytes in the buffer)
+    if (this.#closed || this.socket.destroyed) {
       this.#discard();
       return;
     }
     const buf = this.#buf;
     const len = this.#len;
+    const msgs = this.#msgs;
     this.bytesOut += len + this.#partBytes;
     // The next buffer is sized on what this flush carried, so a busy connection gets room
     // for a whole burst at once and a quiet one gets a small buffer again.
     this.#lastSize = Math.min(2 * len, MAX_REUSED_BUFFER_BYTES);
     this.#buf = EMPTY;
     this.#len = 0;
+    this.#msgs = 0;
+    const socket = this.socket;
+    if (socket.writableNeedDrain || this.#backlog.length > 0) {
+      // The socket is still writing past its high-water mark: this waits, in order, for its 'drain'.
+      const backlog = this.#backlog;
+      if (this.#parts.length === 0) {
+        backlog.push(buf.subarray(0, len));
+      } else {
+        for (const part of this.#parts) backlog.push(part);
+        if (len > this.#sealed) backlog.push(buf.subarray(this.#sealed, len));
+      }
+      this.#backlogBytes += len + this.#partBytes;
+      this.#backlogMsgs += msgs;
+      this.#resetParts();
+      return;
+    }
+    if (socket.writableLength === 0) this.#inSocketMsgs = 0;
+    this.#inSocketMsgs += msgs;
     if (this.#parts.length === 0) {
-      this.socket.write(buf.subarray(0, len));
+      socket.write(buf.subarray(0, len));
     } else {
       // One vectored write for the buffer's regions and the payloads between them.
-      const socket = this.socket;
       const parts = this.#parts;
       socket.cork();
       for (let i = 0; i < parts.length; i++) socket.write(parts[i] as Uint8Array);
       if (len > this.#sealed) socket.write(buf.subarray(this.#sealed, len));
       socket.uncork();
-      this.#parts = [];
-      this.#sealed = 0;
-      this.#partBytes = 0;
+      this.#resetParts();
     }
-    // Nothing left queued: the write completed at once and the kernel holds the bytes, so the
-    // buffer can serve another flush. Otherwise the socket keeps it until written.
-    if (this.socket.writableLength === 0 && !this.#encrypted) keepSpare(buf);
+    // The write completed at once and the kernel holds the bytes, so the buffer can serve
+    // another flush. Otherwise the socket keeps it until written.
+    if (socket.writableLength === 0 && !this.#encrypted) keepSpare(buf);
   }
 
   /** Flushes, then half-closes the socket once everything is written. */
   end(): void {
     this.flush();
-    if (!this.socket.destroyed) this.socket.end();
+    if (this.socket.destroyed) return;
+    if (this.#backlog.length > 0) this.#ending = true;
+    else this.socket.end();
   }
 
   /** Closes at once, discarding anything unsent. */
@@ -254,12 +326,36 @@ export class FrameSocket {
     this.socket.destroy(error);
   }
 
-  #discard(): void {
-    this.#len = 0;
+  /** The socket drained: everything that waited goes in one vectored write. */
+  #writeBacklog(): void {
+    const socket = this.socket;
+    const backlog = this.#backlog;
+    this.#inSocketMsgs = this.#backlogMsgs;
+    this.#backlog = [];
+    this.#backlogBytes = 0;
+    this.#backlogMsgs = 0;
+    socket.cork();
+    for (let i = 0; i < backlog.length; i++) socket.write(backlog[i] as Uint8Array);
+    socket.uncork();
+    if (this.#ending) socket.end();
+  }
+
+  #resetParts(): void {
     if (this.#parts.length > 0) {
       this.#parts = [];
       this.#sealed = 0;
       this.#partBytes = 0;
+    }
+  }
+
+  #discard(): void {
+    this.#len = 0;
+    this.#msgs = 0;
+    this.#resetParts();
+    if (this.#backlog.length > 0) {
+      this.#backlog = [];
+      this.#backlogBytes = 0;
+      this.#backlogMsgs = 0;
     }
   }
 
