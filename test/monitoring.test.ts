@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { get as httpGet, type IncomingMessage } from 'node:http';
 import { connect, type Socket } from 'node:net';
@@ -25,6 +26,11 @@ import {
 import { RawClient } from './raw-client.js';
 
 const quiet = { statsIntervalMs: 0 };
+// CI installs tmux; there a missing tmux is a failure, not a skip.
+const tmuxSkip =
+  spawnSync('tmux', ['-V']).status === 0 || process.env.NODESET_CI
+    ? false
+    : 'tmux is not installed (apt-get install tmux)';
 const TOKEN = 'monitor-token-0123456789';
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 
@@ -262,6 +268,50 @@ describe('monitoring endpoint', () => {
       help.lines.join('\n'),
       /Keys of the live view:[\s\S]*\n {2}e {2,}switch between the nodes and the busiest events/,
     );
+  });
+
+  test('nodeset-monitor live view: e switches to the busiest events with their rates, and back', {
+    skip: tmuxSkip,
+  }, async () => {
+    const busy = await node('live-view-publisher');
+    const ticker = setInterval(() => busy.publish('live.view', 1), 10);
+    const socketName = `nodeset-monitor-test-${process.pid}`;
+    const tmux = (...args: string[]) =>
+      execFileSync('tmux', ['-L', socketName, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    const screen = () => tmux('capture-pane', '-p', '-t', 'monitor');
+    const waitScreen = (what: string, ok: (text: string) => boolean) =>
+      until(() => ok(screen()), 10_000 * WAIT_SCALE, what).catch((err: Error) => {
+        throw new Error(`${err.message}; screen:\n${screen()}`);
+      });
+    try {
+      tmux(
+        'new-session',
+        '-d',
+        '-s',
+        'monitor',
+        '-x',
+        '160',
+        '-y',
+        '40',
+        `NO_COLOR=1 NODESET_LOGLEVEL=warn ${process.execPath} ${ROOT}dist/cli/nodeset-monitor.js --monitor-url ${monitor.url} --interval 300`,
+      );
+      await waitScreen('the nodes', (t) => t.includes('live-view-publisher') && t.includes('e events'));
+      tmux('send-keys', '-t', 'monitor', 'e');
+      await waitScreen('live.view with a rate', (t) => /^\s*[1-9][\d.]*k?\s+\S+\s+live\.view\s*$/m.test(t));
+      assert.match(screen(), /MSG\/s▼\s+TOTAL\s+EVENT/);
+      assert.match(screen(), /q quit {3}e nodes/);
+      tmux('send-keys', '-t', 'monitor', 'e');
+      await waitScreen('the nodes again', (t) => t.includes('live-view-publisher') && t.includes('e events'));
+      tmux('send-keys', '-t', 'monitor', 'q');
+      await until(() => !tmux('list-sessions').includes('monitor:'), 5000, 'nodeset-monitor quit').catch(() => {});
+    } finally {
+      clearInterval(ticker);
+      try {
+        tmux('kill-server');
+      } catch {
+        // already gone
+      }
+    }
   });
 
   test('/stats ranks events by their rate over the last sample; /groups lists queue groups with their members, bounded', async () => {
