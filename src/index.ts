@@ -10,7 +10,14 @@ export type { LeaveReason } from './dispatcher/peer.js';
 export type { NodePresence } from './dispatcher/presence.js';
 export type { DispatcherStats, EventCount, StatsSnapshot } from './dispatcher/stats.js';
 export type { MonitorCounts } from './monitor/metrics.js';
-export { type MonitorOptions, MonitorServer, type StatsWithRates } from './monitor/monitor-server.js';
+export {
+  type EventRate,
+  type MonitorOptions,
+  MonitorServer,
+  type QueueGroupInfo,
+  type QueueGroups,
+  type StatsWithRates,
+} from './monitor/monitor-server.js';
 export type { BackoffOptions } from './node/backoff.js';
 export { NodeCollection } from './node/collection.js';
 export type { Welcome } from './node/dispatcher-link.js';

@@ -89,6 +89,44 @@ describe('nodeset pub, sub, req, reply', () => {
     await dispatcher.proc.kill();
   });
 
+  test('nodeset-node publisher takes the dispatcher from NODESET_DISPATCHER_URL (a flag still wins); --help names it', async () => {
+    const sub = new CliProcess('nodeset', ['sub', 'env.url', '--count', '2', '--dispatcher-url', dispatcher.url]);
+    try {
+      await until(() => sub.stderr.some((l) => l.startsWith('subscribed to env.url')), 10_000, 'subscribed');
+      const fromEnv = new CliProcess('nodeset-node', ['publisher', '--event', 'env.url', '--payload', '1'], {
+        NODESET_DISPATCHER_URL: dispatcher.url,
+      });
+      assert.equal(await fromEnv.exit(), 0, fromEnv.stderr.join('\n'));
+      assert.equal(fromEnv.lines[0], 'published 1 message to env.url: delivered to 1 subscriber');
+      const flagWins = new CliProcess(
+        'nodeset-node',
+        ['publisher', '--event', 'env.url', '--payload', '2', '--dispatcher-url', dispatcher.url],
+        { NODESET_DISPATCHER_URL: await deadUrl() },
+      );
+      assert.equal(await flagWins.exit(), 0, flagWins.stderr.join('\n'));
+      assert.equal(await sub.exit(), 0);
+      assert.deepEqual(
+        sub.lines.map((l) => JSON.parse(l).message),
+        [1, 2],
+      );
+      // And the environment's URL is the one tried when it is wrong.
+      const dead = await deadUrl();
+      const wrong = new CliProcess('nodeset-node', ['publisher', '--event', 'env.url', '--timeout', '500'], {
+        NODESET_DISPATCHER_URL: dead,
+      });
+      assert.equal(await wrong.exit(), 1);
+      assert.match(wrong.stderr.join('\n'), new RegExp(`cannot connect to ${dead.replace('nodeset://', '')}`));
+    } finally {
+      await sub.kill();
+    }
+    const help = new CliProcess('nodeset-node', ['publisher', '--help']);
+    assert.equal(await help.exit(), 0);
+    assert.match(
+      help.lines.join(' ').replace(/\s+/g, ' '),
+      /--dispatcher-url <url> dispatcher to connect to \(or set NODESET_DISPATCHER_URL\)/,
+    );
+  });
+
   test('templates fill {{count}} and {{time}}', () => {
     assert.equal(fillTemplate('{"n":{{count}}}', 7), '{"n":7}');
     assert.match(fillTemplate('at {{time}}', 1), /^at \d{4}-\d\d-\d\dT/);

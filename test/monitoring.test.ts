@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { get as httpGet, type IncomingMessage } from 'node:http';
 import { connect, type Socket } from 'node:net';
@@ -7,6 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { type Dispatcher, Node, NodeMetrics } from '../src/index.js';
+import { queueGroups } from '../src/monitor/groups.js';
 import { checkMonitorListen, MonitorServer } from '../src/monitor/monitor-server.js';
 import { encodeFrame, FrameKind } from '../src/protocol/frames.js';
 import { hashToken } from '../src/security/keys.js';
@@ -24,6 +26,11 @@ import {
 import { RawClient } from './raw-client.js';
 
 const quiet = { statsIntervalMs: 0 };
+// CI installs tmux; there a missing tmux is a failure, not a skip.
+const tmuxSkip =
+  spawnSync('tmux', ['-V']).status === 0 || process.env.NODESET_CI
+    ? false
+    : 'tmux is not installed (apt-get install tmux)';
 const TOKEN = 'monitor-token-0123456789';
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 
@@ -223,9 +230,26 @@ describe('monitoring endpoint', () => {
     // --once takes two samples: a node publishing meanwhile shows a rate above zero.
     const busy = await node('busy-publisher');
     const ticker = setInterval(() => busy.publish('monitor.busy', 1), 5);
-    const table = new CliProcess('nodeset-monitor', ['--monitor-url', monitor.url, '--once', '--interval', '500']);
+    /** The rate of an event in the top-events table that follows the nodes: `MSG/s  TOTAL  EVENT`. */
+    const eventRate = (lines: string[], event: string) => {
+      const header = lines.findIndex((l) => /^\s*MSG\/s▼\s+TOTAL\s+EVENT$/.test(l));
+      const row = lines.slice(header + 1).find((l) => l.trim().split(/\s+/)[2] === event) ?? '';
+      return header === -1 ? Number.NaN : Number(row.trim().split(/\s+/)[0]?.replace('k', 'e3'));
+    };
+    let table: CliProcess;
+    let direct: CliProcess;
     try {
+      // The endpoint's rates need one of its samples with the publisher running.
+      await until(
+        () => monitor.stats().topEvents.some((e) => e.event === 'monitor.busy' && e.perSec > 0),
+        10_000 * WAIT_SCALE,
+        'the endpoint measured monitor.busy',
+      );
+      table = new CliProcess('nodeset-monitor', ['--monitor-url', monitor.url, '--once', '--interval', '500']);
       assert.equal(await table.exit(), 0);
+      // Straight from the dispatcher, without the monitoring endpoint: rates from the counts of two QUERY answers.
+      direct = new CliProcess('nodeset-monitor', ['--dispatcher-url', dispatcher.url, '--once', '--interval', '500']);
+      assert.equal(await direct.exit(), 0);
     } finally {
       clearInterval(ticker);
     }
@@ -235,10 +259,127 @@ describe('monitoring endpoint', () => {
     const inPerSec = Number(busyRow.split(/\s+/)[3]);
     assert.ok(inPerSec > 0, `a rate above zero: ${busyRow}`);
     assert.match(table.lines[0] ?? '', /publishes\/s [1-9]/);
-    // Straight from the dispatcher, without the monitoring endpoint.
-    const direct = new CliProcess('nodeset-monitor', ['--dispatcher-url', dispatcher.url, '--once']);
-    assert.equal(await direct.exit(), 0);
+    assert.ok(eventRate(table.lines, 'monitor.busy') > 0, `monitor.busy has a rate:\n${text}`);
     assert.match(direct.lines.join('\n'), /seen-by-monitor/);
+    assert.ok(eventRate(direct.lines, 'monitor.busy') > 0, `monitor.busy has a rate:\n${direct.lines.join('\n')}`);
+    const help = new CliProcess('nodeset-monitor', ['--help']);
+    assert.equal(await help.exit(), 0);
+    assert.match(
+      help.lines.join('\n'),
+      /Keys of the live view:[\s\S]*\n {2}e {2,}switch between the nodes and the busiest events/,
+    );
+  });
+
+  test('nodeset-monitor live view: e switches to the busiest events with their rates, and back', {
+    skip: tmuxSkip,
+  }, async () => {
+    const busy = await node('live-view-publisher');
+    const ticker = setInterval(() => busy.publish('live.view', 1), 10);
+    const socketName = `nodeset-monitor-test-${process.pid}`;
+    const tmux = (...args: string[]) =>
+      execFileSync('tmux', ['-L', socketName, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    const screen = () => tmux('capture-pane', '-p', '-t', 'monitor');
+    const waitScreen = (what: string, ok: (text: string) => boolean) =>
+      until(() => ok(screen()), 10_000 * WAIT_SCALE, what).catch((err: Error) => {
+        throw new Error(`${err.message}; screen:\n${screen()}`);
+      });
+    try {
+      tmux(
+        'new-session',
+        '-d',
+        '-s',
+        'monitor',
+        '-x',
+        '160',
+        '-y',
+        '40',
+        `NO_COLOR=1 NODESET_LOGLEVEL=warn ${process.execPath} ${ROOT}dist/cli/nodeset-monitor.js --monitor-url ${monitor.url} --interval 300`,
+      );
+      await waitScreen('the nodes', (t) => t.includes('live-view-publisher') && t.includes('e events'));
+      tmux('send-keys', '-t', 'monitor', 'e');
+      await waitScreen('live.view with a rate', (t) => /^\s*[1-9][\d.]*k?\s+\S+\s+live\.view\s*$/m.test(t));
+      assert.match(screen(), /MSG\/s▼\s+TOTAL\s+EVENT/);
+      assert.match(screen(), /q quit {3}e nodes/);
+      tmux('send-keys', '-t', 'monitor', 'e');
+      await waitScreen('the nodes again', (t) => t.includes('live-view-publisher') && t.includes('e events'));
+      tmux('send-keys', '-t', 'monitor', 'q');
+      await until(() => !tmux('list-sessions').includes('monitor:'), 5000, 'nodeset-monitor quit').catch(() => {});
+    } finally {
+      clearInterval(ticker);
+      try {
+        tmux('kill-server');
+      } catch {
+        // already gone
+      }
+    }
+  });
+
+  test('/stats ranks events by their rate over the last sample; /groups lists queue groups with their members, bounded', async () => {
+    const fast = await node('rates-fast');
+    const slow = await node('rates-slow');
+    const fastTicker = setInterval(() => {
+      for (let i = 0; i < 3; i++) fast.publish('rates.fast', i);
+    }, 10);
+    const slowTicker = setInterval(() => slow.publish('rates.slow', 1), 50);
+    try {
+      let top: { event: string; perSec: number; total: number }[] = [];
+      await until(
+        async () => {
+          top = ((await (await fetch(`${monitor.url}/stats`)).json()) as { topEvents: typeof top }).topEvents;
+          const f = top.find((e) => e.event === 'rates.fast');
+          const s = top.find((e) => e.event === 'rates.slow');
+          return f !== undefined && s !== undefined && f.perSec > s.perSec && s.perSec > 0;
+        },
+        10_000 * WAIT_SCALE,
+        'rates.fast busier than rates.slow',
+      );
+      const names = top.map((e) => e.event);
+      assert.ok(names.indexOf('rates.fast') < names.indexOf('rates.slow'), 'sorted by rate');
+      assert.ok(top.length <= 20, 'bounded');
+      for (const [i, e] of top.entries()) {
+        assert.ok(e.total >= 1, `${e.event} was published`);
+        if (i > 0) assert.ok((top[i - 1]?.perSec ?? 0) >= e.perSec, 'busiest first');
+      }
+    } finally {
+      clearInterval(fastTicker);
+      clearInterval(slowTicker);
+    }
+
+    // Three workers share jobs.run; one node makes 60 groups of one, past the 50 listed.
+    for (const name of ['worker-b', 'worker-a', 'worker-c']) {
+      const w = await node(name);
+      await w.subscribe('jobs.run', () => {}, { group: 'runners' });
+    }
+    const many = await node('many-groups');
+    for (let i = 0; i < 60; i++) await many.subscribe(`solo.${i}`, () => {}, { group: `solo-${i}` });
+    const groups = (await (await fetch(`${monitor.url}/groups`)).json()) as {
+      total: number;
+      groups: { group: string; uri: string; size: number; members: string[] }[];
+    };
+    assert.equal(groups.total, 61);
+    assert.equal(groups.groups.length, 50, 'the 50 largest');
+    assert.deepEqual(groups.groups[0], {
+      group: 'runners',
+      uri: 'jobs.run',
+      size: 3,
+      members: ['worker-a', 'worker-b', 'worker-c'],
+    });
+    assert.deepEqual(groups.groups[1], { group: 'solo-0', uri: 'solo.0', size: 1, members: ['many-groups'] });
+    // Member names are bounded too; the count stays whole.
+    const small = queueGroups(dispatcher, 2, 2);
+    assert.equal(small.total, 61);
+    assert.deepEqual(small.groups[0], {
+      group: 'runners',
+      uri: 'jobs.run',
+      size: 3,
+      members: ['worker-a', 'worker-b'],
+    });
+    assert.equal(small.groups.length, 2);
+    // A member that leaves is no longer listed.
+    await nodes.find((n) => n.name === 'worker-b')?.stop();
+    await until(() => monitor.groups().groups[0]?.size === 2, 10_000, 'worker-b left the group');
+    assert.deepEqual(monitor.groups().groups[0]?.members, ['worker-a', 'worker-c']);
+    await many.stop();
   });
 
   test('/history serves the last samples as columns of equal length, oldest first', async () => {
@@ -344,7 +485,15 @@ describe('monitor token and exposure', () => {
     const node = await startNode(dispatcher, { name: 'secret-node', ...quiet });
     try {
       let refused = 0;
-      for (const path of ['/metrics', '/stats', '/nodes', '/subscribers?uri=x', '/events', '/no-such-path']) {
+      for (const path of [
+        '/metrics',
+        '/stats',
+        '/nodes',
+        '/groups',
+        '/subscribers?uri=x',
+        '/events',
+        '/no-such-path',
+      ]) {
         for (const headers of [{}, bearer('wrong-token-0123456789'), { authorization: `Basic ${TOKEN}` }]) {
           const res = await fetch(`${m.url}${path}`, { headers });
           assert.equal(res.status, 401, `${path} ${JSON.stringify(headers)}`);
@@ -531,16 +680,20 @@ describe('/events bounds', () => {
 });
 
 describe('dashboard in a real browser', { skip: BROWSER_SKIP }, () => {
-  test('lists the nodes and the chart moves while a publisher runs', async () => {
+  test('lists the nodes, the top events and the queue groups; the chart moves while a publisher runs', async () => {
     const dispatcher = await startDispatcher();
     const monitor = await new MonitorServer(dispatcher).start('127.0.0.1', 0);
     const sub = await startNode(dispatcher, { name: 'dashboard-subscriber', ...quiet });
     const pub = await startNode(dispatcher, { name: 'dashboard-publisher', ...quiet });
+    const worker = await startNode(dispatcher, { name: 'dashboard-worker', ...quiet });
     await sub.subscribe('dashboard.>', () => {});
+    await sub.subscribe('dashboard.jobs', () => {}, { group: 'dashboard-workers' });
+    await worker.subscribe('dashboard.jobs', () => {}, { group: 'dashboard-workers' });
     let running = true;
     const publishing = (async () => {
       while (running) {
         for (let i = 0; i < 200; i++) pub.publish('dashboard.ticks', { i });
+        pub.publish('dashboard.jobs', 1);
         await new Promise((r) => setTimeout(r, 20));
       }
     })();
@@ -563,11 +716,42 @@ describe('dashboard in a real browser', { skip: BROWSER_SKIP }, () => {
         undefined,
         { timeout: 10_000 * WAIT_SCALE },
       );
-      // A reload starts with the server's history, not with empty charts.
+      // Top events: rates per event name, busiest first; a click on a header sorts by it.
+      const rateOf = (event: string) =>
+        `Number(document.querySelector('tr[data-event="${event}"] .rate')?.textContent?.replace('k', 'e3'))`;
+      await page.waitForFunction(
+        `${rateOf('dashboard.ticks')} > ${rateOf('dashboard.jobs')} && ${rateOf('dashboard.jobs')} > 0`,
+        undefined,
+        {
+          timeout: 10_000 * WAIT_SCALE,
+        },
+      );
+      const eventOrder = () => page.$$eval('#events tr', (rows) => rows.map((r) => r.getAttribute('data-event') ?? ''));
+      assert.equal((await eventOrder())[0], 'dashboard.ticks', 'sorted by rate');
+      await page.click('#events-table th[data-key="event"]');
+      const byName = await eventOrder();
+      assert.deepEqual(
+        byName,
+        [...byName].sort((a, b) => a.localeCompare(b)),
+        'sorted by name',
+      );
+      await page.click('#events-table th[data-key="perSec"]');
+      assert.equal((await eventOrder())[0], 'dashboard.ticks', 'by rate again');
+      // Queue groups: the event URI, the members and their count.
+      const group = page.locator('tr[data-group="dashboard-workers"]');
+      await group.waitFor();
+      assert.equal(await group.getAttribute('data-uri'), 'dashboard.jobs');
+      assert.equal(await group.locator('.size').textContent(), '2');
+      assert.equal(await group.locator('.members').textContent(), 'dashboard-subscriber, dashboard-worker');
+      // A reload starts with the server's history, not with empty charts, and the events' rates are in the first sample.
       await page.reload();
       await page.waitForFunction('Number(document.body.dataset.history) >= 4', undefined, {
         timeout: 10_000 * WAIT_SCALE,
       });
+      await page.waitForFunction('Number(document.body.dataset.live) >= 1', undefined, {
+        timeout: 10_000 * WAIT_SCALE,
+      });
+      assert.ok(Number(await page.evaluate('document.body.dataset.eventsOnLoad')) >= 2, 'rates on the first sample');
       mkdirSync(`${ROOT}artifacts`, { recursive: true });
       await page.screenshot({ path: `${ROOT}artifacts/dashboard.png` });
     } finally {
@@ -576,6 +760,7 @@ describe('dashboard in a real browser', { skip: BROWSER_SKIP }, () => {
       await browser.close();
       await sub.stop();
       await pub.stop();
+      await worker.stop();
       await monitor.stop();
       await dispatcher.stop();
     }

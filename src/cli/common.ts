@@ -48,7 +48,11 @@ export function baseCommand(name: string, description: string): Command {
 /** Adds the options of commands that run a node. */
 export function withNodeOptions(command: Command): Command {
   return command
-    .option('--dispatcher-url <url>', 'dispatcher to connect to', DEFAULT_DISPATCHER_URL)
+    .option(
+      '--dispatcher-url <url>',
+      'dispatcher to connect to (or set NODESET_DISPATCHER_URL)',
+      DEFAULT_DISPATCHER_URL,
+    )
     .option('--name <name>', 'node name (default: a random UUID)')
     .option('--token <token>', 'authentication token (default: from the URL)')
     .option('--tls-ca <file>', 'CA certificate to trust for nodesets:// URLs (PEM)')

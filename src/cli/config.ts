@@ -97,19 +97,38 @@ export function resolveOptions<T>(command: Command): T {
   const globals = command.optsWithGlobals() as { config?: string };
   const configPath = globals.config ?? process.env.NODESET_CONFIG;
   if (configPath !== undefined && configPath !== '') {
-    for (const [key, { command: owner, value }] of readConfig(configPath, command)) {
-      if (below(owner.getOptionValueSource(key))) owner.setOptionValueWithSource(key, value, 'config');
+    for (const [key, { value }] of readConfig(configPath, command)) {
+      for (const owner of owners(command, key)) {
+        if (below(owner.getOptionValueSource(key))) owner.setOptionValueWithSource(key, value, 'config');
+      }
     }
   }
-  for (const [key, { command: owner, option }] of knownOptions(command)) {
+  for (const [key, { option }] of knownOptions(command)) {
     const name = envName(option);
     const raw = name === undefined ? undefined : process.env[name];
     if (raw === undefined || raw === '' || key === 'hashToken') continue;
-    const source = owner.getOptionValueSource(key);
-    if (!below(source) && source !== 'config') continue;
-    owner.setOptionValueWithSource(key, envValue(option, name as string, raw), 'env');
+    const value = envValue(option, name as string, raw);
+    for (const owner of owners(command, key)) {
+      const source = owner.getOptionValueSource(key);
+      if (below(source) || source === 'config') owner.setOptionValueWithSource(key, value, 'env');
+    }
   }
   return command.optsWithGlobals() as T;
+}
+
+/**
+ * The command and those of its ancestors that define an option. A
+ * subcommand may repeat its parent's (`nodeset-node publisher
+ * --dispatcher-url`): a value from the config file or the environment goes
+ * to each, since optsWithGlobals() lets the parent's default win over the
+ * subcommand's value.
+ */
+function owners(command: Command, key: string): Command[] {
+  const out: Command[] = [];
+  for (let c: Command | null = command; c !== null; c = c.parent) {
+    if (c.options.some((o) => o.attributeName() === key)) out.push(c);
+  }
+  return out;
 }
 
 function envValue(option: Option, name: string, raw: string): unknown {

@@ -5,7 +5,17 @@ import { NodesetError } from '../protocol/errors.js';
 import { baseCommand, intOption, type NodeCommandOptions, nodeConnectionOptions, withNodeOptions } from './common.js';
 import { resolveOptions } from './config.js';
 import { liveView } from './monitor-live.js';
-import { type NodeRow, type RatedNode, RateTracker, renderView, type Snapshot, type Source } from './monitor-view.js';
+import {
+  type EventRow,
+  type NodeRow,
+  type RatedNode,
+  RateTracker,
+  renderEvents,
+  renderView,
+  type Snapshot,
+  type Source,
+  type ViewState,
+} from './monitor-view.js';
 import { MONITOR_TOKEN_ENV, secretFromFileOrEnv } from './secrets.js';
 
 interface MonitorCliOptions extends NodeCommandOptions {
@@ -74,23 +84,31 @@ function httpGetter(base: string, token: string | undefined): (path: string) => 
   };
 }
 
-/** A plain-text table of a snapshot with rates, as `top` would show it (no colour). */
-export function renderSnapshot(snapshot: Snapshot, rated: RatedNode[], width = 120): string {
-  return renderView(snapshot.stats, rated, { sort: 'in', filter: '', editing: null, color: false, width }).join('\n');
+/**
+ * A plain-text table of a snapshot with rates, as `top` would show it (no
+ * colour), then the busiest events with their rates.
+ */
+export function renderSnapshot(snapshot: Snapshot, rated: RatedNode[], width = 120, events: EventRow[] = []): string {
+  const view: ViewState = { pane: 'nodes', sort: 'in', filter: '', editing: null, color: false, width };
+  return [...renderView(snapshot.stats, rated, view), '', ...renderEvents(events, view)].join('\n');
 }
 
-/** Two snapshots `intervalMs` apart: the second, with rates per node over the interval. */
-async function sampleTwice(source: Source, intervalMs: number): Promise<{ snapshot: Snapshot; rated: RatedNode[] }> {
+/** Two snapshots `intervalMs` apart: the second, with rates per node and per event over the interval. */
+async function sampleTwice(
+  source: Source,
+  intervalMs: number,
+): Promise<{ snapshot: Snapshot; rated: RatedNode[]; events: EventRow[] }> {
   const tracker = new RateTracker();
   const first = await source.snapshot();
   const at = performance.now();
   tracker.rate(first.nodes, at);
   tracker.rateStats(first.stats, at);
+  tracker.rateEvents(first.stats, at);
   await sleep(intervalMs);
   const second = await source.snapshot();
   const now = performance.now();
   const snapshot = { ...second, stats: tracker.rateStats(second.stats, now) };
-  return { snapshot, rated: tracker.rate(second.nodes, now) };
+  return { snapshot, rated: tracker.rate(second.nodes, now), events: tracker.rateEvents(second.stats, now) };
 }
 
 /** `nodeset-monitor`: a live terminal view of a dispatcher, from its monitoring endpoint. */
@@ -98,9 +116,19 @@ export function monitorCommand(name = 'nodeset-monitor'): Command {
   return withNodeOptions(
     baseCommand(
       name,
-      'Watch a dispatcher: nodes, rates and subscriptions, refreshed every second (keys: q quit, s sort, / filter).',
+      'Watch a dispatcher: nodes, rates and subscriptions, refreshed every second (keys: q quit, e events, s sort, / filter).',
     ),
   )
+    .addHelpText(
+      'after',
+      `
+Keys of the live view:
+  q, Ctrl-C   quit
+  e           switch between the nodes and the busiest events (publishes per second per event name)
+  s           sort the nodes by in, out, bytes, name or rtt
+  /           filter by node name or subscription (events: by event name); Enter applies, Esc clears
+--once prints the nodes, then the busiest events with their rates.`,
+    )
     .option(
       '--monitor-url <url>',
       "the dispatcher's monitoring endpoint (default http://127.0.0.1:8222, unless --dispatcher-url is given)",
@@ -130,8 +158,8 @@ export function monitorCommand(name = 'nodeset-monitor'): Command {
           } else if (opts.json) {
             process.stdout.write(`${JSON.stringify(await source.snapshot(), null, 2)}\n`);
           } else {
-            const { snapshot, rated } = await sampleTwice(source, opts.interval);
-            process.stdout.write(`${renderSnapshot(snapshot, rated, process.stdout.columns ?? 160)}\n`);
+            const { snapshot, rated, events } = await sampleTwice(source, opts.interval);
+            process.stdout.write(`${renderSnapshot(snapshot, rated, process.stdout.columns ?? 160, events)}\n`);
           }
         } finally {
           await source.close();

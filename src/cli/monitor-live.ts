@@ -1,4 +1,5 @@
 import {
+  type EventRow,
   type RatedNode,
   RateTracker,
   renderView,
@@ -18,22 +19,25 @@ const ERASE_BELOW = '\x1b[J';
 
 /**
  * The live view: the terminal's alternate screen, redrawn in place every
- * interval; keys q (or Ctrl-C) quit, s changes the sort, / filters by node
- * name or subscription.
+ * interval; keys q (or Ctrl-C) quit, e switches between the nodes and the
+ * busiest events, s changes the sort, / filters by node name or subscription
+ * (or by event name).
  */
 export async function liveView(source: Source, intervalMs: number): Promise<void> {
   const out = process.stdout;
   const color = process.env.NO_COLOR === undefined || process.env.NO_COLOR === '';
-  const view: ViewState = { sort: 'in', filter: '', editing: null, color, width: out.columns ?? 120 };
+  const view: ViewState = { pane: 'nodes', sort: 'in', filter: '', editing: null, color, width: out.columns ?? 120 };
   const tracker = new RateTracker();
-  let last: { snapshot: Snapshot; rated: RatedNode[] } | null = null;
+  let last: { snapshot: Snapshot; rated: RatedNode[]; events: EventRow[] } | null = null;
   let problem: string | null = null;
 
   const paint = () => {
     view.width = out.columns ?? 120;
     const rows = out.rows ?? 40;
     const lines =
-      last === null ? [problem ?? 'connecting…'] : renderView(last.snapshot.stats, last.rated, view).slice(0, rows - 2);
+      last === null
+        ? [problem ?? 'connecting…']
+        : renderView(last.snapshot.stats, last.rated, view, last.events).slice(0, rows - 2);
     if (problem !== null && last !== null) lines.push('', `${problem}; retrying…`);
     out.write(
       `${HOME}${lines.map((l) => `${l}${ERASE_LINE}`).join('\n')}\n\n${statusLine(view)}${ERASE_LINE}${ERASE_BELOW}`,
@@ -44,7 +48,7 @@ export async function liveView(source: Source, intervalMs: number): Promise<void
       const sampled = await source.snapshot();
       const at = performance.now();
       const snapshot = { ...sampled, stats: tracker.rateStats(sampled.stats, at) };
-      last = { snapshot, rated: tracker.rate(sampled.nodes, at) };
+      last = { snapshot, rated: tracker.rate(sampled.nodes, at), events: tracker.rateEvents(sampled.stats, at) };
       problem = null;
     } catch (err) {
       problem = (err as Error).message;
@@ -81,6 +85,7 @@ export async function liveView(source: Source, intervalMs: number): Promise<void
         else if (key === '\x03') quit();
         else if (key >= ' ') view.editing += key;
       } else if (key === 'q' || key === '\x03') quit();
+      else if (key === 'e') view.pane = view.pane === 'nodes' ? 'events' : 'nodes';
       else if (key === 's') view.sort = SORT_KEYS[(SORT_KEYS.indexOf(view.sort) + 1) % SORT_KEYS.length] ?? 'in';
       else if (key === '/') view.editing = '';
       paint();

@@ -17,6 +17,10 @@ export interface Snapshot {
     dropped: number;
     rates: { publishesPerSec: number; deliveriesPerSec: number };
     memory: { rssBytes: number };
+    /** Publishes per event name since the start, the busiest (QUERY `stats` and /stats). */
+    events?: Record<string, number>;
+    /** Publishes per second per event name, measured by the monitoring endpoint (/stats only). */
+    topEvents?: EventRow[];
   };
   nodes: NodeRow[];
 }
@@ -35,6 +39,16 @@ export interface RatedNode extends NodeRow {
   bytesPerSec: number;
 }
 
+/** An event name with its publishes per second over the last interval and since the start. */
+export interface EventRow {
+  event: string;
+  perSec: number;
+  total: number;
+}
+
+/** Event names shown with their rates. */
+export const TOP_EVENTS = 20;
+
 export const SORT_KEYS = ['in', 'out', 'bytes', 'name', 'rtt'] as const;
 export type SortKey = (typeof SORT_KEYS)[number];
 
@@ -42,6 +56,28 @@ export type SortKey = (typeof SORT_KEYS)[number];
 export class RateTracker {
   #lastStats: { at: number; publishes: number; deliveries: number } | null = null;
   #last = new Map<string, { at: number; msgsIn: number; msgsOut: number; bytes: number }>();
+  #lastEvents: { at: number; counts: Record<string, number> } | null = null;
+
+  /**
+   * Publishes per second per event name, busiest first: the endpoint's own
+   * (`topEvents`) when it measured them, else from the difference between the
+   * per-event counts of two snapshots (a name missing before had none).
+   */
+  rateEvents(stats: Snapshot['stats'], at: number): EventRow[] {
+    if (stats.topEvents !== undefined) return stats.topEvents.slice(0, TOP_EVENTS);
+    const counts = stats.events ?? {};
+    const before = this.#lastEvents;
+    this.#lastEvents = { at, counts };
+    const secs = before === null ? 0 : (at - before.at) / 1000;
+    return Object.entries(counts)
+      .map(([event, total]) => ({
+        event,
+        total,
+        perSec: before !== null && secs > 0 ? Math.max(0, total - (before.counts[event] ?? 0)) / secs : 0,
+      }))
+      .sort((a, b) => b.perSec - a.perSec || b.total - a.total || a.event.localeCompare(b.event))
+      .slice(0, TOP_EVENTS);
+  }
 
   /** The dispatcher's rates over the last interval, measured here (the endpoint's own may lag or be absent). */
   rateStats(stats: Snapshot['stats'], at: number): Snapshot['stats'] {
@@ -85,6 +121,8 @@ export class RateTracker {
 }
 
 export interface ViewState {
+  /** The table shown under the summary: nodes, or the busiest events. */
+  pane: 'nodes' | 'events';
   sort: SortKey;
   filter: string;
   /** Typing a filter: the text so far, or null. */
@@ -110,10 +148,39 @@ function sortRows(rows: RatedNode[], key: SortKey): RatedNode[] {
 }
 
 /**
- * The screen as lines: a summary line, then a table of nodes with their rates,
- * sorted and filtered; colour when asked (zero rates dim, drops red).
+ * The busiest events as lines: a header, then each event name with its
+ * publishes per second and since the start, filtered by name.
  */
-export function renderView(stats: Snapshot['stats'], nodes: RatedNode[], view: ViewState): string[] {
+export function renderEvents(events: EventRow[], view: ViewState): string[] {
+  const paint = (code: string, text: string) => (view.color ? `\x1b[${code}m${text}\x1b[0m` : text);
+  const filter = view.filter.toLowerCase();
+  const shown = events.filter((e) => filter === '' || e.event.toLowerCase().includes(filter));
+  const rows = shown.map((e) => [num(e.perSec), num(e.total), e.event]);
+  const w0 = Math.max('MSG/s'.length + 1, ...rows.map((r) => (r[0] as string).length));
+  const w1 = Math.max('TOTAL'.length, ...rows.map((r) => (r[1] as string).length));
+  const lines = [paint('1', `${'MSG/s▼'.padStart(w0)}  ${'TOTAL'.padStart(w1)}  EVENT`)];
+  for (const [i, r] of rows.entries()) {
+    const perSec = (shown[i] as EventRow).perSec;
+    const cell = (r[0] as string).padStart(w0);
+    // Colour codes take no room on screen: cut the event name to what is left of the width.
+    const name = (r[2] as string).slice(0, Math.max(0, view.width - w0 - w1 - 4));
+    lines.push(`${perSec > 0 ? paint('32', cell) : paint('2', cell)}  ${(r[1] as string).padStart(w1)}  ${name}`);
+  }
+  if (rows.length === 0) lines.push(filter === '' ? '(no events)' : `(no events match "${view.filter}")`);
+  return lines;
+}
+
+/**
+ * The screen as lines: a summary line, then a table of nodes with their rates,
+ * sorted and filtered, or (pane `events`) the busiest events with theirs;
+ * colour when asked (zero rates dim, drops red).
+ */
+export function renderView(
+  stats: Snapshot['stats'],
+  nodes: RatedNode[],
+  view: ViewState,
+  events: EventRow[] = [],
+): string[] {
   const paint = (code: string, text: string) => (view.color ? `\x1b[${code}m${text}\x1b[0m` : text);
   const rate = (n: number, text: string) => (n > 0 ? paint('32', text) : paint('2', text));
   const summary =
@@ -122,6 +189,7 @@ export function renderView(stats: Snapshot['stats'], nodes: RatedNode[], view: V
     `deliveries/s ${rate(stats.rates.deliveriesPerSec, num(stats.rates.deliveriesPerSec))}   ` +
     `dropped ${stats.dropped > 0 ? paint('31', num(stats.dropped)) : '0'}` +
     (stats.memory.rssBytes > 0 ? `   rss ${(stats.memory.rssBytes / 1048576).toFixed(0)} MB` : '');
+  if (view.pane === 'events') return [summary, '', ...renderEvents(events, view)];
   const filter = view.filter.toLowerCase();
   const shown = sortRows(
     nodes.filter(
@@ -184,5 +252,6 @@ export function renderView(stats: Snapshot['stats'], nodes: RatedNode[], view: V
 export function statusLine(view: ViewState): string {
   if (view.editing !== null) return `filter: ${view.editing}█  (enter to apply, esc to clear)`;
   const filter = view.filter === '' ? '' : `   filter "${view.filter}"`;
-  return `q quit   s sort (${view.sort})   / filter${filter}`;
+  if (view.pane === 'events') return `q quit   e nodes   / filter${filter}`;
+  return `q quit   e events   s sort (${view.sort})   / filter${filter}`;
 }

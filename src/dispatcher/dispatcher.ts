@@ -240,6 +240,20 @@ export class Dispatcher {
     return this.#router.subscribers(uri);
   }
 
+  /**
+   * Calls `visit` for each queue-group subscription of the open connections:
+   * its group, its URI as subscribed, and the names of the nodes behind it
+   * (the connection's name, or a collection's members). For the monitor.
+   */
+  forEachGroupSubscription(visit: (group: string, uri: string, nodes: readonly string[]) => void): void {
+    for (const s of this.#sessions.values()) {
+      if (!s.open) continue;
+      for (const sub of s.subs.values()) {
+        if (sub.group !== null) visit(sub.group, sub.uri, sub.nodes ?? [s.name]);
+      }
+    }
+  }
+
   // ---- internals -----------------------------------------------------------
 
   async #stop(): Promise<void> {

@@ -41,9 +41,16 @@ export const DASHBOARD_HTML = `<!doctype html>
   table { width: 100%; border-collapse: collapse; font-variant-numeric: tabular-nums; }
   th, td { text-align: left; padding: 6px 8px; border-bottom: 1px solid var(--line); vertical-align: top; }
   th { color: var(--muted); font-weight: 500; font-size: 12px; }
-  td.num { text-align: right; }
+  td.num, th.num { text-align: right; }
   .subs { color: var(--muted); font-size: 12px; }
   .empty { color: var(--muted); padding: 12px 8px; }
+  .tables { display: grid; grid-template-columns: 1fr 1fr; gap: 16px; align-items: start; }
+  th.sortable { cursor: pointer; user-select: none; }
+  th.sorted { color: var(--fg); }
+  th.sorted::after { content: " \\25BC"; font-size: 10px; }
+  th.sorted.asc::after { content: " \\25B2"; }
+  .note { color: var(--muted); font-size: 12px; font-weight: 400; margin-left: 8px; }
+  .ev { word-break: break-all; }
   #login { display: flex; gap: 8px; align-items: center; }
   #login[hidden] { display: none; }
   #login input { font: inherit; padding: 4px 8px; border: 1px solid var(--line); border-radius: 6px; width: 22em; }
@@ -67,6 +74,22 @@ export const DASHBOARD_HTML = `<!doctype html>
     <div class="panel"><h2>Deliveries per second</h2><div id="chart-del"></div></div>
     <div class="panel"><h2>Bytes per second (in, out)</h2><div id="chart-bytes"></div></div>
     <div class="panel"><h2>Dropped per second</h2><div id="chart-drop"></div></div>
+  </section>
+  <section class="tables">
+    <div class="panel">
+      <h2>Top events <span class="note" id="events-note">publishes per second over the last sample</span></h2>
+      <table id="events-table">
+        <thead><tr><th class="sortable" data-key="event">Event</th><th class="sortable num sorted" data-key="perSec">Msg/s</th><th class="sortable num" data-key="total">Total</th></tr></thead>
+        <tbody id="events"><tr><td colspan="3" class="empty">no events</td></tr></tbody>
+      </table>
+    </div>
+    <div class="panel">
+      <h2>Queue groups <span class="note" id="groups-note"></span></h2>
+      <table>
+        <thead><tr><th>Group</th><th>Event URI</th><th class="num">Members</th><th>Nodes</th></tr></thead>
+        <tbody id="groups"><tr><td colspan="4" class="empty">no queue groups</td></tr></tbody>
+      </table>
+    </div>
   </section>
   <section class="panel">
     <h2>Nodes</h2>
@@ -104,7 +127,47 @@ export const DASHBOARD_HTML = `<!doctype html>
   let lastNodes = new Map();
   const text = (id, v) => { document.getElementById(id).textContent = v; };
   const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
-  function render({ stats, nodes }) {
+  // The top-events table: sorted by rate unless a header was clicked (again: the other way).
+  let eventSort = { key: 'perSec', asc: false };
+  let lastTopEvents = [];
+  function renderEvents() {
+    const { key, asc } = eventSort;
+    const rows = [...lastTopEvents].sort((a, b) => {
+      const c = key === 'event' ? a.event.localeCompare(b.event) : a[key] - b[key];
+      return (asc ? c : -c) || a.event.localeCompare(b.event);
+    });
+    document.getElementById('events').innerHTML = rows.length
+      ? rows.map((e) => '<tr data-event="' + esc(e.event) + '"><td class="ev">' + esc(e.event) + '</td><td class="num rate">' +
+          fmt(e.perSec) + '</td><td class="num">' + fmt(e.total) + '</td></tr>').join('')
+      : '<tr><td colspan="3" class="empty">no events</td></tr>';
+    for (const th of document.querySelectorAll('#events-table th')) {
+      th.classList.toggle('sorted', th.dataset.key === key);
+      th.classList.toggle('asc', th.dataset.key === key && asc);
+    }
+  }
+  for (const th of document.querySelectorAll('#events-table th')) {
+    th.addEventListener('click', () => {
+      const key = th.dataset.key;
+      eventSort = eventSort.key === key ? { key, asc: !eventSort.asc } : { key, asc: key === 'event' };
+      renderEvents();
+    });
+  }
+  function renderGroups(groups) {
+    if (!groups) return;
+    const rows = groups.groups.map((g) => '<tr data-group="' + esc(g.group) + '" data-uri="' + esc(g.uri) + '"><td>' + esc(g.group) +
+      '</td><td class="ev">' + esc(g.uri) + '</td><td class="num size">' + g.size + '</td><td class="subs members">' +
+      esc(g.members.join(', ')) + (g.size > g.members.length ? ', … ' + (g.size - g.members.length) + ' more' : '') + '</td></tr>');
+    document.getElementById('groups').innerHTML = rows.length ? rows.join('') : '<tr><td colspan="4" class="empty">no queue groups</td></tr>';
+    text('groups-note', groups.total > groups.groups.length ? 'the ' + groups.groups.length + ' largest of ' + groups.total : groups.total === 1 ? '1 group' : groups.total ? groups.total + ' groups' : '');
+  }
+  let live = 0;
+  function render({ stats, nodes, groups }) {
+    lastTopEvents = stats.topEvents || [];
+    renderEvents();
+    // The rates are the server's: the first sample after a load already has them.
+    document.body.dataset.live = String(++live);
+    if (live === 1) document.body.dataset.eventsOnLoad = String(lastTopEvents.filter((e) => e.perSec > 0).length);
+    renderGroups(groups);
     text('host', stats.host);
     text('connections', stats.connections);
     text('subscriptions', stats.subscriptions);

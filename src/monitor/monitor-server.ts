@@ -10,10 +10,25 @@ import { findToken, hashToken, isTokenHash } from '../security/keys.js';
 import { isLoopback } from '../transport/tcp.js';
 import { DASHBOARD_HTML, FAVICON_SVG } from './dashboard.js';
 import { EventStream } from './event-stream.js';
+import { type QueueGroups, queueGroups } from './groups.js';
 import { HistoryRing } from './history.js';
 import { counterFrom, type MonitorCounts, registerMetrics } from './metrics.js';
 
+export { MONITOR_GROUP_MEMBERS_LIMIT, MONITOR_GROUPS_LIMIT, type QueueGroupInfo, type QueueGroups } from './groups.js';
 export { METRICS_TOP_EVENTS } from './metrics.js';
+
+/** Event names listed with their rates (`topEvents`): the busiest this many over the last sample. */
+export const MONITOR_TOP_EVENTS = 20;
+
+/** One event name's publishes per second over the last sample, and since the start. */
+export interface EventRate {
+  /** The event name (without host). */
+  event: string;
+  /** Publishes per second over the last sample. */
+  perSec: number;
+  /** Publishes since the dispatcher started. */
+  total: number;
+}
 
 /** Shortest monitor token accepted (its stored form `sha256:…` is always accepted). */
 export const MIN_MONITOR_TOKEN_LENGTH = 16;
@@ -56,6 +71,11 @@ export interface StatsWithRates extends StatsSnapshot {
   bytesIn: number;
   bytesOut: number;
   memory: { rssBytes: number; heapUsedBytes: number };
+  /**
+   * Publishes per second per event name over the last sample, busiest first
+   * (at most MONITOR_TOP_EVENTS; names past the dispatcher's count limit are summed under `(other)`).
+   */
+  topEvents: EventRate[];
   /** The monitoring endpoint's own counts. */
   monitor: MonitorCounts;
 }
@@ -117,8 +137,8 @@ function bearer(req: IncomingMessage): string | null {
 }
 
 /**
- * The dispatcher's monitoring endpoint: Prometheus `/metrics`, JSON `/stats`
- * and `/nodes`, `/healthz`, and a live dashboard at `/` fed by `/events`
+ * The dispatcher's monitoring endpoint: Prometheus `/metrics`, JSON `/stats`,
+ * `/nodes` and `/groups`, `/healthz`, and a live dashboard at `/` fed by `/events`
  * (Server-Sent Events). Reads the dispatcher's plain counters; nothing is
  * added to the routing path. With a token, every path but `/`, its assets
  * and `/healthz` requires it; without one, it listens on loopback only.
@@ -138,6 +158,8 @@ export class MonitorServer {
   /** The last 15 minutes of rates, for the dashboard's charts. */
   readonly #history = new HistoryRing();
   #lastDropped: number | null = null;
+  /** Each event name's publish count at the last sample. */
+  readonly #lastEvents = new Map<string, number>();
   readonly #assets: Record<string, { type: string; body: Buffer }>;
 
   constructor(dispatcher: Dispatcher, options: MonitorOptions = {}) {
@@ -237,8 +259,13 @@ export class MonitorServer {
     };
   }
 
+  /** The queue groups, the largest first (bounded), and how many there are (as served on /groups). */
+  groups(): QueueGroups {
+    return queueGroups(this.#dispatcher);
+  }
+
   #message(): string {
-    return `data: ${JSON.stringify({ stats: this.#latest, nodes: this.nodes() })}\n\n`;
+    return `data: ${JSON.stringify({ stats: this.#latest, nodes: this.nodes(), groups: this.groups() })}\n\n`;
   }
 
   #tick(): void {
@@ -264,6 +291,7 @@ export class MonitorServer {
     const rate = (v: number, before: number | undefined) =>
       secs > 0 && before !== undefined ? Math.max(0, (v - before) / secs) : 0;
     this.#last = { at: now, publishes: snap.publishes, deliveries: snap.deliveries, bytesIn, bytesOut };
+    const topEvents = this.#eventRates(last !== null, secs);
     const mem = process.memoryUsage();
     return {
       ...snap,
@@ -277,8 +305,27 @@ export class MonitorServer {
         bytesOutPerSec: rate(bytesOut, last?.bytesOut),
       },
       memory: { rssBytes: mem.rss, heapUsedBytes: mem.heapUsed },
+      topEvents,
       monitor: this.#counts(),
     };
+  }
+
+  /**
+   * Publishes per second of each event name since the last sample (a name
+   * first seen now had none then), the busiest MONITOR_TOP_EVENTS. Reads the
+   * dispatcher's counters, at most EVENT_COUNT_LIMIT of them.
+   */
+  #eventRates(sampledBefore: boolean, secs: number): EventRate[] {
+    const rates: EventRate[] = [];
+    for (const [event, count] of this.#dispatcher.stats.events) {
+      const before = this.#lastEvents.get(event) ?? 0;
+      this.#lastEvents.set(event, count.n);
+      const perSec = sampledBefore && secs > 0 ? Math.max(0, count.n - before) / secs : 0;
+      rates.push({ event, perSec, total: count.n });
+    }
+    return rates
+      .sort((a, b) => b.perSec - a.perSec || b.total - a.total || a.event.localeCompare(b.event))
+      .slice(0, MONITOR_TOP_EVENTS);
   }
 
   /** True when no token is configured or the request carries it (compared in constant time). */
@@ -320,6 +367,9 @@ export class MonitorServer {
         return;
       case '/nodes':
         this.#json(res, 200, this.nodes());
+        return;
+      case '/groups':
+        this.#json(res, 200, this.groups());
         return;
       case '/subscribers': {
         const uri = new URL(req.url ?? '/', 'http://x').searchParams.get('uri');
