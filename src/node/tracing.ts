@@ -43,9 +43,16 @@ export async function startTracing(nodeName: string): Promise<MessageTracing | n
   return new MessageTracing(api, nodeName);
 }
 
+/**
+ * A span or context of the OpenTelemetry API, opaque outside this module: the
+ * API is optional, so no declaration a user compiles against names its types.
+ */
+export type TraceSpan = object;
+export type TraceContext = object;
+
 /** A span and the headers that carry its context to the receivers. */
 export interface SentSpan {
-  span: Span;
+  span: TraceSpan;
   headers: MessageHeaders;
 }
 
@@ -54,9 +61,9 @@ export class MessageTracing {
   readonly #tracer: Tracer;
   readonly #node: string;
 
-  constructor(api: Api, nodeName: string) {
-    this.#api = api;
-    this.#tracer = api.trace.getTracer(TRACER_NAME);
+  constructor(api: unknown, nodeName: string) {
+    this.#api = api as Api;
+    this.#tracer = this.#api.trace.getTracer(TRACER_NAME);
     this.#node = nodeName;
   }
 
@@ -94,7 +101,7 @@ export class MessageTracing {
     from: string,
     headers: MessageHeaders | null,
     request: boolean,
-  ): { span: Span; context: Context } {
+  ): { span: TraceSpan; context: TraceContext } {
     const api = this.#api;
     let parent = api.ROOT_CONTEXT;
     const tp = headers?.traceparent;
@@ -128,12 +135,13 @@ export class MessageTracing {
   }
 
   /** Runs `fn` with `context` active (the handler's own publishes join the trace). */
-  within<T>(context: Context, fn: () => T): T {
-    return this.#api.context.with(context, fn);
+  within<T>(context: TraceContext, fn: () => T): T {
+    return this.#api.context.with(context as Context, fn);
   }
 
   /** Ends a span, marked failed when `err` is given. */
-  end(span: Span, err?: unknown): void {
+  end(traceSpan: TraceSpan, err?: unknown): void {
+    const span = traceSpan as Span;
     if (err !== undefined) {
       span.recordException(err instanceof Error ? err : String(err));
       span.setStatus({ code: STATUS_ERROR, message: err instanceof Error ? err.message : String(err) });
