@@ -77,6 +77,41 @@ describe('federation over NATS: three hosts', { skip }, () => {
     await until(() => got.some((g) => g.startsWith('hostC:')), 5000, 'host C to receive after subscribing');
   });
 
+  test('headers cross hosts with the message; the receiver sees the origin host', async () => {
+    const seen: { host: string | null; from: string; headers: unknown; uri: string }[] = [];
+    const b = await at('hostB', 'hd-b');
+    await b.subscribe('hd.event', (_m, info) => {
+      seen.push({ host: info.host, from: info.from, headers: info.headers, uri: info.uri });
+    });
+    await b.respond('hd.ask', (_m, info) => ({ headers: info.headers, host: info.host }));
+    const a = await at('hostA', 'hd-a');
+    assert.equal(await a.publish('hostB/hd.event', 1, { ack: true, headers: { k: 'to-b' } }), 1);
+    await a.publish('*/hd.event', 2, { ack: true, headers: { k: 'everywhere' } });
+    b.publish('hd.event', 3, { headers: { k: 'local' } });
+    await until(() => seen.length === 3);
+    const byKey = Object.fromEntries(seen.map((s) => [(s.headers as { k: string }).k, s]));
+    assert.deepEqual(byKey['to-b'], {
+      host: 'hostA',
+      from: 'hd-a@hostA',
+      headers: { k: 'to-b' },
+      uri: 'hostB/hd.event',
+    });
+    assert.deepEqual(byKey.everywhere, {
+      host: 'hostA',
+      from: 'hd-a@hostA',
+      headers: { k: 'everywhere' },
+      uri: '*/hd.event',
+    });
+    assert.deepEqual(byKey.local, { host: null, from: 'hd-b', headers: { k: 'local' }, uri: 'hd.event' });
+    const reply = await a.request('hostB/hd.ask', null, { headers: { trace: 'x1' } });
+    assert.deepEqual(reply, { headers: { trace: 'x1' }, host: 'hostA' });
+    // Without headers a message from another host still names its origin.
+    seen.length = 0;
+    await a.publish('hostB/hd.event', 4, { ack: true });
+    await until(() => seen.length === 1);
+    assert.deepEqual(seen[0], { host: 'hostA', from: 'hd-a@hostA', headers: {}, uri: 'hostB/hd.event' });
+  });
+
   test('direct mode picks one subscriber at the far host; request/reply across hosts', async () => {
     const counts = { w1: 0, w2: 0 };
     const w1 = await at('hostB', 'w1');
