@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { NatsFederation } from '../src/federation/nats-federation.js';
 import { Dispatcher, type Node, NodesetError, StreamNode } from '../src/index.js';
-import { NatsServer, startNode, until } from './helpers.js';
+import { CliProcess, NatsServer, startNode, until } from './helpers.js';
 
 // CI installs nats-server; there a missing one is a failure, not a skip.
 const skip =
@@ -110,6 +110,27 @@ describe('federation over NATS: three hosts', { skip }, () => {
     await a.publish('hostB/hd.event', 4, { ack: true });
     await until(() => seen.length === 1);
     assert.deepEqual(seen[0], { host: 'hostA', from: 'hd-a@hostA', headers: {}, uri: 'hostB/hd.event' });
+  });
+
+  test('nodeset sub shows the headers and origin host of a message from another host', async () => {
+    const sub = new CliProcess('nodeset', ['sub', 'cli.origin', '--count', '2', '--dispatcher-url', hosts.hostB!.url]);
+    try {
+      await until(() => sub.stderr.some((l) => l.startsWith('subscribed to cli.origin')), 10_000, 'subscribed');
+      const a = await at('hostA', 'cli-a');
+      await a.publish('hostB/cli.origin', 1, { ack: true, headers: { k: 'v' } });
+      const b = await at('hostB', 'cli-b');
+      await b.publish('cli.origin', 2, { ack: true });
+      assert.equal(await sub.exit(), 0);
+      assert.deepEqual(
+        sub.lines.map((l) => JSON.parse(l)),
+        [
+          { event: 'hostB/cli.origin', from: 'cli-a@hostA', host: 'hostA', headers: { k: 'v' }, message: 1 },
+          { event: 'cli.origin', from: 'cli-b', message: 2 },
+        ],
+      );
+    } finally {
+      await sub.kill();
+    }
   });
 
   test('direct mode picks one subscriber at the far host; request/reply across hosts', async () => {
