@@ -68,6 +68,7 @@ export {
   type SlowConsumerPolicy,
   STATS_EVENT,
 } from './protocol/frames.js';
+export { MAX_HEADER_ENTRIES, MAX_HEADERS_BYTES, type MessageHeaders } from './protocol/headers.js';
 export { DEFAULT_DISPATCHER_URL, DEFAULT_PORT, type DispatcherAddress, parseDispatcherUrl } from './protocol/url.js';
 export type { AuthConfig, Identity } from './security/auth-config.js';
 export type { Rules } from './security/permissions.js';

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { fillTemplate } from '../src/cli/publish-loop.js';
+import { Node } from '../src/index.js';
 import { CliProcess, spawnDispatcher, startDispatcher, until } from './helpers.js';
 
 /** A port where nothing listens: a dispatcher's, just stopped. */
@@ -156,6 +157,49 @@ describe('nodeset pub, sub, req, reply', () => {
       );
     } finally {
       await sub.kill();
+    }
+  });
+
+  test('pub -H and req -H send headers; sub prints them in its JSON lines', async () => {
+    const sub = new CliProcess('nodeset', ['sub', 'hdr.cli', '--count', '2', '--dispatcher-url', dispatcher.url]);
+    const responder = await new Node({ dispatcherUrl: dispatcher.url, name: 'hdr-responder' }).start();
+    try {
+      await responder.respond('hdr.echo', (_m, info) => info.headers);
+      await until(() => sub.stderr.some((l) => l.startsWith('subscribed to hdr.cli')), 10_000, 'subscribed');
+      const pub = new CliProcess('nodeset', [
+        ...['pub', 'hdr.cli', '{"n":1}', '-H', 'x-request-id=r1', '--header', 'tenant=a=b'],
+        ...['--name', 'hdr-pub', '--dispatcher-url', dispatcher.url],
+      ]);
+      assert.equal(await pub.exit(), 0, pub.stderr.join('\n'));
+      const plain = new CliProcess('nodeset', [
+        ...['pub', 'hdr.cli', '2', '--name', 'hdr-pub', '--dispatcher-url', dispatcher.url],
+      ]);
+      assert.equal(await plain.exit(), 0, plain.stderr.join('\n'));
+      assert.equal(await sub.exit(), 0);
+      assert.deepEqual(
+        sub.lines.map((l) => JSON.parse(l)),
+        [
+          { event: 'hdr.cli', from: 'hdr-pub', headers: { 'x-request-id': 'r1', tenant: 'a=b' }, message: { n: 1 } },
+          { event: 'hdr.cli', from: 'hdr-pub', message: 2 },
+        ],
+      );
+      const req = new CliProcess('nodeset', ['req', 'hdr.echo', '-H', 'k=v', '--dispatcher-url', dispatcher.url]);
+      assert.equal(await req.exit(), 0, req.stderr.join('\n'));
+      assert.deepEqual(JSON.parse(req.lines[0] ?? ''), { k: 'v' });
+      const bad = new CliProcess('nodeset', [
+        'pub',
+        'hdr.cli',
+        '1',
+        '-H',
+        'no-equals',
+        '--dispatcher-url',
+        dispatcher.url,
+      ]);
+      assert.notEqual(await bad.exit(), 0);
+      assert.match(bad.stderr.join('\n'), /-H takes name=value/);
+    } finally {
+      await sub.kill();
+      await responder.stop();
     }
   });
 

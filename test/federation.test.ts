@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { NatsFederation } from '../src/federation/nats-federation.js';
 import { Dispatcher, type Node, NodesetError, StreamNode } from '../src/index.js';
-import { NatsServer, startNode, until } from './helpers.js';
+import { CliProcess, NatsServer, startNode, until } from './helpers.js';
 
 // CI installs nats-server; there a missing one is a failure, not a skip.
 const skip =
@@ -75,6 +75,62 @@ describe('federation over NATS: three hosts', { skip }, () => {
     await cNode.subscribe('alerts.>', (_m, info) => void got.push(`hostC:${info.uri}`));
     await pub.publish('*/alerts.fire', { level: 4 }, { ack: true });
     await until(() => got.some((g) => g.startsWith('hostC:')), 5000, 'host C to receive after subscribing');
+  });
+
+  test('headers cross hosts with the message; the receiver sees the origin host', async () => {
+    const seen: { host: string | null; from: string; headers: unknown; uri: string }[] = [];
+    const b = await at('hostB', 'hd-b');
+    await b.subscribe('hd.event', (_m, info) => {
+      seen.push({ host: info.host, from: info.from, headers: info.headers, uri: info.uri });
+    });
+    await b.respond('hd.ask', (_m, info) => ({ headers: info.headers, host: info.host }));
+    const a = await at('hostA', 'hd-a');
+    assert.equal(await a.publish('hostB/hd.event', 1, { ack: true, headers: { k: 'to-b' } }), 1);
+    await a.publish('*/hd.event', 2, { ack: true, headers: { k: 'everywhere' } });
+    b.publish('hd.event', 3, { headers: { k: 'local' } });
+    await until(() => seen.length === 3);
+    const byKey = Object.fromEntries(seen.map((s) => [(s.headers as { k: string }).k, s]));
+    assert.deepEqual(byKey['to-b'], {
+      host: 'hostA',
+      from: 'hd-a@hostA',
+      headers: { k: 'to-b' },
+      uri: 'hostB/hd.event',
+    });
+    assert.deepEqual(byKey.everywhere, {
+      host: 'hostA',
+      from: 'hd-a@hostA',
+      headers: { k: 'everywhere' },
+      uri: '*/hd.event',
+    });
+    assert.deepEqual(byKey.local, { host: null, from: 'hd-b', headers: { k: 'local' }, uri: 'hd.event' });
+    const reply = await a.request('hostB/hd.ask', null, { headers: { trace: 'x1' } });
+    assert.deepEqual(reply, { headers: { trace: 'x1' }, host: 'hostA' });
+    // Without headers a message from another host still names its origin.
+    seen.length = 0;
+    await a.publish('hostB/hd.event', 4, { ack: true });
+    await until(() => seen.length === 1);
+    assert.deepEqual(seen[0], { host: 'hostA', from: 'hd-a@hostA', headers: {}, uri: 'hostB/hd.event' });
+  });
+
+  test('nodeset sub shows the headers and origin host of a message from another host', async () => {
+    const sub = new CliProcess('nodeset', ['sub', 'cli.origin', '--count', '2', '--dispatcher-url', hosts.hostB!.url]);
+    try {
+      await until(() => sub.stderr.some((l) => l.startsWith('subscribed to cli.origin')), 10_000, 'subscribed');
+      const a = await at('hostA', 'cli-a');
+      await a.publish('hostB/cli.origin', 1, { ack: true, headers: { k: 'v' } });
+      const b = await at('hostB', 'cli-b');
+      await b.publish('cli.origin', 2, { ack: true });
+      assert.equal(await sub.exit(), 0);
+      assert.deepEqual(
+        sub.lines.map((l) => JSON.parse(l)),
+        [
+          { event: 'hostB/cli.origin', from: 'cli-a@hostA', host: 'hostA', headers: { k: 'v' }, message: 1 },
+          { event: 'cli.origin', from: 'cli-b', message: 2 },
+        ],
+      );
+    } finally {
+      await sub.kill();
+    }
   });
 
   test('direct mode picks one subscriber at the far host; request/reply across hosts', async () => {

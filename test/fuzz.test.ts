@@ -22,6 +22,19 @@ const oddValue = fc.oneof(
   }),
   fc.tuple(fc.string(), fc.integer(), fc.integer(), fc.integer()),
   fc.record({ sid: fc.anything(), uri: fc.anything(), r: fc.anything(), group: fc.anything() }),
+  // PUB headers with a message-headers map of any shape (never to the bystanders' event).
+  fc.tuple(
+    fc.constantFrom('fuzz.headers', '*/fuzz.headers'),
+    fc.nat(15),
+    fc.nat(),
+    fc.nat(3),
+    fc.constantFrom(null, 'fuzzer'),
+    fc.nat(),
+    fc.oneof(
+      fc.dictionary(fc.string({ maxLength: 12 }), fc.oneof(fc.string({ maxLength: 20 }), fc.anything({ maxDepth: 2 }))),
+      fc.anything({ maxDepth: 3, withNullPrototype: true }),
+    ),
+  ),
 );
 
 /** A frame with an arbitrary kind and an odd (but packable) header. */

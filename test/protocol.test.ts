@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import fc from 'fast-check';
 import { decodeHeader, FrameDecoder, type FrameSink, headerOf, payloadOf } from '../src/protocol/decoder.js';
 import type { NodesetError } from '../src/protocol/errors.js';
 import { formatEventUri, matchesPattern, parseEventUri } from '../src/protocol/event-uri.js';
@@ -111,6 +112,23 @@ describe('frame decoder', () => {
     assert.throws(() => decodeHeader(Buffer.from([0x92, 0x01])), { code: 'BAD_FRAME' });
   });
 
+  test('a MSG tail with headers and origin host decodes as a 10-element array; without, as today', () => {
+    const plain = packMsgTail('orders.new', 'pub-1', 0, 0, 0, false, 41);
+    assert.equal(plain[0], 0x98);
+    const tail = packMsgTail('orders.new', 'pub-1', 0, 0, 0, true, 7, { traceparent: 'x', k: 'v' }, 'hostb');
+    const out = Buffer.alloc(msgFrameSize(tail, 2));
+    writeMsgFrame(out, 0, 5, tail, Buffer.from('{}'));
+    const { sink, seen } = collector();
+    new FrameDecoder(sink).push(out);
+    assert.deepEqual(seen.frames, [
+      {
+        kind: FrameKind.MSG,
+        header: [5, 'orders.new', 'pub-1', 0, 0, 0, 1, 7, { traceparent: 'x', k: 'v' }, 'hostb'],
+        payload: '{}',
+      },
+    ]);
+  });
+
   test('MSG frames built from a shared tail decode as an 8-element array', () => {
     const tail = packMsgTail('orders.new', 'pub-1', 0, 0, 0, false, 41);
     const payload = Buffer.from('"hello"');
@@ -124,10 +142,17 @@ describe('frame decoder', () => {
   });
 });
 
+/** Message headers as a publisher may send them (empty: none). */
+const HEADERS = fc.dictionary(
+  fc.stringMatching(/^[a-z0-9-]{1,20}$/).filter((k) => k !== '__proto__'),
+  fc.string({ maxLength: 60 }),
+  { maxKeys: 8, noNullPrototype: true },
+);
+
 describe('header fast paths', () => {
   test('PUB: agrees with the general decoder, and declines what it does not handle', async () => {
     const { default: fc } = await import('fast-check');
-    const { decodePubHeader, pubFields } = await import('../src/protocol/fast-headers.js');
+    const { decodePubHeader, pubFields, pubFieldsOf } = await import('../src/protocol/fast-headers.js');
     const { packHeader } = await import('../src/protocol/frames.js');
     const read = (bytes: Buffer) => {
       // At an offset inside a larger buffer, as the decoder hands it over.
@@ -143,23 +168,38 @@ describe('header fast paths', () => {
         fc.integer({ min: 0, max: 70000 }),
         fc.option(fc.string({ maxLength: 40 }), { nil: undefined }),
         fc.option(fc.nat(), { nil: undefined }),
-        (uri, flags, r, ct, sender, seq) => {
+        fc.option(HEADERS, { nil: undefined }),
+        (uri, flags, r, ct, sender, seq, headers) => {
           const value =
-            seq !== undefined
-              ? [uri, flags, r, ct, sender ?? null, seq]
-              : sender === undefined
-                ? [uri, flags, r, ct]
-                : [uri, flags, r, ct, sender];
+            headers !== undefined
+              ? [uri, flags, r, ct, sender ?? null, seq ?? 0, headers]
+              : seq !== undefined
+                ? [uri, flags, r, ct, sender ?? null, seq]
+                : sender === undefined
+                  ? [uri, flags, r, ct]
+                  : [uri, flags, r, ct, sender];
           const bytes = packHeader(value);
           const general = decodeHeader(bytes) as unknown[];
-          assert.deepEqual(read(bytes), {
+          const expected = {
             uri: general[0],
             flags: general[1],
             r: general[2],
             ct: general[3],
             sender: general[4] ?? null,
             seq: general[5] ?? 0,
-          });
+            headers: Object.keys(headers ?? {}).length === 0 ? null : general[6],
+          };
+          // With headers the fast path declines and the general decoding is read: both agree with msgpackr.
+          const fast = read(bytes);
+          if (headers !== undefined) {
+            assert.equal(fast, null);
+            const out = pubFields();
+            pubFieldsOf(general, out);
+            assert.deepEqual(out, expected);
+            assert.deepEqual(out.headers ?? {}, headers);
+          } else {
+            assert.deepEqual(fast, expected);
+          }
         },
       ),
       { numRuns: 5000 },
@@ -188,13 +228,21 @@ describe('header fast paths', () => {
         fc.nat(),
         fc.boolean(),
         fc.nat(),
-        (sid, uri, from, ct, rc, ri, single, seq) => {
-          const tail = packMsgTail(uri, from, ct, rc, ri, single, seq);
+        fc.option(HEADERS, { nil: null }),
+        fc.option(fc.string({ minLength: 1, maxLength: 30 }), { nil: null }),
+        (sid, uri, from, ct, rc, ri, single, seq, hd, host) => {
+          const headers = hd === null || Object.keys(hd).length === 0 ? null : hd;
+          const tail = packMsgTail(uri, from, ct, rc, ri, single, seq, headers, host);
           const frame = Buffer.alloc(msgFrameSize(tail, 0));
           writeMsgFrame(frame, 0, sid, tail, Buffer.alloc(0));
+          const general = unpackHeader(frame.subarray(7)) as unknown[];
+          assert.equal(general.length, host !== null ? 10 : headers !== null ? 9 : 8);
+          const expected = { sid, uri, from, ct, replyConn: rc, replyId: ri, single, seq, headers, host };
+          assert.deepEqual(msgFieldsOf(general), expected);
           const fast = decodeMsgHeader(frame, 7, frame.length);
-          assert.deepEqual(fast, msgFieldsOf(unpackHeader(frame.subarray(7))));
-          assert.deepEqual(fast, { sid, uri, from, ct, replyConn: rc, replyId: ri, single, seq });
+          // The fast path reads today's 8 elements; headers or an origin host take the general decoder.
+          if (headers === null && host === null) assert.deepEqual(fast, expected);
+          else assert.equal(fast, null);
         },
       ),
       { numRuns: 5000 },
@@ -220,6 +268,8 @@ describe('header fast paths', () => {
           replyId: 0,
           single: false,
           seq: i,
+          headers: null,
+          host: null,
         });
       }
     }

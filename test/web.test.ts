@@ -194,6 +194,74 @@ describe('nodeset-web', () => {
     assert.deepEqual((await call(5, { op: 'unsubscribe', event: 'ws.>' })).result, { unsubscribed: 'ws.>' });
     ws.close();
   });
+
+  test('headers: HTTP publish with headers reaches a WebSocket subscriber with them; WS and request headers reach nodes', async () => {
+    const ws = new WebSocket(`${bridge.url.replace('http', 'ws')}/ws`);
+    await once(ws, 'open');
+    const inbox: { id?: number; type?: string; ok?: boolean; result?: unknown; error?: { code: string } }[] = [];
+    ws.on('message', (d) => inbox.push(JSON.parse(d.toString())));
+    const call = async (id: number, op: object) => {
+      ws.send(JSON.stringify({ id, ...op }));
+      await until(() => inbox.some((m) => m.id === id));
+      return inbox.find((m) => m.id === id)!;
+    };
+    await call(1, { op: 'subscribe', event: 'hdr.>' });
+    const nd = await fetch(`${bridge.url}/subscribe?event=hdr.web`);
+    const ndLine = readLines(nd, 1, (l) => l.startsWith('{'));
+    const res = await post(`${bridge.url}/publish`, {
+      event: 'hdr.web',
+      message: 1,
+      headers: { 'x-request-id': 'h1' },
+    });
+    assert.deepEqual(await res.json(), { event: 'hdr.web', delivered: 2 });
+    await until(() => inbox.some((m) => m.type === 'event'));
+    const wsEvent = inbox.find((m) => m.type === 'event') as { from: string };
+    assert.match(wsEvent.from, /^web-/);
+    assert.deepEqual(wsEvent, {
+      type: 'event',
+      event: 'hdr.web',
+      message: 1,
+      from: wsEvent.from,
+      headers: { 'x-request-id': 'h1' },
+    });
+    assert.deepEqual(JSON.parse((await ndLine)[0]!), {
+      event: 'hdr.web',
+      message: 1,
+      from: wsEvent.from,
+      headers: { 'x-request-id': 'h1' },
+    });
+    // WS publish and request with headers reach nodes.
+    const node = await startNode(dispatcher, { name: 'hdr-node', statsIntervalMs: 0 });
+    const got: unknown[] = [];
+    await node.subscribe('hdr.node', (_m, info) => void got.push(info.headers));
+    await node.respond('hdr.ask', (_m, info) => info.headers);
+    // The node and this WebSocket's own `hdr.>` subscription.
+    assert.deepEqual((await call(2, { op: 'publish', event: 'hdr.node', message: 2, headers: { a: 'b' } })).result, {
+      delivered: 2,
+    });
+    assert.deepEqual((await call(3, { op: 'request', event: 'hdr.ask', headers: { t: 'ws' } })).result, {
+      reply: { t: 'ws' },
+    });
+    const asked = await post(`${bridge.url}/request`, { event: 'hdr.ask', headers: { t: 'http' } });
+    assert.deepEqual(await asked.json(), { event: 'hdr.ask', reply: { t: 'http' } });
+    await until(() => got.length === 1);
+    assert.deepEqual(got, [{ a: 'b' }]);
+    // Bad headers: a code, over HTTP and WS alike.
+    const badType = await post(`${bridge.url}/publish`, { event: 'hdr.node', headers: { n: 1 } });
+    assert.equal(badType.status, 400);
+    assert.equal(((await badType.json()) as { code: string }).code, 'BAD_OPTION');
+    const notMap = await post(`${bridge.url}/publish`, { event: 'hdr.node', headers: 'text' });
+    assert.equal(((await notMap.json()) as { code: string }).code, 'BAD_OPTION');
+    const many = Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`k${i}`, 'v']));
+    const tooMany = await post(`${bridge.url}/publish`, { event: 'hdr.node', headers: many });
+    assert.equal(tooMany.status, 413);
+    assert.equal(((await tooMany.json()) as { code: string }).code, 'TOO_LARGE');
+    const wsBad = await call(4, { op: 'publish', event: 'hdr.node', headers: { 'bad name': 'v' } });
+    assert.equal(wsBad.error?.code, 'BAD_OPTION');
+    assert.equal(got.length, 1, 'nothing refused was delivered');
+    ws.close();
+    await node.stop();
+  });
 });
 
 describe('nodeset-web identities, signatures, files', () => {

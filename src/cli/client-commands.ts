@@ -1,8 +1,10 @@
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { type Command, Option } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
+import type { EventInfo } from '../node/handlers.js';
 import type { Node } from '../node/node.js';
 import { NodesetError } from '../protocol/errors.js';
+import { checkHeaders, type MessageHeaders } from '../protocol/headers.js';
 import {
   baseCommand,
   createLogger,
@@ -25,6 +27,7 @@ interface PubOptions extends NodeCommandOptions {
   ack?: boolean;
   mode: 'all' | 'direct';
   timeout: number;
+  header?: MessageHeaders;
 }
 
 interface SubOptions extends NodeCommandOptions {
@@ -37,7 +40,23 @@ interface SubOptions extends NodeCommandOptions {
 interface ReqOptions extends NodeCommandOptions {
   raw?: boolean;
   timeout: number;
+  header?: MessageHeaders;
 }
+
+/** `-H name=value`, repeatable: the message headers, checked as publish checks them (BAD_OPTION, TOO_LARGE). */
+function headerOption(value: string, previous: MessageHeaders | undefined): MessageHeaders {
+  const at = value.indexOf('=');
+  if (at <= 0) throw new InvalidArgumentError(`-H takes name=value, got ${JSON.stringify(value)}`);
+  const headers = { ...previous, [value.slice(0, at)]: value.slice(at + 1) };
+  try {
+    checkHeaders(headers, 'BAD_OPTION');
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+  return headers;
+}
+const HEADER_FLAGS = '-H, --header <name=value>';
+const HEADER_HELP = 'a message header (repeat for more)';
 
 interface ReplyOptions extends NodeCommandOptions {
   group?: string;
@@ -61,6 +80,7 @@ export function pubCommand(name = 'pub'): Command {
     .option('--ack', 'wait for each acknowledgement and count the subscribers reached (slower)')
     .addOption(new Option('--mode <mode>', 'delivery mode').choices(['all', 'direct']).default('all'))
     .option('--timeout <ms>', 'give up when the dispatcher does not answer in time', intOption('--timeout', 1), 5000)
+    .option(HEADER_FLAGS, HEADER_HELP, headerOption)
     .action(async (uri: string, template: string, _opts: unknown, command: Command) => {
       const opts = resolveOptions<PubOptions>(command);
       const fromStdin = opts.stdin === true || (template === '' && !process.stdin.isTTY && opts.count === undefined);
@@ -81,6 +101,7 @@ export function pubCommand(name = 'pub'): Command {
           ack: opts.ack ?? false,
           raw: opts.raw ?? false,
           mode: opts.mode,
+          ...(opts.header === undefined ? {} : { headers: opts.header }),
           timeoutMs: opts.timeout,
           intervalMs: opts.rate !== undefined ? 1000 / opts.rate : (opts.sleep ?? 0),
           progress: process.stderr.isTTY ? process.stderr : null,
@@ -95,7 +116,10 @@ export function pubCommand(name = 'pub'): Command {
     });
 }
 
-/** `nodeset sub <uri...>`: print events as JSON lines (or raw), with the publishing node. */
+/**
+ * `nodeset sub <uri...>`: print events as JSON lines (or raw), with the
+ * publishing node, its host when it is another one, and the headers.
+ */
 export function subCommand(name = 'sub'): Command {
   return withNodeOptions(baseCommand(name, 'Subscribe and print each event on stdout.'))
     .argument('<uri...>', 'event URIs to subscribe to (wildcards * and > allowed)')
@@ -121,14 +145,14 @@ export function subCommand(name = 'sub'): Command {
         });
         onShutdown(() => node.stop(), logger);
         let seen = 0;
-        const print = (message: unknown, info: { uri: string; from: string }) => {
+        const print = (message: unknown, info: EventInfo) => {
           if (opts.count !== undefined && seen >= opts.count) return;
           seen++;
           if (opts.raw) {
             process.stdout.write(formatRaw(message));
             process.stdout.write('\n');
           } else {
-            process.stdout.write(`${JSON.stringify({ event: info.uri, from: info.from, ...jsonFields(message) })}\n`);
+            process.stdout.write(`${JSON.stringify(eventLine(message, info))}\n`);
           }
           if (opts.count !== undefined && seen === opts.count) void node.stop().then(() => process.exit(0));
         };
@@ -143,6 +167,14 @@ export function subCommand(name = 'sub'): Command {
     });
 }
 
+/** One `nodeset sub` JSON line: `{ event, from, host?, headers?, message, encoding? }`. */
+function eventLine(message: unknown, info: EventInfo): Record<string, unknown> {
+  const line: Record<string, unknown> = { event: info.uri, from: info.from };
+  if (info.host !== null) line.host = info.host;
+  if (Object.keys(info.headers).length > 0) line.headers = info.headers;
+  return Object.assign(line, jsonFields(message));
+}
+
 /** `nodeset req <uri> [message]`: one request, the reply printed on stdout. */
 export function reqCommand(name = 'req'): Command {
   return withNodeOptions(baseCommand(name, 'Send a request and print the reply.'))
@@ -150,6 +182,7 @@ export function reqCommand(name = 'req'): Command {
     .argument('[message]', 'the request: JSON, or else text', '')
     .option('--raw', 'send the request as text, and print the reply as text when it is one')
     .option('--timeout <ms>', 'give up without a reply after this long', intOption('--timeout', 1), 5000)
+    .option(HEADER_FLAGS, HEADER_HELP, headerOption)
     .action(async (uri: string, text: string, _opts: unknown, command: Command) => {
       const opts = resolveOptions<ReqOptions>(command);
       let node: Node | undefined;
@@ -159,6 +192,7 @@ export function reqCommand(name = 'req'): Command {
         node = await connectNode(opts, logger, { wait: false, timeoutMs: opts.timeout, node: { statsIntervalMs: 0 } });
         const reply = await node.request(uri, text === '' ? null : parseMessage(text, opts.raw ?? false), {
           timeoutMs: opts.timeout,
+          ...(opts.header === undefined ? {} : { headers: opts.header }),
         });
         process.stdout.write(opts.raw ? formatRaw(reply) : JSON.stringify(reply ?? null));
         process.stdout.write('\n');

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Node } from '../node/node.js';
 import type { DeliveryMode } from '../protocol/frames.js';
+import type { MessageHeaders } from '../protocol/headers.js';
 import { parseMessage } from './connect.js';
 
 /** Messages from a template repeated `count` times (0: until stopped), or one per line of text. */
@@ -12,6 +13,8 @@ export interface PublishLoopOptions {
   ack: boolean;
   raw: boolean;
   mode: DeliveryMode;
+  /** Headers of every message (-H); undefined: none. */
+  headers?: MessageHeaders;
   timeoutMs: number;
   /** Pause between messages (from --rate or --sleep); 0: as fast as the connection takes them. */
   intervalMs: number;
@@ -89,7 +92,7 @@ export async function publishLoop(
       const message = toMessage(text);
       if (o.ack) {
         const acked = node
-          .publish(uri, message, { ack: true, mode: o.mode, timeoutMs: o.timeoutMs })
+          .publish(uri, message, { ack: true, mode: o.mode, timeoutMs: o.timeoutMs, headers: o.headers })
           .then((n) => {
             deliveries += n;
           })
@@ -97,7 +100,7 @@ export async function publishLoop(
         inFlight.add(acked);
         if (inFlight.size >= ACK_WINDOW) await Promise.race(inFlight);
       } else {
-        node.publish(uri, message, { mode: o.mode });
+        node.publish(uri, message, { mode: o.mode, headers: o.headers });
         if (node.pendingBytes > DRAIN_ABOVE_BYTES) await node.drain();
       }
       sent++;

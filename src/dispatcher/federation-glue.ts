@@ -6,6 +6,7 @@
  */
 import { NodesetError } from '../protocol/errors.js';
 import { PubFlag, type SubscriberInfo } from '../protocol/frames.js';
+import { checkHeaders } from '../protocol/headers.js';
 import type {
   Answer,
   Envelope,
@@ -139,6 +140,7 @@ export class FederationGlue implements RemoteHosts, FederationHost {
     };
     try {
       if (!this.#router.resolve(env.uri).local) return; // not for this host
+      const headers = env.hd === undefined ? null : checkHeaders(env.hd, 'BAD_FRAME');
       const payload = Buffer.from(env.payload.buffer, env.payload.byteOffset, env.payload.byteLength);
       const isRequest = (env.flags & PubFlag.REQUEST) !== 0;
       let replyId = 0;
@@ -151,7 +153,7 @@ export class FederationGlue implements RemoteHosts, FederationHost {
         }
         this.#remoteRequests.set(replyId, { host: env.host, conn: env.conn ?? 0, r: env.r ?? 0 });
       }
-      const n = this.#router.routeArrived(env, payload, replyId);
+      const n = this.#router.routeArrived(env, payload, replyId, headers);
       if (isRequest && n === 0) {
         this.#remoteRequests.delete(replyId);
         answer({

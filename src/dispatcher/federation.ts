@@ -39,6 +39,8 @@ export interface Envelope {
   /** For ACK and REQUEST: where the answer goes on the origin host. */
   conn?: number;
   r?: number;
+  /** The message's headers, when it has any. */
+  hd?: Record<string, string>;
 }
 
 /** An answer travelling back to the origin host: an ack count, a reply, or an error. */

@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import { NodesetError, toWireError } from '../protocol/errors.js';
 import { ALL_HOSTS, matchesPattern, parseEventUri } from '../protocol/event-uri.js';
 import { PubFlag, packMsgTail, STATS_EVENT, type SubscriberInfo, setSeq } from '../protocol/frames.js';
+import type { MessageHeaders } from '../protocol/headers.js';
 import { Route, RoutingTable } from '../protocol/routing-table.js';
 import type { Envelope } from './federation.js';
 import type { Peer, Subscription, Target } from './peer.js';
@@ -109,7 +110,8 @@ export class Router {
   /**
    * Routes one publish from a connection; returns how many subscriptions got
    * it, or FORWARDED. Throws PERMISSION_DENIED, NO_ROUTE, BAD_URI. Hot path:
-   * no promise, no closure, no re-encode of the payload.
+   * no promise, no closure, no re-encode of the payload. A publish with
+   * headers has its MSG tail packed for it (no tail cache).
    */
   publish(
     from: Peer,
@@ -120,6 +122,7 @@ export class Router {
     ct: number,
     payload: Buffer,
     seq: number,
+    headers: MessageHeaders | null = null,
   ): number {
     const state = from.routing;
     // A connection mostly publishes to the URI it used last (same interned string).
@@ -142,23 +145,24 @@ export class Router {
       throw new NodesetError('PERMISSION_DENIED', `identity ${from.identityName} may not publish to ${uri}`);
     }
     if (!target.local) {
-      this.#forward(from, sender, target.uri.host as string, uri, flags, r, ct, payload, seq);
+      this.#forward(from, sender, target.uri.host as string, uri, flags, r, ct, payload, seq, headers);
       return FORWARDED;
     }
     const isRequest = (flags & PubFlag.REQUEST) !== 0;
     const allHosts = target.uri.host === ALL_HOSTS && this.#remote !== null;
     if (allHosts) this.#checkSize(payload, uri);
-    const tail = isRequest ? undefined : setSeq(state.tails.get(uri, sender, ct, flags & PubFlag.DIRECT), seq);
+    const tail =
+      isRequest || headers !== null ? undefined : setSeq(state.tails.get(uri, sender, ct, flags & PubFlag.DIRECT), seq);
     const skip = (flags & PubFlag.LOCAL_DONE) !== 0 ? from : null;
     this.#publisher = from;
-    const delivered = this.#route(target, sender, uri, flags, ct, payload, from.id, r, skip, tail, seq);
+    const delivered = this.#route(target, sender, uri, flags, ct, payload, from.id, r, skip, tail, seq, null, headers);
     this.#publisher = null;
     if (allHosts && (flags & (PubFlag.DIRECT | PubFlag.REQUEST)) !== 0) {
       // One receiver across the cluster: this host's, else one other host with interest.
       if (delivered > 0) return delivered;
       const host = this.#remote?.connected === true ? this.#remote.pickHost(event) : null;
       if (host === null) return 0;
-      this.#forward(from, sender, host, uri, flags, r, ct, payload, seq);
+      this.#forward(from, sender, host, uri, flags, r, ct, payload, seq, headers);
       return FORWARDED;
     }
     if (allHosts && this.#remote !== null) {
@@ -172,6 +176,7 @@ export class Router {
         payload,
         seq,
         ...(gh === null ? {} : { gh }),
+        ...(headers === null ? {} : { hd: headers }),
       });
     }
     return delivered;
@@ -180,8 +185,9 @@ export class Router {
   /**
    * A publish from another host, for this one: delivered to this host's
    * subscribers; a request's reply goes back through the federation (replyId).
+   * `headers`: the envelope's, checked. The MSG names the origin host.
    */
-  routeArrived(env: Envelope, payload: Buffer, replyId: number): number {
+  routeArrived(env: Envelope, payload: Buffer, replyId: number, headers: MessageHeaders | null = null): number {
     const target = this.resolve(env.uri);
     if (!target.local) return 0;
     const flags = env.flags & ~PubFlag.LOCAL_DONE;
@@ -200,6 +206,8 @@ export class Router {
       undefined,
       env.seq ?? 0,
       env.gh ?? null,
+      headers,
+      env.host,
     );
   }
 
@@ -332,7 +340,8 @@ export class Router {
   /**
    * Delivers a publish to this host's subscribers; returns how many got it.
    * A request goes to one subscriber and its reply is awaited from it for
-   * (replyConn, replyId). `tail` is a cached MSG header tail, when there is one.
+   * (replyConn, replyId). `tail` is a cached MSG header tail, when there is one;
+   * `headers` and `origin` (another host's publish) go into a tail packed here.
    */
   #route(
     target: Target,
@@ -347,6 +356,8 @@ export class Router {
     tail: Buffer | undefined,
     seq: number,
     groupHosts: Record<string, string> | null = null,
+    headers: MessageHeaders | null = null,
+    origin: string | null = null,
   ): number {
     const event = target.uri.event;
     this.#stats.publishes++;
@@ -354,7 +365,8 @@ export class Router {
     const isRequest = (flags & PubFlag.REQUEST) !== 0;
     const single = (flags & (PubFlag.DIRECT | PubFlag.REQUEST)) !== 0;
     const msgTail =
-      tail ?? packMsgTail(uri, sender, ct, isRequest ? replyConn : 0, isRequest ? replyId : 0, single, seq);
+      tail ??
+      packMsgTail(uri, sender, ct, isRequest ? replyConn : 0, isRequest ? replyId : 0, single, seq, headers, origin);
     let delivered = 0;
     const lostBefore = this.#lost;
     const node = target.uri.node;
@@ -405,6 +417,7 @@ export class Router {
     ct: number,
     payload: Buffer,
     seq: number,
+    headers: MessageHeaders | null,
   ): void {
     const remote = this.#remote;
     if (remote === null) throw new NodesetError('NO_ROUTE', `host ${host} is not reachable from ${this.#o.hostName}`);
@@ -427,6 +440,7 @@ export class Router {
       payload,
       seq,
       ...(answered ? { conn: from.id, r } : {}),
+      ...(headers === null ? {} : { hd: headers }),
     });
   }
 

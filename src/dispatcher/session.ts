@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import { decodeHeader, headerOf, isRecord, isUint, payloadOf } from '../protocol/decoder.js';
 import { NodesetError } from '../protocol/errors.js';
 import { isValidName, parseEventUri } from '../protocol/event-uri.js';
-import { decodePubHeader, pubFields, pubFieldsOf } from '../protocol/fast-headers.js';
+import { decodePubHeader, pubCorrelationId, pubFields, pubFieldsOf } from '../protocol/fast-headers.js';
 import {
   encodeFrame,
   FrameKind,
@@ -274,7 +274,9 @@ export class Session implements FrameSocketHandlers, Peer {
       if (kind === FrameKind.PUB) {
         const h = PUB;
         if (!decodePubHeader(buf, headerStart, payloadStart, h, this.id)) {
-          pubFieldsOf(decodeHeader(headerOf(buf, headerStart, payloadStart)), h);
+          const header = decodeHeader(headerOf(buf, headerStart, payloadStart));
+          r = pubCorrelationId(header); // a refused header (bad headers map…) is still answered to its r
+          pubFieldsOf(header, h);
         }
         r = h.r;
         // The publishing member of a node collection (nil: the connection's name).
@@ -286,7 +288,7 @@ export class Session implements FrameSocketHandlers, Peer {
         }
         const payload = payloadOf(buf, payloadStart, end);
         const flags = h.flags;
-        const n = this.#router.publish(this, sender, h.uri, flags, r, h.ct, payload, h.seq);
+        const n = this.#router.publish(this, sender, h.uri, flags, r, h.ct, payload, h.seq, h.headers);
         if (n !== FORWARDED) {
           if ((flags & PubFlag.REQUEST) !== 0) {
             if (n === 0) this.error(new NodesetError('NO_RESPONDERS', `no responder for request ${h.uri}`), r);

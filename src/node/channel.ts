@@ -15,6 +15,7 @@ import {
   type QueryWhat,
   type SubHeader,
 } from '../protocol/frames.js';
+import type { MessageHeaders } from '../protocol/headers.js';
 import { DispatcherLink, type LinkOptions, type Welcome } from './dispatcher-link.js';
 import type { GapTracker } from './gaps.js';
 import type { Handler, OverflowPolicy } from './handlers.js';
@@ -78,10 +79,29 @@ export interface NodeChannel {
   /** Resolves once the dispatcher confirmed it (at once when offline: sent on connect). */
   subscribe(sub: LocalSubscription, timeoutMs: number): Promise<unknown>;
   unsubscribe(sub: LocalSubscription, timeoutMs: number): Promise<unknown>;
-  /** The throughput path: no promise. `header` is the packed PUB header for these arguments, `seq` already in it. */
-  publish(uri: string, flags: number, ct: number, bytes: Buffer, header: Buffer, seq: number): void;
-  publishAcked(uri: string, flags: number, ct: number, bytes: Buffer, timeoutMs: number, seq: number): Promise<number>;
-  request(uri: string, ct: number, bytes: Buffer, timeoutMs: number): Promise<unknown>;
+  /**
+   * The throughput path: no promise. `header` is the packed PUB header for
+   * these arguments, `seq` and `headers` already in it.
+   */
+  publish(
+    uri: string,
+    flags: number,
+    ct: number,
+    bytes: Buffer,
+    header: Buffer,
+    seq: number,
+    headers: MessageHeaders | null,
+  ): void;
+  publishAcked(
+    uri: string,
+    flags: number,
+    ct: number,
+    bytes: Buffer,
+    timeoutMs: number,
+    seq: number,
+    headers: MessageHeaders | null,
+  ): Promise<number>;
+  request(uri: string, ct: number, bytes: Buffer, timeoutMs: number, headers: MessageHeaders | null): Promise<unknown>;
   query(what: QueryWhat, uri: string | undefined, timeoutMs: number): Promise<unknown>;
   reply(to: number, r: number, ct: number, bytes: Buffer | null, err?: { code: string; message: string }): void;
   /** Stops (true) or resumes (false) reading from the connection (the `block` overflow policy). */
@@ -165,11 +185,15 @@ export async function publishAcked(
   timeoutMs: number,
   sender: string | null,
   seq: number,
+  headers: MessageHeaders | null = null,
 ): Promise<number> {
   const ok = await ask(
     link,
     FrameKind.PUB,
-    (r) => [uri, flags | PubFlag.ACK, r, ct, sender, seq],
+    (r) =>
+      headers === null
+        ? [uri, flags | PubFlag.ACK, r, ct, sender, seq]
+        : [uri, flags | PubFlag.ACK, r, ct, sender, seq, headers],
     bytes,
     timeoutMs,
     `publish ${uri}`,
@@ -185,8 +209,17 @@ export function requestOver(
   bytes: Buffer,
   timeoutMs: number,
   sender: string | null,
+  headers: MessageHeaders | null = null,
 ): Promise<unknown> {
-  return ask(link, FrameKind.PUB, (r) => [uri, PubFlag.REQUEST, r, ct, sender], bytes, timeoutMs, `request ${uri}`);
+  return ask(
+    link,
+    FrameKind.PUB,
+    (r) =>
+      headers === null ? [uri, PubFlag.REQUEST, r, ct, sender] : [uri, PubFlag.REQUEST, r, ct, sender, 0, headers],
+    bytes,
+    timeoutMs,
+    `request ${uri}`,
+  );
 }
 
 export function ackCount(ok: unknown): number {
@@ -257,12 +290,20 @@ export class LinkChannel implements NodeChannel {
     this.link.send(FrameKind.PUB, header, bytes);
   }
 
-  publishAcked(uri: string, flags: number, ct: number, bytes: Buffer, timeoutMs: number, seq: number): Promise<number> {
-    return publishAcked(this.link, uri, flags, ct, bytes, timeoutMs, null, seq);
+  publishAcked(
+    uri: string,
+    flags: number,
+    ct: number,
+    bytes: Buffer,
+    timeoutMs: number,
+    seq: number,
+    headers: MessageHeaders | null,
+  ): Promise<number> {
+    return publishAcked(this.link, uri, flags, ct, bytes, timeoutMs, null, seq, headers);
   }
 
-  request(uri: string, ct: number, bytes: Buffer, timeoutMs: number): Promise<unknown> {
-    return requestOver(this.link, uri, ct, bytes, timeoutMs, null);
+  request(uri: string, ct: number, bytes: Buffer, timeoutMs: number, headers: MessageHeaders | null): Promise<unknown> {
+    return requestOver(this.link, uri, ct, bytes, timeoutMs, null, headers);
   }
 
   query(what: QueryWhat, uri: string | undefined, timeoutMs: number): Promise<unknown> {

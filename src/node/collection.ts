@@ -15,10 +15,12 @@ import {
   PubFlag,
   packHeader,
   packPlainPubHeader,
+  packPubHeader,
   type QueryWhat,
   setSeq,
 } from '../protocol/frames.js';
 import { HeaderCache } from '../protocol/header-cache.js';
+import type { MessageHeaders } from '../protocol/headers.js';
 import { type RouteEntry, RoutingTable } from '../protocol/routing-table.js';
 import {
   ask,
@@ -206,13 +208,24 @@ export class NodeCollection extends EventEmitter<{ error: [Error] }> {
    * get it in-process (on the next microtask); returns how many.
    * @internal
    */
-  deliverLocally(from: string, uri: string, ct: number, payload: Buffer): number {
+  deliverLocally(from: string, uri: string, ct: number, payload: Buffer, headers: MessageHeaders | null): number {
     const target = this.#target(uri);
     if (target === null || target.node !== null) return -1;
     if (target.host !== null && !LOCAL_HOSTS.has(target.host) && target.host !== this.#link.welcome?.host) return -1;
     const route = this.#local.match(target.event);
     if (route.ungrouped.length === 0) return 0;
-    const msg: MsgFields = { sid: 0, uri, from, ct, replyConn: 0, replyId: 0, single: false, seq: 0 };
+    const msg: MsgFields = {
+      sid: 0,
+      uri,
+      from,
+      ct,
+      replyConn: 0,
+      replyId: 0,
+      single: false,
+      seq: 0,
+      headers,
+      host: null,
+    };
     let n = 0;
     for (const shared of route.ungrouped) {
       this.#localQueue.push(shared, msg, payload);
@@ -404,10 +417,22 @@ class MemberChannel implements NodeChannel {
     return this.#collection.removeHolder(this.owner, sub, timeoutMs);
   }
 
-  publish(uri: string, flags: number, ct: number, bytes: Buffer, _header: Buffer, seq: number): void {
+  publish(
+    uri: string,
+    flags: number,
+    ct: number,
+    bytes: Buffer,
+    _header: Buffer,
+    seq: number,
+    headers: MessageHeaders | null,
+  ): void {
     const link = this.#collection.link;
-    if (flags === 0 && this.#collection.deliverLocally(this.owner.name, uri, ct, bytes) >= 0)
+    if (flags === 0 && this.#collection.deliverLocally(this.owner.name, uri, ct, bytes, headers) >= 0)
       flags = PubFlag.LOCAL_DONE;
+    if (headers !== null) {
+      link.send(FrameKind.PUB, packPubHeader(uri, flags, 0, ct, this.owner.name, seq, headers), bytes);
+      return;
+    }
     const header = this.#plainHeaders.get(uri, this.owner.name, ct, flags);
     link.send(FrameKind.PUB, setSeq(header, seq), bytes);
   }
@@ -419,20 +444,22 @@ class MemberChannel implements NodeChannel {
     bytes: Buffer,
     timeoutMs: number,
     seq: number,
+    headers: MessageHeaders | null,
   ): Promise<number> {
     let local = 0;
     if (flags === 0) {
-      const n = this.#collection.deliverLocally(this.owner.name, uri, ct, bytes);
+      const n = this.#collection.deliverLocally(this.owner.name, uri, ct, bytes, headers);
       if (n >= 0) {
         local = n;
         flags = PubFlag.LOCAL_DONE;
       }
     }
-    return local + (await publishAcked(this.#collection.link, uri, flags, ct, bytes, timeoutMs, this.owner.name, seq));
+    const link = this.#collection.link;
+    return local + (await publishAcked(link, uri, flags, ct, bytes, timeoutMs, this.owner.name, seq, headers));
   }
 
-  request(uri: string, ct: number, bytes: Buffer, timeoutMs: number): Promise<unknown> {
-    return requestOver(this.#collection.link, uri, ct, bytes, timeoutMs, this.owner.name);
+  request(uri: string, ct: number, bytes: Buffer, timeoutMs: number, headers: MessageHeaders | null): Promise<unknown> {
+    return requestOver(this.#collection.link, uri, ct, bytes, timeoutMs, this.owner.name, headers);
   }
 
   query(what: QueryWhat, uri: string | undefined, timeoutMs: number): Promise<unknown> {

@@ -8,10 +8,12 @@
 import type { Logger } from 'pino';
 import { toWireError } from '../protocol/errors.js';
 import { ContentType, type MsgFields } from '../protocol/frames.js';
+import { NO_HEADERS } from '../protocol/headers.js';
 import { decodePayload } from '../protocol/payload.js';
 import type { LocalSubscription, NodeChannel } from './channel.js';
 import { GapTracker } from './gaps.js';
 import type { EventInfo, OverflowEvent } from './handlers.js';
+import type { MessageTracing } from './tracing.js';
 
 /** Emitted (`gap` event) when a subscription missed messages of a publisher's stream. */
 export interface GapEvent {
@@ -47,6 +49,8 @@ export class Delivery {
   readonly #host: DeliveryHost;
   /** Subscriptions whose full queue paused the connection's reads (`block`). */
   readonly #blocked = new Set<LocalSubscription>();
+  /** Set when the node starts with tracing available; null: handlers run without spans. */
+  tracing: MessageTracing | null = null;
 
   constructor(host: DeliveryHost) {
     this.#host = host;
@@ -145,7 +149,18 @@ export class Delivery {
       this.#finished(sub);
       return;
     }
-    const info: EventInfo = { uri: msg.uri, from: msg.from, subscription: sub.uri, isRequest: replyTo !== 0 };
+    const info: EventInfo = {
+      uri: msg.uri,
+      from: msg.from,
+      host: msg.host,
+      headers: msg.headers ?? NO_HEADERS,
+      subscription: sub.uri,
+      isRequest: replyTo !== 0,
+    };
+    if (this.tracing !== null) {
+      this.#runTraced(this.tracing, sub, message, info, replyTo, replyId);
+      return;
+    }
     let result: unknown;
     try {
       result = sub.handler === null ? this.#host.onEvent(msg.uri, message, info) : sub.handler(message, info);
@@ -175,6 +190,42 @@ export class Delivery {
         }
       },
     );
+  }
+
+  /** #run with a span around the handler (and the reply), continuing the publisher's trace. */
+  #runTraced(
+    tracing: MessageTracing,
+    sub: LocalSubscription,
+    message: unknown,
+    info: EventInfo,
+    replyTo: number,
+    replyId: number,
+  ): void {
+    const { span, context } = tracing.startReceive(info.uri, info.from, info.headers, replyTo !== 0);
+    const settle = (ok: boolean, value: unknown): void => {
+      try {
+        if (!ok) this.#handlerFailed(value, sub, replyTo, replyId);
+        else if (replyTo !== 0) this.#reply(replyTo, replyId, value);
+      } finally {
+        tracing.end(span, ok ? undefined : value);
+        this.#finished(sub);
+      }
+    };
+    let result: unknown;
+    try {
+      result = tracing.within(context, () =>
+        sub.handler === null ? this.#host.onEvent(info.uri, message, info) : sub.handler(message, info),
+      );
+    } catch (err) {
+      settle(false, err);
+      return;
+    }
+    if (!isThenable(result)) settle(true, result);
+    else
+      result.then(
+        (value: unknown) => settle(true, value),
+        (err: unknown) => settle(false, err ?? new Error('handler rejected')),
+      );
   }
 
   #reply(to: number, r: number, value: unknown): void {

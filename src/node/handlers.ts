@@ -3,14 +3,19 @@
  * decorator that declares handlers on a Node subclass.
  */
 import { NodesetError } from '../protocol/errors.js';
+import type { MessageHeaders } from '../protocol/headers.js';
 import type { MessageType } from './message.js';
 
 /** What a handler learns about the event it is called for. */
 export interface EventInfo {
   /** The URI the publisher used (`orders.new`, `host/orders.new`, `n@host/orders.new`). */
   readonly uri: string;
-  /** The publishing node's name. */
+  /** The publishing node's name (`node@host` for a message from another host). */
   readonly from: string;
+  /** The host the message was published on when it came from another host (federation); null for this host's. */
+  readonly host: string | null;
+  /** The publisher's headers (empty when it sent none; tracing context as `traceparent`/`tracestate`). */
+  readonly headers: Readonly<MessageHeaders>;
   /** The subscription URI that matched (may hold wildcards). */
   readonly subscription: string;
   /** True when the publisher waits for this handler's return value. */

@@ -14,11 +14,13 @@ import {
   type DeliveryMode,
   deliveryFlags,
   packPlainPubHeader,
+  packPubHeader,
   type QueryWhat,
   STATS_EVENT,
   setSeq,
 } from '../protocol/frames.js';
 import { HeaderCache } from '../protocol/header-cache.js';
+import { checkHeaders, type MessageHeaders } from '../protocol/headers.js';
 import { encodePayload } from '../protocol/payload.js';
 import {
   type ChannelOwner,
@@ -42,6 +44,7 @@ import { defaultLogger } from './logger.js';
 import type { MessageType } from './message.js';
 import { NodeMetrics } from './metrics.js';
 import { MAX_WILL_BYTES, type NodeOptions, resolveNodeOptions, resolveSubscribeOptions } from './options.js';
+import { type MessageTracing, startTracing } from './tracing.js';
 
 export type { GapEvent, NodeOptions };
 
@@ -54,11 +57,18 @@ export interface PublishOptions {
   ack?: boolean;
   /** Timeout for the acknowledgement, in ms. */
   timeoutMs?: number;
+  /**
+   * Headers delivered with the message (`info.headers`): string names (HTTP
+   * token characters) to string values, at most 32 entries and 4 KiB.
+   */
+  headers?: MessageHeaders;
 }
 
 export interface RequestOptions {
   timeoutMs?: number;
   type?: MessageType;
+  /** Headers delivered to the responder with the request (as PublishOptions.headers). */
+  headers?: MessageHeaders;
 }
 
 const PLAIN_HEADER_CACHE_LIMIT = 1024;
@@ -120,6 +130,8 @@ export class Node extends EventEmitter<NodeEvents> {
   #published = 0;
   readonly #sequences = new Sequences();
   readonly #delivery: Delivery;
+  /** OpenTelemetry, when installed and a tracer provider is registered at start; null otherwise. */
+  #tracing: MessageTracing | null = null;
 
   constructor(options: NodeOptions = {}) {
     super();
@@ -205,6 +217,8 @@ export class Node extends EventEmitter<NodeEvents> {
   async start(): Promise<this> {
     if (!this.#started) {
       this.#started = true;
+      this.#tracing = await startTracing(this.name);
+      this.#delivery.tracing = this.#tracing;
       for (const d of declaredHandlers(this)) {
         const method = (this as unknown as Record<string | symbol, unknown>)[d.method];
         if (typeof method !== 'function') continue;
@@ -242,7 +256,7 @@ export class Node extends EventEmitter<NodeEvents> {
       metrics,
     };
     try {
-      this.publish(STATS_EVENT, message);
+      this.#publishPlain(STATS_EVENT, message, 0, null);
     } catch (err) {
       this.logger.debug({ err: (err as Error).message }, 'stats not published');
     }
@@ -297,17 +311,45 @@ export class Node extends EventEmitter<NodeEvents> {
   publish(uri: string, message: unknown, options: PublishOptions & { ack: true }): Promise<number>;
   publish(uri: string, message?: unknown, options?: PublishOptions): undefined | Promise<number>;
   publish(uri: string, message?: unknown, options?: PublishOptions): undefined | Promise<number> {
-    if (options === undefined) {
-      this.#publishPlain(uri, message, 0);
+    if (options === undefined && this.#tracing === null) {
+      this.#publishPlain(uri, message, 0, null);
       return;
     }
-    const flags = deliveryFlags(options.mode);
-    const body = options.type === undefined ? message : options.type.toJSON(options.type.parse(message));
-    if (options.ack !== true) {
-      this.#publishPlain(uri, body, flags);
-      return;
+    const flags = deliveryFlags(options?.mode);
+    const body = options?.type === undefined ? message : options.type.toJSON(options.type.parse(message));
+    const headers = checkHeaders(options?.headers, 'BAD_OPTION');
+    const ack = options?.ack === true;
+    const timeoutMs = options?.timeoutMs ?? this.ackTimeoutMs;
+    const tracing = this.#tracing;
+    if (tracing === null) {
+      if (!ack) {
+        this.#publishPlain(uri, body, flags, headers);
+        return;
+      }
+      return this.#publishAcked(uri, body, flags, timeoutMs, headers);
     }
-    return this.#publishAcked(uri, body, flags, options.timeoutMs ?? this.ackTimeoutMs);
+    const sent = tracing.startSend(uri, headers, false);
+    try {
+      const traced = checkHeaders(sent.headers, 'BAD_OPTION');
+      if (!ack) {
+        this.#publishPlain(uri, body, flags, traced);
+        tracing.end(sent.span);
+        return;
+      }
+      return this.#publishAcked(uri, body, flags, timeoutMs, traced).then(
+        (n) => {
+          tracing.end(sent.span);
+          return n;
+        },
+        (err: unknown) => {
+          tracing.end(sent.span, err);
+          throw err;
+        },
+      );
+    } catch (err) {
+      tracing.end(sent.span, err);
+      throw err;
+    }
   }
 
   /** Sends a request to one subscriber of `uri`; resolves with its handler's return value. */
@@ -315,7 +357,20 @@ export class Node extends EventEmitter<NodeEvents> {
     parseEventUri(uri, false);
     const body = options.type === undefined ? message : options.type.toJSON(options.type.parse(message));
     const { ct, bytes } = this.#encode(uri, body);
-    return (await this.#channel.request(uri, ct, bytes, options.timeoutMs ?? this.requestTimeoutMs)) as R;
+    let headers = checkHeaders(options.headers, 'BAD_OPTION');
+    const timeoutMs = options.timeoutMs ?? this.requestTimeoutMs;
+    const tracing = this.#tracing;
+    if (tracing === null) return (await this.#channel.request(uri, ct, bytes, timeoutMs, headers)) as R;
+    const sent = tracing.startSend(uri, headers, true);
+    try {
+      headers = checkHeaders(sent.headers, 'BAD_OPTION');
+      const reply = (await this.#channel.request(uri, ct, bytes, timeoutMs, headers)) as R;
+      tracing.end(sent.span);
+      return reply;
+    } catch (err) {
+      tracing.end(sent.span, err);
+      throw err;
+    }
   }
 
   /** Dispatcher statistics. */
@@ -386,14 +441,16 @@ export class Node extends EventEmitter<NodeEvents> {
     return encoded;
   }
 
-  #publishPlain(uri: string, message: unknown, flags: number): void {
+  #publishPlain(uri: string, message: unknown, flags: number, headers: MessageHeaders | null): void {
     const { ct, bytes } = this.#encode(uri, message);
-    // Validated when first packed (a bad URI throws and is not cached).
-    const header = this.#plainHeaders.get(uri, null, ct, flags);
+    // Validated when first packed (a bad URI throws and is not cached); with headers, packed for this message.
+    const header = headers === null ? this.#plainHeaders.get(uri, null, ct, flags) : null;
+    if (header === null) parseEventUri(uri, false);
     // Only `all`-mode publishes are numbered: a direct one reaches a single subscriber, so it is no one's gap.
     const seq = flags === 0 ? this.#sequences.next(uri) : 0;
     try {
-      this.#channel.publish(uri, flags, ct, bytes, setSeq(header, seq), seq);
+      const packed = header === null ? packPubHeader(uri, flags, 0, ct, null, seq, headers) : setSeq(header, seq);
+      this.#channel.publish(uri, flags, ct, bytes, packed, seq, headers);
     } catch (err) {
       // Refused here (BUFFER_FULL…): never sent, so its number is not a gap anyone should see.
       this.#sequences.giveBack(uri, seq);
@@ -402,11 +459,17 @@ export class Node extends EventEmitter<NodeEvents> {
     this.#published++;
   }
 
-  async #publishAcked(uri: string, message: unknown, flags: number, timeoutMs: number): Promise<number> {
+  async #publishAcked(
+    uri: string,
+    message: unknown,
+    flags: number,
+    timeoutMs: number,
+    headers: MessageHeaders | null,
+  ): Promise<number> {
     parseEventUri(uri, false);
     const { ct, bytes } = this.#encode(uri, message);
     const seq = flags === 0 ? this.#sequences.next(uri) : 0;
-    return this.#channel.publishAcked(uri, flags, ct, bytes, timeoutMs, seq).catch((err: unknown) => {
+    return this.#channel.publishAcked(uri, flags, ct, bytes, timeoutMs, seq, headers).catch((err: unknown) => {
       // Refused before it was sent: its number is given back, unless a later publish took the next one.
       if (err instanceof NodesetError && err.code === 'BUFFER_FULL') this.#sequences.giveBack(uri, seq);
       throw err;

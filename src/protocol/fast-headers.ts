@@ -10,8 +10,9 @@
 import { isUint } from './decoder.js';
 import { NodesetError } from './errors.js';
 import type { MsgFields } from './frames.js';
+import { checkHeaders, type MessageHeaders } from './headers.js';
 
-/** A PUB header, [uri, flags, r, ct] with optional sender (nil: the connection's name) and seq. */
+/** A PUB header, [uri, flags, r, ct] with optional sender (nil: the connection's name), seq and headers. */
 export interface PubFields {
   uri: string;
   flags: number;
@@ -19,10 +20,11 @@ export interface PubFields {
   ct: number;
   sender: string | null;
   seq: number;
+  headers: MessageHeaders | null;
 }
 
 export function pubFields(): PubFields {
-  return { uri: '', flags: 0, r: 0, ct: 0, sender: null, seq: 0 };
+  return { uri: '', flags: 0, r: 0, ct: 0, sender: null, seq: 0, headers: null };
 }
 
 const FAIL = -1;
@@ -153,7 +155,7 @@ export function internUtf8(b: Buffer, start: number, len: number): string {
 /**
  * Reads the PUB header in b[start, end) into `out`: [uri, flags, r, ct],
  * [uri, flags, r, ct, sender] or [uri, flags, r, ct, sender|nil, seq].
- * False for anything else. `connection` (any number, e.g. the connection's
+ * False for anything else, headers included (pubFieldsOf reads those). `connection` (any number, e.g. the connection's
  * id) picks the memo slot its URI is compared with first.
  */
 export function decodePubHeader(b: Buffer, start: number, end: number, out: PubFields, connection = 0): boolean {
@@ -188,13 +190,14 @@ export function decodePubHeader(b: Buffer, start: number, end: number, out: PubF
   out.ct = ct;
   out.sender = sender;
   out.seq = seq;
+  out.headers = null;
   return true;
 }
 
 /**
  * The MSG header a node decodes for every message:
  * [uint sid, string uri, string from, uint ct, uint replyConn, uint replyId, uint single, uint seq].
- * Null for anything else.
+ * Null for anything else (a MSG with headers or an origin host: msgFieldsOf reads those).
  */
 export function decodeMsgHeader(b: Buffer, start = 0, end = b.length): MsgFields | null {
   if (b[start] !== 0x98) return null;
@@ -215,7 +218,7 @@ export function decodeMsgHeader(b: Buffer, start = 0, end = b.length): MsgFields
   if (single === FAIL) return null;
   const seq = uintAt(b, next, end);
   if (seq === FAIL || next !== end) return null;
-  return { sid, uri, from, ct, replyConn, replyId, single: single === 1, seq };
+  return { sid, uri, from, ct, replyConn, replyId, single: single === 1, seq, headers: null, host: null };
 }
 
 /** A MSG header the fast path declined, from its general decoding; throws BAD_FRAME when malformed. */
@@ -233,7 +236,26 @@ export function msgFieldsOf(h: unknown): MsgFields {
     throw new NodesetError('BAD_FRAME', 'MSG header must be [sid, uri, from, ct, replyConn, replyId, single, seq?]');
   }
   const seq = h.length > 7 && isUint(h[7]) ? h[7] : 0;
-  return { sid: h[0], uri: h[1], from: h[2], ct: h[3], replyConn: h[4], replyId: h[5], single: h[6] === 1, seq };
+  const headers = h.length > 8 ? checkHeaders(h[8], 'BAD_FRAME') : null;
+  if (h.length > 9 && typeof h[9] !== 'string') throw new NodesetError('BAD_FRAME', 'MSG origin host must be a string');
+  const host = h.length > 9 ? (h[9] as string) : null;
+  return {
+    sid: h[0],
+    uri: h[1],
+    from: h[2],
+    ct: h[3],
+    replyConn: h[4],
+    replyId: h[5],
+    single: h[6] === 1,
+    seq,
+    headers,
+    host,
+  };
+}
+
+/** The correlation id of a decoded PUB header, when it has one, so that refusing it can still answer it. */
+export function pubCorrelationId(h: unknown): number | undefined {
+  return Array.isArray(h) && isUint(h[2]) && h[2] !== 0 ? h[2] : undefined;
 }
 
 /** A PUB header the fast path declined: validated from its general decoding into `out`. */
@@ -246,16 +268,18 @@ export function pubFieldsOf(h: unknown, out: PubFields): void {
     !isUint(h[2]) ||
     !isUint(h[3])
   ) {
-    throw new NodesetError('BAD_FRAME', 'PUB header must be [uri, flags, id, contentType, sender?, seq?]');
+    throw new NodesetError('BAD_FRAME', 'PUB header must be [uri, flags, id, contentType, sender?, seq?, headers?]');
   }
   if (h.length > 4 && h[4] !== null && typeof h[4] !== 'string') {
     throw new NodesetError('BAD_FRAME', 'PUB sender must be a node name');
   }
   if (h.length > 5 && !isUint(h[5])) throw new NodesetError('BAD_FRAME', 'PUB seq must be an unsigned integer');
+  const headers = h.length > 6 ? checkHeaders(h[6], 'BAD_FRAME') : null;
   out.uri = h[0];
   out.flags = h[1];
   out.r = h[2];
   out.ct = h[3];
   out.sender = h.length > 4 ? (h[4] as string | null) : null;
   out.seq = h.length > 5 ? (h[5] as number) : 0;
+  out.headers = headers;
 }

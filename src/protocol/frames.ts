@@ -4,6 +4,7 @@
  */
 import { Packr } from 'msgpackr';
 import { NodesetError, type WireError } from './errors.js';
+import type { MessageHeaders } from './headers.js';
 
 /**
  * Frame layout (all integers big-endian):
@@ -119,14 +120,27 @@ export interface UnsubHeader {
   r?: number;
 }
 
-/** PUB header: [uri, flags, correlation id (0 = none), content type]. */
-export type PubHeader = [uri: string, flags: number, r: number, ct: number];
+/**
+ * PUB header: [uri, flags, correlation id (0 = none), content type], then
+ * optionally sender (nil: the connection's name), seq and headers (a map, or nil).
+ */
+export type PubHeader = [
+  uri: string,
+  flags: number,
+  r: number,
+  ct: number,
+  sender?: string | null,
+  seq?: number,
+  headers?: MessageHeaders | null,
+];
 
 /**
- * MSG header: [sid, uri, from, ct, replyConn, replyId, direct, seq].
+ * MSG header: [sid, uri, from, ct, replyConn, replyId, direct, seq], then
+ * optionally headers (a map, or nil) and the origin host.
  * replyConn/replyId are 0 unless the message is a request; direct is 1 when
  * the message was routed to exactly one subscriber (`direct` mode or request);
- * seq is the publisher's sequence number for this URI (0: none).
+ * seq is the publisher's sequence number for this URI (0: none). A message
+ * without headers from this host has exactly the 8 elements.
  */
 export type MsgHeader = [
   sid: number,
@@ -137,6 +151,8 @@ export type MsgHeader = [
   replyId: number,
   direct: number,
   seq: number,
+  headers?: MessageHeaders | null,
+  host?: string,
 ];
 
 /** A MSG header, decoded. */
@@ -153,6 +169,10 @@ export interface MsgFields {
   single: boolean;
   /** The publisher's sequence number for this URI (0: none). */
   seq: number;
+  /** The message's headers (null: none). */
+  headers: MessageHeaders | null;
+  /** The host the message was published on, when it came from another host (federation); null otherwise. */
+  host: string | null;
 }
 
 export type { WireError } from './errors.js';
@@ -283,13 +303,14 @@ export function encodeFrame(kind: number, header: unknown = null, payload: Uint8
 
 /**
  * MSG frames are built once per publish and sent to many subscriptions that
- * differ only in their sid. The header is an 8-element array whose first
- * element is always encoded as a MessagePack uint32, so the dispatcher packs
- * the other seven once (the "tail") and patches the sid in per delivery. The
- * last element, the publisher's sequence number, is also a fixed-width uint32,
- * so a cached tail is reused by patching it (setTailSeq).
+ * differ only in their sid. The sid, the header's first element, is always
+ * encoded as a MessagePack uint32, so the dispatcher packs the array marker
+ * and the other elements once (the "tail") and patches the sid in per
+ * delivery. Without headers or origin host the last element, the publisher's
+ * sequence number, is also a fixed-width uint32, so a cached tail is reused
+ * by patching it (setSeq); a tail with headers is packed for its message.
  */
-const MSG_HEAD_BYTES = 6; // fixarray(8) marker + uint32 marker + 4 sid bytes
+const MSG_SID_BYTES = 5; // uint32 marker + 4 sid bytes
 /** Packs as a 5-byte MessagePack uint32, whatever the value patched in later. */
 const SEQ_PLACEHOLDER = 0xffffffff;
 
@@ -301,10 +322,20 @@ export function packMsgTail(
   replyId: number,
   direct: boolean,
   seq = 0,
+  headers: MessageHeaders | null = null,
+  host: string | null = null,
 ): Buffer {
-  // A 7-element fixarray: drop its 1-byte marker, keep the elements.
-  const tail = packr.pack([uri, from, ct, replyConn, replyId, direct ? 1 : 0, SEQ_PLACEHOLDER]).subarray(1);
-  return setSeq(tail, seq);
+  let tail: Buffer;
+  if (headers === null && host === null) {
+    tail = setSeq(packr.pack([uri, from, ct, replyConn, replyId, direct ? 1 : 0, SEQ_PLACEHOLDER]), seq);
+  } else if (host === null) {
+    tail = packr.pack([uri, from, ct, replyConn, replyId, direct ? 1 : 0, seq, headers]);
+  } else {
+    tail = packr.pack([uri, from, ct, replyConn, replyId, direct ? 1 : 0, seq, headers, host]);
+  }
+  // The array of the elements after the sid: one more element (the sid) in its fixarray marker.
+  (tail[0] as number)++;
+  return tail;
 }
 
 /** Writes a sequence number into the last 4 bytes of a packed MSG tail or PUB header. */
@@ -317,7 +348,10 @@ export function setSeq<B extends Buffer>(packed: B, seq: number): B {
   return packed;
 }
 
-/** A PUB header with a sequence slot: [uri, flags, r, ct, sender|nil, seq]. */
+/**
+ * A PUB header: [uri, flags, r, ct, sender|nil, seq] with a fixed-width seq
+ * slot (setSeq), or with headers [uri, flags, r, ct, sender|nil, seq, headers].
+ */
 export function packPubHeader(
   uri: string,
   flags: number,
@@ -325,7 +359,9 @@ export function packPubHeader(
   ct: number,
   sender: string | null,
   seq: number,
+  headers: MessageHeaders | null = null,
 ): Buffer {
+  if (headers !== null) return packHeader([uri, flags, r, ct, sender, seq, headers]);
   return setSeq(packHeader([uri, flags, r, ct, sender, SEQ_PLACEHOLDER]), seq);
 }
 
@@ -335,7 +371,7 @@ export function packPlainPubHeader(uri: string, sender: string | null, ct: numbe
 }
 
 export function msgFrameSize(tail: Uint8Array, payloadBytes: number): number {
-  return frameSize(MSG_HEAD_BYTES + tail.length, payloadBytes);
+  return frameSize(MSG_SID_BYTES + tail.length, payloadBytes);
 }
 
 export function writeMsgFrame(
@@ -363,7 +399,7 @@ export function writeMsgHead(
   payloadBytes: number,
 ): number {
   // Byte by byte: cheaper than the Buffer write helpers on this path.
-  const hlen = MSG_HEAD_BYTES + tail.length;
+  const hlen = MSG_SID_BYTES + tail.length;
   const len = FRAME_FIXED_BYTES + hlen + payloadBytes;
   target[offset] = len >>> 24;
   target[offset + 1] = len >>> 16;
@@ -372,14 +408,15 @@ export function writeMsgHead(
   target[offset + 4] = FrameKind.MSG;
   target[offset + 5] = hlen >>> 8;
   target[offset + 6] = hlen;
-  target[offset + 7] = 0x98; // fixarray, 8 elements
+  // The tail's array marker lands at offset + 12 and is copied to offset + 7; the sid's last byte then covers it.
+  target.set(tail, offset + 12);
+  target[offset + 7] = tail[0] as number;
   target[offset + 8] = 0xce; // uint32
   target[offset + 9] = sid >>> 24;
   target[offset + 10] = sid >>> 16;
   target[offset + 11] = sid >>> 8;
   target[offset + 12] = sid;
-  target.set(tail, offset + 13);
-  return offset + 13 + tail.length;
+  return offset + 12 + tail.length;
 }
 
 /** Reserved events. Nodes publish their metrics on STATS_EVENT; the dispatcher keeps the latest per node. */

@@ -41,6 +41,7 @@ const FIELD_CODES: Record<string, { code: ErrorCode; message: string }> = {
   event: { code: 'BAD_URI', message: 'field "event" must be an event URI (a string)' },
   mode: { code: 'BAD_OPTION', message: 'field "mode" must be "all" or "direct"' },
   timeout: { code: 'BAD_OPTION', message: 'field "timeout" must be a positive number of ms' },
+  headers: { code: 'BAD_OPTION', message: 'field "headers" must be an object of string names to string values' },
   token: { code: 'BAD_OPTION', message: 'field "token" must be given once' },
 };
 

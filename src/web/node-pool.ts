@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { EventInfo } from '../node/handlers.js';
 import { Node } from '../node/node.js';
 import type { TlsClientOptions } from '../transport/tcp.js';
 
@@ -6,6 +7,29 @@ export interface BridgeEvent {
   event: string;
   message: unknown;
   from: string;
+  /** The message headers (absent when it has none). */
+  headers?: Readonly<Record<string, string>>;
+  /** The origin host of a message from another host. */
+  host?: string;
+}
+
+/** The JSON a stream or WebSocket client gets for an event: `{ event, message, from, headers?, host? }`. */
+export function wireEvent(e: BridgeEvent): Record<string, unknown> {
+  const out: Record<string, unknown> = { event: e.event, message: e.message ?? null, from: e.from };
+  if (e.headers !== undefined) out.headers = e.headers;
+  if (e.host !== undefined) out.host = e.host;
+  return out;
+}
+
+/** A delivered event as the bridge's clients see it: headers and host only when there are some. */
+export function bridgeEvent(uri: string, message: unknown, info: EventInfo): BridgeEvent {
+  const event: BridgeEvent = { event: uri, message, from: info.from };
+  for (const _ in info.headers) {
+    event.headers = info.headers;
+    break;
+  }
+  if (info.host !== null) event.host = info.host;
+  return event;
 }
 
 export type BridgeListener = (event: BridgeEvent) => void;
@@ -76,7 +100,7 @@ export class NodePool {
     if (shared === undefined) {
       const created: Shared = { node, uri, listeners: new Set(), ready: Promise.resolve() };
       created.ready = node.subscribe(uri, (message, info) => {
-        const event = { event: info.uri, message, from: info.from };
+        const event = bridgeEvent(info.uri, message, info);
         for (const l of created.listeners) l(event);
       });
       shared = created;

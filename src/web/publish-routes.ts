@@ -8,6 +8,8 @@ interface PublishFields {
   message?: unknown;
   mode?: 'all' | 'direct';
   timeout?: number;
+  /** Message headers (a JSON body only): string names to string values. */
+  headers?: Record<string, string>;
 }
 
 const publishSchema = {
@@ -18,6 +20,8 @@ const publishSchema = {
     message: {},
     mode: { type: 'string', enum: ['all', 'direct'] },
     timeout: { type: 'number', exclusiveMinimum: 0 },
+    // Names, values and bounds are checked by publish itself (BAD_OPTION, TOO_LARGE).
+    headers: { type: 'object' },
   },
 } as const;
 
@@ -40,10 +44,10 @@ export function publishRoutes(app: FastifyInstance, bridge: BridgeContext): void
     (request) => publish(bridge, request, request.query),
   );
   app.post<{ Body: PublishFields }>('/request', { schema: { body: publishSchema }, preValidation }, async (request) => {
-    const { event, message, timeout } = request.body;
+    const { event, message, timeout, headers } = request.body;
     parseEventUri(event, false);
     const node = await bridge.nodeFor(bearerToken(request));
-    const reply = await node.request(event, message, { timeoutMs: timeout ?? DEFAULT_REQUEST_TIMEOUT_MS });
+    const reply = await node.request(event, message, { timeoutMs: timeout ?? DEFAULT_REQUEST_TIMEOUT_MS, headers });
     return { event, reply: reply ?? null };
   });
 }
@@ -59,6 +63,7 @@ async function publish(
     ack: true,
     mode: fields.mode,
     timeoutMs: fields.timeout,
+    headers: fields.headers,
   });
   return { event: fields.event, delivered };
 }

@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { NodesetError } from '../protocol/errors.js';
 import { parseEventUri } from '../protocol/event-uri.js';
 import { type BridgeContext, bearerToken } from './bridge-context.js';
-import type { BridgeEvent } from './node-pool.js';
+import { type BridgeEvent, wireEvent } from './node-pool.js';
 
 /** Bytes a subscription stream may hold for a client that does not read before it is closed. */
 const MAX_STREAM_BUFFERED_BYTES = 8 * 1024 * 1024;
@@ -105,7 +105,7 @@ async function subscribe(
       close();
       return;
     }
-    const line = JSON.stringify({ event: e.event, message: e.message ?? null, from: e.from });
+    const line = JSON.stringify(wireEvent(e));
     res.write(sse ? `id: ${++id}\ndata: ${line}\n\n` : `${line}\n`);
     if (once) {
       res.end();

@@ -3,8 +3,10 @@ import type { WebSocket } from 'ws';
 import { NodesetError } from '../protocol/errors.js';
 import { parseEventUri } from '../protocol/event-uri.js';
 import type { DeliveryMode } from '../protocol/frames.js';
+import type { MessageHeaders } from '../protocol/headers.js';
 import { type BridgeContext, bearerToken } from './bridge-context.js';
 import { refuse, sendError } from './http-errors.js';
+import { wireEvent } from './node-pool.js';
 
 /** A WebSocket client's frames: JSON objects with an `op`, answered by `{ id, ok, result | error }`. */
 interface Op {
@@ -14,6 +16,8 @@ interface Op {
   message?: unknown;
   mode?: unknown;
   timeout?: unknown;
+  /** Message headers (publish, request): string names to string values. */
+  headers?: unknown;
 }
 
 /** Pending bytes on one WebSocket before events for it are dropped and the client told. */
@@ -76,7 +80,8 @@ export function webSocketRoute(app: FastifyInstance, bridge: BridgeContext): voi
 
 /**
  * `/ws`: subscribe, unsubscribe, publish and request over one WebSocket, for
- * browsers and other languages. Events arrive as `{ type: 'event', event, message, from }`.
+ * browsers and other languages. Events arrive as
+ * `{ type: 'event', event, message, from, headers?, host? }`.
  */
 export function handleWebSocket(bridge: BridgeContext, ws: WebSocket, request: FastifyRequest): void {
   const subscriptions = new Map<string, () => Promise<void>>();
@@ -171,7 +176,7 @@ export function handleWebSocket(bridge: BridgeContext, ws: WebSocket, request: F
               fail(null, new NodesetError('SLOW_CONSUMER', `${dropped} events dropped: the WebSocket was not reading`));
               dropped = 0;
             }
-            send({ type: 'event', event: e.event, message: e.message ?? null, from: e.from });
+            send({ type: 'event', ...wireEvent(e) });
           });
           if (ws.readyState !== ws.OPEN) await remove();
           else subscriptions.set(event, remove);
@@ -187,12 +192,18 @@ export function handleWebSocket(bridge: BridgeContext, ws: WebSocket, request: F
         });
       case 'publish': {
         // The mode is checked by publish itself (BAD_OPTION).
-        const delivered = await n.publish(event, op.message, { ack: true, mode: op.mode as DeliveryMode | undefined });
+        // So are the headers (BAD_OPTION, TOO_LARGE).
+        const delivered = await n.publish(event, op.message, {
+          ack: true,
+          mode: op.mode as DeliveryMode | undefined,
+          headers: op.headers as MessageHeaders | undefined,
+        });
         return { delivered };
       }
       case 'request': {
         const timeoutMs = typeof op.timeout === 'number' && op.timeout > 0 ? op.timeout : 5000;
-        return { reply: (await n.request(event, op.message, { timeoutMs })) ?? null };
+        const headers = op.headers as MessageHeaders | undefined;
+        return { reply: (await n.request(event, op.message, { timeoutMs, headers })) ?? null };
       }
       default:
         throw new NodesetError('BAD_FRAME', 'op must be subscribe, unsubscribe, publish or request');
