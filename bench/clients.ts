@@ -29,7 +29,7 @@ export async function client(peer: PeerName, url: string, name: string, direct =
       let sent = 0;
       const mode = { mode: direct ? ('direct' as const) : ('all' as const) };
       return {
-        subscribe: (s, h) => node.subscribe(s, (m: Buffer) => h(m)),
+        subscribe: async (s, h) => void (await node.subscribe(s, (m: Buffer) => h(m))),
         publish(s, p) {
           if (direct) node.publish(s, p, mode);
           else node.publish(s, p);
@@ -37,7 +37,7 @@ export async function client(peer: PeerName, url: string, name: string, direct =
           if ((++sent & 255) === 0 && node.pendingBytes > HIGH_WATER_BYTES) return node.drain();
         },
         flush: () => node.drain(),
-        respond: (s) => node.respond(s, (m: Buffer) => m),
+        respond: async (s) => void (await node.respond(s, (m: Buffer) => m)),
         request: (s, p) => node.request(s, p),
         close: () => node.stop(),
       };
