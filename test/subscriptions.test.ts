@@ -107,6 +107,25 @@ describe('subscriptions as objects', () => {
     const next = iterator.next();
     await sub.unsubscribe('objects.end');
     assert.deepEqual(await next, { done: true, value: undefined });
+    const other = await startNode(dispatcher, { name: 'subs-stopping', statsIntervalMs: 0 });
+    const s2 = await other.subscribe('objects.end');
+    const next2 = s2[Symbol.asyncIterator]().next();
+    await other.stop();
+    assert.deepEqual(await next2, { done: true, value: undefined });
+    assert.equal(s2.closed, true);
+  });
+
+  test('unsubscribe() during a drain ends the drain', async () => {
+    const release = new Latch();
+    const s = await sub.subscribe('objects.drain-unsub', () => release.wait());
+    pub.publish('objects.drain-unsub', 1);
+    pub.publish('objects.drain-unsub', 2);
+    await until(() => s.stats.received === 2, 5000, 'two messages received');
+    const draining = s.drain();
+    await s.unsubscribe();
+    await draining;
+    assert.equal(s.closed, true);
+    release.countDown();
   });
 
   test('await using unsubscribes at the end of the block', async () => {

@@ -173,6 +173,8 @@ export class Node extends EventEmitter<NodeEvents> {
   #owner: ChannelOwner;
   #subs = new Map<number, LocalSubscription>();
   #byKey = new Map<string, LocalSubscription>();
+  /** Subscriptions being drained: unsubscribed at the dispatcher, still handling what they received. */
+  #draining = new Set<LocalSubscription>();
   /** The Subscription object of each subscription, made with it. */
   #handles = new WeakMap<LocalSubscription, Subscription>();
   #subscriptionOwner: SubscriptionOwner = {
@@ -559,7 +561,8 @@ export class Node extends EventEmitter<NodeEvents> {
     if (sub.removed) return;
     // From here on its handler is never called: what waits in its queue is dropped, and counted.
     this.#removeLocal(sub);
-    await this.#channel.unsubscribe(sub, this.ackTimeoutMs);
+    // A draining one has been unsubscribed at the dispatcher already.
+    if (!this.#draining.delete(sub)) await this.#channel.unsubscribe(sub, this.ackTimeoutMs);
   }
 
   /**
@@ -572,14 +575,22 @@ export class Node extends EventEmitter<NodeEvents> {
     const what = `drain of ${sub.uri}`;
     throwIfAborted(signal, what);
     const abort = (): void => {
-      sub.idle = null;
       if (!sub.removed) this.#removeLocal(sub);
     };
-    await abortable(this.#channel.unsubscribe(sub, this.ackTimeoutMs), signal, what, abort);
+    this.#draining.add(sub);
+    try {
+      await abortable(this.#channel.unsubscribe(sub, this.ackTimeoutMs), signal, what, abort);
+    } catch (err) {
+      // Not confirmed (lost connection, timeout): removed here, as unsubscribe() would.
+      this.#draining.delete(sub);
+      if (!sub.removed) this.#removeLocal(sub);
+      throw err;
+    }
     // Messages the dispatcher sent before its confirmation may still wait in the connection's
     // inbox (handed over in slices, after I/O): let each slice run before calling it idle.
     const idle = async (): Promise<void> => {
       for (;;) {
+        if (sub.removed) return;
         if (sub.inFlight > 0 || sub.queue.length > 0) {
           await new Promise<void>((resolve) => {
             sub.idle = resolve;
@@ -591,7 +602,11 @@ export class Node extends EventEmitter<NodeEvents> {
         if (sub.removed || (sub.received === seen && sub.inFlight === 0 && sub.queue.length === 0)) return;
       }
     };
-    await abortable(idle(), signal, what, abort);
+    try {
+      await abortable(idle(), signal, what, abort);
+    } finally {
+      this.#draining.delete(sub);
+    }
     if (!sub.removed) this.#removeLocal(sub);
   }
 
@@ -661,6 +676,10 @@ export class Node extends EventEmitter<NodeEvents> {
     this.#byKey.delete(subscriptionKey(sub.uri, sub.group, sub.responds));
     sub.onRemoved?.();
     sub.onRemoved = null;
+    // A drain waiting for it to go idle: it is gone.
+    const idle = sub.idle;
+    sub.idle = null;
+    idle?.();
     this.#handles.get(sub)?.[SUBSCRIPTION_ENDED]();
   }
 
