@@ -7,11 +7,13 @@ import { after, before, describe, test } from 'node:test';
 import {
   type Delivered,
   type Dispatcher,
+  defineMessage,
   Node,
   NodeCollection,
   type NodesetError,
   type OverflowEvent,
   type Subscription,
+  z,
 } from '../src/index.js';
 import { Latch, startDispatcher, startNode, until } from './helpers.js';
 
@@ -95,10 +97,33 @@ describe('subscriptions as objects', () => {
     assert.equal(await pub.publish('objects.iter', 9, { ack: true }), 0);
   });
 
-  test('a subscription with a handler cannot be iterated', async () => {
+  test('a subscription with a handler cannot be iterated, nor one iterated twice', async () => {
     const s = await sub.subscribe('objects.handled', () => {});
     assert.throws(() => s[Symbol.asyncIterator](), { code: 'BAD_OPTION' });
     await s.unsubscribe();
+    const iterable = await sub.subscribe('objects.twice');
+    iterable[Symbol.asyncIterator]();
+    assert.throws(() => iterable[Symbol.asyncIterator](), { code: 'BAD_OPTION' });
+    await iterable.unsubscribe();
+  });
+
+  test('typed messages: an iterated subscription checks its type; replyType checks a reply', async () => {
+    const Order = defineMessage('Order', { id: z.string(), qty: z.number().default(1) });
+    const Price = defineMessage('Price', { total: z.number() });
+    const s = await sub.subscribe('objects.typed', undefined, { type: Order });
+    const firstOrder = (async () => {
+      for await (const { message } of s) return message; // message: Order
+      return undefined;
+    })();
+    pub.publish('objects.typed', { id: 'A1' }, { type: Order });
+    assert.deepEqual(await firstOrder, { id: 'A1', qty: 1 });
+    const responder = await sub.respond('objects.price', (order) => ({ total: order.qty * 10 }), { type: Order });
+    const price = await pub.request('objects.price', { id: 'A2', qty: 3 }, { type: Order, replyType: Price });
+    assert.equal(price.total, 30);
+    await assert.rejects(pub.request('objects.price', { id: 'A3' }, { type: Order, replyType: Order }), {
+      code: 'VALIDATION',
+    });
+    await responder.unsubscribe();
   });
 
   test('node.unsubscribe() and node.stop() end an iteration', async () => {
@@ -301,9 +326,15 @@ describe('AbortSignal', () => {
     controller.abort();
     await assert.rejects(publishing, aborted);
     await offline.stop();
+    // Already aborted: nothing is sent.
+    const got: unknown[] = [];
+    const listener = await node.subscribe('abort.pub', (m) => got.push(m));
     await assert.rejects(node.publish('abort.pub', 1, { ack: true, signal: AbortSignal.abort() }), aborted);
     // A signal that never aborts changes nothing.
-    assert.equal(await node.publish('abort.pub', 1, { ack: true, signal: new AbortController().signal }), 0);
+    assert.equal(await node.publish('abort.pub', 2, { ack: true, signal: new AbortController().signal }), 1);
+    await until(() => got.length === 1, 5000, 'the second publish');
+    assert.deepEqual(got, [2]);
+    await listener.unsubscribe();
   });
 
   test('subscribe: aborting unsubscribes; an aborted signal subscribes nothing', async () => {
