@@ -43,6 +43,14 @@ export interface LocalSubscription {
   removed: boolean;
   /** What it has seen of publishers' sequence numbers; made on the first numbered message. */
   gaps: GapTracker | null;
+  /** Counters (Subscription.stats): messages received, handled, and dropped (overflow, or queued when removed). */
+  received: number;
+  handled: number;
+  dropped: number;
+  /** Called when its last handler finishes with nothing queued (set while it drains). */
+  idle: (() => void) | null;
+  /** Called once when its node removes it (releases an abort listener). */
+  onRemoved: (() => void) | null;
 }
 
 /** The key of a subscription among a node's (or a collection's): its URI within its group. */
