@@ -29,6 +29,8 @@ export interface LocalSubscription {
   readonly group: string | null;
   /** Answers requests (respond); a passive subscription never gets one. */
   readonly responds: boolean;
+  /** Its slow-consumer policy asks for `pushback` (else the connection's policy applies). */
+  readonly pushback: boolean;
   handler: Handler | null;
   type: MessageType | null;
   /** Direct-stream address announced with the subscription (StreamNode). */
@@ -120,12 +122,13 @@ export interface NodeChannel {
 
 export function subHeader(
   sid: number,
-  sub: Pick<LocalSubscription, 'uri' | 'group' | 'stream' | 'responds'>,
+  sub: Pick<LocalSubscription, 'uri' | 'group' | 'stream' | 'responds' | 'pushback'>,
   r: number,
 ): SubHeader {
   const header: SubHeader = { sid, uri: sub.uri, r };
   if (sub.group !== null) header.group = sub.group;
   if (sub.responds) header.reply = true;
+  if (sub.pushback) header.slow = 'pushback';
   if (sub.stream !== null) header.stream = sub.stream;
   return header;
 }

@@ -280,7 +280,18 @@ export class NodeCollection extends EventEmitter<{ error: [Error] }> {
       this.#link,
       FrameKind.SUB,
       (r) =>
-        subHeader(shared.sid, { uri: shared.uri, group: shared.group, stream: null, responds: shared.responds }, r),
+        subHeader(
+          shared.sid,
+          {
+            uri: shared.uri,
+            group: shared.group,
+            stream: null,
+            responds: shared.responds,
+            // Any member that asked for `pushback` makes the shared subscription ask for it.
+            pushback: shared.holders.some((h) => h.sub.pushback),
+          },
+          r,
+        ),
       nodes,
       timeoutMs,
       `subscribe ${shared.uri}`,

@@ -3,6 +3,7 @@
  * decorator that declares handlers on a Node subclass.
  */
 import { NodesetError } from '../protocol/errors.js';
+import type { SlowConsumerPolicy } from '../protocol/frames.js';
 import type { MessageHeaders } from '../protocol/headers.js';
 import type { MessageOf, MessageType } from './message.js';
 
@@ -53,6 +54,13 @@ export interface SubscribeOptions {
   reply?: boolean;
   /** Aborting it unsubscribes (before the dispatcher confirmed: subscribe rejects with ABORTED). */
   signal?: AbortSignal;
+  /**
+   * `pushback`: when this node falls behind reading, the dispatcher holds
+   * back the publishers of this subscription's messages instead of cutting
+   * the node off (see the node option `slowConsumer`, which sets it for every
+   * subscription). Default: the node's policy.
+   */
+  slowConsumer?: SlowConsumerPolicy;
 }
 
 /** Emitted (`overflow` event) each time a subscription's queue overflows. */

@@ -708,12 +708,13 @@ export class Node extends EventEmitter<NodeEvents> {
       if (options.type !== undefined) existing.type = options.type;
       return { sub: existing, isNew: false };
     }
-    const { maxInFlight, queueLimit, overflow } = resolveSubscribeOptions(options);
+    const { maxInFlight, queueLimit, overflow, pushback } = resolveSubscribeOptions(options);
     const sub: LocalSubscription = {
       sid: this.#nextSid++,
       uri,
       group,
       responds,
+      pushback,
       handler,
       type: options.type ?? null,
       stream,
