@@ -37,6 +37,7 @@ export {
   type GapEvent,
   Node,
   type NodeEvents,
+  type PublishDroppedEvent,
   type PublishOptions,
   type RequestOptions,
   type SlowConsumerEvent,

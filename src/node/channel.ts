@@ -110,7 +110,7 @@ export interface NodeChannel {
     timeoutMs: number,
     seq: number,
     headers: MessageHeaders | null,
-  ): Promise<number>;
+  ): Promise<AckAnswer>;
   request(uri: string, ct: number, bytes: Buffer, timeoutMs: number, headers: MessageHeaders | null): Promise<unknown>;
   query(what: QueryWhat, uri: string | undefined, timeoutMs: number): Promise<unknown>;
   reply(to: number, r: number, ct: number, bytes: Buffer | null, err?: { code: string; message: string }): void;
@@ -186,7 +186,15 @@ interface QueryAnswer extends OkHeader {
   data?: unknown;
 }
 
-/** An acknowledged publish; resolves with the number of subscriptions reached. */
+/** The dispatcher's answer to an acknowledged publish. */
+export interface AckAnswer {
+  /** Subscriptions the message was written to. */
+  n: number;
+  /** Copies lost to subscribers cut off or closing. */
+  dropped: number;
+}
+
+/** An acknowledged publish; resolves with the number of subscriptions reached and of copies dropped. */
 export async function publishAcked(
   link: DispatcherLink,
   uri: string,
@@ -197,7 +205,7 @@ export async function publishAcked(
   sender: string | null,
   seq: number,
   headers: MessageHeaders | null = null,
-): Promise<number> {
+): Promise<AckAnswer> {
   const ok = await ask(
     link,
     FrameKind.PUB,
@@ -209,7 +217,7 @@ export async function publishAcked(
     timeoutMs,
     `publish ${uri}`,
   );
-  return ackCount(ok);
+  return { n: ackCount(ok), dropped: isRecord(ok) && isUint(ok.dropped) ? ok.dropped : 0 };
 }
 
 /** A request; resolves with the reply. */
@@ -309,7 +317,7 @@ export class LinkChannel implements NodeChannel {
     timeoutMs: number,
     seq: number,
     headers: MessageHeaders | null,
-  ): Promise<number> {
+  ): Promise<AckAnswer> {
     return publishAcked(this.link, uri, flags, ct, bytes, timeoutMs, null, seq, headers);
   }
 

@@ -157,6 +157,15 @@ export interface SlowConsumerEvent {
   cut: boolean;
 }
 
+/** What an acknowledged publish's answer said was lost (the `dropped` event). */
+export interface PublishDroppedEvent {
+  uri: string;
+  /** Subscriptions the message was written to (what the publish resolved with). */
+  delivered: number;
+  /** Copies refused because their subscriber's connection was over its limit (and cut off) or closing. */
+  dropped: number;
+}
+
 export interface NodeEvents {
   connect: [Welcome];
   reconnect: [Welcome];
@@ -167,6 +176,8 @@ export interface NodeEvents {
   overflow: [OverflowEvent];
   gap: [GapEvent];
   'slow-consumer': [SlowConsumerEvent];
+  /** An acknowledged publish reached `delivered` subscriptions, and `dropped` copies were lost (slow consumers cut off or closing). */
+  dropped: [PublishDroppedEvent];
 }
 
 /**
@@ -615,11 +626,20 @@ export class Node extends EventEmitter<NodeEvents> {
     parseEventUri(uri, false);
     const { ct, bytes } = this.#encode(uri, message);
     const seq = flags === 0 ? this.#sequences.next(uri) : 0;
-    return this.#channel.publishAcked(uri, flags, ct, bytes, timeoutMs, seq, headers).catch((err: unknown) => {
-      // Refused before it was sent: its number is given back, unless a later publish took the next one.
-      if (err instanceof NodesetError && err.code === 'BUFFER_FULL') this.#sequences.giveBack(uri, seq);
-      throw err;
-    });
+    return this.#channel.publishAcked(uri, flags, ct, bytes, timeoutMs, seq, headers).then(
+      (answer) => {
+        if (answer.dropped > 0) {
+          this.logger.warn({ uri, delivered: answer.n, dropped: answer.dropped }, 'copies of a publish were dropped');
+          this.emit('dropped', { uri, delivered: answer.n, dropped: answer.dropped });
+        }
+        return answer.n;
+      },
+      (err: unknown) => {
+        // Refused before it was sent: its number is given back, unless a later publish took the next one.
+        if (err instanceof NodesetError && err.code === 'BUFFER_FULL') this.#sequences.giveBack(uri, seq);
+        throw err;
+      },
+    );
   }
 
   /** Removes a subscription now; what waits in its queue is dropped, and counted. */
