@@ -316,6 +316,23 @@ describe('stream ids', () => {
     assert.deepEqual([again.stream, again.resumed, again.token], [1, true, first.token]);
     assert.equal(ids.open(7, first.token, 'a', null).stream, 7, 'held by a live connection again');
   });
+
+  test('resume tokens are bounded: the last 10,000 closed connections, for 10 minutes', (t) => {
+    t.mock.timers.enable({ apis: ['Date'], now: 1_000_000 });
+    const ids = new StreamIds();
+    const grants = [];
+    for (let id = 1; id <= 10_001; id++) {
+      const grant = ids.open(id, undefined, 'n', null);
+      ids.closed(grant, 'n', null);
+      grants.push(grant);
+    }
+    assert.equal(ids.resumable, 10_000);
+    assert.equal(ids.open(20_000, grants[0]?.token, 'n', null).resumed, false, 'the oldest was forgotten');
+    t.mock.timers.tick(10 * 60_000);
+    assert.equal(ids.open(20_001, grants[1]?.token, 'n', null).stream, 2, 'still within 10 minutes');
+    t.mock.timers.tick(1);
+    assert.equal(ids.open(20_002, grants[2]?.token, 'n', null).resumed, false, 'past 10 minutes');
+  });
 });
 
 const natsSkip =
