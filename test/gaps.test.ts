@@ -264,6 +264,57 @@ describe('gap detection', () => {
 });
 
 describe('announces', () => {
+  test('a publisher announces right after its reconnect: a subscriber that missed the tail is told', async () => {
+    const d = await startDispatcher();
+    const subProxy = await new TcpProxy(d.address.port).start();
+    const pubProxy = await new TcpProxy(d.address.port).start();
+    const reconnect = { initialMs: 50, maxMs: 200 };
+    const sub = await startNode(subProxy.url, { name: 'rea-sub', statsIntervalMs: 0, reconnect });
+    // An interval far past the test: the only announce is the one made on reconnecting.
+    const pub = await startNode(pubProxy.url, {
+      name: 'rea-pub',
+      statsIntervalMs: 0,
+      reconnect,
+      announceIntervalMs: 600_000,
+    });
+    try {
+      const got: number[] = [];
+      const gaps: GapEvent[] = [];
+      sub.on('gap', (g) => gaps.push(g));
+      await sub.subscribe('rea.ev', (n: number) => void got.push(n));
+      for (let i = 1; i <= 3; i++) assert.equal(await pub.publish('rea.ev', i, { ack: true }), 1);
+      await until(() => got.length === 3);
+      const subLost = once(sub, 'disconnect');
+      await subProxy.stop();
+      await subLost;
+      await until(async () => ((await pub.subscribers('rea.ev')) as unknown[]).length === 0, 5000, 'routes dropped');
+      for (let i = 4; i <= 5; i++) assert.equal(await pub.publish('rea.ev', i, { ack: true }), 0);
+      const subBack = once(sub, 'reconnect');
+      await subProxy.start();
+      await subBack;
+      await until(async () => ((await pub.subscribers('rea.ev')) as unknown[]).length === 1, 5000, 'resubscribed');
+      assert.equal(gaps.length, 0, 'nothing has told it yet');
+      const before = d.stats.announces;
+      const pubLost = once(pub, 'disconnect');
+      await pubProxy.stop();
+      await pubLost;
+      await pubProxy.start();
+      await until(() => gaps.length === 1, 3000, 'the announce made on reconnecting');
+      assert.deepEqual(
+        gaps.map((g) => [g.from, g.uri, g.missed]),
+        [['rea-pub', 'rea.ev', [4, 5]]],
+      );
+      assert.equal(d.stats.announces, before + 1);
+      assert.deepEqual(got, [1, 2, 3]);
+    } finally {
+      await sub.stop();
+      await pub.stop();
+      await subProxy.stop();
+      await pubProxy.stop();
+      await d.stop();
+    }
+  });
+
   test('in a node collection: members that got a message in-process see its announces as no gap', async () => {
     const d = await startDispatcher();
     const m1 = new Node({ name: 'coll-pub', statsIntervalMs: 0, announceIntervalMs: 100 });
