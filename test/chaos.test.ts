@@ -9,7 +9,7 @@ import { describe, test } from 'node:test';
 import { type Node, NodesetError } from '../src/index.js';
 import { encodeFrame, FrameKind } from '../src/protocol/frames.js';
 import { CliProcess, ROOT, spawnDispatcher, spawnOwned, startNode, until, WAIT_SCALE } from './helpers.js';
-import { RawClient } from './raw-client.js';
+import { isMessage, RawClient } from './raw-client.js';
 
 const FULL = process.env.NODESET_CHAOS === 'full';
 
@@ -446,11 +446,7 @@ describe(`chaos (${FULL ? 'full' : 'short'})`, () => {
       proc.child.kill('SIGTERM');
       await new Promise((r) => setTimeout(r, 200));
       raw.socket.resume();
-      await until(
-        () => raw.frames.filter((f) => f.kind === FrameKind.MSG).length === total,
-        10_000,
-        'everything delivered',
-      );
+      await until(() => raw.frames.filter(isMessage).length === total, 10_000, 'everything delivered');
       const [code] = (await exited) as [number | null];
       t.diagnostic(
         `${total} messages of 1 KiB routed before SIGTERM, all ${total} read after it; dispatcher exit code ${code}`,

@@ -6,7 +6,7 @@ import { createInterface } from 'node:readline';
 import { describe, test } from 'node:test';
 import { encodeFrame, FrameKind } from '../src/protocol/frames.js';
 import { ROOT, spawnOwned, startDispatcher, startNode, until } from './helpers.js';
-import { RawClient } from './raw-client.js';
+import { isMessage, RawClient } from './raw-client.js';
 
 describe('liveness under work', () => {
   test('a dispatcher whose own process stalls does not blame its nodes for the silence', async () => {
@@ -90,7 +90,7 @@ describe('liveness under work', () => {
       let pacing = true;
       raw.socket.on('data', () => pacing && raw.socket.pause());
       pacer = setInterval(() => raw.socket.resume(), 10);
-      const msgs = () => raw.frames.filter((f) => f.kind === FrameKind.MSG).length;
+      const msgs = () => raw.frames.filter(isMessage).length;
       await until(() => msgs() === total || raw.closed, 60_000, 'the backlog to be read');
       assert.equal(msgs(), total, `read ${msgs()} of ${total} before being dropped`);
       assert.equal(d.stats.heartbeatFailures, 0);

@@ -225,19 +225,33 @@ describe('header fast paths', () => {
         fc.string({ maxLength: 60 }),
         fc.nat({ max: 2 }),
         fc.nat(),
-        fc.nat(),
-        fc.boolean(),
+        fc.oneof(fc.constant(0), fc.nat()),
+        fc.nat({ max: 2 }),
         fc.nat(),
         fc.option(HEADERS, { nil: null }),
         fc.option(fc.string({ minLength: 1, maxLength: 30 }), { nil: null }),
-        (sid, uri, from, ct, rc, ri, single, seq, hd, host) => {
+        (sid, uri, from, ct, rc, ri, mode, seq, hd, host) => {
           const headers = hd === null || Object.keys(hd).length === 0 ? null : hd;
-          const tail = packMsgTail(uri, from, ct, rc, ri, single, seq, headers, host);
+          const tail = packMsgTail(uri, from, ct, rc, ri, mode, seq, headers, host);
           const frame = Buffer.alloc(msgFrameSize(tail, 0));
           writeMsgFrame(frame, 0, sid, tail, Buffer.alloc(0));
           const general = unpackHeader(frame.subarray(7)) as unknown[];
           assert.equal(general.length, host !== null ? 10 : headers !== null ? 9 : 8);
-          const expected = { sid, uri, from, ct, replyConn: rc, replyId: ri, single, seq, headers, host };
+          // Element 4 is the requester's connection for a request (replyId set), else the publisher's stream id.
+          const expected = {
+            sid,
+            uri,
+            from,
+            ct,
+            replyConn: ri !== 0 ? rc : 0,
+            replyId: ri,
+            stream: ri !== 0 ? 0 : rc,
+            single: mode === 1,
+            announce: mode === 2,
+            seq,
+            headers,
+            host,
+          };
           assert.deepEqual(msgFieldsOf(general), expected);
           const fast = decodeMsgHeader(frame, 7, frame.length);
           // The fast path reads today's 8 elements; headers or an origin host take the general decoder.
@@ -256,7 +270,7 @@ describe('header fast paths', () => {
     for (let i = 0; i < 60; i++) {
       const [uri, from] = [uris[i % uris.length] as string, senders[i % senders.length] as string];
       for (const sid of [9, 9 + 256]) {
-        const tail = packMsgTail(uri, from, 0, 0, 0, false, i);
+        const tail = packMsgTail(uri, from, 0, 7, 0, false, i);
         const frame = Buffer.alloc(msgFrameSize(tail, 0));
         writeMsgFrame(frame, 0, sid, tail, Buffer.alloc(0));
         assert.deepEqual(decodeMsgHeader(frame, 7, frame.length), {
@@ -266,7 +280,9 @@ describe('header fast paths', () => {
           ct: 0,
           replyConn: 0,
           replyId: 0,
+          stream: 7,
           single: false,
+          announce: false,
           seq: i,
           headers: null,
           host: null,

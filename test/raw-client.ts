@@ -9,6 +9,11 @@ export interface RawFrame {
   payload: Buffer;
 }
 
+/** A MSG frame carrying a message: not a publisher's announce (MSG `direct` = 2, no payload). */
+export function isMessage(f: RawFrame): boolean {
+  return f.kind === FrameKind.MSG && (f.header as unknown[])[6] !== 2;
+}
+
 /** A hand-driven protocol client over a real socket, for feeding the dispatcher bad input. */
 export class RawClient {
   readonly socket: Socket;

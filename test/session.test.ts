@@ -10,6 +10,7 @@ import { resolveDispatcherOptions } from '../src/dispatcher/options.js';
 import { Router } from '../src/dispatcher/router.js';
 import { Session, type SessionHost } from '../src/dispatcher/session.js';
 import { DispatcherStats } from '../src/dispatcher/stats.js';
+import { StreamIds } from '../src/dispatcher/stream-ids.js';
 import { decodeHeader, headerOf, payloadOf } from '../src/protocol/decoder.js';
 import type { NodesetError } from '../src/protocol/errors.js';
 import { FrameKind, PROTOCOL_VERSION, packHeader, packPubHeader, unpackHeader } from '../src/protocol/frames.js';
@@ -95,6 +96,7 @@ function host() {
     admit: () => {},
     authWaitMs: () => 0,
     authenticated: () => {},
+    streams: new StreamIds(),
     opened: (s) => void events.push(`opened ${s.name}`),
     closed: (s, wasOpen) => {
       sessions.delete(s.id);

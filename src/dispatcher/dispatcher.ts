@@ -21,6 +21,7 @@ import { type NodePresence, PRESENCE_JOINED, PRESENCE_LEFT, presenceOf } from '.
 import { Router } from './router.js';
 import { Session, type SessionHost } from './session.js';
 import { DispatcherStats, type StatsSnapshot } from './stats.js';
+import { StreamIds } from './stream-ids.js';
 
 export interface NodeInfo extends NodePresence {
   msgsIn: number;
@@ -103,6 +104,7 @@ export class Dispatcher {
         else this.#authBackoff.fail(ip);
       },
       opened: (session) => this.#opened(session),
+      streams: new StreamIds(),
       closed: (session, wasOpen) => this.#closed(session, wasOpen),
       query: (session, what, uri) => this.#query(session, what, uri),
     };
@@ -333,6 +335,8 @@ export class Dispatcher {
       else this.#identityConnections.set(session.identity.name, n);
     }
     if (!wasOpen) return;
+    const grant = session.streamGrant;
+    if (grant !== null) this.#host.streams.closed(grant, session.name, session.identity?.name ?? null);
     if (session.leaveReason !== 'shutdown') {
       this.#publishInternal(PRESENCE_LEFT, { ...presenceOf(session), reason: session.leaveReason });
       const will = session.will;

@@ -30,6 +30,8 @@ export interface Envelope {
   payload: Uint8Array;
   /** The publisher's sequence number for this URI (0: none). */
   seq?: number;
+  /** The publishing connection's stream id on its host (sequence numbers run per sender, stream and URI). */
+  st?: number;
   /**
    * For an all-hosts publish: the one host chosen for each queue group the
    * event reaches (group name → host); a host delivers to a group only when

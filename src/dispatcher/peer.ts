@@ -48,10 +48,6 @@ export interface Peer {
 /** URIs whose MSG tails a connection keeps. */
 const TAIL_CACHE_LIMIT = 256;
 
-function packPlainTail(uri: string, sender: string | null, ct: number, mode: number): Buffer {
-  return packMsgTail(uri, sender ?? '', ct, 0, 0, mode === 1);
-}
-
 /** A publish target resolved from its URI, cached by URI text with what routing it needs. */
 export interface Target {
   readonly uri: EventUri;
@@ -79,11 +75,23 @@ export class PeerRouting {
   heldBy = 0;
   /** Told it is falling behind since its queue last drained (re-armed on drain). */
   slowWarned = false;
+  /**
+   * The stream id its messages carry (MSG element 4), set by the session at
+   * the handshake, before any publish: subscribers key sequence numbers on it.
+   */
+  stream = 0;
   #tails: HeaderCache | null = null;
 
-  /** Packed MSG header tails for this connection's plain publishes (made on the first); mode 1: single delivery. */
+  /**
+   * Packed MSG header tails for this connection's plain publishes (made on
+   * the first), with its stream id in them; mode: a MsgMode (1: single
+   * delivery, 2: announce).
+   */
   get tails(): HeaderCache {
-    this.#tails ??= new HeaderCache(packPlainTail, TAIL_CACHE_LIMIT);
+    this.#tails ??= new HeaderCache(
+      (uri, sender, ct, mode) => packMsgTail(uri, sender ?? '', ct, this.stream, 0, mode),
+      TAIL_CACHE_LIMIT,
+    );
     return this.#tails;
   }
 }

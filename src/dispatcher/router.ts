@@ -6,9 +6,10 @@
  * REPLY frames through the Peer interface.
  */
 import type { Logger } from 'pino';
+import { isUint } from '../protocol/decoder.js';
 import { NodesetError, toWireError } from '../protocol/errors.js';
 import { ALL_HOSTS, matchesPattern, parseEventUri } from '../protocol/event-uri.js';
-import { PubFlag, packMsgTail, STATS_EVENT, type SubscriberInfo, setSeq } from '../protocol/frames.js';
+import { MsgMode, PubFlag, packMsgTail, STATS_EVENT, type SubscriberInfo, setSeq } from '../protocol/frames.js';
 import type { MessageHeaders } from '../protocol/headers.js';
 import { Route, RoutingTable } from '../protocol/routing-table.js';
 import type { Envelope } from './federation.js';
@@ -55,6 +56,7 @@ export interface RouterOptions {
 
 /** The delivered count of a publish handed to another host (its answer comes from there). */
 export const FORWARDED = -1;
+const EMPTY_PAYLOAD = Buffer.alloc(0);
 /** Room kept in a cross-host message for its metadata (URI, sender, host, flags), in bytes. */
 const ENVELOPE_ROOM_BYTES = 1024;
 
@@ -133,6 +135,7 @@ export class Router {
       state.lastUri = uri;
     }
     const event = target.uri.event;
+    if ((flags & PubFlag.ANNOUNCE) !== 0) return this.#announce(from, target, sender, uri, ct, seq);
     // Every node may report its own metrics; the other `$nodeset.` events are the dispatcher's alone.
     if (event.charCodeAt(0) === 36 /* $ */ && event.startsWith(RESERVED_PREFIX)) {
       if (event !== STATS_EVENT) {
@@ -155,7 +158,23 @@ export class Router {
       isRequest || headers !== null ? undefined : setSeq(state.tails.get(uri, sender, ct, flags & PubFlag.DIRECT), seq);
     const skip = (flags & PubFlag.LOCAL_DONE) !== 0 ? from : null;
     this.#publisher = from;
-    const delivered = this.#route(target, sender, uri, flags, ct, payload, from.id, r, skip, tail, seq, null, headers);
+    const delivered = this.#route(
+      target,
+      sender,
+      uri,
+      flags,
+      ct,
+      payload,
+      from.id,
+      r,
+      skip,
+      tail,
+      seq,
+      null,
+      headers,
+      null,
+      state.stream,
+    );
     this.#publisher = null;
     if (allHosts && (flags & (PubFlag.DIRECT | PubFlag.REQUEST)) !== 0) {
       // One receiver across the cluster: this host's, else one other host with interest.
@@ -175,6 +194,7 @@ export class Router {
         flags: flags & PubFlag.DIRECT,
         payload,
         seq,
+        st: state.stream,
         ...(gh === null ? {} : { gh }),
         ...(headers === null ? {} : { hd: headers }),
       });
@@ -191,8 +211,9 @@ export class Router {
     const target = this.resolve(env.uri);
     if (!target.local) return 0;
     const flags = env.flags & ~PubFlag.LOCAL_DONE;
-    // Delivered as from `node@host`: the origin is part of the sender, so same-named nodes
-    // on two hosts are told apart (gap detection keys on the sender).
+    // Delivered as from `node@host` with the stream id of its connection there: gap
+    // detection keys on both, so same-named nodes on two hosts are told apart.
+    const stream = isUint(env.st) ? env.st : 0;
     return this.#route(
       target,
       `${env.from}@${env.host}`,
@@ -208,6 +229,7 @@ export class Router {
       env.gh ?? null,
       headers,
       env.host,
+      stream,
     );
   }
 
@@ -341,7 +363,8 @@ export class Router {
    * Delivers a publish to this host's subscribers; returns how many got it.
    * A request goes to one subscriber and its reply is awaited from it for
    * (replyConn, replyId). `tail` is a cached MSG header tail, when there is one;
-   * `headers` and `origin` (another host's publish) go into a tail packed here.
+   * `headers`, `origin` (another host's publish) and the publisher's `stream`
+   * id go into a tail packed here.
    */
   #route(
     target: Target,
@@ -358,6 +381,7 @@ export class Router {
     groupHosts: Record<string, string> | null = null,
     headers: MessageHeaders | null = null,
     origin: string | null = null,
+    stream = 0,
   ): number {
     const event = target.uri.event;
     this.#stats.publishes++;
@@ -366,7 +390,17 @@ export class Router {
     const single = (flags & (PubFlag.DIRECT | PubFlag.REQUEST)) !== 0;
     const msgTail =
       tail ??
-      packMsgTail(uri, sender, ct, isRequest ? replyConn : 0, isRequest ? replyId : 0, single, seq, headers, origin);
+      packMsgTail(
+        uri,
+        sender,
+        ct,
+        isRequest ? replyConn : stream,
+        isRequest ? replyId : 0,
+        single,
+        seq,
+        headers,
+        origin,
+      );
     let delivered = 0;
     const lostBefore = this.#lost;
     const node = target.uri.node;
@@ -439,9 +473,42 @@ export class Router {
       flags,
       payload,
       seq,
+      st: from.routing.stream,
       ...(answered ? { conn: from.id, r } : {}),
       ...(headers === null ? {} : { hd: headers }),
     });
+  }
+
+  /**
+   * A publisher's announce of the last sequence number it used on `uri`:
+   * a MSG marked as an announce (MsgMode.ANNOUNCE, empty payload) to this
+   * host's ungrouped subscriptions its publish would reach, so one that
+   * missed the end of the stream learns of it. Best effort and quiet: an
+   * announce the publish would not be allowed (another host, a reserved
+   * event, no permission) goes nowhere without an error, and a subscriber
+   * past its falling-behind mark is skipped (the next one reaches it). Counted
+   * in `announces`, not as a publish or a delivery.
+   */
+  #announce(from: Peer, target: Target, sender: string, uri: string, ct: number, seq: number): number {
+    const event = target.uri.event;
+    if (!target.local || seq === 0 || event.charCodeAt(0) === 36 /* $ */ || !from.mayPublish(event)) return 0;
+    let route = target.route;
+    if (route === null || route.stale) {
+      route = this.#table.match(event);
+      target.route = route;
+    }
+    this.#stats.announces++;
+    const tail = setSeq(from.routing.tails.get(uri, sender, ct, MsgMode.ANNOUNCE), seq);
+    const node = target.uri.node;
+    let sent = 0;
+    for (const sub of route.ungrouped) {
+      const peer = sub.peer;
+      if (!peer.open || peer.pendingBytes > this.#behindBytes) continue;
+      if ((node !== null && !sub.serves(node)) || (sub.deny !== null && deniedBy(sub.deny, event))) continue;
+      peer.sendMsg(sub.sid, tail, EMPTY_PAYLOAD);
+      sent++;
+    }
+    return sent;
   }
 
   /** A payload larger than the NATS server takes is refused before any delivery (TOO_LARGE). */

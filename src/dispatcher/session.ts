@@ -31,6 +31,7 @@ import type { ResolvedDispatcherOptions } from './options.js';
 import { type LeaveReason, type Peer, PeerRouting, Subscription } from './peer.js';
 import { FORWARDED, INTERNAL_SENDER, RESERVED_PREFIX, type Router } from './router.js';
 import type { DispatcherStats } from './stats.js';
+import type { StreamGrant, StreamIds } from './stream-ids.js';
 import { SubscriptionSet } from './subscription-set.js';
 
 /** What a session needs of the dispatcher that accepted it. */
@@ -48,6 +49,8 @@ export interface SessionHost {
   authWaitMs(ip: string, deadline: number): number;
   /** The outcome of an authentication from this address (failures lengthen its back-off). */
   authenticated(ip: string, ok: boolean): void;
+  /** Stream ids and resume tokens (gap detection keys on the stream id). */
+  readonly streams: StreamIds;
   /** The handshake is done. */
   opened(session: Session): void;
   /** The connection is gone (its subscriptions are still listed, for the presence event). */
@@ -119,6 +122,8 @@ export class Session implements FrameSocketHandlers, Peer {
    */
   pushback = false;
   readonly routing = new PeerRouting();
+  /** This connection's stream id and resume token, from the handshake; null before it. */
+  streamGrant: StreamGrant | null = null;
   /** Outbound bytes the kernel had taken, and whether some were still queued, at the last sweep. */
   #handedAtSweep = 0;
   #inWriteAtSweep = 0;
@@ -297,7 +302,8 @@ export class Session implements FrameSocketHandlers, Peer {
             this.ok(dropped === 0 ? { r, n } : { r, n, dropped });
           }
         }
-        if (h.uri.charCodeAt(0) === 36 /* $ */ && h.uri === STATS_EVENT) this.latestMetrics = payload.toString('utf8');
+        if (h.uri.charCodeAt(0) === 36 /* $ */ && h.uri === STATS_EVENT && (flags & PubFlag.ANNOUNCE) === 0)
+          this.latestMetrics = payload.toString('utf8');
         return;
       }
       const header = headerOf(buf, headerStart, payloadStart);
@@ -616,12 +622,16 @@ export class Session implements FrameSocketHandlers, Peer {
     this.#state = State.Open;
     this.#joined = true;
     this.fs.decoder.setMaxPayloadBytes(o.maxPayloadBytes);
+    const grant = this.#host.streams.open(this.id, h.resume, h.name, this.identity?.name ?? null);
+    this.streamGrant = grant;
+    this.routing.stream = grant.stream;
     const welcome: WelcomeHeader = {
       v: PROTOCOL_VERSION,
       host: o.hostName,
       id: this.id,
       hb: o.heartbeatIntervalMs,
       maxPayload: o.maxPayloadBytes,
+      resume: grant.token,
     };
     this.fs.send(FrameKind.WELCOME, packHeader(welcome));
     this.#host.opened(this);

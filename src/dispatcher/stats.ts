@@ -25,6 +25,8 @@ export interface StatsSnapshot {
   pushbacks: number;
   /** SLOW_CONSUMER warnings sent to connections past half their limit. */
   slowWarnings: number;
+  /** Publishers' announces of their last sequence numbers routed (not counted in publishes or deliveries). */
+  announces: number;
   heartbeatFailures: number;
   errorsSent: number;
   repliesDropped: number;
@@ -61,6 +63,7 @@ export class DispatcherStats {
   slowConsumers = 0;
   pushbacks = 0;
   slowWarnings = 0;
+  announces = 0;
   heartbeatFailures = 0;
   errorsSent = 0;
   repliesDropped = 0;
@@ -117,6 +120,7 @@ export class DispatcherStats {
       slowConsumers: this.slowConsumers,
       pushbacks: this.pushbacks,
       slowWarnings: this.slowWarnings,
+      announces: this.announces,
       heartbeatFailures: this.heartbeatFailures,
       errorsSent: this.errorsSent,
       repliesDropped: this.repliesDropped,

@@ -19,6 +19,8 @@ import type { MessageTracing } from './tracing.js';
 export interface GapEvent {
   subscription: string;
   from: string;
+  /** The publishing connection's stream id, assigned by the dispatcher (0: none). */
+  stream: number;
   uri: string;
   /** First and last sequence numbers missed. */
   missed: [number, number];
@@ -58,6 +60,11 @@ export class Delivery {
 
   /** One received message for one of the node's subscriptions. */
   deliver(sub: LocalSubscription, msg: MsgFields, payload: Buffer): void {
+    if (msg.announce) {
+      // A publisher's last number, for gap detection only: never a message, never counted as one.
+      if (msg.seq !== 0 && sub.group === null) this.#announced(sub, msg);
+      return;
+    }
     this.received++;
     sub.received++;
     // Numbered `all`-mode messages outside queue groups: each subscriber sees every one.
@@ -77,10 +84,18 @@ export class Delivery {
 
   #checkSeq(sub: LocalSubscription, msg: MsgFields): void {
     sub.gaps ??= new GapTracker();
-    const missed = sub.gaps.check(msg.from, msg.uri, msg.seq);
-    if (missed === null) return;
+    const missed = sub.gaps.check(msg.from, msg.stream, msg.uri, msg.seq);
+    if (missed !== null) this.#missed(sub, msg, missed);
+  }
+
+  #announced(sub: LocalSubscription, msg: MsgFields): void {
+    const missed = sub.gaps?.announced(msg.from, msg.stream, msg.uri, msg.seq) ?? null;
+    if (missed !== null) this.#missed(sub, msg, missed);
+  }
+
+  #missed(sub: LocalSubscription, msg: MsgFields, missed: [number, number]): void {
     this.gaps++;
-    const gap: GapEvent = { subscription: sub.uri, from: msg.from, uri: msg.uri, missed };
+    const gap: GapEvent = { subscription: sub.uri, from: msg.from, stream: msg.stream, uri: msg.uri, missed };
     this.#host.logger.warn(gap, 'messages missed');
     this.#host.gap(gap);
   }
@@ -143,8 +158,9 @@ export class Delivery {
   /** Runs the handler for one message: decode, check, call, answer a request. */
   #run(sub: LocalSubscription, msg: MsgFields, payload: Buffer): void {
     sub.inFlight++;
-    const replyTo = msg.replyConn;
+    // A request is told by its id (never 0); replyConn is 0 for anything else.
     const replyId = msg.replyId;
+    const replyTo = replyId !== 0 ? msg.replyConn : 0;
     let message: unknown;
     try {
       message = decodePayload(msg.ct, payload);

@@ -32,6 +32,12 @@ export interface Welcome {
   id: number;
   heartbeatMs: number;
   maxPayloadBytes: number;
+  /**
+   * The token that keeps this connection's stream id across a reconnect to
+   * the same dispatcher process; null from a dispatcher without stream ids
+   * (it does not take announces either).
+   */
+  resume: string | null;
 }
 
 /** What the link tells its node. */
@@ -522,6 +528,9 @@ export class DispatcherLink implements FrameSocketHandlers {
     if (this.options.host !== null) hello.host = this.options.host;
     if (this.options.will) hello.will = this.options.will;
     if (this.options.slowConsumer === 'pushback') hello.slow = 'pushback';
+    // The previous connection's token: the same dispatcher process keeps its stream id.
+    const resume = this.welcome?.resume ?? null;
+    if (resume !== null) hello.resume = resume;
     try {
       fs.send(FrameKind.HELLO, packHeader(hello));
     } catch (err) {
@@ -540,7 +549,13 @@ export class DispatcherLink implements FrameSocketHandlers {
     if (!isRecord(h) || typeof h.host !== 'string' || !isUint(h.id) || !isUint(h.hb) || !isUint(h.maxPayload)) {
       throw new NodesetError('BAD_FRAME', 'malformed WELCOME');
     }
-    this.welcome = { host: h.host, id: h.id, heartbeatMs: h.hb, maxPayloadBytes: h.maxPayload };
+    this.welcome = {
+      host: h.host,
+      id: h.id,
+      heartbeatMs: h.hb,
+      maxPayloadBytes: h.maxPayload,
+      resume: typeof h.resume === 'string' ? h.resume : null,
+    };
     this.#state = LinkState.Open;
     this.#lastRefusal = null;
     this.#generation++;

@@ -23,6 +23,7 @@ import { HeaderCache } from '../protocol/header-cache.js';
 import { checkHeaders, type MessageHeaders } from '../protocol/headers.js';
 import { encodePayload } from '../protocol/payload.js';
 import { abortable, abortedError, throwIfAborted } from './abort.js';
+import { announceSender } from './announce.js';
 import {
   type ChannelOwner,
   LinkChannel,
@@ -217,7 +218,7 @@ export class Node extends EventEmitter<NodeEvents> {
   readonly statsIntervalMs: number;
   #statsTimer: NodeJS.Timeout | null = null;
   #published = 0;
-  readonly #sequences = new Sequences();
+  readonly #sequences: Sequences;
   readonly #delivery: Delivery;
   /** OpenTelemetry, when installed and a tracer provider is registered at start; null otherwise. */
   #tracing: MessageTracing | null = null;
@@ -232,6 +233,10 @@ export class Node extends EventEmitter<NodeEvents> {
     this.startTimeoutMs = o.startTimeoutMs;
     this.closeTimeoutMs = o.closeTimeoutMs;
     this.statsIntervalMs = o.statsIntervalMs;
+    this.#sequences = new Sequences(
+      o.announceIntervalMs,
+      announceSender(() => this.#channel),
+    );
     this.#delivery = new Delivery({
       logger: this.logger,
       channel: () => this.#channel,
@@ -251,6 +256,8 @@ export class Node extends EventEmitter<NodeEvents> {
           { dispatcher: welcome.host, subscriptions: this.#subs.size, first },
           'connected to the dispatcher',
         );
+        // After the frames buffered offline, which go out once this returns: tell subscribers where each stream is.
+        queueMicrotask(() => this.#sequences.announce());
         if (first) this.emit('connect', welcome);
         else this.emit('reconnect', welcome);
       },
@@ -353,6 +360,7 @@ export class Node extends EventEmitter<NodeEvents> {
     this.#statsTimer = null;
     // Iterations end: a stopped node receives nothing more.
     for (const sub of this.#subs.values()) this.#handles.get(sub)?.[SUBSCRIPTION_ENDED]();
+    this.#sequences.stop();
     await this.#channel.stop(this.closeTimeoutMs);
   }
 

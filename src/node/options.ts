@@ -22,6 +22,8 @@ export const NODE_DEFAULTS = {
   requestTimeoutMs: 5000,
   closeTimeoutMs: 5000,
   statsIntervalMs: 5000,
+  /** Announce the last sequence number of recently published URIs this often (0: never). */
+  announceIntervalMs: 2000,
   offlineMaxMessages: 10_000,
   offlineMaxBytes: 8 * MiB,
   maxPendingBytes: 64 * MiB,
@@ -92,6 +94,14 @@ export interface NodeOptions extends ConnectionOptions {
   statsIntervalMs?: number;
   /** A message the dispatcher publishes for this node if it disappears without a graceful stop. */
   lastWill?: { uri: string; message?: unknown };
+  /**
+   * For the URIs this node published to in `all` mode lately (the last 256
+   * within 30 s), announce the last sequence number this often, in ms, and
+   * right after each reconnect, so subscribers that missed the end of a
+   * stream are told (`gap`) even when nothing more is published. 0: never;
+   * else at least 100. Default 2000.
+   */
+  announceIntervalMs?: number;
 }
 
 export type NodeCollectionOptions = Omit<ConnectionOptions, 'host'>;
@@ -117,6 +127,7 @@ export interface ResolvedNodeOptions extends ResolvedConnectionOptions {
   ackTimeoutMs: number;
   requestTimeoutMs: number;
   statsIntervalMs: number;
+  announceIntervalMs: number;
 }
 
 export function resolveConnectionOptions(o: ConnectionOptions): ResolvedConnectionOptions {
@@ -146,8 +157,23 @@ export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
     ackTimeoutMs: count(o, 'ackTimeoutMs', 1),
     requestTimeoutMs: count(o, 'requestTimeoutMs', 1),
     statsIntervalMs: count(o, 'statsIntervalMs', 0),
+    announceIntervalMs: announceInterval(o),
   };
 }
+
+/** 0 (no announces) or at least MIN_ANNOUNCE_INTERVAL_MS: announces are bounded traffic. */
+function announceInterval(o: NodeOptions): number {
+  const value = count(o, 'announceIntervalMs', 0);
+  if (value !== 0 && value < MIN_ANNOUNCE_INTERVAL_MS) {
+    throw new NodesetError(
+      'BAD_OPTION',
+      `option announceIntervalMs must be 0 or >= ${MIN_ANNOUNCE_INTERVAL_MS}, got ${String(value)}`,
+    );
+  }
+  return value;
+}
+
+const MIN_ANNOUNCE_INTERVAL_MS = 100;
 
 /** A subscription's flow-control options, with defaults, checked. */
 export function resolveSubscribeOptions(o: SubscribeOptions): {

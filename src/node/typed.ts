@@ -127,6 +127,8 @@ export interface DispatcherStatsAnswer {
   slowConsumers: number;
   /** Times a publisher's reading was paused by a pushback subscriber. */
   pushbacks: number;
+  /** Announces of publishers' last sequence numbers routed (not counted as publishes). */
+  announces: number;
   /** SLOW_CONSUMER warnings sent to connections past half their limit. */
   slowWarnings: number;
   heartbeatFailures: number;

@@ -196,7 +196,9 @@ export function decodePubHeader(b: Buffer, start: number, end: number, out: PubF
 
 /**
  * The MSG header a node decodes for every message:
- * [uint sid, string uri, string from, uint ct, uint replyConn, uint replyId, uint single, uint seq].
+ * [uint sid, string uri, string from, uint ct, uint conn, uint replyId, uint direct, uint seq].
+ * `conn` is the requesting connection of a request (replyId set), else the
+ * publisher's stream id.
  * Null for anything else (a MSG with headers or an origin host: msgFieldsOf reads those).
  */
 export function decodeMsgHeader(b: Buffer, start = 0, end = b.length): MsgFields | null {
@@ -210,15 +212,29 @@ export function decodeMsgHeader(b: Buffer, start = 0, end = b.length): MsgFields
   if (from === null) return null;
   const ct = uintAt(b, next, end);
   if (ct === FAIL) return null;
-  const replyConn = uintAt(b, next, end);
-  if (replyConn === FAIL) return null;
+  const conn = uintAt(b, next, end);
+  if (conn === FAIL) return null;
   const replyId = uintAt(b, next, end);
   if (replyId === FAIL) return null;
-  const single = uintAt(b, next, end);
-  if (single === FAIL) return null;
+  const mode = uintAt(b, next, end);
+  if (mode === FAIL) return null;
   const seq = uintAt(b, next, end);
   if (seq === FAIL || next !== end) return null;
-  return { sid, uri, from, ct, replyConn, replyId, single: single === 1, seq, headers: null, host: null };
+  const request = replyId !== 0;
+  return {
+    sid,
+    uri,
+    from,
+    ct,
+    replyConn: request ? conn : 0,
+    replyId,
+    stream: request ? 0 : conn,
+    single: mode === 1,
+    announce: mode === 2,
+    seq,
+    headers: null,
+    host: null,
+  };
 }
 
 /** A MSG header the fast path declined, from its general decoding; throws BAD_FRAME when malformed. */
@@ -233,20 +249,23 @@ export function msgFieldsOf(h: unknown): MsgFields {
     !isUint(h[4]) ||
     !isUint(h[5])
   ) {
-    throw new NodesetError('BAD_FRAME', 'MSG header must be [sid, uri, from, ct, replyConn, replyId, single, seq?]');
+    throw new NodesetError('BAD_FRAME', 'MSG header must be [sid, uri, from, ct, conn, replyId, direct, seq?]');
   }
   const seq = h.length > 7 && isUint(h[7]) ? h[7] : 0;
   const headers = h.length > 8 ? checkHeaders(h[8], 'BAD_FRAME') : null;
   if (h.length > 9 && typeof h[9] !== 'string') throw new NodesetError('BAD_FRAME', 'MSG origin host must be a string');
   const host = h.length > 9 ? (h[9] as string) : null;
+  const request = h[5] !== 0;
   return {
     sid: h[0],
     uri: h[1],
     from: h[2],
     ct: h[3],
-    replyConn: h[4],
+    replyConn: request ? h[4] : 0,
     replyId: h[5],
+    stream: request ? 0 : h[4],
     single: h[6] === 1,
+    announce: h[6] === 2,
     seq,
     headers,
     host,

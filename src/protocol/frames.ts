@@ -64,6 +64,22 @@ export const PubFlag = {
    * ungrouped subscriptions (a node collection's local delivery): skip them.
    */
   LOCAL_DONE: 8,
+  /**
+   * Not a message: the publisher says the last sequence number it used on
+   * this URI (the PUB's seq; empty payload). Routed like an `all`-mode
+   * publish to this host's ungrouped subscriptions, as a MSG marked
+   * `direct` = 2; never given to handlers. Other flags are ignored with it.
+   */
+  ANNOUNCE: 16,
+} as const;
+
+/** MSG `direct` element values. */
+export const MsgMode = {
+  ALL: 0,
+  /** Routed to exactly one subscriber (`direct`, a request). */
+  SINGLE: 1,
+  /** A publisher's announce of its last sequence number (PubFlag.ANNOUNCE). */
+  ANNOUNCE: 2,
 } as const;
 
 /** Delivery modes chosen by the publisher. */
@@ -86,6 +102,11 @@ export interface HelloHeader {
   will?: { uri: string; ct: number; payload: Uint8Array };
   /** Slow-consumer policy for this connection: `cut` (the default) or `pushback`. */
   slow?: SlowConsumerPolicy;
+  /**
+   * The resume token of this node's previous connection to the same
+   * dispatcher process (WELCOME `resume`): its stream id carries over.
+   */
+  resume?: string;
 }
 
 /** What the dispatcher does with a connection that falls behind reading: cut it off, or hold its publishers back. */
@@ -100,6 +121,11 @@ export interface WelcomeHeader {
   /** Heartbeat interval in milliseconds. */
   hb: number;
   maxPayload: number;
+  /**
+   * A token to present in the next HELLO (`resume`) after a reconnect to
+   * this dispatcher process, so the connection keeps its stream id.
+   */
+  resume?: string;
 }
 
 export interface SubHeader {
@@ -137,19 +163,22 @@ export type PubHeader = [
 ];
 
 /**
- * MSG header: [sid, uri, from, ct, replyConn, replyId, direct, seq], then
+ * MSG header: [sid, uri, from, ct, conn, replyId, direct, seq], then
  * optionally headers (a map, or nil) and the origin host.
- * replyConn/replyId are 0 unless the message is a request; direct is 1 when
- * the message was routed to exactly one subscriber (`direct` mode or request);
- * seq is the publisher's sequence number for this URI (0: none). A message
- * without headers from this host has exactly the 8 elements.
+ * replyId is 0 unless the message is a request; conn is, for a request, the
+ * requesting connection, and otherwise the publishing connection's stream
+ * id (assigned by the dispatcher; 0: none); direct is 1 when the message was
+ * routed to exactly one subscriber (`direct` mode or request), 2 for an
+ * announce (PubFlag.ANNOUNCE); seq is the publisher's sequence number for
+ * this URI (0: none). A message without headers from this host has exactly
+ * the 8 elements.
  */
 export type MsgHeader = [
   sid: number,
   uri: string,
   from: string,
   ct: number,
-  replyConn: number,
+  conn: number,
   replyId: number,
   direct: number,
   seq: number,
@@ -166,9 +195,14 @@ export interface MsgFields {
   ct: number;
   /** For a request: where its reply goes (0 otherwise). */
   replyConn: number;
+  /** For a request: its id at the dispatcher (never 0); 0 otherwise. */
   replyId: number;
+  /** Not a request: the publishing connection's stream id (sequence numbers run per from, stream and URI); 0: none. */
+  stream: number;
   /** Routed to exactly one subscriber (`direct`, a request). */
   single: boolean;
+  /** A publisher's announce of its last sequence number `seq`: for gap detection only, never for handlers. */
+  announce: boolean;
   /** The publisher's sequence number for this URI (0: none). */
   seq: number;
   /** The message's headers (null: none). */
@@ -316,24 +350,30 @@ const MSG_SID_BYTES = 5; // uint32 marker + 4 sid bytes
 /** Packs as a 5-byte MessagePack uint32, whatever the value patched in later. */
 const SEQ_PLACEHOLDER = 0xffffffff;
 
+/**
+ * `conn`: the requesting connection for a request, else the publisher's
+ * stream id; `direct`: true (or MsgMode.SINGLE) for a single delivery,
+ * MsgMode.ANNOUNCE for an announce.
+ */
 export function packMsgTail(
   uri: string,
   from: string,
   ct: number,
-  replyConn: number,
+  conn: number,
   replyId: number,
-  direct: boolean,
+  direct: boolean | number,
   seq = 0,
   headers: MessageHeaders | null = null,
   host: string | null = null,
 ): Buffer {
+  const mode = typeof direct === 'number' ? direct : direct ? MsgMode.SINGLE : MsgMode.ALL;
   let tail: Buffer;
   if (headers === null && host === null) {
-    tail = setSeq(packr.pack([uri, from, ct, replyConn, replyId, direct ? 1 : 0, SEQ_PLACEHOLDER]), seq);
+    tail = setSeq(packr.pack([uri, from, ct, conn, replyId, mode, SEQ_PLACEHOLDER]), seq);
   } else if (host === null) {
-    tail = packr.pack([uri, from, ct, replyConn, replyId, direct ? 1 : 0, seq, headers]);
+    tail = packr.pack([uri, from, ct, conn, replyId, mode, seq, headers]);
   } else {
-    tail = packr.pack([uri, from, ct, replyConn, replyId, direct ? 1 : 0, seq, headers, host]);
+    tail = packr.pack([uri, from, ct, conn, replyId, mode, seq, headers, host]);
   }
   // The array of the elements after the sid: one more element (the sid) in its fixarray marker.
   (tail[0] as number)++;
