@@ -9,7 +9,7 @@ import { decodeHeader, headerOf, payloadOf } from '../src/protocol/decoder.js';
 import { decodeMsgHeader } from '../src/protocol/fast-headers.js';
 import { FrameKind, PING_FRAME, packHeader, packMsgTail } from '../src/protocol/frames.js';
 import { FrameSocket, ZERO_COPY_MIN_BYTES } from '../src/transport/frame-socket.js';
-import { until } from './helpers.js';
+import { ROOT, spawnOwned, until } from './helpers.js';
 
 interface Received {
   kind: number;
@@ -140,6 +140,35 @@ describe('FrameSocket', () => {
       assert.equal(out.bytesOut, 0);
     } finally {
       close();
+    }
+  });
+
+  test('frames waiting in the backlog hold about the memory they count', async (t) => {
+    // In a process of its own, so no other test's garbage blurs the figures.
+    for (const [payload, perTurn] of [
+      ['100', '1'],
+      ['3000', '4'],
+    ]) {
+      const child = spawnOwned(
+        process.execPath,
+        [
+          '--expose-gc',
+          '--import',
+          'tsx',
+          'test/fixtures/backlog-memory.ts',
+          payload as string,
+          perTurn as string,
+          '4000',
+        ],
+        { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
+      );
+      let output = '';
+      child.stdout?.on('data', (c: Buffer) => (output += c.toString()));
+      await once(child, 'exit');
+      const { pendingBytes, grewBytes } = JSON.parse(output) as { pendingBytes: number; grewBytes: number };
+      t.diagnostic(`${payload} B x${perTurn} a turn: ${grewBytes} bytes held for ${pendingBytes} pending`);
+      assert.ok(pendingBytes > 500_000, `${pendingBytes} bytes pending`);
+      assert.ok(grewBytes < pendingBytes * 1.3, `${grewBytes} bytes held for ${pendingBytes} pending`);
     }
   });
 });

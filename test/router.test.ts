@@ -42,6 +42,7 @@ class MemoryPeer implements Peer {
   holdReading(held: boolean): void {
     this.held = held;
   }
+  wantDrained(): void {}
   terminate(reason: LeaveReason): void {
     this.terminated = reason;
     this.open = false;

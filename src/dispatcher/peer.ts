@@ -41,6 +41,8 @@ export interface Peer {
   warnSlow(pendingBytes: number, limitBytes: number): void;
   /** Stops (true) or resumes (false) reading from the connection (pushback). */
   holdReading(held: boolean): void;
+  /** Asks for `drained` once what is queued now is written, even if no 'drain' event comes (a pushback hold). */
+  wantDrained(): void;
   /** Cuts the connection off at once. */
   terminate(reason: LeaveReason): void;
 }

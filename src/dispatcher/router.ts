@@ -258,7 +258,10 @@ export class Router {
     if (!target.local) return 0;
     this.#stats.publishes++;
     const route = this.#routeOf(target);
-    return this.#fanOut(route, target.uri.event, packMsgTail(uri, sender, ct, 0, 0, false), payload, null);
+    const lostBefore = this.#lost;
+    const delivered = this.#fanOut(route, target.uri.event, packMsgTail(uri, sender, ct, 0, 0, false), payload, null);
+    this.#countLost(lostBefore, delivered, false, payload);
+    return delivered;
   }
 
   /**
@@ -428,6 +431,12 @@ export class Router {
       }
     }
     if (isRequest && delivered > 0) this.#awaitReply(this.#lastDelivered as Peer, replyConn, replyId);
+    this.lastDropped = this.#countLost(lostBefore, delivered, single, payload);
+    return delivered;
+  }
+
+  /** Counts the copies one publish lost (refused by connections cut off or closing); returns how many. */
+  #countLost(lostBefore: number, delivered: number, single: boolean, payload: Buffer): number {
     let lost = this.#lost - lostBefore;
     if (lost > 0) {
       // A single delivery that another subscriber took in the end lost nothing; else it lost one copy.
@@ -436,8 +445,7 @@ export class Router {
       this.#stats.dropped += lost;
       this.#stats.droppedBytes += lost * payload.length;
     }
-    this.lastDropped = lost;
-    return delivered;
+    return lost;
   }
 
   /** A publish for another host: through the federation, or NO_ROUTE. Its ack or reply comes back from there. */
@@ -539,9 +547,16 @@ export class Router {
     for (const group of route.groups) {
       // An all-hosts publish from another host: a group is served by the one host chosen for it.
       if (groupHosts !== null && groupHosts[group.name] !== this.#o.hostName) continue;
+      const lostBefore = this.#lost;
       const member = Route.pickMember(group);
-      if (this.#deliver(member, event, tail, payload)) delivered++;
-      else delivered += this.#deliverToAnother(group.members, member, event, tail, payload);
+      if (this.#deliver(member, event, tail, payload)) {
+        delivered++;
+        continue;
+      }
+      // Refused by the member chosen: a copy another member takes is not lost; one nobody takes is lost once.
+      const took = this.#deliverToAnother(group.members, member, event, tail, payload);
+      if (this.#lost > lostBefore) this.#lost = lostBefore + (took > 0 ? 0 : 1);
+      delivered += took;
     }
     return delivered;
   }
@@ -638,6 +653,7 @@ export class Router {
       return;
     }
     state.holding.add(publisher);
+    subscriber.wantDrained();
     if (publisher.routing.heldBy++ === 0) {
       publisher.holdReading(true);
       this.#stats.pushbacks++;

@@ -190,6 +190,10 @@ export class Session implements FrameSocketHandlers, Peer {
     else if (!this.fs.closed) this.fs.socket.resume();
   }
 
+  wantDrained(): void {
+    this.fs.wantDrained();
+  }
+
   /** Warns the node that it is falling behind (non-fatal SLOW_CONSUMER); the router sends it once until it drains. */
   warnSlow(pendingBytes: number, limitBytes: number): void {
     this.fs.send(
@@ -235,7 +239,7 @@ export class Session implements FrameSocketHandlers, Peer {
       this.terminate('heartbeat-timeout');
     } else {
       this.#pingSentAt = now;
-      this.fs.sendConstant(PING_FRAME);
+      this.fs.sendAhead(PING_FRAME);
     }
   }
 
@@ -309,6 +313,7 @@ export class Session implements FrameSocketHandlers, Peer {
       const header = headerOf(buf, headerStart, payloadStart);
       switch (kind) {
         case FrameKind.PING:
+          // In order: behind what was routed to this connection before its PING was read (a flush barrier).
           this.fs.sendConstant(PONG_FRAME);
           return;
         case FrameKind.PONG:
@@ -372,8 +377,10 @@ export class Session implements FrameSocketHandlers, Peer {
           return;
         }
         case FrameKind.GOODBYE:
+          // It leaves: nothing more is routed to it (its routes go now), what is queued is written.
           this.leaveReason = 'graceful';
-          this.fs.end();
+          this.#dropRoutes();
+          this.close();
           return;
         case FrameKind.HELLO:
           throw new NodesetError('BAD_HANDSHAKE', 'HELLO sent twice');
@@ -493,10 +500,16 @@ export class Session implements FrameSocketHandlers, Peer {
     stats.droppedBytes += lost.bytes;
     this.fs.decoder.stop();
     // Its routes go now, not when the notice has been read: nothing more is routed to it.
+    this.#dropRoutes();
+    // What the socket still holds is written if it reads within the grace; else it is lost, and counted.
+    this.#closeTimer ??= setTimeout(() => this.#discardQueue(), this.#host.options.closeTimeoutMs);
+  }
+
+  /** Removes this connection's routes at once (it is leaving); publishers it held read again. */
+  #dropRoutes(): void {
     this.#router.detach(this);
     for (const sub of this.subs.values()) this.#router.remove(sub);
     this.subs.clear();
-    this.#closeTimer ??= setTimeout(() => this.fs.destroy(), this.#host.options.closeTimeoutMs);
   }
 
   /** Closes the socket at once: what was queued for it and not yet handed to the kernel is lost, and counted. */

@@ -424,7 +424,7 @@ export class DispatcherLink implements FrameSocketHandlers {
     const now = Date.now();
     if (fs === null || this.#state !== LinkState.Open || hb === 0 || now - this.#lastKeepAlive < hb / 2) return;
     this.#lastKeepAlive = now;
-    fs.sendConstant(PONG_FRAME);
+    fs.sendAhead(PONG_FRAME);
     fs.flush();
   }
 
@@ -446,7 +446,7 @@ export class DispatcherLink implements FrameSocketHandlers {
       switch (kind) {
         case FrameKind.PING:
           // Written now, ahead of the handlers of the messages deferred before it.
-          this.#fs?.sendConstant(PONG_FRAME);
+          this.#fs?.sendAhead(PONG_FRAME);
           this.#fs?.flush();
           return;
         case FrameKind.PONG:

@@ -101,6 +101,9 @@ export class FrameSocket {
   #inSocketMsgs = 0;
   /** end() was asked for while a backlog waited: the socket ends once the backlog is written. */
   #ending = false;
+  /** The owner waits for everything queued to be written (wantDrained): `drained` is owed. */
+  #drainOwed = false;
+  #owedWritten: (() => void) | null = null;
   #lastSize = INITIAL_BUFFER_BYTES;
   #flushQueued = false;
   #closed = false;
@@ -133,6 +136,7 @@ export class FrameSocket {
   static #onDrain = function (this: Socket): void {
     const fs = (this as OwnedSocket)[OWNER];
     fs.#inSocketMsgs = 0;
+    fs.#drainOwed = false;
     if (fs.#backlog.length > 0) {
       fs.#writeBacklog();
       // Past the high-water mark again: 'drain' comes again when the backlog is through.
@@ -226,15 +230,31 @@ export class FrameSocket {
   }
 
   /**
-   * Sends a frame that never changes (PING, PONG) ahead of whatever waits
-   * here (it goes right after the write the socket holds, at a frame
+   * Sends a frame that never changes (a heartbeat PING or PONG) ahead of
+   * whatever waits here (right after what the socket holds, at a frame
    * boundary), so a heartbeat is not stuck behind a backlog, and a heartbeat
    * round over many quiet connections allocates no buffers.
    */
-  sendConstant(frame: Buffer): void {
-    if (this.#closed || this.socket.destroyed) return;
+  sendAhead(frame: Buffer): void {
+    if (this.#closed || this.socket.destroyed || this.socket.writableEnded) return;
     this.bytesOut += frame.length;
     this.socket.write(frame);
+  }
+
+  /** Sends a frame that never changes in order: written as it is when nothing is queued, else appended. */
+  sendConstant(frame: Buffer): void {
+    if (this.#len === 0 && this.#backlog.length === 0) this.sendAhead(frame);
+    else this.sendRaw(frame);
+  }
+
+  /**
+   * Asks for `drained` once everything queued now has been handed to the
+   * kernel, even when the socket never goes past its high-water mark (so no
+   * 'drain' event comes): a pushback hold taken on an unflushed buffer must
+   * be released.
+   */
+  wantDrained(): void {
+    this.#drainOwed = true;
   }
 
   /**
@@ -244,9 +264,10 @@ export class FrameSocket {
    * that was queued for it. Returns the messages and bytes discarded.
    */
   cutAhead(frame: Uint8Array): { msgs: number; bytes: number } {
-    const lost = { msgs: this.pendingMsgs, bytes: this.pendingBytes };
+    // What the socket holds is still written (it is ended, not destroyed): not lost here.
+    const lost = { msgs: this.#msgs + this.#backlogMsgs, bytes: this.#len + this.#partBytes + this.#backlogBytes };
     this.#discard();
-    if (!this.#closed && !this.socket.destroyed) {
+    if (!this.#closed && !this.socket.destroyed && !this.socket.writableEnded) {
       this.bytesOut += frame.length;
       this.socket.write(frame);
       this.socket.end();
@@ -265,7 +286,9 @@ export class FrameSocket {
   /** Hands the outbound buffer to the socket now, or to the backlog while the socket is still writing. */
   flush(): void {
     if (this.#len === 0) return; // (parts are never queued without bytes in the buffer)
-    if (this.#closed || this.socket.destroyed) {
+    const socket = this.socket;
+    // Closed, or ended with nothing left to write: a write now would fail and destroy the socket.
+    if (this.#closed || socket.destroyed || (socket.writableEnded && this.#backlog.length === 0)) {
       this.#discard();
       return;
     }
@@ -279,15 +302,22 @@ export class FrameSocket {
     this.#buf = EMPTY;
     this.#len = 0;
     this.#msgs = 0;
-    const socket = this.socket;
     if (socket.writableNeedDrain || this.#backlog.length > 0) {
       // The socket is still writing past its high-water mark: this waits, in order, for its 'drain'.
+      // What waits holds about the memory it counts: a buffer mostly empty is copied out and kept
+      // for the next frames, and the rest of one with parts takes the next frames.
       const backlog = this.#backlog;
       if (this.#parts.length === 0) {
-        backlog.push(buf.subarray(0, len));
+        if (buf.length - len > len >> 3) {
+          backlog.push(Buffer.from(buf.subarray(0, len)));
+          this.#buf = buf;
+        } else {
+          backlog.push(buf.subarray(0, len));
+        }
       } else {
         for (const part of this.#parts) backlog.push(part);
         if (len > this.#sealed) backlog.push(buf.subarray(this.#sealed, len));
+        if (buf.length - len >= INITIAL_BUFFER_BYTES) this.#buf = buf.subarray(len);
       }
       this.#backlogBytes += len + this.#partBytes;
       this.#backlogMsgs += msgs;
@@ -307,9 +337,28 @@ export class FrameSocket {
       socket.uncork();
       this.#resetParts();
     }
-    // The write completed at once and the kernel holds the bytes, so the buffer can serve
-    // another flush. Otherwise the socket keeps it until written.
-    if (socket.writableLength === 0 && !this.#encrypted) keepSpare(buf);
+    if (socket.writableLength === 0) {
+      // The write completed at once and the kernel holds the bytes, so the buffer can serve
+      // another flush. Otherwise the socket keeps it until written.
+      if (!this.#encrypted) keepSpare(buf);
+      if (this.#drainOwed) {
+        this.#drainOwed = false;
+        process.nextTick(FrameSocket.#owedDrained, this);
+      }
+    } else if (this.#drainOwed && !socket.writableNeedDrain) {
+      // No 'drain' will come for a write under the high-water mark: learn of its end from the socket.
+      this.#owedWritten ??= () => {
+        if (this.#drainOwed && this.#len === 0 && this.#backlog.length === 0 && this.socket.writableLength === 0) {
+          this.#drainOwed = false;
+          this.#handlers.drained?.();
+        }
+      };
+      socket.write(EMPTY, this.#owedWritten);
+    }
+  }
+
+  static #owedDrained(fs: FrameSocket): void {
+    fs.#handlers.drained?.();
   }
 
   /** Flushes, then half-closes the socket once everything is written. */
@@ -353,6 +402,8 @@ export class FrameSocket {
     this.#msgs = 0;
     this.#resetParts();
     if (this.#backlog.length > 0) {
+      // Counted in bytesOut when flushed, never written.
+      this.bytesOut -= this.#backlogBytes;
       this.#backlog = [];
       this.#backlogBytes = 0;
       this.#backlogMsgs = 0;
