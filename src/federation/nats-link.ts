@@ -1,0 +1,230 @@
+/**
+ * The connection to NATS and its state: options and their defaults, the
+ * first connection (retried by us, so that stop() leaves no timer), the
+ * client's status (link down on a disconnect or a stale connection, up on
+ * reconnect), and the bounded outbound: bytes handed to NATS and not yet
+ * confirmed by the server are counted, and past a bound publishes are
+ * refused with BUFFER_FULL instead of piling up in memory.
+ */
+import { readFileSync } from 'node:fs';
+import { type ConnectionOptions, connect, credsAuthenticator, type NatsConnection } from 'nats';
+import type { Logger } from 'pino';
+import { NodesetError } from '../protocol/errors.js';
+
+export interface NatsFederationOptions {
+  /** NATS server URLs (`nats://host:port`). */
+  servers: string[];
+  logger?: Logger;
+  /** Timeout of a who-subscribes query to another host, in ms. Default 2000. */
+  queryTimeoutMs?: number;
+  /** Interval of this dispatcher's announcement on the directory, in ms. Default 1000. */
+  heartbeatIntervalMs?: number;
+  /** A host silent for this long has left the directory, in ms. Default 3500. */
+  hostTimeoutMs?: number;
+  /** NATS client pings, in ms: a server that answers none of `maxPingOut` is stale. Default 2000. */
+  pingIntervalMs?: number;
+  /** Unanswered NATS pings before the link counts as lost. Default 2. */
+  maxPingOut?: number;
+  /** Bytes sent towards NATS and not yet confirmed by the server past which cross-host publishes get BUFFER_FULL. Default 32 MiB. */
+  maxPendingBytes?: number;
+  /** How long start() waits for NATS before connecting in the background, in ms. Default 1500. */
+  startWaitMs?: number;
+  /** NATS credentials: user and password, a token, or a creds file (JWT and NKey seed). */
+  user?: string;
+  pass?: string;
+  token?: string;
+  credsFile?: string;
+  /** TLS for the NATS link: a CA to verify the server, and a client certificate and key. */
+  tls?: { caFile?: string; certFile?: string; keyFile?: string };
+  /** Version announced to the other hosts. */
+  version?: string;
+}
+
+/** Option defaults, in ms. */
+export const DEFAULT_FEDERATION_OPTIONS = {
+  queryTimeoutMs: 2000,
+  heartbeatIntervalMs: 1000,
+  hostTimeoutMs: 3500,
+  pingIntervalMs: 2000,
+  maxPingOut: 2,
+  startWaitMs: 1500,
+  maxPendingBytes: 32 * 1024 * 1024,
+} as const;
+
+/** Pause between attempts to reach NATS for the first time, in ms. */
+const FIRST_CONNECT_RETRY_MS = 250;
+
+/** What the link tells its owner about the connection's state. */
+export interface LinkEvents {
+  /** The connection was lost (disconnect or stale): cross-host publishes are refused until it returns. */
+  down(): void;
+  /** The client reconnected and declared every subscription again. */
+  back(): void;
+}
+
+export class NatsLink {
+  readonly options: NatsFederationOptions;
+  readonly logger: Logger;
+  #nc: NatsConnection | null = null;
+  #connected = false;
+  #stopped = false;
+  /** Bytes handed to NATS that the server has not confirmed (by answering a flush) yet. */
+  #unconfirmedBytes = 0;
+  #confirming = false;
+  readonly #maxUnconfirmed: number;
+
+  constructor(options: NatsFederationOptions, logger: Logger) {
+    this.options = options;
+    this.logger = logger;
+    this.#maxUnconfirmed = options.maxPendingBytes ?? DEFAULT_FEDERATION_OPTIONS.maxPendingBytes;
+  }
+
+  /** The connection, once NATS was reached (it may be down meanwhile: see `connected`). */
+  get nc(): NatsConnection | null {
+    return this.#nc;
+  }
+
+  get connected(): boolean {
+    return this.#connected;
+  }
+
+  get stopped(): boolean {
+    return this.#stopped;
+  }
+
+  get maxPayload(): number {
+    return this.#nc?.info?.max_payload ?? 0;
+  }
+
+  /** Whether the bytes NATS has not confirmed passed the bound (a stalled server): cross-host publishes are refused. */
+  get full(): boolean {
+    return this.#unconfirmedBytes > this.#maxUnconfirmed;
+  }
+
+  /** Throws BUFFER_FULL while the bound is passed. */
+  checkRoom(): void {
+    if (this.#unconfirmedBytes > this.#maxUnconfirmed) {
+      throw new NodesetError(
+        'BUFFER_FULL',
+        `the federation link has ${this.#unconfirmedBytes} bytes the NATS server has not confirmed yet`,
+      );
+    }
+  }
+
+  /**
+   * Tries the servers until one answers, or until stop(). The retries are
+   * ours rather than the client's (waitOnFirstConnect), so that stopping a
+   * dispatcher that never reached NATS leaves no timer behind.
+   */
+  async firstConnect(host: string): Promise<NatsConnection | null> {
+    let logged = false;
+    while (!this.#stopped) {
+      try {
+        const nc = await connect(this.#connectOptions(host));
+        if (this.#stopped) {
+          await nc.close();
+          return null;
+        }
+        this.#nc = nc;
+        return nc;
+      } catch (err) {
+        if (!logged) this.logger.debug({ err }, 'NATS not reachable; retrying');
+        logged = true;
+        await new Promise<void>((resolve) => setTimeout(resolve, FIRST_CONNECT_RETRY_MS).unref());
+      }
+    }
+    return null;
+  }
+
+  #connectOptions(host: string): ConnectionOptions {
+    const o = this.options;
+    const opts: ConnectionOptions = {
+      servers: o.servers,
+      name: `nodeset-dispatcher-${host}`,
+      noEcho: true,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 200,
+      reconnectJitter: 100,
+      waitOnFirstConnect: false,
+      pingInterval: o.pingIntervalMs ?? DEFAULT_FEDERATION_OPTIONS.pingIntervalMs,
+      maxPingOut: o.maxPingOut ?? DEFAULT_FEDERATION_OPTIONS.maxPingOut,
+    };
+    if (o.user !== undefined) opts.user = o.user;
+    if (o.pass !== undefined) opts.pass = o.pass;
+    if (o.token !== undefined) opts.token = o.token;
+    if (o.credsFile !== undefined) opts.authenticator = credsAuthenticator(readFileSync(o.credsFile));
+    if (o.tls !== undefined) opts.tls = { ...o.tls };
+    return opts;
+  }
+
+  /** The link is up: subscriptions declared, announced. */
+  up(): void {
+    this.#connected = true;
+  }
+
+  /** Follows the client's status until the connection closes. */
+  async watch(nc: NatsConnection, events: LinkEvents): Promise<void> {
+    for await (const status of nc.status()) {
+      if (status.type === 'disconnect' || status.type === 'staleConnection') {
+        this.#connected = false;
+        // What was not confirmed is in the client's buffer, which it does not resend after reconnecting.
+        this.#unconfirmedBytes = 0;
+        this.logger.warn(
+          { status: status.type },
+          'federation link lost; cross-host publishes are refused until it returns',
+        );
+        events.down();
+      } else if (status.type === 'reconnect') {
+        this.#connected = true;
+        events.back();
+        this.logger.info('federation link back; interest declared again');
+      }
+    }
+  }
+
+  /** Hands a message to NATS and counts its bytes as unconfirmed. */
+  publish(subject: string, data: Uint8Array, reply?: string): void {
+    const nc = this.#nc;
+    if (nc === null) return;
+    if (reply === undefined) nc.publish(subject, data);
+    else nc.publish(subject, data, { reply });
+    this.#sentBytes(data.length);
+  }
+
+  /**
+   * Counts bytes handed to NATS and not yet confirmed by the server: past a
+   * quarter of the bound, a flush (a PING the server answers after reading
+   * everything before it) confirms what was sent up to then. A stalled
+   * server confirms nothing, so the count reaches the bound and publishes are
+   * refused with BUFFER_FULL instead of piling up in memory.
+   */
+  #sentBytes(n: number): void {
+    this.#unconfirmedBytes += n;
+    const nc = this.#nc;
+    if (this.#confirming || nc === null || this.#unconfirmedBytes < this.#maxUnconfirmed / 4) return;
+    this.#confirming = true;
+    const upTo = this.#unconfirmedBytes;
+    nc.flush().then(
+      () => {
+        this.#confirming = false;
+        this.#unconfirmedBytes = Math.max(0, this.#unconfirmedBytes - upTo);
+      },
+      () => {
+        this.#confirming = false;
+      },
+    );
+  }
+
+  /** Stops the first-connection retries (the owner says goodbye, then closes). */
+  stop(): void {
+    this.#stopped = true;
+  }
+
+  /** Closes the connection, if any: after stop(), or when it was refused (a duplicate host name). */
+  async close(): Promise<void> {
+    const nc = this.#nc;
+    this.#nc = null;
+    this.#connected = false;
+    if (nc !== null) await nc.close();
+  }
+}
