@@ -94,6 +94,17 @@ test('host directory: joins, duplicates, silent hosts expire, one host picked pe
   const picked = new Set([dir.pickHost('jobs.run'), dir.pickHost('jobs.run'), dir.pickHost('jobs.run')]);
   assert.deepEqual([...picked].sort(), ['b', 'c'], 'round robin over hosts with interest');
   assert.equal(dir.pickHost('other'), null);
+  // Requests: only hosts that announce a responder for the event (an older host without the field: its patterns).
+  dir.announced({ ...ann('b', 'id-b', ['jobs.*']), responders: [] }, 500);
+  dir.announced({ ...ann('c', 'id-c', ['jobs.run']), responders: ['jobs.run'] }, 500);
+  assert.deepEqual(
+    [...new Set([dir.pickHost('jobs.run', true), dir.pickHost('jobs.run', true), dir.pickHost('jobs.run', true)])],
+    ['c'],
+  );
+  dir.announced({ ...ann('c', 'id-c', ['jobs.run']), responders: [] }, 500);
+  assert.equal(dir.pickHost('jobs.run', true), null, 'passive subscribers only: nobody to ask');
+  dir.announced(ann('c', 'id-c', ['jobs.run']), 500);
+  assert.equal(dir.pickHost('jobs.run', true), 'c', 'no responders field: its patterns count');
   assert.deepEqual(dir.expire(3000, 2600), [], 'nobody silent yet');
   assert.deepEqual(
     dir.expire(3200, 2600).map(([h]) => h),
@@ -213,6 +224,49 @@ describe('federation on a 3-server NATS cluster', { skip }, () => {
     const t0 = Date.now();
     await assert.rejects(req.request('*/nobody.home', 1, { timeoutMs: 5000 }), { code: 'NO_RESPONDERS' });
     assert.ok(Date.now() - t0 < 1000, 'at once, not after the timeout');
+  });
+
+  test("request('*/ask') goes only to hosts with a responder: b has a passive subscriber, c a responder; passive only: NO_RESPONDERS at once", async () => {
+    const seenAtB: number[] = [];
+    const passiveB = await at('b', 'ask-passive-b');
+    await passiveB.subscribe('ask.x', (n: number) => {
+      seenAtB.push(n);
+    });
+    const runs: Record<string, number> = {};
+    const responderC = await at('c', 'ask-responder-c');
+    await responderC.respond('ask.x', (n: number) => {
+      runs.c = (runs.c ?? 0) + 1;
+      return `c:${n}`;
+    });
+    const req = await at('a', 'ask-req');
+    for (let i = 0; i < 20; i++) assert.equal(await req.request('*/ask.x', i, { timeoutMs: 5000 }), `c:${i}`);
+    assert.equal(runs.c, 20, 'every request answered by c');
+    assert.equal(Object.keys(runs).length, 1);
+    assert.equal(seenAtB.length, 0, "b's passive subscriber was never handed a request");
+    // A responder appears at b on a pattern b already had: once respond() resolves, a knows it.
+    const responderB = await at('b', 'ask-responder-b');
+    await responderB.respond('ask.x', (n: number) => {
+      runs.b = (runs.b ?? 0) + 1;
+      return `b:${n}`;
+    });
+    for (let i = 0; i < 20; i++) assert.match(String(await req.request('*/ask.x', i, { timeoutMs: 5000 })), /^[bc]:/);
+    assert.ok((runs.b ?? 0) > 0 && (runs.c ?? 0) > 20, `spread over b and c: ${JSON.stringify(runs)}`);
+    // Passive subscribers only, on two hosts: refused here at once, never sent to them.
+    for (const h of ['b', 'd']) {
+      const n = await at(h, `passive-only-${h}`);
+      await n.subscribe('ask.passive', (v: number) => {
+        seenAtB.push(v);
+      });
+    }
+    await until(() => links.a!.pickHost('ask.passive', false) !== null, 5000, 'a to know the passive interest');
+    const out = hosts.a!.stats.federationOut;
+    const t0 = Date.now();
+    for (let i = 0; i < 5; i++) {
+      await assert.rejects(req.request('*/ask.passive', i, { timeoutMs: 5000 }), { code: 'NO_RESPONDERS' });
+    }
+    assert.ok(Date.now() - t0 < 1000, `at once, well under the timeout (${Date.now() - t0} ms)`);
+    assert.equal(hosts.a!.stats.federationOut, out, 'nothing was sent to another host');
+    assert.equal(seenAtB.length, 0);
   });
 
   test('a queue group present on 3 hosts, */grp ×10: 10 deliveries in all; ungrouped subscribers still get every one', async () => {

@@ -62,6 +62,7 @@ export class Interest {
       version: this.#link.options.version ?? '',
       patterns: [...this.#subs.keys()],
       groups: this.#host.groups(),
+      responders: this.#host.responders(),
       ...(hello ? { hello } : {}),
       ...(bye ? { bye } : {}),
     };
@@ -118,6 +119,33 @@ export class Interest {
   }
 
   /**
+   * A responder pattern appeared (announced now; resolves once every known
+   * host has the announcement, bounded) or went (announced soon).
+   */
+  respondersChanged(appeared: boolean): Promise<void> | undefined {
+    const nc = this.#link.nc;
+    if (!appeared || nc === null || !this.#link.connected) {
+      this.announceSoon();
+      return undefined;
+    }
+    this.announce();
+    return this.#bounded(nc);
+  }
+
+  /** Confirms, for at most INTEREST_WAIT_MS, that what was sent so far reached every known host. */
+  #bounded(nc: NatsConnection): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, INTEREST_WAIT_MS);
+      timer.unref();
+      const done = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      void this.#confirm(nc).then(done, done);
+    });
+  }
+
+  /**
    * Local subscribers appeared for (or left) a pattern: subscribes to (or
    * leaves) its all-hosts subject. A new one returns a promise that resolves
    * once other hosts' publishes reach it (bounded; it never rejects).
@@ -140,15 +168,7 @@ export class Interest {
       // a bounded time only: a link that is down or fails meanwhile declares it again when it
       // comes back, and local subscribers must not wait on it.
       if (!this.#link.connected) return undefined;
-      return new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, INTEREST_WAIT_MS);
-        timer.unref();
-        const done = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-        void this.#confirm(nc).then(done, done);
-      });
+      return this.#bounded(nc);
     }
     if (!present) {
       this.#subs.get(pattern)?.unsubscribe();

@@ -81,8 +81,8 @@ export class NatsFederation implements Federation {
     return this.#interest?.directory.knows(host) ?? false;
   }
 
-  pickHost(event: string): string | null {
-    return this.#interest?.directory.pickHost(event) ?? null;
+  pickHost(event: string, responder: boolean): string | null {
+    return this.#interest?.directory.pickHost(event, responder) ?? null;
   }
 
   groupHosts(event: string): Map<string, string[]> | null {
@@ -91,6 +91,10 @@ export class NatsFederation implements Federation {
 
   groupsChanged(): void {
     this.#interest?.announceSoon();
+  }
+
+  respondersChanged(appeared: boolean): Promise<void> | undefined {
+    return this.#interest?.respondersChanged(appeared);
   }
 
   /**
