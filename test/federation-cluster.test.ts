@@ -404,11 +404,70 @@ describe('federation on a 3-server NATS cluster', { skip }, () => {
       await assert.rejects(pub.publish('ghost/x', 1, { ack: true, timeoutMs: 4000 }), { code: 'NO_ROUTE' });
       await assert.rejects(pub.request('ghost/x', 1, { timeoutMs: 4000 }), { code: 'NO_ROUTE' });
       assert.ok(Date.now() - t0 < 1000, `at once, not after the timeout (${Date.now() - t0} ms)`);
-      // Silent past the host timeout: it leaves the directory, and B/… is refused before NATS is asked.
-      await until(() => !links.a!.knows('ghost'), 10_000, 'the silent host to leave');
+      // The no-responders status took it out of the directory: B/… is refused before NATS is asked.
+      assert.equal(links.a!.knows('ghost'), false, 'unreachable: left the directory');
       await assert.rejects(pub.publish('ghost/x', 1, { ack: true }), { code: 'NO_ROUTE', message: /not known/ });
     } finally {
       await raw.close();
+    }
+  });
+
+  test('a dispatcher killed (SIGKILL): plain publishes to it are counted as lost, it leaves the directory at once, later ones are refused', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nodeset-fed-'));
+    const script = join(dir, 'doomed.mts');
+    const src = (f: string) => JSON.stringify(pathToFileURL(join(ROOT, f)).href);
+    writeFileSync(
+      script,
+      `import { NatsFederation } from ${src('src/federation/nats-federation.ts')};
+import { Dispatcher } from ${src('src/index.ts')};
+const link = new NatsFederation({ servers: [${JSON.stringify(server(0).url)}] });
+await new Dispatcher({ port: 0, hostName: 'doomed' }, link).start();
+`,
+    );
+    const raw = await connect({ servers: [server(0).url] });
+    const child = spawnOwned(process.execPath, ['--import', 'tsx', script], { cwd: ROOT, stdio: 'ignore' });
+    try {
+      const left: string[] = [];
+      const watcher = await at('a', 'doomed-watcher');
+      await watcher.subscribe('$nodeset.host.left', (p: { host: string; reason: string }) => {
+        if (p.host === 'doomed') left.push(p.reason);
+      });
+      await until(() => links.a!.knows('doomed'), 20_000, 'a to learn about the doomed host');
+      const pub = await at('a', 'doomed-pub');
+      const errors: string[] = [];
+      pub.on('error', (e) => void errors.push((e as NodesetError).code));
+      await pub.publish('doomed/x', 'before', { ack: true });
+      child.kill('SIGKILL');
+      await waitForExit(child, 10_000 * WAIT_SCALE);
+      // Its connection closed with the process: wait until its server no longer has its subscription.
+      await until(
+        () =>
+          raw.request('nodeset.id.doomed', undefined, { timeout: 500 }).then(
+            () => false,
+            (e: { code?: string }) => e.code === '503',
+          ),
+        5000,
+        'the NATS server to drop the killed dispatcher',
+      );
+      const t0 = Date.now();
+      const before = { ...hosts.a!.stats };
+      for (let i = 0; i < 50; i++) await pub.publish('doomed/x', i);
+      const lost = () => hosts.a!.stats.federationLost - before.federationLost;
+      const refused = () => hosts.a!.stats.federationRejected - before.federationRejected;
+      // Nothing lost silently: each of the 50 is counted as lost (sent, then the server said nobody
+      // subscribes) or refused (the host had left the directory: an error event at the publisher).
+      await until(() => lost() + refused() === 50, 5000, `50 counted (lost ${lost()}, refused ${refused()})`);
+      assert.ok(lost() >= 1, 'the first one was sent and counted as lost');
+      await until(() => errors.length === refused(), 5000, 'an error event per refused publish');
+      assert.ok(errors.every((c) => c === 'NO_ROUTE'));
+      assert.equal(links.a!.knows('doomed'), false);
+      await until(() => left.length === 1, 2000, 'the left event');
+      assert.deepEqual(left, ['unreachable']);
+      assert.ok(Date.now() - t0 < 2000, `well within the host timeout (${Date.now() - t0} ms)`);
+    } finally {
+      await stopProcess(child, 'SIGKILL');
+      await raw.close();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

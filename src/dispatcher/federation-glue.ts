@@ -227,6 +227,10 @@ export class FederationGlue implements RemoteHosts, FederationHost {
     this.#stats.federationRejected++;
   }
 
+  lost(): void {
+    this.#stats.federationLost++;
+  }
+
   hostChanged(uri: typeof HOST_JOINED | typeof HOST_LEFT, presence: HostPresence): void {
     this.#router.publishInternal(uri, Buffer.from(JSON.stringify(presence)));
   }

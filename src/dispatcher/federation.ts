@@ -14,8 +14,11 @@ export interface HostPresence {
   host: string;
   version: string;
   startedAt: string;
-  /** For `left`: `stopped` (it said goodbye) or `silent` (no heartbeat within the host timeout). */
-  reason?: 'stopped' | 'silent';
+  /**
+   * For `left`: `stopped` (it said goodbye), `silent` (no heartbeat within the host timeout) or
+   * `unreachable` (the NATS servers reported nobody subscribed to its subject: its dispatcher is gone).
+   */
+  reason?: 'stopped' | 'silent' | 'unreachable';
 }
 
 /** A publish travelling between hosts. */
@@ -74,6 +77,8 @@ export interface FederationHost {
   sent(): void;
   /** Counts an envelope for other hosts that was not sent (the link was down). */
   refused(): void;
+  /** Counts a plain publish sent to a host whose dispatcher turned out to be gone (lost). */
+  lost(): void;
   /** Another host's dispatcher joined or left the directory. */
   hostChanged(uri: typeof HOST_JOINED | typeof HOST_LEFT, presence: HostPresence): void;
 }

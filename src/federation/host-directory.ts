@@ -68,6 +68,13 @@ export class HostDirectory {
     return entry.announcement.id === a.id ? 'updated' : 'joined';
   }
 
+  /** Removes a host known to be gone; returns its entry (undefined: it was not in the directory). */
+  remove(host: string): HostEntry | undefined {
+    const entry = this.#hosts.get(host);
+    this.#hosts.delete(host);
+    return entry;
+  }
+
   /** Hosts silent for longer than `timeoutMs`: removed and returned. */
   expire(now: number, timeoutMs: number): [string, HostEntry][] {
     const gone: [string, HostEntry][] = [];

@@ -7,7 +7,7 @@
  */
 import type { NatsConnection, Subscription } from 'nats';
 import type { Logger } from 'pino';
-import { type FederationHost, HOST_JOINED, HOST_LEFT } from '../dispatcher/federation.js';
+import { type FederationHost, HOST_JOINED, HOST_LEFT, type HostPresence } from '../dispatcher/federation.js';
 import { type Announcement, HostDirectory } from './host-directory.js';
 import { DEFAULT_FEDERATION_OPTIONS, type NatsLink } from './nats-link.js';
 import { encodeAnnouncement, subjects } from './nats-subjects.js';
@@ -91,7 +91,19 @@ export class Interest {
     }
   }
 
-  #presence(uri: typeof HOST_JOINED | typeof HOST_LEFT, a: Announcement, reason?: 'stopped' | 'silent'): void {
+  /**
+   * The NATS servers answered a message for `host` with no-responders: its
+   * dispatcher is gone. It leaves the directory at once (its next
+   * announcement, should it be alive after all, brings it back).
+   */
+  unreachable(host: string): void {
+    const entry = this.directory.remove(host);
+    if (entry === undefined) return;
+    this.#logger.warn({ host, reason: 'unreachable' }, 'host left the federation');
+    this.#presence(HOST_LEFT, entry.announcement, 'unreachable');
+  }
+
+  #presence(uri: typeof HOST_JOINED | typeof HOST_LEFT, a: Announcement, reason?: HostPresence['reason']): void {
     this.#host.hostChanged(uri, {
       host: a.host,
       version: a.version,

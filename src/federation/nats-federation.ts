@@ -23,6 +23,7 @@ import {
   encodeEnvelope,
   noticeSubject,
   parseNotice,
+  plainNoticeSubject,
   SUBJECT_PREFIX,
   subjects,
   type WireEnvelope,
@@ -34,6 +35,8 @@ export { DEFAULT_FEDERATION_OPTIONS, type NatsFederationOptions, SUBJECT_PREFIX 
 const DUPLICATE_CHECK_MS = 500;
 /** Recent all-hosts message ids, to deliver once when several local patterns match one event. */
 const SEEN_LIMIT = 4096;
+/** Destination hosts whose plain-publish reply subject is kept. */
+const PLAIN_REPLIES_LIMIT = 1024;
 
 /**
  * Dispatcher federation over NATS. Interest-based: a dispatcher subscribes to
@@ -51,6 +54,8 @@ export class NatsFederation implements Federation {
   #host: FederationHost | null = null;
   #interest: Interest | null = null;
   readonly #seen = new Set<string>();
+  /** The reply subject of plain publishes, per destination host. */
+  readonly #plainReplies = new Map<string, string>();
   #seq = 0;
   readonly #id = Math.random().toString(36).slice(2);
 
@@ -174,14 +179,18 @@ export class NatsFederation implements Federation {
     nc.subscribe(`${notices}>`, {
       callback: (err, msg) => {
         if (err !== null || msg.headers?.code !== 503) return;
-        const { conn, r, to } = parseNotice(notices, msg.subject);
-        dispatcher.answered({
-          conn,
-          r,
-          kind: 'error',
-          code: 'NO_ROUTE',
-          message: `host ${to} is not reachable: no live dispatcher of that name subscribes`,
-        });
+        const { answer, to } = parseNotice(notices, msg.subject);
+        if (answer === null) {
+          dispatcher.lost();
+        } else {
+          dispatcher.answered({
+            ...answer,
+            kind: 'error',
+            code: 'NO_ROUTE',
+            message: `host ${to} is not reachable: no live dispatcher of that name subscribes`,
+          });
+        }
+        interest.unreachable(to);
       },
     });
     nc.subscribe(subjects.query(host), {
@@ -232,7 +241,9 @@ export class NatsFederation implements Federation {
     }
     const data = encodeEnvelope(envelope);
     if (envelope.conn === undefined || envelope.r === undefined) {
-      this.#link.publish(subjects.host(host), data);
+      // A plain publish carries a reply subject too (one string per host, kept): should its
+      // dispatcher be gone, the NATS server's no-responders status there counts it as lost.
+      this.#link.publish(subjects.host(host), data, this.#plainReply(host));
     } else {
       // Acked publishes and requests carry a reply subject: should no dispatcher of that host
       // subscribe any more (it crashed, not yet silent long enough to leave the directory),
@@ -241,6 +252,16 @@ export class NatsFederation implements Federation {
       this.#link.publish(subjects.host(host), data, noticeSubject(self, envelope.conn, envelope.r, host));
     }
     this.#host?.sent();
+  }
+
+  #plainReply(host: string): string {
+    let reply = this.#plainReplies.get(host);
+    if (reply === undefined) {
+      if (this.#plainReplies.size >= PLAIN_REPLIES_LIMIT) this.#plainReplies.clear();
+      reply = plainNoticeSubject(this.#host?.hostName ?? '', host);
+      this.#plainReplies.set(host, reply);
+    }
+    return reply;
   }
 
   broadcast(envelope: Envelope): void {

@@ -11,6 +11,7 @@
  *   nodeset.n.<host>.<conn>.<r>.<to>
  *                              the NATS server's no-responders status for an
  *                              acked publish or request to <to>
+ *   nodeset.n.<host>.p.<to>    the same for a plain publish to <to> (lost)
  *   nodeset.q.<host>           who-subscribes queries (NATS request/reply)
  *   nodeset.id.<host>          "is a dispatcher of this name alive?" (request/reply)
  *   nodeset.dir                announcements and heartbeats of every dispatcher
@@ -40,10 +41,23 @@ export function noticeSubject(self: string, conn: number, r: number, to: string)
   return `${subjects.notices(self)}${conn}.${r}.${to}`;
 }
 
-/** What a no-responders notice subject names: the connection and request id it answers, and the host that was unreachable. */
-export function parseNotice(prefix: string, subject: string): { conn: number; r: number; to: string } {
-  const [conn, r, ...rest] = subject.slice(prefix.length).split('.');
-  return { conn: Number(conn), r: Number(r), to: rest.join('.') };
+/** The reply subject of a plain publish from `self` to `to`: a no-responders status there means it was lost. */
+export function plainNoticeSubject(self: string, to: string): string {
+  return `${subjects.notices(self)}p.${to}`;
+}
+
+/**
+ * What a no-responders notice subject names: the host that was unreachable,
+ * and the connection and request id it answers (null for a plain publish).
+ */
+export function parseNotice(
+  prefix: string,
+  subject: string,
+): { answer: { conn: number; r: number } | null; to: string } {
+  const rest = subject.slice(prefix.length);
+  if (rest.startsWith('p.')) return { answer: null, to: rest.slice(2) };
+  const [conn, r, ...to] = rest.split('.');
+  return { answer: { conn: Number(conn), r: Number(r) }, to: to.join('.') };
 }
 
 export function encodeEnvelope(envelope: WireEnvelope): Uint8Array {
