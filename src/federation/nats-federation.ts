@@ -122,7 +122,10 @@ export class NatsFederation implements Federation {
     ]);
     clearTimeout(timer);
     if (waited === 'waiting') {
-      this.logger.warn({ servers: this.options.servers }, 'NATS not reachable yet; federation keeps connecting');
+      this.logger.warn(
+        { servers: this.options.servers, reason: this.#link.failure },
+        'federation link not up yet; it keeps connecting in the background',
+      );
       linked.catch((err: unknown) => {
         this.logger.error({ err }, 'federation not started');
       });

@@ -7,7 +7,7 @@
  * refused with BUFFER_FULL instead of piling up in memory.
  */
 import { readFileSync } from 'node:fs';
-import { type ConnectionOptions, connect, credsAuthenticator, type NatsConnection } from 'nats';
+import { type ConnectionOptions, connect, credsAuthenticator, type NatsConnection, nkeyAuthenticator } from 'nats';
 import type { Logger } from 'pino';
 import { NodesetError } from '../protocol/errors.js';
 
@@ -29,11 +29,13 @@ export interface NatsFederationOptions {
   maxPendingBytes?: number;
   /** How long start() waits for NATS before connecting in the background, in ms. Default 1500. */
   startWaitMs?: number;
-  /** NATS credentials: user and password, a token, or a creds file (JWT and NKey seed). */
+  /** NATS credentials: user and password, a token, a creds file (JWT and NKey seed), or an NKey seed file. */
   user?: string;
   pass?: string;
   token?: string;
   credsFile?: string;
+  /** A file holding an NKey user seed (`SU…`): the server knows the user by its public key. */
+  nkeySeedFile?: string;
   /** TLS for the NATS link: a CA to verify the server, and a client certificate and key. */
   tls?: { caFile?: string; certFile?: string; keyFile?: string };
   /** Version announced to the other hosts. */
@@ -73,10 +75,19 @@ export class NatsLink {
   #confirming = false;
   readonly #maxUnconfirmed: number;
 
+  /** Why the last attempt to reach NATS failed (null: it did not, or none was made yet). */
+  #failure: string | null = null;
+
   constructor(options: NatsFederationOptions, logger: Logger) {
+    checkSecurityOptions(options);
     this.options = options;
     this.logger = logger;
     this.#maxUnconfirmed = options.maxPendingBytes ?? DEFAULT_FEDERATION_OPTIONS.maxPendingBytes;
+  }
+
+  /** Why the link could not connect, in one line (null while nothing failed). */
+  get failure(): string | null {
+    return this.#failure;
   }
 
   /** The connection, once NATS was reached (it may be down meanwhile: see `connected`). */
@@ -117,7 +128,6 @@ export class NatsLink {
    * dispatcher that never reached NATS leaves no timer behind.
    */
   async firstConnect(host: string): Promise<NatsConnection | null> {
-    let logged = false;
     while (!this.#stopped) {
       try {
         const nc = await connect(this.#connectOptions(host));
@@ -126,10 +136,18 @@ export class NatsLink {
           return null;
         }
         this.#nc = nc;
+        this.#failure = null;
         return nc;
       } catch (err) {
-        if (!logged) this.logger.debug({ err }, 'NATS not reachable; retrying');
-        logged = true;
+        const { reason, refused } = connectFailure(err);
+        // Logged when the reason changes: refused credentials or a failed TLS handshake are errors
+        // that retrying does not cure; a server not (yet) reachable is not.
+        if (reason !== this.#failure) {
+          if (refused)
+            this.logger.error({ servers: this.options.servers, reason }, 'federation link down: NATS refused it');
+          else this.logger.debug({ servers: this.options.servers, reason }, 'NATS not reachable; retrying');
+        }
+        this.#failure = reason;
         await new Promise<void>((resolve) => setTimeout(resolve, FIRST_CONNECT_RETRY_MS).unref());
       }
     }
@@ -153,6 +171,9 @@ export class NatsLink {
     if (o.pass !== undefined) opts.pass = o.pass;
     if (o.token !== undefined) opts.token = o.token;
     if (o.credsFile !== undefined) opts.authenticator = credsAuthenticator(readFileSync(o.credsFile));
+    if (o.nkeySeedFile !== undefined) {
+      opts.authenticator = nkeyAuthenticator(new TextEncoder().encode(readFileSync(o.nkeySeedFile, 'utf8').trim()));
+    }
     if (o.tls !== undefined) opts.tls = { ...o.tls };
     return opts;
   }
@@ -227,4 +248,61 @@ export class NatsLink {
     this.#connected = false;
     if (nc !== null) await nc.close();
   }
+}
+
+/** Refuses conflicting or unreadable security options at construction, with one clear message. */
+function checkSecurityOptions(o: NatsFederationOptions): void {
+  if (o.credsFile !== undefined && o.nkeySeedFile !== undefined) {
+    throw new NodesetError('BAD_OPTION', 'federation: give a NATS creds file or an NKey seed file, not both');
+  }
+  if (o.pass !== undefined && o.user === undefined) {
+    throw new NodesetError('BAD_OPTION', 'federation: a NATS password needs a user name (--federation-user)');
+  }
+  if ((o.tls?.certFile === undefined) !== (o.tls?.keyFile === undefined)) {
+    throw new NodesetError(
+      'BAD_OPTION',
+      'federation: a TLS client certificate and its key go together (--federation-tls-cert and --federation-tls-key)',
+    );
+  }
+  const files: [string, string | undefined][] = [
+    ['creds file', o.credsFile],
+    ['NKey seed file', o.nkeySeedFile],
+    ['TLS CA file', o.tls?.caFile],
+    ['TLS certificate file', o.tls?.certFile],
+    ['TLS key file', o.tls?.keyFile],
+  ];
+  for (const [what, file] of files) {
+    if (file === undefined) continue;
+    try {
+      readFileSync(file);
+    } catch (cause) {
+      throw new NodesetError('BAD_OPTION', `federation: cannot read the ${what} ${file}: ${(cause as Error).message}`, {
+        cause,
+      });
+    }
+  }
+}
+
+/** Error codes of a TLS handshake that failed (Node's and OpenSSL's). */
+const TLS_FAILURE = /^(ERR_TLS_|ERR_SSL_|CERT_|UNABLE_TO_|SELF_SIGNED_|DEPTH_ZERO_|HOSTNAME_MISMATCH)/;
+
+/** Why connecting to NATS failed, in one line; `refused`: the server refused us (credentials or TLS), not merely unreachable. */
+export function connectFailure(err: unknown): { reason: string; refused: boolean } {
+  const e = err as { code?: unknown; message?: unknown };
+  const code = typeof e.code === 'string' ? e.code : '';
+  // The NATS server's -ERR text comes quoted ('Authorization Violation').
+  const message = (typeof e.message === 'string' ? e.message : String(err)).replace(/^'(.*)'$/, '$1');
+  if (code === 'AUTHORIZATION_VIOLATION' || /authorization violation|authentication/i.test(message)) {
+    return {
+      reason: `NATS refused the credentials (${message}): check the user and password, token, NKey seed or creds file`,
+      refused: true,
+    };
+  }
+  if (TLS_FAILURE.test(code) || /certificate|TLS|SSL/i.test(message)) {
+    return {
+      reason: `TLS with the NATS server failed (${code === '' ? '' : `${code}: `}${message}): check the CA and the client certificate`,
+      refused: true,
+    };
+  }
+  return { reason: `NATS not reachable (${code === '' ? message : code})`, refused: false };
 }
