@@ -35,8 +35,14 @@ export { DEFAULT_FEDERATION_OPTIONS, type NatsFederationOptions, SUBJECT_PREFIX 
 const DUPLICATE_CHECK_MS = 500;
 /** Recent all-hosts message ids, to deliver once when several local patterns match one event. */
 const SEEN_LIMIT = 4096;
-/** Destination hosts whose plain-publish reply subject is kept. */
-const PLAIN_REPLIES_LIMIT = 1024;
+/** Destination hosts whose plain-publish subjects are kept. */
+const PLAIN_ROUTES_LIMIT = 1024;
+
+/** Where plain publishes to one host go, and where the NATS server reports that nobody took them. */
+interface PlainRoute {
+  subject: string;
+  options: { reply: string };
+}
 
 /**
  * Dispatcher federation over NATS. Interest-based: a dispatcher subscribes to
@@ -54,8 +60,8 @@ export class NatsFederation implements Federation {
   #host: FederationHost | null = null;
   #interest: Interest | null = null;
   readonly #seen = new Set<string>();
-  /** The reply subject of plain publishes, per destination host. */
-  readonly #plainReplies = new Map<string, string>();
+  /** Subject and reply subject of plain publishes, per destination host. */
+  readonly #plainRoutes = new Map<string, PlainRoute>();
   #seq = 0;
   readonly #id = Math.random().toString(36).slice(2);
 
@@ -246,25 +252,30 @@ export class NatsFederation implements Federation {
     if (envelope.conn === undefined || envelope.r === undefined) {
       // A plain publish carries a reply subject too (one string per host, kept): should its
       // dispatcher be gone, the NATS server's no-responders status there counts it as lost.
-      this.#link.publish(subjects.host(host), data, this.#plainReply(host));
+      const route = this.#plainRoute(host);
+      this.#link.publish(route.subject, data, route.options);
     } else {
       // Acked publishes and requests carry a reply subject: should no dispatcher of that host
       // subscribe any more (it crashed, not yet silent long enough to leave the directory),
       // the NATS server answers it with a no-responders status at once.
       const self = this.#host?.hostName ?? '';
-      this.#link.publish(subjects.host(host), data, noticeSubject(self, envelope.conn, envelope.r, host));
+      this.#link.publish(subjects.host(host), data, { reply: noticeSubject(self, envelope.conn, envelope.r, host) });
     }
     this.#host?.sent();
   }
 
-  #plainReply(host: string): string {
-    let reply = this.#plainReplies.get(host);
-    if (reply === undefined) {
-      if (this.#plainReplies.size >= PLAIN_REPLIES_LIMIT) this.#plainReplies.clear();
-      reply = plainNoticeSubject(this.#host?.hostName ?? '', host);
-      this.#plainReplies.set(host, reply);
+  /** The subject and reply subject of plain publishes to `host`, made once per host. */
+  #plainRoute(host: string): PlainRoute {
+    let route = this.#plainRoutes.get(host);
+    if (route === undefined) {
+      if (this.#plainRoutes.size >= PLAIN_ROUTES_LIMIT) this.#plainRoutes.clear();
+      route = {
+        subject: subjects.host(host),
+        options: { reply: plainNoticeSubject(this.#host?.hostName ?? '', host) },
+      };
+      this.#plainRoutes.set(host, route);
     }
-    return reply;
+    return route;
   }
 
   broadcast(envelope: Envelope): void {

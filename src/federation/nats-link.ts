@@ -7,7 +7,14 @@
  * refused with BUFFER_FULL instead of piling up in memory.
  */
 import { readFileSync } from 'node:fs';
-import { type ConnectionOptions, connect, credsAuthenticator, type NatsConnection, nkeyAuthenticator } from 'nats';
+import {
+  type ConnectionOptions,
+  connect,
+  credsAuthenticator,
+  type NatsConnection,
+  nkeyAuthenticator,
+  type PublishOptions,
+} from 'nats';
 import type { Logger } from 'pino';
 import { NodesetError } from '../protocol/errors.js';
 
@@ -204,11 +211,10 @@ export class NatsLink {
   }
 
   /** Hands a message to NATS and counts its bytes as unconfirmed. */
-  publish(subject: string, data: Uint8Array, reply?: string): void {
+  publish(subject: string, data: Uint8Array, options?: PublishOptions): void {
     const nc = this.#nc;
     if (nc === null) return;
-    if (reply === undefined) nc.publish(subject, data);
-    else nc.publish(subject, data, { reply });
+    nc.publish(subject, data, options);
     this.#sentBytes(data.length);
   }
 
