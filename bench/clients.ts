@@ -38,14 +38,14 @@ export async function client(peer: PeerName, url: string, name: string, direct =
       const mode = { mode: direct ? ('direct' as const) : ('all' as const) };
       const acked = { ...mode, ack: true as const };
       return {
-        subscribe: (s, h) => node.subscribe(s, h as (m: unknown) => void),
+        subscribe: async (s, h) => void (await node.subscribe(s, h as (m: unknown) => void)),
         publish(s, p) {
           if (++sent % WINDOW === 0) return node.publish(s, p, acked).then(() => undefined);
           if (direct) node.publish(s, p, mode);
           else node.publish(s, p);
         },
         flush: () => node.drain(),
-        respond: (s) => node.respond(s, (m: Buffer) => m),
+        respond: async (s) => void (await node.respond(s, (m: Buffer) => m)),
         request: (s, p) => node.request(s, p),
         close: () => node.stop(),
       };

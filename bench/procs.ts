@@ -63,6 +63,23 @@ export function cpuMs(pid: number): number {
   }
 }
 
+/**
+ * Time the threads of a process spent runnable but waiting for a CPU, in ms
+ * (second field of /proc/PID/task/TID/schedstat): what a busy host costs it.
+ * NaN where schedstat is missing.
+ */
+export function runQueueMs(pid: number): number {
+  try {
+    let ns = 0;
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[1]);
+    }
+    return ns / 1e6;
+  } catch {
+    return Number.NaN;
+  }
+}
+
 /** Peak resident memory of a process, in MB. */
 export function peakRssMb(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));

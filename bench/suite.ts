@@ -17,7 +17,7 @@ import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { parseArgs } from 'node:util';
 import type { PeerName } from './clients.js';
-import { cpuMs, type Proc, peakRssMb, start, startDispatcher } from './procs.js';
+import { cpuMs, type Proc, peakRssMb, runQueueMs, start, startDispatcher } from './procs.js';
 
 const USAGE = `usage: nodeset-bench [options]   (npm run bench / npm run bench:compare)
   --peers LIST        nodeset,nats,redis (default nodeset; peers not installed are skipped)
@@ -140,6 +140,8 @@ interface Result {
   lost?: number;
   latencyUs?: { p50: number; p99: number; max: number };
   brokerCpuUsPerMsg?: number;
+  /** Time the broker was runnable but waiting for a CPU, per message (a busy host shows here). */
+  brokerWaitUsPerMsg?: number;
   brokerPeakRssMb?: number;
   /** Runs behind the figures (medians; loss, max latency and RSS: the worst run). */
   runs?: number;
@@ -209,6 +211,7 @@ async function throughputRound(
     await p.line(/^ready$/);
   }
   const cpu0 = cpuMs(brokerPid);
+  const wait0 = runQueueMs(brokerPid);
   for (const p of pubProcs) p.child.stdin!.write('go\n');
   const results = await Promise.all(subProcs.map(async (s) => JSON.parse(await s.line(RESULT_LINE))));
   await Promise.all(pubProcs.map((p) => p.line(RESULT_LINE)));
@@ -225,6 +228,7 @@ async function throughputRound(
     lost: shouldReceive - received,
     latencyUs: results[0].latencyUs,
     brokerCpuUsPerMsg: ((cpuMs(brokerPid) - cpu0) * 1000) / sent,
+    brokerWaitUsPerMsg: ((runQueueMs(brokerPid) - wait0) * 1000) / sent,
     brokerPeakRssMb: peakRssMb(brokerPid),
   };
 }
@@ -277,6 +281,10 @@ function medians(results: Result[]): Result[] {
     set(
       'brokerCpuUsPerMsg',
       m((r) => r.brokerCpuUsPerMsg),
+    );
+    set(
+      'brokerWaitUsPerMsg',
+      m((r) => r.brokerWaitUsPerMsg),
     );
     set('brokerPeakRssMb', Math.max(...group.map((r) => r.brokerPeakRssMb ?? 0)));
     return out;
@@ -335,6 +343,7 @@ if (values.json) {
     'p99 us',
     'max us',
     'broker us/msg',
+    'broker wait us/msg',
     'broker RSS MB',
     'ratio',
     'runs msg/s',
@@ -360,6 +369,7 @@ if (values.json) {
       f(r.latencyUs?.p99),
       f(r.latencyUs?.max),
       f(r.brokerCpuUsPerMsg, 2),
+      f(r.brokerWaitUsPerMsg, 2),
       f(r.brokerPeakRssMb),
       ratio,
       r.rates === undefined ? '' : `${k(Math.min(...r.rates))}-${k(Math.max(...r.rates))}`,

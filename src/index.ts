@@ -24,6 +24,7 @@ export type { Welcome } from './node/dispatcher-link.js';
 export {
   type EventInfo,
   type Handler,
+  type OnMessage,
   type OverflowEvent,
   type OverflowPolicy,
   on,
@@ -32,12 +33,17 @@ export {
 export { defineMessage, type MessageOf, type MessageType, z } from './node/message.js';
 export { type CounterMetric, type GaugeMetric, type MetricKind, NodeMetrics } from './node/metrics.js';
 export {
+  type DrainOptions,
   type GapEvent,
   Node,
   type NodeEvents,
+  type PublishDroppedEvent,
   type PublishOptions,
   type RequestOptions,
   type SlowConsumerEvent,
+  type StartOptions,
+  type TypedMethods,
+  type TypedNode,
 } from './node/node.js';
 export type { ConnectionOptions, NodeCollectionOptions, NodeOptions } from './node/options.js';
 export { JSON_FORMAT, RAW_FORMAT, type StreamFormat } from './node/stream-format.js';
@@ -50,6 +56,26 @@ export {
   type StreamNodeOptions,
   type StreamPeer,
 } from './node/stream-node.js';
+export { type Delivered, Subscription, type SubscriptionStats } from './node/subscription.js';
+export type {
+  ConnectedNodeInfo,
+  DispatcherStatsAnswer,
+  EventMap,
+  HandlerMessage,
+  IsWide,
+  MessageFor,
+  MessageInput,
+  Nothing,
+  PublishResult,
+  ReceivedMessage,
+  ReplyFor,
+  ReplyMessage,
+  RequestReply,
+  Responder,
+  SentMessage,
+  TypeOption,
+  UntypedEvents,
+} from './node/typed.js';
 export {
   ERROR_CODES,
   type ErrorCode,

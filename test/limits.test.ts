@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { SlowConsumerEvent } from '../src/index.js';
+import type { PublishDroppedEvent, SlowConsumerEvent } from '../src/index.js';
 import { encodeFrame, FrameKind, PROTOCOL_VERSION, PubFlag } from '../src/protocol/frames.js';
 import { startDispatcher, startNode, until } from './helpers.js';
 import { RawClient } from './raw-client.js';
@@ -209,11 +209,15 @@ describe('limits', () => {
       const told: SlowConsumerEvent[] = [];
       sub.on('slow-consumer', (e) => told.push(e));
       const back = new Promise((r) => sub.once('reconnect', r));
+      const lostCopies: PublishDroppedEvent[] = [];
+      pub.on('dropped', (e) => lostCopies.push(e));
       const payload = Buffer.alloc(16 * 1024, 3);
       for (let i = 0; d.stats.slowConsumers === 0 && i < 10_000; i++)
         await pub.publish('behind', payload, { ack: true });
       assert.equal(d.stats.slowConsumers, 1);
       assert.ok(d.stats.dropped > 1, `${d.stats.dropped} dropped`);
+      // The acked publish that met the cut resolved with 0 and told its publisher a copy was lost.
+      assert.deepEqual(lostCopies, [{ uri: 'behind', delivered: 0, dropped: 1 }]);
       release();
       await until(() => told.some((e) => e.cut), 10_000, 'the cut notice');
       const cut = told.find((e) => e.cut) as SlowConsumerEvent;

@@ -1,7 +1,16 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { type Dispatcher, defineMessage, ERROR_CODES, Node, on, type ValidationError, z } from '../src/index.js';
+import {
+  type Dispatcher,
+  defineMessage,
+  ERROR_CODES,
+  type MessageType,
+  Node,
+  on,
+  type ValidationError,
+  z,
+} from '../src/index.js';
 import { ROOT, startDispatcher, startNode, until } from './helpers.js';
 
 const Order = defineMessage('Order', {
@@ -63,7 +72,11 @@ describe('typed messages', () => {
       nodes.push(await shop.start());
       const client = await startNode(dispatcher);
       nodes.push(client);
-      assert.throws(() => client.publish('orders.created', { qty: 2 }, { type: Order }), { code: 'VALIDATION' });
+      // A message without its id: refused by the compiler, and at run time by the type.
+      const missingId: unknown = { qty: 2 };
+      assert.throws(() => client.publish('orders.created', missingId, { type: Order as MessageType }), {
+        code: 'VALIDATION',
+      });
       assert.equal(await client.request('orders.created', { id: 'B2', qty: 3, _mode: 'direct' }, { type: Order }), 30);
       assert.deepEqual(shop.orders, [{ id: 'B2', qty: 3, tags: [], _mode: 'all' }]);
 

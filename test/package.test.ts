@@ -68,7 +68,19 @@ const ROUND_TRIP = `
     } catch (err) {
       if (err instanceof NodesetError) code = err.code;
     }
-    console.log(JSON.stringify({ delivered, got: first, reply, code }));
+    // A typed event map, and a subscription iterated until its first message.
+    type Events = { 'math.add': { req: { a: number; b: number }; res: number } };
+    const events = node.typed<Events>();
+    await events.respond('math.add', ({ a, b }) => a + b);
+    const sum: number = await events.request('math.add', { a: 2, b: 3 });
+    const sub: Subscription = await node.subscribe('tally.*');
+    const firstTally = (async () => {
+      for await (const { message } of sub) return message;
+      return undefined;
+    })();
+    node.publish('tally.one', 7);
+    const tally = await firstTally;
+    console.log(JSON.stringify({ delivered, got: first, reply, code, sum, tally, closed: sub.closed }));
   } finally {
     await node.stop();
     await dispatcher.stop();
@@ -77,7 +89,7 @@ const ROUND_TRIP = `
 
 const ESM_PROGRAM = `import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { Dispatcher, defineMessage, type EventInfo, type MessageOf, Node, NodesetError, type PublishOptions, WebBridge, z } from 'nodeset';
+import { Dispatcher, defineMessage, type EventInfo, type MessageOf, Node, NodesetError, type PublishOptions, type Subscription, WebBridge, z } from 'nodeset';
 import { type BrowserClient, connect } from 'nodeset/browser';
 
 const connectType: (url?: string) => BrowserClient = connect;
@@ -96,7 +108,7 @@ try {
 }
 `;
 
-const CJS_PROGRAM = `import { Dispatcher, defineMessage, type EventInfo, type MessageOf, Node, NodesetError, type PublishOptions, z } from 'nodeset';
+const CJS_PROGRAM = `import { Dispatcher, defineMessage, type EventInfo, type MessageOf, Node, NodesetError, type PublishOptions, type Subscription, z } from 'nodeset';
 
 async function main(): Promise<void> {
 ${ROUND_TRIP}
@@ -195,7 +207,15 @@ describe('the packed package, installed into an empty project', { timeout: 10 * 
     const tsc = await run(process.execPath, [TSC, '-p', 'tsconfig.json'], project, 120_000);
     assert.equal(tsc.code, 0, explain('tsc', tsc));
 
-    const expected = { delivered: 1, got: { id: 'A1', qty: 2 }, reply: { charged: 30 }, code: 'BAD_URI' };
+    const expected = {
+      delivered: 1,
+      got: { id: 'A1', qty: 2 },
+      reply: { charged: 30 },
+      code: 'BAD_URI',
+      sum: 5,
+      tally: 7,
+      closed: true,
+    };
     const esm = await run(process.execPath, ['out/esm.mjs'], project, 60_000);
     assert.equal(esm.code, 0, explain('the ESM program', esm));
     const [esmTrip, browser] = esm.out

@@ -4,7 +4,9 @@ import assert from 'node:assert/strict';
 import { createInterface } from 'node:readline';
 import { describe, test } from 'node:test';
 import { resolveDispatcherOptions } from '../src/dispatcher/options.js';
+import { encodeFrame, FrameKind } from '../src/protocol/frames.js';
 import { ROOT, spawnOwned, startDispatcher, startNode, until } from './helpers.js';
+import { RawClient } from './raw-client.js';
 
 function counter(url: string, event: string, count: number, policy: string, handlerUs = 0) {
   const child = spawnOwned(
@@ -105,6 +107,81 @@ describe('pushback', () => {
       sub.child.kill('SIGCONT');
       await pub.stop();
       sub.child.kill('SIGTERM');
+      await d.stop();
+    }
+  });
+
+  test('pushback chosen per subscription: on a `cut` node, the pushback subscription holds its publisher, and nothing is cut or lost', async () => {
+    const maxPendingBytes = 1024 * 1024;
+    const d = await startDispatcher({ maxPendingBytes, maxPushbackMs: 60_000 });
+    // The node keeps the default `cut` policy; only this subscription asks for pushback.
+    const sub = await startNode(d, { statsIntervalMs: 0 });
+    const pub = await startNode(d, { statsIntervalMs: 0 });
+    try {
+      let open!: () => void;
+      const gate = new Promise<void>((r) => (open = r));
+      const got: number[] = [];
+      // `block`: a full queue stops the node reading, so the dispatcher's queue for it grows.
+      await sub.subscribe(
+        'pb.sub',
+        async (m: { n: number }) => {
+          await gate;
+          got.push(m.n);
+        },
+        { slowConsumer: 'pushback', queueLimit: 10, overflow: 'block' },
+      );
+      const total = 3000;
+      const filler = 'x'.repeat(4000);
+      let published = 0;
+      const publishing = (async () => {
+        while (published < total) {
+          pub.publish('pb.sub', { n: published++, filler });
+          if (pub.pendingBytes > 256 * 1024) await pub.drain();
+        }
+        await pub.drain();
+      })();
+      await until(() => d.stats.pushbacks >= 1, 20_000, 'the publisher to be held');
+      // ~12 MB published against a 1 MiB limit: held, not cut.
+      assert.equal(d.stats.slowConsumers, 0);
+      open();
+      await publishing;
+      await until(() => got.length === total, 30_000, `${total} messages`);
+      assert.deepEqual(got.slice(0, 3), [0, 1, 2]);
+      assert.ok(
+        got.every((n, i) => n === i),
+        'in order, none lost',
+      );
+      assert.equal(d.stats.slowConsumers, 0);
+      assert.equal(d.stats.dropped, 0);
+    } finally {
+      await sub.stop();
+      await pub.stop();
+      await d.stop();
+    }
+  });
+
+  test('a SUB with an unknown slow policy is refused with BAD_FRAME; the option is checked by name', async () => {
+    const d = await startDispatcher();
+    const node = await startNode(d, { statsIntervalMs: 0 });
+    try {
+      await assert.rejects(
+        node.subscribe('pb.bad', () => {}, { slowConsumer: 'later' as 'cut' }),
+        { code: 'BAD_OPTION', message: /slowConsumer/ },
+      );
+      const raw = await RawClient.connect(d.address.port, 'raw-sub');
+      try {
+        raw.send(encodeFrame(FrameKind.SUB, { sid: 1, uri: 'pb.bad', r: 7, slow: 'later' }));
+        const error = await raw.nextError();
+        assert.equal(error.code, 'BAD_FRAME');
+        assert.equal(error.r, 7);
+        // The connection stays usable.
+        raw.send(encodeFrame(FrameKind.SUB, { sid: 2, uri: 'pb.bad', r: 8, slow: 'pushback' }));
+        await raw.next((f) => f.kind === FrameKind.OK && (f.header as { r: number }).r === 8);
+      } finally {
+        raw.destroy();
+      }
+    } finally {
+      await node.stop();
       await d.stop();
     }
   });

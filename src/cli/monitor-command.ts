@@ -45,7 +45,10 @@ async function dispatcherSource(opts: NodeCommandOptions): Promise<Source> {
   let last: { at: number; publishes: number; deliveries: number } | null = null;
   return {
     async snapshot() {
-      const [stats, nodes] = (await Promise.all([node.stats(), node.nodes()])) as [Snapshot['stats'], NodeRow[]];
+      const [stats, nodes] = (await Promise.all([node.stats(), node.nodes()])) as unknown as [
+        Snapshot['stats'],
+        NodeRow[],
+      ];
       const now = Date.now();
       const secs = last === null ? 0 : (now - last.at) / 1000;
       const rates = {

@@ -105,6 +105,8 @@ export class Subscription implements RouteEntry {
   readonly wildcard: boolean;
   readonly group: string | null;
   readonly responds: boolean;
+  /** Asked for `pushback`: deliveries to it hold their publisher when its connection falls behind. */
+  readonly pushback: boolean;
   #extras: SubscriptionExtras | null = null;
 
   constructor(
@@ -117,6 +119,7 @@ export class Subscription implements RouteEntry {
     stream: string | null,
     deny: string[] | null,
     responds = false,
+    pushback = false,
   ) {
     this.peer = peer;
     this.sid = sid;
@@ -124,6 +127,7 @@ export class Subscription implements RouteEntry {
     this.wildcard = target.wildcard;
     this.group = group;
     this.responds = responds;
+    this.pushback = pushback;
     const ownUri = uri === target.event ? null : uri;
     if (ownUri !== null || nodes !== null || stream !== null || deny !== null) {
       this.#extras = { uri: ownUri, nodes, stream, deny };

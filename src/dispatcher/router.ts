@@ -549,16 +549,17 @@ export class Router {
     this.#lastDelivered = peer;
     peer.routing.msgsOut++;
     this.#stats.deliveries++;
-    if (pending > this.#behindBytes) this.#fallingBehind(peer, pending);
+    if (pending > this.#behindBytes) this.#fallingBehind(sub, peer, pending);
     return true;
   }
 
   /**
-   * Past the lower of the two marks: a pushback connection past its high-water
-   * mark holds its publisher; a cut one past half its limit is warned (once until it drains).
+   * Past the lower of the two marks: a delivery to a pushback connection (or
+   * subscription) past its high-water mark holds its publisher; a cut one past
+   * half its limit is warned (once until it drains).
    */
-  #fallingBehind(peer: Peer, pending: number): void {
-    if (peer.pushback) {
+  #fallingBehind(sub: Subscription, peer: Peer, pending: number): void {
+    if (peer.pushback || sub.pushback) {
       if (this.#publisher !== null && pending > this.#o.pushbackHighBytes) this.#hold(peer, this.#publisher);
     } else if (!peer.routing.slowWarned && pending > this.#o.maxPendingBytes / 2) {
       peer.routing.slowWarned = true;

@@ -667,10 +667,18 @@ export class Session implements FrameSocketHandlers, Peer {
     if (h.reply !== undefined && typeof h.reply !== 'boolean')
       throw new NodesetError('BAD_FRAME', 'SUB reply must be a boolean');
     const responds = h.reply === true;
+    if (h.slow !== undefined && h.slow !== 'pushback' && h.slow !== 'cut')
+      throw new NodesetError('BAD_FRAME', 'SUB slow must be "cut" or "pushback"');
+    const pushback = h.slow === 'pushback';
     const existing = this.subs.get(h.sid);
     if (existing !== undefined) {
       // Same sid again: idempotent when identical (node list and stream address updated), otherwise a replacement.
-      if (existing.uri === h.uri && existing.group === group && existing.responds === responds) {
+      if (
+        existing.uri === h.uri &&
+        existing.group === group &&
+        existing.responds === responds &&
+        existing.pushback === pushback
+      ) {
         existing.update(nodes as string[] | null, stream);
         return;
       }
@@ -693,6 +701,7 @@ export class Session implements FrameSocketHandlers, Peer {
       stream,
       deny,
       responds,
+      pushback,
     );
     this.subs.set(sub);
     return this.#router.add(sub);

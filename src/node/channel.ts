@@ -29,6 +29,8 @@ export interface LocalSubscription {
   readonly group: string | null;
   /** Answers requests (respond); a passive subscription never gets one. */
   readonly responds: boolean;
+  /** Its slow-consumer policy asks for `pushback` (else the connection's policy applies). */
+  readonly pushback: boolean;
   handler: Handler | null;
   type: MessageType | null;
   /** Direct-stream address announced with the subscription (StreamNode). */
@@ -43,6 +45,14 @@ export interface LocalSubscription {
   removed: boolean;
   /** What it has seen of publishers' sequence numbers; made on the first numbered message. */
   gaps: GapTracker | null;
+  /** Counters (Subscription.stats): messages received, handled, and dropped (overflow, or queued when removed). */
+  received: number;
+  handled: number;
+  dropped: number;
+  /** Called when its last handler finishes with nothing queued (set while it drains). */
+  idle: (() => void) | null;
+  /** Called once when its node removes it (releases an abort listener). */
+  onRemoved: (() => void) | null;
 }
 
 /** The key of a subscription among a node's (or a collection's): its URI within its group. */
@@ -100,7 +110,7 @@ export interface NodeChannel {
     timeoutMs: number,
     seq: number,
     headers: MessageHeaders | null,
-  ): Promise<number>;
+  ): Promise<AckAnswer>;
   request(uri: string, ct: number, bytes: Buffer, timeoutMs: number, headers: MessageHeaders | null): Promise<unknown>;
   query(what: QueryWhat, uri: string | undefined, timeoutMs: number): Promise<unknown>;
   reply(to: number, r: number, ct: number, bytes: Buffer | null, err?: { code: string; message: string }): void;
@@ -112,12 +122,13 @@ export interface NodeChannel {
 
 export function subHeader(
   sid: number,
-  sub: Pick<LocalSubscription, 'uri' | 'group' | 'stream' | 'responds'>,
+  sub: Pick<LocalSubscription, 'uri' | 'group' | 'stream' | 'responds' | 'pushback'>,
   r: number,
 ): SubHeader {
   const header: SubHeader = { sid, uri: sub.uri, r };
   if (sub.group !== null) header.group = sub.group;
   if (sub.responds) header.reply = true;
+  if (sub.pushback) header.slow = 'pushback';
   if (sub.stream !== null) header.stream = sub.stream;
   return header;
 }
@@ -175,7 +186,15 @@ interface QueryAnswer extends OkHeader {
   data?: unknown;
 }
 
-/** An acknowledged publish; resolves with the number of subscriptions reached. */
+/** The dispatcher's answer to an acknowledged publish. */
+export interface AckAnswer {
+  /** Subscriptions the message was written to. */
+  n: number;
+  /** Copies lost to subscribers cut off or closing. */
+  dropped: number;
+}
+
+/** An acknowledged publish; resolves with the number of subscriptions reached and of copies dropped. */
 export async function publishAcked(
   link: DispatcherLink,
   uri: string,
@@ -186,7 +205,7 @@ export async function publishAcked(
   sender: string | null,
   seq: number,
   headers: MessageHeaders | null = null,
-): Promise<number> {
+): Promise<AckAnswer> {
   const ok = await ask(
     link,
     FrameKind.PUB,
@@ -198,7 +217,7 @@ export async function publishAcked(
     timeoutMs,
     `publish ${uri}`,
   );
-  return ackCount(ok);
+  return { n: ackCount(ok), dropped: isRecord(ok) && isUint(ok.dropped) ? ok.dropped : 0 };
 }
 
 /** A request; resolves with the reply. */
@@ -298,7 +317,7 @@ export class LinkChannel implements NodeChannel {
     timeoutMs: number,
     seq: number,
     headers: MessageHeaders | null,
-  ): Promise<number> {
+  ): Promise<AckAnswer> {
     return publishAcked(this.link, uri, flags, ct, bytes, timeoutMs, null, seq, headers);
   }
 

@@ -23,6 +23,7 @@ import { HeaderCache } from '../protocol/header-cache.js';
 import type { MessageHeaders } from '../protocol/headers.js';
 import { type RouteEntry, RoutingTable } from '../protocol/routing-table.js';
 import {
+  type AckAnswer,
   ask,
   type ChannelOwner,
   type LocalSubscription,
@@ -280,7 +281,18 @@ export class NodeCollection extends EventEmitter<{ error: [Error] }> {
       this.#link,
       FrameKind.SUB,
       (r) =>
-        subHeader(shared.sid, { uri: shared.uri, group: shared.group, stream: null, responds: shared.responds }, r),
+        subHeader(
+          shared.sid,
+          {
+            uri: shared.uri,
+            group: shared.group,
+            stream: null,
+            responds: shared.responds,
+            // Any member that asked for `pushback` makes the shared subscription ask for it.
+            pushback: shared.holders.some((h) => h.sub.pushback),
+          },
+          r,
+        ),
       nodes,
       timeoutMs,
       `subscribe ${shared.uri}`,
@@ -445,7 +457,7 @@ class MemberChannel implements NodeChannel {
     timeoutMs: number,
     seq: number,
     headers: MessageHeaders | null,
-  ): Promise<number> {
+  ): Promise<AckAnswer> {
     let local = 0;
     if (flags === 0) {
       const n = this.#collection.deliverLocally(this.owner.name, uri, ct, bytes, headers);
@@ -455,7 +467,9 @@ class MemberChannel implements NodeChannel {
       }
     }
     const link = this.#collection.link;
-    return local + (await publishAcked(link, uri, flags, ct, bytes, timeoutMs, this.owner.name, seq, headers));
+    const answer = await publishAcked(link, uri, flags, ct, bytes, timeoutMs, this.owner.name, seq, headers);
+    answer.n += local;
+    return answer;
   }
 
   request(uri: string, ct: number, bytes: Buffer, timeoutMs: number, headers: MessageHeaders | null): Promise<unknown> {

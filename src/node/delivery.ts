@@ -59,6 +59,7 @@ export class Delivery {
   /** One received message for one of the node's subscriptions. */
   deliver(sub: LocalSubscription, msg: MsgFields, payload: Buffer): void {
     this.received++;
+    sub.received++;
     // Numbered `all`-mode messages outside queue groups: each subscriber sees every one.
     if (msg.seq !== 0 && !msg.single && sub.group === null) this.#checkSeq(sub, msg);
     if (sub.inFlight < sub.maxInFlight) this.#run(sub, msg, payload);
@@ -69,6 +70,7 @@ export class Delivery {
   removed(sub: LocalSubscription): void {
     sub.removed = true;
     this.droppedUnsubscribed += sub.queue.length;
+    sub.dropped += sub.queue.length;
     sub.queue.length = 0;
     if (this.#blocked.delete(sub) && this.#blocked.size === 0) this.#host.channel().pauseReading(false);
   }
@@ -117,6 +119,7 @@ export class Delivery {
 
   #overflowed(sub: LocalSubscription, dropped: number): void {
     this.overflows++;
+    sub.dropped += dropped;
     this.#host.logger.warn({ subscription: sub.uri, policy: sub.overflow, dropped }, 'subscription queue overflow');
     this.#host.overflowed({ subscription: sub.uri, policy: sub.overflow, dropped });
   }
@@ -124,6 +127,7 @@ export class Delivery {
   /** A handler finished: start the next queued message, and resume reading once a blocked queue has room. */
   #finished(sub: LocalSubscription): void {
     sub.inFlight--;
+    sub.handled++;
     if (sub.removed) return; // unsubscribed meanwhile
     while (sub.inFlight < sub.maxInFlight && sub.queue.length > 0) {
       const [msg, payload] = sub.queue.shift() as [MsgFields, Buffer];
@@ -133,6 +137,7 @@ export class Delivery {
       this.#blocked.delete(sub);
       if (this.#blocked.size === 0) this.#host.channel().pauseReading(false);
     }
+    if (sub.idle !== null && sub.inFlight === 0 && sub.queue.length === 0) sub.idle();
   }
 
   /** Runs the handler for one message: decode, check, call, answer a request. */

@@ -3,8 +3,9 @@
  * decorator that declares handlers on a Node subclass.
  */
 import { NodesetError } from '../protocol/errors.js';
+import type { SlowConsumerPolicy } from '../protocol/frames.js';
 import type { MessageHeaders } from '../protocol/headers.js';
-import type { MessageType } from './message.js';
+import type { MessageOf, MessageType } from './message.js';
 
 /** What a handler learns about the event it is called for. */
 export interface EventInfo {
@@ -51,6 +52,15 @@ export interface SubscribeOptions {
    * without it.
    */
   reply?: boolean;
+  /** Aborting it unsubscribes (before the dispatcher confirmed: subscribe rejects with ABORTED). */
+  signal?: AbortSignal;
+  /**
+   * `pushback`: when this node falls behind reading, the dispatcher holds
+   * back the publishers of this subscription's messages instead of cutting
+   * the node off (see the node option `slowConsumer`, which sets it for every
+   * subscription). Default: the node's policy.
+   */
+  slowConsumer?: SlowConsumerPolicy;
 }
 
 /** Emitted (`overflow` event) each time a subscription's queue overflows. */
@@ -60,6 +70,12 @@ export interface OverflowEvent {
   /** Messages dropped by this overflow (0 for `block`). */
   dropped: number;
 }
+
+/**
+ * The message an `@on` method is called with: with `type:`, that type's
+ * messages (a method taking something else does not compile); else anything.
+ */
+export type OnMessage<O> = O extends { type: infer T extends MessageType } ? MessageOf<T> : never;
 
 interface DeclaredHandler {
   uri: string;
@@ -79,9 +95,9 @@ const declared = new WeakMap<object, DeclaredHandler[]>();
  * }
  * ```
  */
-export function on(uri: string, options: SubscribeOptions = {}) {
-  return <This extends object, M>(
-    _method: (this: This, message: M, info: EventInfo) => unknown,
+export function on<O extends SubscribeOptions = SubscribeOptions>(uri: string, options: O = {} as O) {
+  return <This extends object>(
+    _method: (this: This, message: OnMessage<O>, info: EventInfo) => unknown,
     context: ClassMethodDecoratorContext<This>,
   ): void => {
     if (!isStandardContext(context)) throw legacyDecoratorError(uri);

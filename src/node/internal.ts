@@ -4,3 +4,5 @@
  */
 export const CHANNEL_OWNER = Symbol('nodeset.channelOwner');
 export const ATTACH_CHANNEL = Symbol('nodeset.attachChannel');
+/** Tells a Subscription that its node removed it (or stopped): its iteration ends. */
+export const SUBSCRIPTION_ENDED = Symbol('nodeset.subscriptionEnded');

@@ -22,6 +22,7 @@ import {
 import { HeaderCache } from '../protocol/header-cache.js';
 import { checkHeaders, type MessageHeaders } from '../protocol/headers.js';
 import { encodePayload } from '../protocol/payload.js';
+import { abortable, abortedError, throwIfAborted } from './abort.js';
 import {
   type ChannelOwner,
   LinkChannel,
@@ -39,12 +40,26 @@ import {
   type OverflowEvent,
   type SubscribeOptions,
 } from './handlers.js';
-import { ATTACH_CHANNEL, CHANNEL_OWNER } from './internal.js';
+import { ATTACH_CHANNEL, CHANNEL_OWNER, SUBSCRIPTION_ENDED } from './internal.js';
 import { defaultLogger } from './logger.js';
 import type { MessageType } from './message.js';
 import { NodeMetrics } from './metrics.js';
 import { MAX_WILL_BYTES, type NodeOptions, resolveNodeOptions, resolveSubscribeOptions } from './options.js';
+import { Subscription, type SubscriptionOwner } from './subscription.js';
 import { type MessageTracing, startTracing } from './tracing.js';
+import type {
+  ConnectedNodeInfo,
+  DispatcherStatsAnswer,
+  EventMap,
+  HandlerMessage,
+  PublishResult,
+  ReplyFor,
+  ReplyMessage,
+  Responder,
+  SentMessage,
+  SubscriberInfo,
+  UntypedEvents,
+} from './typed.js';
 
 export type { GapEvent, NodeOptions };
 
@@ -62,14 +77,65 @@ export interface PublishOptions {
    * token characters) to string values, at most 32 entries and 4 KiB.
    */
   headers?: MessageHeaders;
+  /**
+   * With `ack`: stop waiting for the acknowledgement when it aborts (rejects
+   * with ABORTED; the publish may still have been delivered). Ignored without `ack`.
+   */
+  signal?: AbortSignal;
 }
 
 export interface RequestOptions {
   timeoutMs?: number;
+  /** Check (and strip metadata from) the request with this type before sending. */
   type?: MessageType;
   /** Headers delivered to the responder with the request (as PublishOptions.headers). */
   headers?: MessageHeaders;
+  /** Check the reply with this type (VALIDATION on mismatch); the result is typed by it. */
+  replyType?: MessageType;
+  /** Stop waiting when it aborts: rejects with ABORTED at once, and a late reply is ignored. */
+  signal?: AbortSignal;
 }
+
+export interface StartOptions {
+  /** Stop connecting when it aborts: the node is stopped, and start rejects with ABORTED. */
+  signal?: AbortSignal;
+}
+
+export interface DrainOptions {
+  /** Stop waiting when it aborts (rejects with ABORTED; what is queued is still written). */
+  signal?: AbortSignal;
+}
+
+/** The typed methods of a node seen through an event map (`node.typed<E>()`). */
+export interface TypedMethods<E extends EventMap> {
+  /** {@inheritDoc Node.publish} */
+  publish<U extends string, O extends PublishOptions | undefined = undefined>(
+    uri: U,
+    message?: SentMessage<E, U, O>,
+    options?: O,
+  ): PublishResult<O>;
+  /** {@inheritDoc Node.subscribe} */
+  subscribe<M = never, U extends string = string, O extends SubscribeOptions = SubscribeOptions>(
+    uri: U,
+    handler?: Handler<HandlerMessage<M, E, U, O>>,
+    options?: O,
+  ): Promise<Subscription<HandlerMessage<M, E, U, O>>>;
+  /** {@inheritDoc Node.respond} */
+  respond<M = never, U extends string = string, O extends SubscribeOptions = SubscribeOptions>(
+    uri: U,
+    handler: Responder<HandlerMessage<M, E, U, O>, ReplyFor<E, U>>,
+    options?: O,
+  ): Promise<Subscription<HandlerMessage<M, E, U, O>>>;
+  /** {@inheritDoc Node.request} */
+  request<R = never, U extends string = string, O extends RequestOptions = RequestOptions>(
+    uri: U,
+    message?: SentMessage<E, U, O>,
+    options?: O,
+  ): Promise<[R] extends [never] ? ReplyMessage<E, U, O> : R>;
+}
+
+/** A node typed by an event map: its other members are the Node's. */
+export type TypedNode<E extends EventMap> = Omit<Node, keyof TypedMethods<E>> & TypedMethods<E>;
 
 const PLAIN_HEADER_CACHE_LIMIT = 1024;
 
@@ -91,6 +157,15 @@ export interface SlowConsumerEvent {
   cut: boolean;
 }
 
+/** What an acknowledged publish's answer said was lost (the `dropped` event). */
+export interface PublishDroppedEvent {
+  uri: string;
+  /** Subscriptions the message was written to (what the publish resolved with). */
+  delivered: number;
+  /** Copies refused because their subscriber's connection was over its limit (and cut off) or closing. */
+  dropped: number;
+}
+
 export interface NodeEvents {
   connect: [Welcome];
   reconnect: [Welcome];
@@ -101,12 +176,18 @@ export interface NodeEvents {
   overflow: [OverflowEvent];
   gap: [GapEvent];
   'slow-consumer': [SlowConsumerEvent];
+  /** An acknowledged publish reached `delivered` subscriptions, and `dropped` copies were lost (slow consumers cut off or closing). */
+  dropped: [PublishDroppedEvent];
 }
 
 /**
  * A node: publishes and subscribes through its host's dispatcher. It owns its
  * subscriptions and sends them again after every reconnect, so a restarted
  * dispatcher needs nothing from the user.
+ *
+ * `node.typed<Events>()` gives the same node typed by an event map (see
+ * {@link EventMap}): one declaration types publish, subscribe, respond and
+ * request for the names it lists; other names stay untyped.
  */
 export class Node extends EventEmitter<NodeEvents> {
   readonly name: string;
@@ -119,6 +200,14 @@ export class Node extends EventEmitter<NodeEvents> {
   #owner: ChannelOwner;
   #subs = new Map<number, LocalSubscription>();
   #byKey = new Map<string, LocalSubscription>();
+  /** Subscriptions being drained: unsubscribed at the dispatcher, still handling what they received. */
+  #draining = new Set<LocalSubscription>();
+  /** The Subscription object of each subscription, made with it. */
+  #handles = new WeakMap<LocalSubscription, Subscription>();
+  #subscriptionOwner: SubscriptionOwner = {
+    unsubscribe: (sub) => this.#unsubscribeLocal(sub),
+    drain: (sub, signal) => this.#drainLocal(sub, signal),
+  };
   #nextSid = 1;
   #plainHeaders = new HeaderCache(packCheckedPubHeader, PLAIN_HEADER_CACHE_LIMIT);
   #resubscribed: Promise<unknown> = Promise.resolve();
@@ -201,8 +290,25 @@ export class Node extends EventEmitter<NodeEvents> {
    * Resolves once every frame queued on the connection has been handed to the
    * kernel: the flow-control point for fast publishers (or listen for `drain`).
    */
-  drain(): Promise<void> {
-    return this.#channel.drain();
+  drain(options: DrainOptions = {}): Promise<void> {
+    if (options.signal === undefined) return this.#channel.drain();
+    return abortable(this.#channel.drain(), options.signal, 'drain');
+  }
+
+  /**
+   * This node, typed by an event map: the same object, whose publish,
+   * subscribe, respond and request check and infer the messages of the
+   * names in `E` (names outside it stay untyped).
+   *
+   * ```ts
+   * type Events = { 'orders.created': Order; 'math.add': { req: { a: number; b: number }; res: number } };
+   * const events = node.typed<Events>();
+   * events.publish('orders.created', order);          // checked
+   * const sum = await events.request('math.add', { a: 1, b: 2 }); // number
+   * ```
+   */
+  typed<E extends EventMap>(): TypedNode<E> {
+    return this as unknown as TypedNode<E>;
   }
 
   /** The dispatcher's host name, once connected. */
@@ -213,8 +319,11 @@ export class Node extends EventEmitter<NodeEvents> {
   /**
    * Connects (retrying with back-off) and subscribes the handlers declared
    * with `@on`. Resolves once connected and every subscription is confirmed.
+   * Aborting `signal` stops the node (no more retries) and rejects with ABORTED.
    */
-  async start(): Promise<this> {
+  async start(options: StartOptions = {}): Promise<this> {
+    const { signal } = options;
+    throwIfAborted(signal, `start of node ${this.name}`);
     if (!this.#started) {
       this.#started = true;
       this.#tracing = await startTracing(this.name);
@@ -225,7 +334,12 @@ export class Node extends EventEmitter<NodeEvents> {
         this.#addLocal(d.uri, method.bind(this) as Handler, d.options);
       }
     }
-    await this.#channel.start(this.startTimeoutMs);
+    const connected = this.#channel.start(this.startTimeoutMs);
+    if (signal === undefined) await connected;
+    else
+      await abortable(connected, signal, `start of node ${this.name}`, () => {
+        this.stop().catch((err: unknown) => this.logger.debug({ err }, 'stop after an aborted start failed'));
+      });
     await this.#resubscribed;
     if (this.statsIntervalMs > 0 && this.#statsTimer === null) {
       this.#statsTimer = setInterval(() => void this.publishStats(), this.statsIntervalMs);
@@ -237,6 +351,8 @@ export class Node extends EventEmitter<NodeEvents> {
   async stop(): Promise<void> {
     if (this.#statsTimer !== null) clearInterval(this.#statsTimer);
     this.#statsTimer = null;
+    // Iterations end: a stopped node receives nothing more.
+    for (const sub of this.#subs.values()) this.#handles.get(sub)?.[SUBSCRIPTION_ENDED]();
     await this.#channel.stop(this.closeTimeoutMs);
   }
 
@@ -267,13 +383,26 @@ export class Node extends EventEmitter<NodeEvents> {
   }
 
   /**
-   * Subscribes to an event URI (wildcards allowed). Without a handler, events
-   * go to `onEvent`. Subscribing again to the same URI and group only
-   * replaces the handler. Resolves once the dispatcher has confirmed it (at
-   * once when disconnected: it is sent on connect).
+   * Subscribes to an event URI (wildcards allowed). Resolves with its
+   * {@link Subscription} once the dispatcher has confirmed it (at once when
+   * disconnected: it is sent on connect). Without a handler, events go to
+   * `onEvent`, or to the subscription's async iterator once iterated.
+   * Subscribing again to the same URI and group only replaces the handler
+   * (and resolves with the same Subscription). The message is typed by the
+   * `type:` option, else by the node's event map, else `unknown`. Aborting
+   * `options.signal` unsubscribes (rejects with ABORTED if not yet confirmed).
    */
-  async subscribe<M = unknown>(uri: string, handler?: Handler<M>, options: SubscribeOptions = {}): Promise<void> {
-    await this.subscribeWith(uri, (handler as Handler | undefined) ?? null, options, null);
+  async subscribe<M = never, U extends string = string, O extends SubscribeOptions = SubscribeOptions>(
+    uri: U,
+    handler?: Handler<HandlerMessage<M, UntypedEvents, U, O>>,
+    options?: O,
+  ): Promise<Subscription<HandlerMessage<M, UntypedEvents, U, O>>> {
+    return (await this.subscribeWith(
+      uri,
+      (handler as Handler | undefined) ?? null,
+      options ?? {},
+      null,
+    )) as Subscription<HandlerMessage<M, UntypedEvents, U, O>>;
   }
 
   /**
@@ -282,18 +411,23 @@ export class Node extends EventEmitter<NodeEvents> {
    * to subscriptions made with respond() (or `@on(uri, { reply: true })`),
    * never to passive subscribers; with none, a request fails with
    * NO_RESPONDERS. A responder also gets the plain publishes to `uri`.
+   * With an event map, the handler must return the map's `res` for `uri`.
    */
-  async respond<M = unknown>(uri: string, handler: Handler<M>, options: SubscribeOptions = {}): Promise<void> {
-    await this.subscribeWith(uri, handler as Handler, { ...options, reply: true }, null);
+  async respond<M = never, U extends string = string, O extends SubscribeOptions = SubscribeOptions>(
+    uri: U,
+    handler: Responder<HandlerMessage<M, UntypedEvents, U, O>, ReplyFor<UntypedEvents, U>>,
+    options?: O,
+  ): Promise<Subscription<HandlerMessage<M, UntypedEvents, U, O>>> {
+    return (await this.subscribeWith(uri, handler as Handler, { ...options, reply: true }, null)) as Subscription<
+      HandlerMessage<M, UntypedEvents, U, O>
+    >;
   }
 
   /** Removes a subscription (same URI, group and `reply` as given to subscribe or respond). */
   async unsubscribe(uri: string, options: { group?: string; reply?: boolean } = {}): Promise<void> {
     const sub = this.#byKey.get(subscriptionKey(uri, options.group ?? null, options.reply === true));
     if (sub === undefined) return;
-    // From here on its handler is never called: what waits in its queue is dropped, and counted.
-    this.#removeLocal(sub);
-    await this.#channel.unsubscribe(sub, this.ackTimeoutMs);
+    await this.#unsubscribeLocal(sub);
   }
 
   /** The URIs this node subscribes to. */
@@ -307,9 +441,11 @@ export class Node extends EventEmitter<NodeEvents> {
    * are thrown. With `ack: true` it resolves with the number of subscribers
    * the dispatcher delivered to, or rejects.
    */
-  publish(uri: string, message?: unknown, options?: PublishOptions & { ack?: false }): void;
-  publish(uri: string, message: unknown, options: PublishOptions & { ack: true }): Promise<number>;
-  publish(uri: string, message?: unknown, options?: PublishOptions): undefined | Promise<number>;
+  publish<U extends string, O extends PublishOptions | undefined = undefined>(
+    uri: U,
+    message?: SentMessage<UntypedEvents, U, O>,
+    options?: O,
+  ): PublishResult<O>;
   publish(uri: string, message?: unknown, options?: PublishOptions): undefined | Promise<number> {
     if (options === undefined && this.#tracing === null) {
       this.#publishPlain(uri, message, 0, null);
@@ -320,13 +456,16 @@ export class Node extends EventEmitter<NodeEvents> {
     const headers = checkHeaders(options?.headers, 'BAD_OPTION');
     const ack = options?.ack === true;
     const timeoutMs = options?.timeoutMs ?? this.ackTimeoutMs;
+    const signal = ack ? options?.signal : undefined;
+    // Already aborted: nothing is sent.
+    if (signal?.aborted === true) return Promise.reject(abortedError(signal, `publish ${uri}`));
     const tracing = this.#tracing;
     if (tracing === null) {
       if (!ack) {
         this.#publishPlain(uri, body, flags, headers);
         return;
       }
-      return this.#publishAcked(uri, body, flags, timeoutMs, headers);
+      return abortable(this.#publishAcked(uri, body, flags, timeoutMs, headers), signal, `publish ${uri}`);
     }
     const sent = tracing.startSend(uri, headers, false);
     try {
@@ -336,7 +475,7 @@ export class Node extends EventEmitter<NodeEvents> {
         tracing.end(sent.span);
         return;
       }
-      return this.#publishAcked(uri, body, flags, timeoutMs, traced).then(
+      return abortable(this.#publishAcked(uri, body, flags, timeoutMs, traced), signal, `publish ${uri}`).then(
         (n) => {
           tracing.end(sent.span);
           return n;
@@ -352,40 +491,52 @@ export class Node extends EventEmitter<NodeEvents> {
     }
   }
 
-  /** Sends a request to one subscriber of `uri`; resolves with its handler's return value. */
-  async request<R = unknown>(uri: string, message?: unknown, options: RequestOptions = {}): Promise<R> {
+  /**
+   * Sends a request to one responder of `uri`; resolves with its handler's
+   * return value. The reply is typed by the explicit type argument, else by
+   * `replyType:` (checked at run time), else by the event map's `res`.
+   * Aborting `options.signal` rejects with ABORTED at once; a late reply is ignored.
+   */
+  request<R = never, U extends string = string, O extends RequestOptions = RequestOptions>(
+    uri: U,
+    message?: SentMessage<UntypedEvents, U, O>,
+    options?: O,
+  ): Promise<[R] extends [never] ? ReplyMessage<UntypedEvents, U, O> : R>;
+  async request(uri: string, message?: unknown, options: RequestOptions = {}): Promise<unknown> {
+    const { signal } = options;
+    throwIfAborted(signal, `request ${uri}`);
     parseEventUri(uri, false);
     const body = options.type === undefined ? message : options.type.toJSON(options.type.parse(message));
     const { ct, bytes } = this.#encode(uri, body);
     let headers = checkHeaders(options.headers, 'BAD_OPTION');
     const timeoutMs = options.timeoutMs ?? this.requestTimeoutMs;
     const tracing = this.#tracing;
-    if (tracing === null) return (await this.#channel.request(uri, ct, bytes, timeoutMs, headers)) as R;
-    const sent = tracing.startSend(uri, headers, true);
+    const sent = tracing?.startSend(uri, headers, true);
     try {
-      headers = checkHeaders(sent.headers, 'BAD_OPTION');
-      const reply = (await this.#channel.request(uri, ct, bytes, timeoutMs, headers)) as R;
-      tracing.end(sent.span);
-      return reply;
+      if (sent !== undefined) headers = checkHeaders(sent.headers, 'BAD_OPTION');
+      const replied = this.#channel.request(uri, ct, bytes, timeoutMs, headers);
+      const reply = await abortable(replied, signal, `request ${uri}`);
+      if (sent !== undefined) tracing?.end(sent.span);
+      return options.replyType === undefined ? reply : options.replyType.parse(reply);
     } catch (err) {
-      tracing.end(sent.span, err);
+      if (sent !== undefined) tracing?.end(sent.span, err);
       throw err;
     }
   }
 
-  /** Dispatcher statistics. */
-  stats(): Promise<unknown> {
-    return this.#query('stats');
+  /** The dispatcher's counters (QUERY `stats`; needs the `query` permission with authentication). */
+  stats(): Promise<DispatcherStatsAnswer> {
+    return this.#query('stats') as Promise<DispatcherStatsAnswer>;
   }
 
-  /** Nodes connected to the dispatcher. */
-  nodes(): Promise<unknown> {
-    return this.#query('nodes');
+  /** Nodes connected to the dispatcher (QUERY `nodes`). */
+  nodes(): Promise<ConnectedNodeInfo[]> {
+    return this.#query('nodes') as Promise<ConnectedNodeInfo[]>;
   }
 
-  /** Subscriptions that match a publish URI. */
-  subscribers(uri: string): Promise<unknown> {
-    return this.#query('subscribers', uri);
+  /** Subscriptions that match a publish URI (QUERY `subscribers`). */
+  subscribers(uri: string): Promise<SubscriberInfo[]> {
+    return this.#query('subscribers', uri) as Promise<SubscriberInfo[]>;
   }
 
   /**
@@ -405,15 +556,21 @@ export class Node extends EventEmitter<NodeEvents> {
     handler: Handler | null,
     options: SubscribeOptions,
     stream: string | null,
-  ): Promise<void> {
+  ): Promise<Subscription> {
+    const { signal } = options;
+    throwIfAborted(signal, `subscribe ${uri}`);
     const { sub, isNew } = this.#addLocal(uri, handler, options, stream);
-    if (!isNew) return;
+    const handle = this.#handles.get(sub) as Subscription;
+    if (!isNew) return handle;
     try {
-      await this.#channel.subscribe(sub, this.ackTimeoutMs);
+      const confirmed = this.#channel.subscribe(sub, this.ackTimeoutMs);
+      await (signal === undefined ? confirmed : abortable(confirmed, signal, `subscribe ${uri}`));
     } catch (err) {
-      this.#removeLocal(sub);
+      if (!sub.removed) await this.#unsubscribeLocal(sub).catch(() => {});
       throw err;
     }
+    if (signal !== undefined) this.#unsubscribeOnAbort(sub, signal);
+    return handle;
   }
 
   /** The callbacks a channel uses; for NodeCollection. @internal */
@@ -469,11 +626,85 @@ export class Node extends EventEmitter<NodeEvents> {
     parseEventUri(uri, false);
     const { ct, bytes } = this.#encode(uri, message);
     const seq = flags === 0 ? this.#sequences.next(uri) : 0;
-    return this.#channel.publishAcked(uri, flags, ct, bytes, timeoutMs, seq, headers).catch((err: unknown) => {
-      // Refused before it was sent: its number is given back, unless a later publish took the next one.
-      if (err instanceof NodesetError && err.code === 'BUFFER_FULL') this.#sequences.giveBack(uri, seq);
+    return this.#channel.publishAcked(uri, flags, ct, bytes, timeoutMs, seq, headers).then(
+      (answer) => {
+        if (answer.dropped > 0) {
+          this.logger.warn({ uri, delivered: answer.n, dropped: answer.dropped }, 'copies of a publish were dropped');
+          this.emit('dropped', { uri, delivered: answer.n, dropped: answer.dropped });
+        }
+        return answer.n;
+      },
+      (err: unknown) => {
+        // Refused before it was sent: its number is given back, unless a later publish took the next one.
+        if (err instanceof NodesetError && err.code === 'BUFFER_FULL') this.#sequences.giveBack(uri, seq);
+        throw err;
+      },
+    );
+  }
+
+  /** Removes a subscription now; what waits in its queue is dropped, and counted. */
+  async #unsubscribeLocal(sub: LocalSubscription): Promise<void> {
+    if (sub.removed) return;
+    // From here on its handler is never called: what waits in its queue is dropped, and counted.
+    this.#removeLocal(sub);
+    // A draining one has been unsubscribed at the dispatcher already.
+    if (!this.#draining.delete(sub)) await this.#channel.unsubscribe(sub, this.ackTimeoutMs);
+  }
+
+  /**
+   * Drains a subscription: UNSUB first (the dispatcher confirms once it sends
+   * it nothing more), then waits until what it received is handled, then
+   * removes it. Aborting removes it at once.
+   */
+  async #drainLocal(sub: LocalSubscription, signal: AbortSignal | undefined): Promise<void> {
+    if (sub.removed) return;
+    const what = `drain of ${sub.uri}`;
+    throwIfAborted(signal, what);
+    const abort = (): void => {
+      if (!sub.removed) this.#removeLocal(sub);
+    };
+    this.#draining.add(sub);
+    try {
+      await abortable(this.#channel.unsubscribe(sub, this.ackTimeoutMs), signal, what, abort);
+    } catch (err) {
+      // Not confirmed (lost connection, timeout): removed here, as unsubscribe() would.
+      this.#draining.delete(sub);
+      if (!sub.removed) this.#removeLocal(sub);
       throw err;
-    });
+    }
+    // Messages the dispatcher sent before its confirmation may still wait in the connection's
+    // inbox (handed over in slices, after I/O): let each slice run before calling it idle.
+    const idle = async (): Promise<void> => {
+      for (;;) {
+        if (sub.removed) return;
+        if (sub.inFlight > 0 || sub.queue.length > 0) {
+          await new Promise<void>((resolve) => {
+            sub.idle = resolve;
+          });
+          sub.idle = null;
+        }
+        const seen = sub.received;
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        if (sub.removed || (sub.received === seen && sub.inFlight === 0 && sub.queue.length === 0)) return;
+      }
+    };
+    try {
+      await abortable(idle(), signal, what, abort);
+    } finally {
+      this.#draining.delete(sub);
+    }
+    if (!sub.removed) this.#removeLocal(sub);
+  }
+
+  /** Aborting the signal later unsubscribes; the listener goes with the subscription. */
+  #unsubscribeOnAbort(sub: LocalSubscription, signal: AbortSignal): void {
+    const aborted = (): void => {
+      this.#unsubscribeLocal(sub).catch((err: unknown) =>
+        this.logger.debug({ err, subscription: sub.uri }, 'unsubscribe on abort failed'),
+      );
+    };
+    signal.addEventListener('abort', aborted, { once: true });
+    sub.onRemoved = () => signal.removeEventListener('abort', aborted);
   }
 
   #query(what: QueryWhat, uri?: string): Promise<unknown> {
@@ -497,12 +728,13 @@ export class Node extends EventEmitter<NodeEvents> {
       if (options.type !== undefined) existing.type = options.type;
       return { sub: existing, isNew: false };
     }
-    const { maxInFlight, queueLimit, overflow } = resolveSubscribeOptions(options);
+    const { maxInFlight, queueLimit, overflow, pushback } = resolveSubscribeOptions(options);
     const sub: LocalSubscription = {
       sid: this.#nextSid++,
       uri,
       group,
       responds,
+      pushback,
       handler,
       type: options.type ?? null,
       stream,
@@ -513,9 +745,15 @@ export class Node extends EventEmitter<NodeEvents> {
       queue: [],
       removed: false,
       gaps: null,
+      received: 0,
+      handled: 0,
+      dropped: 0,
+      idle: null,
+      onRemoved: null,
     };
     this.#subs.set(sub.sid, sub);
     this.#byKey.set(key, sub);
+    this.#handles.set(sub, new Subscription(sub, this.#subscriptionOwner));
     return { sub, isNew: true };
   }
 
@@ -523,6 +761,13 @@ export class Node extends EventEmitter<NodeEvents> {
     this.#delivery.removed(sub);
     this.#subs.delete(sub.sid);
     this.#byKey.delete(subscriptionKey(sub.uri, sub.group, sub.responds));
+    sub.onRemoved?.();
+    sub.onRemoved = null;
+    // A drain waiting for it to go idle: it is gone.
+    const idle = sub.idle;
+    sub.idle = null;
+    idle?.();
+    this.#handles.get(sub)?.[SUBSCRIPTION_ENDED]();
   }
 
   #reportError(error: Error): void {

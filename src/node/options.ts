@@ -154,6 +154,7 @@ export function resolveSubscribeOptions(o: SubscribeOptions): {
   maxInFlight: number;
   queueLimit: number;
   overflow: OverflowPolicy;
+  pushback: boolean;
 } {
   const overflow = o.overflow ?? NODE_DEFAULTS.overflow;
   if (!['drop-newest', 'drop-oldest', 'disconnect', 'block'].includes(overflow)) {
@@ -163,7 +164,8 @@ export function resolveSubscribeOptions(o: SubscribeOptions): {
     );
   }
   if (o.group !== undefined) checkName('group', o.group);
-  return { maxInFlight: count(o, 'maxInFlight', 1), queueLimit: count(o, 'queueLimit', 0), overflow };
+  const pushback = o.slowConsumer === undefined ? false : slowConsumerPolicy(o.slowConsumer) === 'pushback';
+  return { maxInFlight: count(o, 'maxInFlight', 1), queueLimit: count(o, 'queueLimit', 0), overflow, pushback };
 }
 
 /** A numeric option: an integer at least `min`, or its default. */

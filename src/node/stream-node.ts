@@ -9,7 +9,7 @@ import { NodesetError } from '../protocol/errors.js';
 import type { SubscriberInfo } from '../protocol/frames.js';
 import { readFirstLine } from '../transport/read-line.js';
 import { connectTcp, listenTcp, type TlsClientOptions, type TlsServerOptions } from '../transport/tcp.js';
-import { Node, type NodeOptions } from './node.js';
+import { Node, type NodeOptions, type StartOptions } from './node.js';
 import { BUILTIN_FORMATS, type StreamFormat } from './stream-format.js';
 
 export const STREAM_PROTOCOL_VERSION = 1;
@@ -99,7 +99,7 @@ export class StreamNode extends Node {
     return this.#address;
   }
 
-  override async start(): Promise<this> {
+  override async start(options: StartOptions = {}): Promise<this> {
     if (this.#server === null) {
       const t = this.#streamTls;
       const serverTls =
@@ -115,7 +115,7 @@ export class StreamNode extends Node {
       const host = this.#advertiseHost ?? (wildcard ? '127.0.0.1' : this.#streamHost);
       this.#address = `${serverTls ? 'tls:' : ''}${host.includes(':') ? `[${host}]` : host}:${port}`;
     }
-    return super.start();
+    return super.start(options);
   }
 
   override async stop(): Promise<void> {

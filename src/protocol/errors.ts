@@ -29,6 +29,8 @@ export const ERROR_CODES = {
   METHOD_NOT_ALLOWED: 'An HTTP path exists but not for that method; the Allow header lists the ones it takes.',
   UNSUPPORTED_MEDIA_TYPE:
     'An HTTP request body has a Content-Type the bridge does not read (JSON and form fields only).',
+  ABORTED:
+    'The caller aborted the operation through its AbortSignal (start, request, acked publish, subscribe, drain).',
   INTERNAL: 'The dispatcher failed while handling a frame; the frame was dropped and the connection kept.',
 } as const;
 

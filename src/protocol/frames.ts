@@ -113,6 +113,8 @@ export interface SubHeader {
   stream?: string;
   /** This subscription answers requests; requests go only to such subscriptions. */
   reply?: boolean;
+  /** `pushback`: when the connection falls behind, deliveries to this subscription hold their publisher. */
+  slow?: 'pushback';
 }
 
 export interface UnsubHeader {

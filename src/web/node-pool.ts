@@ -99,10 +99,12 @@ export class NodePool {
     let shared = this.#shared.get(key);
     if (shared === undefined) {
       const created: Shared = { node, uri, listeners: new Set(), ready: Promise.resolve() };
-      created.ready = node.subscribe(uri, (message, info) => {
-        const event = bridgeEvent(info.uri, message, info);
-        for (const l of created.listeners) l(event);
-      });
+      created.ready = node
+        .subscribe(uri, (message, info) => {
+          const event = bridgeEvent(info.uri, message, info);
+          for (const l of created.listeners) l(event);
+        })
+        .then(() => undefined);
       shared = created;
       this.#shared.set(key, shared);
       try {

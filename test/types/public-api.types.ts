@@ -15,6 +15,7 @@ import {
   type PublishOptions,
   parseEventUri,
   type SubscribeOptions,
+  type Subscription,
   z,
 } from 'nodeset';
 import {
@@ -47,7 +48,7 @@ node.request('math.add', {}, { timeoutMs: '1s' });
 
 // subscribe: a handler gets the message and what it needs to know of the event.
 expectTypeOf(node.subscribe('orders.>', (_message: unknown, info: EventInfo) => info.from)).toEqualTypeOf<
-  Promise<void>
+  Promise<Subscription<unknown>>
 >();
 expectTypeOf<EventInfo>().toHaveProperty('isRequest').toEqualTypeOf<boolean>();
 expectTypeOf<SubscribeOptions['overflow']>().toEqualTypeOf<
