@@ -94,6 +94,17 @@ test('host directory: joins, duplicates, silent hosts expire, one host picked pe
   const picked = new Set([dir.pickHost('jobs.run'), dir.pickHost('jobs.run'), dir.pickHost('jobs.run')]);
   assert.deepEqual([...picked].sort(), ['b', 'c'], 'round robin over hosts with interest');
   assert.equal(dir.pickHost('other'), null);
+  // Requests: only hosts that announce a responder for the event (an older host without the field: its patterns).
+  dir.announced({ ...ann('b', 'id-b', ['jobs.*']), responders: [] }, 500);
+  dir.announced({ ...ann('c', 'id-c', ['jobs.run']), responders: ['jobs.run'] }, 500);
+  assert.deepEqual(
+    [...new Set([dir.pickHost('jobs.run', true), dir.pickHost('jobs.run', true), dir.pickHost('jobs.run', true)])],
+    ['c'],
+  );
+  dir.announced({ ...ann('c', 'id-c', ['jobs.run']), responders: [] }, 500);
+  assert.equal(dir.pickHost('jobs.run', true), null, 'passive subscribers only: nobody to ask');
+  dir.announced(ann('c', 'id-c', ['jobs.run']), 500);
+  assert.equal(dir.pickHost('jobs.run', true), 'c', 'no responders field: its patterns count');
   assert.deepEqual(dir.expire(3000, 2600), [], 'nobody silent yet');
   assert.deepEqual(
     dir.expire(3200, 2600).map(([h]) => h),
@@ -213,6 +224,49 @@ describe('federation on a 3-server NATS cluster', { skip }, () => {
     const t0 = Date.now();
     await assert.rejects(req.request('*/nobody.home', 1, { timeoutMs: 5000 }), { code: 'NO_RESPONDERS' });
     assert.ok(Date.now() - t0 < 1000, 'at once, not after the timeout');
+  });
+
+  test("request('*/ask') goes only to hosts with a responder: b has a passive subscriber, c a responder; passive only: NO_RESPONDERS at once", async () => {
+    const seenAtB: number[] = [];
+    const passiveB = await at('b', 'ask-passive-b');
+    await passiveB.subscribe('ask.x', (n: number) => {
+      seenAtB.push(n);
+    });
+    const runs: Record<string, number> = {};
+    const responderC = await at('c', 'ask-responder-c');
+    await responderC.respond('ask.x', (n: number) => {
+      runs.c = (runs.c ?? 0) + 1;
+      return `c:${n}`;
+    });
+    const req = await at('a', 'ask-req');
+    for (let i = 0; i < 20; i++) assert.equal(await req.request('*/ask.x', i, { timeoutMs: 5000 }), `c:${i}`);
+    assert.equal(runs.c, 20, 'every request answered by c');
+    assert.equal(Object.keys(runs).length, 1);
+    assert.equal(seenAtB.length, 0, "b's passive subscriber was never handed a request");
+    // A responder appears at b on a pattern b already had: once respond() resolves, a knows it.
+    const responderB = await at('b', 'ask-responder-b');
+    await responderB.respond('ask.x', (n: number) => {
+      runs.b = (runs.b ?? 0) + 1;
+      return `b:${n}`;
+    });
+    for (let i = 0; i < 20; i++) assert.match(String(await req.request('*/ask.x', i, { timeoutMs: 5000 })), /^[bc]:/);
+    assert.ok((runs.b ?? 0) > 0 && (runs.c ?? 0) > 20, `spread over b and c: ${JSON.stringify(runs)}`);
+    // Passive subscribers only, on two hosts: refused here at once, never sent to them.
+    for (const h of ['b', 'd']) {
+      const n = await at(h, `passive-only-${h}`);
+      await n.subscribe('ask.passive', (v: number) => {
+        seenAtB.push(v);
+      });
+    }
+    await until(() => links.a!.pickHost('ask.passive', false) !== null, 5000, 'a to know the passive interest');
+    const out = hosts.a!.stats.federationOut;
+    const t0 = Date.now();
+    for (let i = 0; i < 5; i++) {
+      await assert.rejects(req.request('*/ask.passive', i, { timeoutMs: 5000 }), { code: 'NO_RESPONDERS' });
+    }
+    assert.ok(Date.now() - t0 < 1000, `at once, well under the timeout (${Date.now() - t0} ms)`);
+    assert.equal(hosts.a!.stats.federationOut, out, 'nothing was sent to another host');
+    assert.equal(seenAtB.length, 0);
   });
 
   test('a queue group present on 3 hosts, */grp ×10: 10 deliveries in all; ungrouped subscribers still get every one', async () => {
@@ -350,11 +404,70 @@ describe('federation on a 3-server NATS cluster', { skip }, () => {
       await assert.rejects(pub.publish('ghost/x', 1, { ack: true, timeoutMs: 4000 }), { code: 'NO_ROUTE' });
       await assert.rejects(pub.request('ghost/x', 1, { timeoutMs: 4000 }), { code: 'NO_ROUTE' });
       assert.ok(Date.now() - t0 < 1000, `at once, not after the timeout (${Date.now() - t0} ms)`);
-      // Silent past the host timeout: it leaves the directory, and B/… is refused before NATS is asked.
-      await until(() => !links.a!.knows('ghost'), 10_000, 'the silent host to leave');
+      // The no-responders status took it out of the directory: B/… is refused before NATS is asked.
+      assert.equal(links.a!.knows('ghost'), false, 'unreachable: left the directory');
       await assert.rejects(pub.publish('ghost/x', 1, { ack: true }), { code: 'NO_ROUTE', message: /not known/ });
     } finally {
       await raw.close();
+    }
+  });
+
+  test('a dispatcher killed (SIGKILL): plain publishes to it are counted as lost, it leaves the directory at once, later ones are refused', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nodeset-fed-'));
+    const script = join(dir, 'doomed.mts');
+    const src = (f: string) => JSON.stringify(pathToFileURL(join(ROOT, f)).href);
+    writeFileSync(
+      script,
+      `import { NatsFederation } from ${src('src/federation/nats-federation.ts')};
+import { Dispatcher } from ${src('src/index.ts')};
+const link = new NatsFederation({ servers: [${JSON.stringify(server(0).url)}] });
+await new Dispatcher({ port: 0, hostName: 'doomed' }, link).start();
+`,
+    );
+    const raw = await connect({ servers: [server(0).url] });
+    const child = spawnOwned(process.execPath, ['--import', 'tsx', script], { cwd: ROOT, stdio: 'ignore' });
+    try {
+      const left: string[] = [];
+      const watcher = await at('a', 'doomed-watcher');
+      await watcher.subscribe('$nodeset.host.left', (p: { host: string; reason: string }) => {
+        if (p.host === 'doomed') left.push(p.reason);
+      });
+      await until(() => links.a!.knows('doomed'), 20_000, 'a to learn about the doomed host');
+      const pub = await at('a', 'doomed-pub');
+      const errors: string[] = [];
+      pub.on('error', (e) => void errors.push((e as NodesetError).code));
+      await pub.publish('doomed/x', 'before', { ack: true });
+      child.kill('SIGKILL');
+      await waitForExit(child, 10_000 * WAIT_SCALE);
+      // Its connection closed with the process: wait until its server no longer has its subscription.
+      await until(
+        () =>
+          raw.request('nodeset.id.doomed', undefined, { timeout: 500 }).then(
+            () => false,
+            (e: { code?: string }) => e.code === '503',
+          ),
+        5000,
+        'the NATS server to drop the killed dispatcher',
+      );
+      const t0 = Date.now();
+      const before = { ...hosts.a!.stats };
+      for (let i = 0; i < 50; i++) await pub.publish('doomed/x', i);
+      const lost = () => hosts.a!.stats.federationLost - before.federationLost;
+      const refused = () => hosts.a!.stats.federationRejected - before.federationRejected;
+      // Nothing lost silently: each of the 50 is counted as lost (sent, then the server said nobody
+      // subscribes) or refused (the host had left the directory: an error event at the publisher).
+      await until(() => lost() + refused() === 50, 5000, `50 counted (lost ${lost()}, refused ${refused()})`);
+      assert.ok(lost() >= 1, 'the first one was sent and counted as lost');
+      await until(() => errors.length === refused(), 5000, 'an error event per refused publish');
+      assert.ok(errors.every((c) => c === 'NO_ROUTE'));
+      assert.equal(links.a!.knows('doomed'), false);
+      await until(() => left.length === 1, 2000, 'the left event');
+      assert.deepEqual(left, ['unreachable']);
+      assert.ok(Date.now() - t0 < 2000, `well within the host timeout (${Date.now() - t0} ms)`);
+    } finally {
+      await stopProcess(child, 'SIGKILL');
+      await raw.close();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

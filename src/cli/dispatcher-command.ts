@@ -47,6 +47,7 @@ interface DispatcherCliOptions extends CommonOptions, ManholeOptions {
   federationPasswordFile?: string;
   federationTokenFile?: string;
   federationCreds?: string;
+  federationNkey?: string;
   federationTlsCa?: string;
   federationTlsCert?: string;
   federationTlsKey?: string;
@@ -66,6 +67,7 @@ function federationOptions(opts: DispatcherCliOptions, logger: NatsFederationOpt
   const token = secretFromFileOrEnv('--federation-token-file', opts.federationTokenFile, FEDERATION_TOKEN_ENV);
   if (token !== undefined) o.token = token;
   if (opts.federationCreds !== undefined) o.credsFile = opts.federationCreds;
+  if (opts.federationNkey !== undefined) o.nkeySeedFile = opts.federationNkey;
   if (opts.federationTlsCa !== undefined || opts.federationTlsCert !== undefined) {
     o.tls = {};
     if (opts.federationTlsCa !== undefined) o.tls.caFile = opts.federationTlsCa;
@@ -163,6 +165,7 @@ export function dispatcherCommand(name = 'nodeset-dispatcher'): Command {
     .option('--federation-password-file <file>', `file holding the NATS password (or set ${FEDERATION_PASSWORD_ENV})`)
     .option('--federation-token-file <file>', `file holding the NATS token (or set ${FEDERATION_TOKEN_ENV})`)
     .option('--federation-creds <file>', 'NATS credentials file (user JWT and NKey seed)')
+    .option('--federation-nkey <file>', 'file holding a NATS NKey user seed (SU…)')
     .option('--federation-tls-ca <file>', 'CA certificate that signs the NATS servers (enables TLS)')
     .option('--federation-tls-cert <file>', 'client certificate for the NATS link (with --federation-tls-key)')
     .option('--federation-tls-key <file>', 'client key for the NATS link')

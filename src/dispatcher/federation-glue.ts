@@ -32,6 +32,8 @@ export class FederationGlue implements RemoteHosts, FederationHost {
   readonly #interest = new Map<string, number>();
   /** Subscriptions per [pattern, group] (key `pattern group`). */
   readonly #groups = new Map<string, number>();
+  /** Responder subscriptions (`respond()`) per pattern. */
+  readonly #responders = new Map<string, number>();
   /** Interests declared and not yet in effect. */
   readonly #declaring = new Map<string, Promise<void>>();
   #nextId = 1;
@@ -64,8 +66,8 @@ export class FederationGlue implements RemoteHosts, FederationHost {
     return this.#federation.knows(host);
   }
 
-  pickHost(event: string): string | null {
-    return this.#federation.pickHost(event);
+  pickHost(event: string, responder: boolean): string | null {
+    return this.#federation.pickHost(event, responder);
   }
 
   forward(host: string, envelope: Envelope): void {
@@ -90,12 +92,19 @@ export class FederationGlue implements RemoteHosts, FederationHost {
   }
 
   /**
-   * Counts local subscriptions per pattern; tells the federation when one
-   * appears or goes. For a new subscription it returns, while the pattern's
-   * interest is still on its way, a promise that resolves once it is in effect.
+   * Counts local subscriptions per pattern (and responders per pattern); tells
+   * the federation when one appears or goes. For a new subscription it
+   * returns, while the pattern's interest (or its first responder) is still
+   * on its way to the other hosts, a promise that resolves once it is in effect.
    */
-  interestChanged(pattern: string, delta: 1 | -1, group: string | null = null): Promise<void> | undefined {
+  interestChanged(
+    pattern: string,
+    delta: 1 | -1,
+    group: string | null = null,
+    responds = false,
+  ): Promise<void> | undefined {
     if (group !== null) this.#groupChanged(`${pattern} ${group}`, delta);
+    const responders = responds ? this.#responderChanged(pattern, delta) : 0;
     const before = this.#interest.get(pattern) ?? 0;
     const after = before + delta;
     if (after <= 0) this.#interest.delete(pattern);
@@ -114,7 +123,24 @@ export class FederationGlue implements RemoteHosts, FederationHost {
       this.#declaring.set(pattern, pending);
       return pending;
     }
-    return delta === 1 ? this.#declaring.get(pattern) : undefined;
+    // The pattern was already declared: only its first responder (or its last) is news.
+    if (responders === -1) this.#federation.respondersChanged(false);
+    const declaring = delta === 1 ? this.#declaring.get(pattern) : undefined;
+    if (responders !== 1) return declaring;
+    const known = this.#federation.respondersChanged(true);
+    if (known === undefined || declaring === undefined) return known ?? declaring;
+    return Promise.all([known, declaring]).then(() => undefined);
+  }
+
+  /** Counts a pattern's responders: 1 when the first appeared, -1 when the last went, else 0. */
+  #responderChanged(pattern: string, delta: 1 | -1): 1 | -1 | 0 {
+    const before = this.#responders.get(pattern) ?? 0;
+    const after = before + delta;
+    if (after <= 0) this.#responders.delete(pattern);
+    else this.#responders.set(pattern, after);
+    if (before === 0 && after > 0) return 1;
+    if (before > 0 && after <= 0) return -1;
+    return 0;
   }
 
   groupHosts(event: string): Map<string, string[]> | null {
@@ -189,12 +215,20 @@ export class FederationGlue implements RemoteHosts, FederationHost {
     });
   }
 
+  responders(): string[] {
+    return [...this.#responders.keys()];
+  }
+
   sent(): void {
     this.#stats.federationOut++;
   }
 
   refused(): void {
     this.#stats.federationRejected++;
+  }
+
+  lost(): void {
+    this.#stats.federationLost++;
   }
 
   hostChanged(uri: typeof HOST_JOINED | typeof HOST_LEFT, presence: HostPresence): void {

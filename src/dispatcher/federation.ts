@@ -14,8 +14,11 @@ export interface HostPresence {
   host: string;
   version: string;
   startedAt: string;
-  /** For `left`: `stopped` (it said goodbye) or `silent` (no heartbeat within the host timeout). */
-  reason?: 'stopped' | 'silent';
+  /**
+   * For `left`: `stopped` (it said goodbye), `silent` (no heartbeat within the host timeout) or
+   * `unreachable` (the NATS servers reported nobody subscribed to its subject: its dispatcher is gone).
+   */
+  reason?: 'stopped' | 'silent' | 'unreachable';
 }
 
 /** A publish travelling between hosts. */
@@ -70,10 +73,14 @@ export interface FederationHost {
   patterns(): string[];
   /** The queue groups of this host's subscriptions, as [pattern, group] pairs. */
   groups(): [string, string][];
+  /** Patterns with a local responder (`respond()`): where requests of `*\/…` may be sent. */
+  responders(): string[];
   /** Counts an envelope sent to another host. */
   sent(): void;
   /** Counts an envelope for other hosts that was not sent (the link was down). */
   refused(): void;
+  /** Counts a plain publish sent to a host whose dispatcher turned out to be gone (lost). */
+  lost(): void;
   /** Another host's dispatcher joined or left the directory. */
   hostChanged(uri: typeof HOST_JOINED | typeof HOST_LEFT, presence: HostPresence): void;
 }
@@ -87,12 +94,20 @@ export interface Federation {
   knownHosts(): string[];
   /** Whether a live dispatcher of that host name is known (the host directory). */
   knows(host: string): boolean;
-  /** One other live host with interest in `event`, for a single delivery of `*\/event`; null: none. */
-  pickHost(event: string): string | null;
+  /**
+   * One other live host with interest in `event`, for a single delivery of `*\/event`; null: none.
+   * `responder`: one with a responder for it (a request).
+   */
+  pickHost(event: string, responder: boolean): string | null;
   /** Other live hosts' queue groups that `event` reaches: group name → the hosts that have it. */
   groupHosts(event: string): Map<string, string[]> | null;
   /** This host's queue groups changed (announced to the other hosts). */
   groupsChanged(): void;
+  /**
+   * This host's responder patterns changed (announced to the other hosts). When one appeared,
+   * a promise that resolves once the other hosts know it (it never rejects).
+   */
+  respondersChanged(appeared: boolean): Promise<void> | undefined;
   start(host: FederationHost): Promise<void>;
   stop(): Promise<void>;
   /** A publish for one other host (`B/event`, `node@B/event`). */

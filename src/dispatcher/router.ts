@@ -33,14 +33,20 @@ export interface RemoteHosts {
   readonly maxPayload: number;
   /** Whether a live dispatcher of that host name is known. */
   knows(host: string): boolean;
-  /** One other live host with interest in `event` (single deliveries of `*\/event`), or null. */
-  pickHost(event: string): string | null;
+  /**
+   * One other live host with interest in `event` (single deliveries of `*\/event`), or null;
+   * `responder`: a host with a responder for it (requests).
+   */
+  pickHost(event: string, responder: boolean): string | null;
   forward(host: string, envelope: Envelope): void;
   broadcast(envelope: Envelope): void;
   /** A local responder's reply to a request from another host. */
   reply(replyId: number, ct: number, err: { code: string; message: string } | undefined, payload: Buffer): void;
-  /** Subscriptions appeared for (+1) or left (-1) a pattern; a promise while a new interest is on its way. */
-  interestChanged(pattern: string, delta: 1 | -1, group: string | null): Promise<void> | undefined;
+  /**
+   * Subscriptions appeared for (+1) or left (-1) a pattern, in a queue group or not, responders
+   * (`respond()`) or not; a promise while a new interest is on its way to the other hosts.
+   */
+  interestChanged(pattern: string, delta: 1 | -1, group: string | null, responds: boolean): Promise<void> | undefined;
   /** Other live hosts' queue groups that `event` reaches: group name → hosts; null: none. */
   groupHosts(event: string): Map<string, string[]> | null;
 }
@@ -102,11 +108,11 @@ export class Router {
   /** Adds a subscription; returns a promise while its interest is not yet in effect on the other hosts. */
   add(sub: Subscription): Promise<void> | undefined {
     this.#table.add(sub);
-    return this.#remote?.interestChanged(sub.pattern, 1, sub.group);
+    return this.#remote?.interestChanged(sub.pattern, 1, sub.group, sub.responds);
   }
 
   remove(sub: Subscription): void {
-    if (this.#table.remove(sub)) this.#remote?.interestChanged(sub.pattern, -1, sub.group);
+    if (this.#table.remove(sub)) this.#remote?.interestChanged(sub.pattern, -1, sub.group, sub.responds);
   }
 
   /**
@@ -177,9 +183,10 @@ export class Router {
     );
     this.#publisher = null;
     if (allHosts && (flags & (PubFlag.DIRECT | PubFlag.REQUEST)) !== 0) {
-      // One receiver across the cluster: this host's, else one other host with interest.
+      // One receiver across the cluster: this host's, else one other host with interest
+      // (for a request, one with a responder).
       if (delivered > 0) return delivered;
-      const host = this.#remote?.connected === true ? this.#remote.pickHost(event) : null;
+      const host = this.#remote?.connected === true ? this.#remote.pickHost(event, isRequest) : null;
       if (host === null) return 0;
       this.#forward(from, sender, host, uri, flags, r, ct, payload, seq, headers);
       return FORWARDED;

@@ -39,6 +39,8 @@ export interface StatsSnapshot {
   federationOut: number;
   federationIn: number;
   federationRejected: number;
+  /** Plain publishes handed to NATS for a host whose dispatcher was gone (the NATS server's no-responders status). */
+  federationLost: number;
   /** Federation link state (null when not federated). */
   federation?: { connected: boolean; hosts: string[] } | null;
   /** Publishes per event name, busiest first (bounded). */
@@ -76,6 +78,8 @@ export class DispatcherStats {
   federationOut = 0;
   federationIn = 0;
   federationRejected = 0;
+  /** Plain publishes sent to a host whose dispatcher turned out to be gone: lost, and counted here. */
+  federationLost = 0;
   /** Bytes of connections that have closed (open ones are counted on their sockets). */
   bytesInClosed = 0;
   bytesOutClosed = 0;
@@ -132,6 +136,7 @@ export class DispatcherStats {
       federationOut: this.federationOut,
       federationIn: this.federationIn,
       federationRejected: this.federationRejected,
+      federationLost: this.federationLost,
       events: Object.fromEntries(this.busiestEvents(50)),
     };
   }

@@ -16,6 +16,11 @@ export interface Announcement {
   patterns: string[];
   /** Queue groups of its subscriptions: [pattern, group] pairs. */
   groups?: [string, string][];
+  /**
+   * The patterns that have a responder (`respond()`): requests of `*\/…` go only to these.
+   * Absent from dispatchers older than this field: their patterns count.
+   */
+  responders?: string[];
   /** Set on the first announcement after (re)connecting: the others answer with theirs at once. */
   hello?: boolean;
   /** Set when the dispatcher stops. */
@@ -63,6 +68,13 @@ export class HostDirectory {
     return entry.announcement.id === a.id ? 'updated' : 'joined';
   }
 
+  /** Removes a host known to be gone; returns its entry (undefined: it was not in the directory). */
+  remove(host: string): HostEntry | undefined {
+    const entry = this.#hosts.get(host);
+    this.#hosts.delete(host);
+    return entry;
+  }
+
   /** Hosts silent for longer than `timeoutMs`: removed and returned. */
   expire(now: number, timeoutMs: number): [string, HostEntry][] {
     const gone: [string, HostEntry][] = [];
@@ -98,12 +110,15 @@ export class HostDirectory {
   /**
    * One other host whose nodes want `event` (round robin among them), or
    * null: where a single delivery (`direct`, a request) of `*\/event` goes
-   * when this host has no receiver.
+   * when this host has no receiver. `responder`: only hosts with a responder
+   * for it (a request), never one with passive subscribers only.
    */
-  pickHost(event: string): string | null {
+  pickHost(event: string, responder = false): string | null {
     const candidates: string[] = [];
     for (const [host, entry] of this.#hosts) {
-      if (entry.announcement.patterns.some((p) => matchesPattern(p, event))) candidates.push(host);
+      const a = entry.announcement;
+      const patterns = responder ? (a.responders ?? a.patterns) : a.patterns;
+      if (patterns.some((p) => matchesPattern(p, event))) candidates.push(host);
     }
     if (candidates.length === 0) return null;
     this.#next = (this.#next + 1) % 0x7fffffff;

@@ -93,6 +93,11 @@ export function registerMetrics(
     'Cross-host publishes refused while the link was down',
     () => s.federationRejected,
   );
+  counter(
+    'nodeset_federation_lost_total',
+    'Plain cross-host publishes lost: sent to a host whose dispatcher was gone (NATS no-responders)',
+    () => s.federationLost,
+  );
   gauge('nodeset_federation_connected', '1 while the federation link is up (0 when down or not federated)', () =>
     d.federationConnected === true ? 1 : 0,
   );

@@ -143,6 +143,8 @@ export interface DispatcherStatsAnswer {
   federationOut: number;
   federationIn: number;
   federationRejected: number;
+  /** Plain publishes sent to a host whose dispatcher turned out to be gone: lost, and counted here. */
+  federationLost: number;
   /** Federation link state (null when not federated). */
   federation?: { connected: boolean; hosts: string[] } | null;
   /** Publishes per event name, busiest first (bounded). */

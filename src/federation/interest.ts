@@ -1,0 +1,209 @@
+/**
+ * Interest and the host directory on NATS: the all-hosts patterns this host
+ * subscribes to (one NATS subscription per pattern, confirmed across the
+ * cluster before subscribe() resolves), and this host's announcements on
+ * nodeset.dir (on connect, on every interest change, as a heartbeat), with
+ * the directory of the other hosts they feed.
+ */
+import type { NatsConnection, Subscription } from 'nats';
+import type { Logger } from 'pino';
+import { type FederationHost, HOST_JOINED, HOST_LEFT, type HostPresence } from '../dispatcher/federation.js';
+import { type Announcement, HostDirectory } from './host-directory.js';
+import { DEFAULT_FEDERATION_OPTIONS, type NatsLink } from './nats-link.js';
+import { encodeAnnouncement, subjects } from './nats-subjects.js';
+
+/** Longest a new subscription waits for its all-hosts interest to reach the other hosts' NATS servers. */
+const INTEREST_WAIT_MS = 1000;
+
+export class Interest {
+  readonly directory: HostDirectory;
+  readonly #link: NatsLink;
+  readonly #host: FederationHost;
+  readonly #logger: Logger;
+  readonly #id: string;
+  readonly #startedAt = Date.now();
+  /** Delivers what arrives on an all-hosts subject. */
+  readonly #arrived: (data: Uint8Array) => void;
+  readonly #subs = new Map<string, Subscription>();
+  #heartbeat: NodeJS.Timeout | null = null;
+  #announcePending = false;
+
+  constructor(link: NatsLink, host: FederationHost, id: string, arrived: (data: Uint8Array) => void) {
+    this.#link = link;
+    this.#host = host;
+    this.#logger = link.logger;
+    this.#id = id;
+    this.#arrived = arrived;
+    this.directory = new HostDirectory(host.hostName, id);
+  }
+
+  /** The all-hosts patterns subscribed on NATS. */
+  get patterns(): string[] {
+    return [...this.#subs.keys()];
+  }
+
+  /** Starts the heartbeat: an announcement every heartbeatIntervalMs, and silent hosts expire. */
+  startHeartbeat(): void {
+    const every = this.#link.options.heartbeatIntervalMs ?? DEFAULT_FEDERATION_OPTIONS.heartbeatIntervalMs;
+    this.#heartbeat = setInterval(() => this.#beat(), every);
+    this.#heartbeat.unref();
+  }
+
+  stopHeartbeat(): void {
+    if (this.#heartbeat !== null) clearInterval(this.#heartbeat);
+    this.#heartbeat = null;
+  }
+
+  announcement(hello = false, bye = false): Announcement {
+    return {
+      host: this.#host.hostName,
+      id: this.#id,
+      startedAt: this.#startedAt,
+      version: this.#link.options.version ?? '',
+      patterns: [...this.#subs.keys()],
+      groups: this.#host.groups(),
+      responders: this.#host.responders(),
+      ...(hello ? { hello } : {}),
+      ...(bye ? { bye } : {}),
+    };
+  }
+
+  announce(hello = false, bye = false): void {
+    this.#link.nc?.publish(subjects.dir, encodeAnnouncement(this.announcement(hello, bye)));
+  }
+
+  /** Interest changed: announced once per tick, however many patterns changed. */
+  announceSoon(): void {
+    if (this.#announcePending) return;
+    this.#announcePending = true;
+    queueMicrotask(() => {
+      this.#announcePending = false;
+      if (this.#link.connected) this.announce();
+    });
+  }
+
+  #beat(): void {
+    if (this.#link.connected) this.announce();
+    const timeout = this.#link.options.hostTimeoutMs ?? DEFAULT_FEDERATION_OPTIONS.hostTimeoutMs;
+    for (const [host, entry] of this.directory.expire(Date.now(), timeout)) {
+      this.#logger.warn({ host, reason: 'silent' }, 'host left the federation');
+      this.#presence(HOST_LEFT, entry.announcement, 'silent');
+    }
+  }
+
+  /**
+   * The NATS servers answered a message for `host` with no-responders: its
+   * dispatcher is gone. It leaves the directory at once (its next
+   * announcement, should it be alive after all, brings it back).
+   */
+  unreachable(host: string): void {
+    const entry = this.directory.remove(host);
+    if (entry === undefined) return;
+    this.#logger.warn({ host, reason: 'unreachable' }, 'host left the federation');
+    this.#presence(HOST_LEFT, entry.announcement, 'unreachable');
+  }
+
+  #presence(uri: typeof HOST_JOINED | typeof HOST_LEFT, a: Announcement, reason?: HostPresence['reason']): void {
+    this.#host.hostChanged(uri, {
+      host: a.host,
+      version: a.version,
+      startedAt: new Date(a.startedAt).toISOString(),
+      ...(reason === undefined ? {} : { reason }),
+    });
+  }
+
+  /** Another dispatcher's announcement (or this one's, which NATS does not echo). */
+  announced(a: Announcement): void {
+    const change = this.directory.announced(a, Date.now());
+    if (change === 'duplicate') {
+      this.#logger.error(
+        { host: a.host, other: a.id, startedAt: a.startedAt },
+        'another dispatcher announces this host name: both receive its publishes; stop one',
+      );
+    } else if (change === 'joined') {
+      this.#logger.info({ host: a.host, version: a.version }, 'host joined the federation');
+      this.#presence(HOST_JOINED, a);
+    } else if (change === 'left') {
+      this.#logger.info({ host: a.host, reason: 'stopped' }, 'host left the federation');
+      this.#presence(HOST_LEFT, a, 'stopped');
+    }
+    if (a.hello === true && a.host !== this.#host.hostName) this.announce();
+  }
+
+  /**
+   * A responder pattern appeared (announced now; resolves once every known
+   * host has the announcement, bounded) or went (announced soon).
+   */
+  respondersChanged(appeared: boolean): Promise<void> | undefined {
+    const nc = this.#link.nc;
+    if (!appeared || nc === null || !this.#link.connected) {
+      this.announceSoon();
+      return undefined;
+    }
+    this.announce();
+    return this.#bounded(nc);
+  }
+
+  /** Confirms, for at most INTEREST_WAIT_MS, that what was sent so far reached every known host. */
+  #bounded(nc: NatsConnection): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, INTEREST_WAIT_MS);
+      timer.unref();
+      const done = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      void this.#confirm(nc).then(done, done);
+    });
+  }
+
+  /**
+   * Local subscribers appeared for (or left) a pattern: subscribes to (or
+   * leaves) its all-hosts subject. A new one returns a promise that resolves
+   * once other hosts' publishes reach it (bounded; it never rejects).
+   */
+  declare(pattern: string, present: boolean): Promise<void> | undefined {
+    const nc = this.#link.nc;
+    if (nc === null) return undefined; // declared at start
+    if (present && !this.#subs.has(pattern)) {
+      const sub = nc.subscribe(subjects.all(pattern), {
+        callback: (err, msg) => {
+          if (err === null) this.#arrived(msg.data);
+        },
+      });
+      this.#subs.set(pattern, sub);
+      // Announced before the confirmation round trips below, which follow it on the same routes:
+      // once they are answered, every known host also knows this host wants the pattern
+      // (single deliveries of `*\/…` can pick it).
+      if (this.#link.connected) this.announce();
+      // In effect once the NATS server has processed the subscription (a round trip). Waited for
+      // a bounded time only: a link that is down or fails meanwhile declares it again when it
+      // comes back, and local subscribers must not wait on it.
+      if (!this.#link.connected) return undefined;
+      return this.#bounded(nc);
+    }
+    if (!present) {
+      this.#subs.get(pattern)?.unsubscribe();
+      this.#subs.delete(pattern);
+      this.announceSoon();
+    }
+    return undefined;
+  }
+
+  /**
+   * Resolves once every known host's NATS server has the new subscription: a
+   * round trip to each host's dispatcher (nodeset.id.<host>) travels the same
+   * routes as the subscription, after it, so its answer proves the interest
+   * arrived there. Without other hosts, a flush to this host's server.
+   */
+  async #confirm(nc: NatsConnection): Promise<void> {
+    const others = [...this.directory.hosts.keys()];
+    if (others.length === 0) {
+      await nc.flush();
+      return;
+    }
+    await Promise.all(
+      others.map((h) => nc.request(subjects.id(h), undefined, { timeout: INTEREST_WAIT_MS }).catch(() => undefined)),
+    );
+  }
+}

@@ -1,0 +1,90 @@
+/**
+ * The NATS subjects of the federation and the envelope codec: how a subject
+ * is named for a host, a pattern or an answer, how a no-responders notice
+ * subject is parsed, and how envelopes and announcements are packed. Pure:
+ * no connection, no timers (see docs/federation.md, "Subjects").
+ *
+ *   nodeset.h.<host>           publishes for one host (B/event, node@B/event)
+ *   nodeset.all.<event>        all-hosts publishes (*\/event); each dispatcher
+ *                              subscribes only to the patterns its nodes want
+ *   nodeset.r.<host>           answers (acks, replies, errors) for a host
+ *   nodeset.n.<host>.<conn>.<r>.<to>
+ *                              the NATS server's no-responders status for an
+ *                              acked publish or request to <to>
+ *   nodeset.n.<host>.p.<to>    the same for a plain publish to <to> (lost)
+ *   nodeset.q.<host>           who-subscribes queries (NATS request/reply)
+ *   nodeset.id.<host>          "is a dispatcher of this name alive?" (request/reply)
+ *   nodeset.dir                announcements and heartbeats of every dispatcher
+ */
+import type { Answer, Envelope } from '../dispatcher/federation.js';
+import { packr } from '../protocol/frames.js';
+import type { Announcement } from './host-directory.js';
+
+export const SUBJECT_PREFIX = 'nodeset';
+
+/** An all-hosts envelope carries an id, so that a host delivers it once however many of its patterns match. */
+export type WireEnvelope = Envelope & { id?: string };
+
+export const subjects = {
+  host: (host: string): string => `${SUBJECT_PREFIX}.h.${host}`,
+  all: (pattern: string): string => `${SUBJECT_PREFIX}.all.${pattern}`,
+  answers: (host: string): string => `${SUBJECT_PREFIX}.r.${host}`,
+  /** Prefix of this host's no-responders notices (subscribed with `>`). */
+  notices: (host: string): string => `${SUBJECT_PREFIX}.n.${host}.`,
+  query: (host: string): string => `${SUBJECT_PREFIX}.q.${host}`,
+  id: (host: string): string => `${SUBJECT_PREFIX}.id.${host}`,
+  dir: `${SUBJECT_PREFIX}.dir`,
+} as const;
+
+/** The reply subject of an acked publish or request from `self` to `to`: the NATS server's no-responders status lands there. */
+export function noticeSubject(self: string, conn: number, r: number, to: string): string {
+  return `${subjects.notices(self)}${conn}.${r}.${to}`;
+}
+
+/** The reply subject of a plain publish from `self` to `to`: a no-responders status there means it was lost. */
+export function plainNoticeSubject(self: string, to: string): string {
+  return `${subjects.notices(self)}p.${to}`;
+}
+
+/**
+ * What a no-responders notice subject names: the host that was unreachable,
+ * and the connection and request id it answers (null for a plain publish).
+ */
+export function parseNotice(
+  prefix: string,
+  subject: string,
+): { answer: { conn: number; r: number } | null; to: string } {
+  const rest = subject.slice(prefix.length);
+  if (rest.startsWith('p.')) return { answer: null, to: rest.slice(2) };
+  const [conn, r, ...to] = rest.split('.');
+  return { answer: { conn: Number(conn), r: Number(r) }, to: to.join('.') };
+}
+
+export function encodeEnvelope(envelope: WireEnvelope): Uint8Array {
+  return packr.pack(envelope);
+}
+
+export function decodeEnvelope(data: Uint8Array): WireEnvelope {
+  return packr.unpack(data) as WireEnvelope;
+}
+
+export function encodeAnswer(answer: Answer): Uint8Array {
+  return packr.pack(answer);
+}
+
+export function decodeAnswer(data: Uint8Array): Answer {
+  return packr.unpack(data) as Answer;
+}
+
+export function encodeAnnouncement(a: Announcement): Uint8Array {
+  return packr.pack(a);
+}
+
+export function decodeAnnouncement(data: Uint8Array): Announcement {
+  return packr.unpack(data) as Announcement;
+}
+
+/** The event of an all-hosts URI (`*\/event` → `event`). */
+export function allHostsEvent(uri: string): string {
+  return uri.slice(uri.indexOf('/') + 1);
+}
