@@ -379,6 +379,8 @@ export class Session implements FrameSocketHandlers, Peer {
         case FrameKind.GOODBYE:
           // It leaves: nothing more is routed to it (its routes go now), what is queued is written.
           this.leaveReason = 'graceful';
+          // Nothing after GOODBYE is read.
+          this.fs.decoder.stop();
           this.#dropRoutes();
           this.close();
           return;
@@ -505,11 +507,14 @@ export class Session implements FrameSocketHandlers, Peer {
     this.#closeTimer ??= setTimeout(() => this.#discardQueue(), this.#host.options.closeTimeoutMs);
   }
 
-  /** Removes this connection's routes at once (it is leaving); publishers it held read again. */
+  /**
+   * Removes this connection's routes at once (it is leaving); publishers it
+   * held read again. Its subscriptions stay listed until it closes, for its
+   * `$nodeset.node.left` presence.
+   */
   #dropRoutes(): void {
     this.#router.detach(this);
     for (const sub of this.subs.values()) this.#router.remove(sub);
-    this.subs.clear();
   }
 
   /** Closes the socket at once: what was queued for it and not yet handed to the kernel is lost, and counted. */
