@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
-import { type Dispatcher, Node, NodeMetrics } from '../src/index.js';
+import { NatsFederation } from '../src/federation/nats-federation.js';
+import { Dispatcher, Node, NodeMetrics } from '../src/index.js';
 import { queueGroups } from '../src/monitor/groups.js';
 import { checkMonitorListen, MonitorServer } from '../src/monitor/monitor-server.js';
 import { encodeFrame, FrameKind } from '../src/protocol/frames.js';
@@ -16,6 +17,7 @@ import {
   BROWSER_SKIP,
   CliProcess,
   launchChromium,
+  NatsServer,
   ROOT,
   startCli,
   startDispatcher,
@@ -680,6 +682,45 @@ describe('/events bounds', () => {
 });
 
 describe('dashboard in a real browser', { skip: BROWSER_SKIP }, () => {
+  test('shows the federation link and the live directory of hosts', async () => {
+    if (NatsServer.find() === null && !process.env.NODESET_CI) return; // nats-server missing: federation.test.ts says so
+    const nats = new NatsServer();
+    await nats.start();
+    const a = await new Dispatcher(
+      { port: 0, hostName: 'dash-a' },
+      new NatsFederation({ servers: [nats.url] }),
+    ).start();
+    const b = await new Dispatcher(
+      { port: 0, hostName: 'dash-b' },
+      new NatsFederation({ servers: [nats.url] }),
+    ).start();
+    const monitor = await new MonitorServer(a).start('127.0.0.1', 0);
+    const browser = await launchChromium();
+    let bStopped = false;
+    try {
+      const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+      await page.goto(monitor.url);
+      const wait = (js: string) => page.waitForFunction(js, undefined, { timeout: 15_000 * WAIT_SCALE });
+      await wait(`document.body.dataset.federation === 'up' && document.body.dataset.hosts === 'dash-b'`);
+      assert.equal(await page.locator('#federation').textContent(), '1 host');
+      assert.equal(await page.locator('#fed-hosts').textContent(), 'dash-b');
+      // A host that leaves goes from the directory; the link going down shows.
+      await b.stop();
+      bStopped = true;
+      await wait(`document.body.dataset.federation === 'up' && document.body.dataset.hosts === ''`);
+      assert.equal(await page.locator('#federation').textContent(), '0 hosts');
+      await nats.stop();
+      await wait(`document.body.dataset.federation === 'down'`);
+      assert.equal(await page.locator('#federation').textContent(), 'link down');
+    } finally {
+      await browser.close();
+      await monitor.stop();
+      await a.stop();
+      if (!bStopped) await b.stop();
+      await nats.stop();
+    }
+  });
+
   test('lists the nodes, the top events and the queue groups; the chart moves while a publisher runs', async () => {
     const dispatcher = await startDispatcher();
     const monitor = await new MonitorServer(dispatcher).start('127.0.0.1', 0);
@@ -744,8 +785,11 @@ describe('dashboard in a real browser', { skip: BROWSER_SKIP }, () => {
       assert.equal(await group.locator('.size').textContent(), '2');
       assert.equal(await group.locator('.members').textContent(), 'dashboard-subscriber, dashboard-worker');
       // A reload starts with the server's history, not with empty charts, and the events' rates are in the first sample.
+      // The server keeps one sample a second: whatever it holds now is drawn before the first live sample.
+      const kept = ((await (await fetch(`${monitor.url}/history`)).json()) as { t: number[] }).t.length;
+      assert.ok(kept >= 2, `${kept} samples kept`);
       await page.reload();
-      await page.waitForFunction('Number(document.body.dataset.history) >= 4', undefined, {
+      await page.waitForFunction(`Number(document.body.dataset.history) >= ${kept}`, undefined, {
         timeout: 10_000 * WAIT_SCALE,
       });
       await page.waitForFunction('Number(document.body.dataset.live) >= 1', undefined, {

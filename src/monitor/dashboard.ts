@@ -68,6 +68,7 @@ export const DASHBOARD_HTML = `<!doctype html>
     <div class="card"><div class="label">Deliveries / s</div><div class="value" id="delrate">–</div></div>
     <div class="card"><div class="label">Dropped</div><div class="value" id="dropped">–</div></div>
     <div class="card"><div class="label">Memory (RSS)</div><div class="value" id="rss">–</div></div>
+    <div class="card"><div class="label">Federation</div><div class="value" id="federation">–</div><div class="note" id="fed-hosts"></div></div>
   </section>
   <section class="charts">
     <div class="panel"><h2>Publishes per second</h2><div id="chart-pub"></div></div>
@@ -175,6 +176,13 @@ export const DASHBOARD_HTML = `<!doctype html>
     text('delrate', fmt(stats.rates.deliveriesPerSec));
     text('dropped', fmt(stats.dropped));
     text('rss', (stats.memory.rssBytes / 1048576).toFixed(0) + ' MB');
+    // The link to the other hosts and the live directory of them (absent without federation).
+    const fed = stats.federation;
+    const hosts = fed ? fed.hosts : [];
+    text('federation', !fed ? 'off' : fed.connected ? hosts.length + (hosts.length === 1 ? ' host' : ' hosts') : 'link down');
+    text('fed-hosts', hosts.length > 12 ? hosts.slice(0, 12).join(', ') + ', …' : hosts.join(', '));
+    document.body.dataset.federation = !fed ? 'off' : fed.connected ? 'up' : 'down';
+    document.body.dataset.hosts = hosts.join(',');
     times.push(Date.parse(stats.at) / 1000); pubs.push(stats.rates.publishesPerSec); dels.push(stats.rates.deliveriesPerSec);
     bin.push(stats.rates.bytesInPerSec); bout.push(stats.rates.bytesOutPerSec);
     drops.push(lastDropped === null ? 0 : Math.max(0, stats.dropped - lastDropped)); lastDropped = stats.dropped;
