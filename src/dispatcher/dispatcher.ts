@@ -9,6 +9,7 @@ import pino, { type Logger } from 'pino';
 import { fromWireError, NodesetError } from '../protocol/errors.js';
 import { ALL_HOSTS } from '../protocol/event-uri.js';
 import type { SubscriberInfo } from '../protocol/frames.js';
+import type { NodeInfo } from '../protocol/queries.js';
 import { formatDispatcherUrl } from '../protocol/url.js';
 import type { Identity } from '../security/auth-config.js';
 import { FailureBackoff } from '../security/failure-backoff.js';
@@ -17,24 +18,13 @@ import type { Answer, Federation } from './federation.js';
 import { FederationGlue } from './federation-glue.js';
 import { type DispatcherOptions, type ResolvedDispatcherOptions, resolveDispatcherOptions } from './options.js';
 import type { LeaveReason } from './peer.js';
-import { type NodePresence, PRESENCE_JOINED, PRESENCE_LEFT, presenceOf } from './presence.js';
+import { PRESENCE_JOINED, PRESENCE_LEFT, presenceOf } from './presence.js';
 import { Router } from './router.js';
 import { Session, type SessionHost } from './session.js';
 import { DispatcherStats, type StatsSnapshot } from './stats.js';
 import { StreamIds } from './stream-ids.js';
 
-export interface NodeInfo extends NodePresence {
-  msgsIn: number;
-  msgsOut: number;
-  bytesIn: number;
-  bytesOut: number;
-  /** Outbound bytes queued for the node and not yet taken by the kernel. */
-  pendingBytes: number;
-  /** Round trip of the last heartbeat, in ms (null before the first). */
-  heartbeatRttMs: number | null;
-  /** The latest metrics the node published on $nodeset.stats. */
-  metrics: unknown;
-}
+export type { NodeInfo } from '../protocol/queries.js';
 
 /**
  * The per-host dispatcher: accepts node connections, keeps the routing table

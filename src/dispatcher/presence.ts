@@ -1,16 +1,10 @@
 /** Presence: what `$nodeset.node.joined` and `.left` say about a node. */
+import type { NodePresence } from '../protocol/queries.js';
 import type { Session } from './session.js';
 
 export { PRESENCE_JOINED, PRESENCE_LEFT } from '../protocol/frames.js';
 
-export interface NodePresence {
-  id: number;
-  name: string;
-  host: string;
-  address: string;
-  connectedAt: string;
-  subscriptions: string[];
-}
+export type { NodePresence } from '../protocol/queries.js';
 
 export function presenceOf(session: Session): NodePresence {
   return {

@@ -638,7 +638,12 @@ export class Node extends EventEmitter<NodeEvents> {
       (answer) => {
         if (answer.dropped > 0) {
           this.logger.warn({ uri, delivered: answer.n, dropped: answer.dropped }, 'copies of a publish were dropped');
-          this.emit('dropped', { uri, delivered: answer.n, dropped: answer.dropped });
+          try {
+            this.emit('dropped', { uri, delivered: answer.n, dropped: answer.dropped });
+          } catch (err) {
+            // A listener's failure is its own: the publish was acknowledged.
+            this.logger.error({ err: (err as Error).message }, "a 'dropped' listener threw");
+          }
         }
         return answer.n;
       },

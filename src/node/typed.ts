@@ -4,8 +4,10 @@
  * dispatcher's QUERY answers as a node receives them. Types only: nothing
  * here exists at run time.
  */
+
 import type { z } from 'zod';
 import type { SubscriberInfo } from '../protocol/frames.js';
+import type { NodeInfo, StatsSnapshot } from '../protocol/queries.js';
 import type { EventInfo } from './handlers.js';
 import type { MessageOf, MessageType } from './message.js';
 
@@ -108,72 +110,13 @@ export type Responder<M, R> = (message: M, info: EventInfo) => R | PromiseLike<R
 
 // ---- QUERY answers ---------------------------------------------------------
 // The shapes of what the dispatcher answers (docs/protocol.md, QUERY), as a
-// node receives them. test/types checks that the dispatcher's own types fit.
+// node receives them: the dispatcher's own types (src/protocol/queries.ts).
 
 /** The answer to `node.stats()`: the dispatcher's counters. */
-export interface DispatcherStatsAnswer {
-  host: string;
-  uptimeMs: number;
-  connections: number;
-  subscriptions: number;
-  connectionsOpened: number;
-  connectionsClosed: number;
-  connectionsRefused: number;
-  publishes: number;
-  deliveries: number;
-  dropped: number;
-  /** Bytes queued for connections that were cut off and never written. */
-  droppedBytes: number;
-  slowConsumers: number;
-  /** Times a publisher's reading was paused by a pushback subscriber. */
-  pushbacks: number;
-  /** Announces of publishers' last sequence numbers routed (not counted as publishes). */
-  announces: number;
-  /** SLOW_CONSUMER warnings sent to connections past half their limit. */
-  slowWarnings: number;
-  heartbeatFailures: number;
-  errorsSent: number;
-  repliesDropped: number;
-  authFailures: number;
-  /** Handshakes refused unchecked because their address was in its back-off. */
-  authThrottled: number;
-  permissionDenials: number;
-  tlsFailures: number;
-  willsPublished: number;
-  federationOut: number;
-  federationIn: number;
-  federationRejected: number;
-  /** Plain publishes sent to a host whose dispatcher turned out to be gone: lost, and counted here. */
-  federationLost: number;
-  /** Federation link state (null when not federated). */
-  federation?: { connected: boolean; hosts: string[] } | null;
-  /** Publishes per event name, busiest first (bounded). */
-  events: Record<string, number>;
-}
+export type DispatcherStatsAnswer = StatsSnapshot;
 
 /** One entry of the answer to `node.nodes()`: a node connected to the dispatcher. */
-export interface ConnectedNodeInfo {
-  /** The dispatcher's id of the connection. */
-  id: number;
-  name: string;
-  host: string;
-  /** The peer address of the connection. */
-  address: string;
-  /** ISO 8601 time of the handshake. */
-  connectedAt: string;
-  /** The URIs it subscribes to. */
-  subscriptions: string[];
-  msgsIn: number;
-  msgsOut: number;
-  bytesIn: number;
-  bytesOut: number;
-  /** Outbound bytes queued for the node and not yet taken by the kernel. */
-  pendingBytes: number;
-  /** Round trip of the last heartbeat, in ms (null before the first). */
-  heartbeatRttMs: number | null;
-  /** The latest metrics the node published on $nodeset.stats. */
-  metrics: unknown;
-}
+export type ConnectedNodeInfo = NodeInfo;
 
 /** One entry of the answer to `node.subscribers(uri)`. */
 export type { SubscriberInfo };
