@@ -41,7 +41,8 @@ export interface StatsSnapshot {
   /**
    * Messages not delivered: copies refused because their subscriber's
    * connection was over its limit or closing, and messages queued for a
-   * connection when it was cut off (a write the kernel took in part counts whole).
+   * connection when it was cut off (what its socket still held is counted only
+   * if it was not read within the close grace; a write taken in part counts whole).
    */
   dropped: number;
   /** Bytes of the same: queued for connections cut off (slow consumers, heartbeat timeouts, kicks) and never written, and refused payloads. */
