@@ -165,14 +165,13 @@ describe('outbound queue', () => {
         await pub.next((f) => f.kind === FrameKind.OK && (f.header as { r: number }).r === r);
         routed += 257;
       }
-      // It says GOODBYE (it still reads what was sent before); then one more publish reaches it.
+      // It says GOODBYE (it still reads what was sent before); the dispatcher lists it no more.
       leaving.send(encodeFrame(FrameKind.GOODBYE, {}));
-      await new Promise((r) => setTimeout(r, 100));
+      await until(() => !d.nodes().some((n) => n.name === 'leaving'), 5000, 'the GOODBYE handled');
       // It reads a little, enough for the socket to drain: the dispatcher writes its backlog, then ends.
       leaving.socket.resume();
       await until(() => leaving.frames.length >= 300, 5000, 'some read');
       leaving.socket.pause();
-      await new Promise((r) => setTimeout(r, 200));
       pub.send(encodeFrame(FrameKind.PUB, ['bye', PubFlag.ACK, 100, 0], Buffer.from('late')));
       const late = await pub.next((f) => f.kind === FrameKind.OK && (f.header as { r: number }).r === 100);
       // Its routes went with its GOODBYE: the late publish is not routed to it.

@@ -438,7 +438,7 @@ export class Router {
       }
     }
     if (isRequest && delivered > 0) this.#awaitReply(this.#lastDelivered as Peer, replyConn, replyId);
-    this.lastDropped = this.#countLost(lostBefore, delivered, single, payload);
+    this.lastDropped = this.#lost === lostBefore ? 0 : this.#countLost(lostBefore, delivered, single, payload);
     return delivered;
   }
 
