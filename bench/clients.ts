@@ -21,7 +21,9 @@ export interface BenchClient {
  * publisher makes one round trip to its broker and waits for it, so what is
  * in flight is bounded the same way everywhere. nodeset: that message is an
  * acknowledged publish (answered once the dispatcher has routed it and
- * everything before it); NATS: `flush()` (a PING answered after everything
+ * everything before it), or with BENCH_ROUND_TRIP_URI set an acknowledged
+ * publish to that URI right after it (across hosts: a URI of the
+ * publisher's own host, so the round trip stops at its dispatcher); NATS: `flush()` (a PING answered after everything
  * before it); Redis: the replies to the window's PUBLISH commands.
  */
 export const WINDOW = 1024;
@@ -37,10 +39,18 @@ export async function client(peer: PeerName, url: string, name: string, direct =
       let sent = 0;
       const mode = { mode: direct ? ('direct' as const) : ('all' as const) };
       const acked = { ...mode, ack: true as const };
+      // Across hosts the round trip goes to the publisher's own dispatcher, as NATS's flush goes to
+      // its server: an acked publish to a URI of that host (BENCH_ROUND_TRIP_URI), after the message.
+      const roundTripUri = process.env.BENCH_ROUND_TRIP_URI;
+      const empty = Buffer.alloc(0);
       return {
         subscribe: async (s, h) => void (await node.subscribe(s, h as (m: unknown) => void)),
         publish(s, p) {
-          if (++sent % WINDOW === 0) return node.publish(s, p, acked).then(() => undefined);
+          if (++sent % WINDOW === 0 && roundTripUri !== undefined) {
+            node.publish(s, p, mode);
+            return node.publish(roundTripUri, empty, { ack: true }).then(() => undefined);
+          }
+          if (sent % WINDOW === 0) return node.publish(s, p, acked).then(() => undefined);
           if (direct) node.publish(s, p, mode);
           else node.publish(s, p);
         },

@@ -30,6 +30,9 @@ const sentAt = (p: Uint8Array) => {
   for (let i = 0; i < 8; i++) stampBytes[i] = p[i] as number;
   return stamp[0] as number;
 };
+// Ping and pong subjects: `SUBJECT.ping` and `SUBJECT.pong` unless given (across hosts, each names its host).
+const pingSubject = process.env.BENCH_PING_SUBJECT ?? `${subject}.ping`;
+const pongSubject = process.env.BENCH_PONG_SUBJECT ?? `${subject}.pong`;
 const go = () =>
   new Promise<void>((resolve) => createInterface({ input: process.stdin }).once('line', () => resolve()));
 // Pooled and not zeroed: the benchmark's own cost per message stays small for every peer.
@@ -86,7 +89,7 @@ switch (role) {
   case 'responder':
   case 'ponger': {
     if (role === 'responder') await c.respond(subject);
-    else await c.subscribe(`${subject}.ping`, (p) => void c.publish(`${subject}.pong`, p));
+    else await c.subscribe(pingSubject, (p) => void c.publish(pongSubject, p));
     process.stdout.write('ready\n');
     break;
   }
@@ -94,13 +97,13 @@ switch (role) {
   case 'pinger': {
     const rtts = new Float64Array(count);
     let resolvePong: (() => void) | null = null;
-    if (role === 'pinger') await c.subscribe(`${subject}.pong`, () => resolvePong?.());
+    if (role === 'pinger') await c.subscribe(pongSubject, () => resolvePong?.());
     const once = async () => {
       if (role === 'requester') {
         await c.request(subject, payload());
       } else {
         const pong = new Promise<void>((r) => (resolvePong = r));
-        void c.publish(`${subject}.ping`, payload());
+        void c.publish(pingSubject, payload());
         await pong;
       }
     };

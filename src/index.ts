@@ -1,6 +1,6 @@
 /** The public API of nodeset. */
 export { Dispatcher, type NodeInfo, type SubscriberInfo } from './dispatcher/dispatcher.js';
-export type { Answer, Envelope, Federation, FederationHost } from './dispatcher/federation.js';
+export type { Answer, Arrival, Envelope, Federation, FederationHost } from './dispatcher/federation.js';
 export {
   type DispatcherOptions,
   defaultDispatcherOptions,

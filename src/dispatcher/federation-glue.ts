@@ -9,6 +9,7 @@ import { PubFlag, type SubscriberInfo } from '../protocol/frames.js';
 import { checkHeaders } from '../protocol/headers.js';
 import type {
   Answer,
+  Arrival,
   Envelope,
   Federation,
   FederationHost,
@@ -157,18 +158,12 @@ export class FederationGlue implements RemoteHosts, FederationHost {
 
   // ---- FederationHost (the link's view) -----------------------------------------
 
-  arrived(env: Envelope): void {
+  arrived(meta: Arrival, seq: number, payload: Buffer): void {
     this.#stats.federationIn++;
-    const answer = (a: Omit<Answer, 'conn' | 'r'>) => {
-      if (env.conn !== undefined && env.r !== undefined) {
-        this.#federation.answer(env.host, { conn: env.conn, r: env.r, ...a });
-      }
-    };
     try {
-      if (!this.#router.resolve(env.uri).local) return; // not for this host
-      const headers = env.hd === undefined ? null : checkHeaders(env.hd, 'BAD_FRAME');
-      const payload = Buffer.from(env.payload.buffer, env.payload.byteOffset, env.payload.byteLength);
-      const isRequest = (env.flags & PubFlag.REQUEST) !== 0;
+      if (!this.#router.resolve(meta.uri).local) return; // not for this host
+      const headers = meta.hd === undefined ? null : checkHeaders(meta.hd, 'BAD_FRAME');
+      const isRequest = (meta.flags & PubFlag.REQUEST) !== 0;
       let replyId = 0;
       if (isRequest) {
         replyId = this.#nextId;
@@ -177,22 +172,29 @@ export class FederationGlue implements RemoteHosts, FederationHost {
           const oldest = this.#remoteRequests.keys().next().value;
           if (oldest !== undefined) this.#remoteRequests.delete(oldest);
         }
-        this.#remoteRequests.set(replyId, { host: env.host, conn: env.conn ?? 0, r: env.r ?? 0 });
+        this.#remoteRequests.set(replyId, { host: meta.host, conn: meta.conn ?? 0, r: meta.r ?? 0 });
       }
-      const n = this.#router.routeArrived(env, payload, replyId, headers);
+      const n = this.#router.routeArrived(meta, seq, payload, replyId, headers);
       if (isRequest && n === 0) {
         this.#remoteRequests.delete(replyId);
-        answer({
+        this.#answer(meta, {
           kind: 'error',
           code: 'NO_RESPONDERS',
-          message: `no responder for request ${env.uri} on ${this.hostName}`,
+          message: `no responder for request ${meta.uri} on ${this.hostName}`,
         });
-      } else if ((env.flags & PubFlag.ACK) !== 0) {
-        answer({ kind: 'ack', n });
+      } else if ((meta.flags & PubFlag.ACK) !== 0) {
+        this.#answer(meta, { kind: 'ack', n });
       }
     } catch (err) {
       const e = err instanceof NodesetError ? err : new NodesetError('INTERNAL', 'federated publish failed');
-      answer({ kind: 'error', code: e.code, message: e.message });
+      this.#answer(meta, { kind: 'error', code: e.code, message: e.message });
+    }
+  }
+
+  /** Answers an acked publish or a request from another host (a plain publish gets no answer). */
+  #answer(meta: Arrival, a: Omit<Answer, 'conn' | 'r'>): void {
+    if (meta.conn !== undefined && meta.r !== undefined) {
+      this.#federation.answer(meta.host, { conn: meta.conn, r: meta.r, ...a });
     }
   }
 
@@ -227,8 +229,12 @@ export class FederationGlue implements RemoteHosts, FederationHost {
     this.#stats.federationRejected++;
   }
 
-  lost(): void {
-    this.#stats.federationLost++;
+  lost(count: number): void {
+    this.#stats.federationLost += count;
+  }
+
+  unreadable(): void {
+    this.#stats.federationUnreadable++;
   }
 
   hostChanged(uri: typeof HOST_JOINED | typeof HOST_LEFT, presence: HostPresence): void {

@@ -21,8 +21,8 @@ export interface HostPresence {
   reason?: 'stopped' | 'silent' | 'unreachable';
 }
 
-/** A publish travelling between hosts. */
-export interface Envelope {
+/** What a publish travelling between hosts says besides its sequence number and payload. */
+export interface Arrival {
   uri: string;
   /** Publishing node's name. */
   from: string;
@@ -30,9 +30,6 @@ export interface Envelope {
   host: string;
   ct: number;
   flags: number;
-  payload: Uint8Array;
-  /** The publisher's sequence number for this URI (0: none). */
-  seq?: number;
   /** The publishing connection's stream id on its host (sequence numbers run per sender, stream and URI). */
   st?: number;
   /**
@@ -46,6 +43,21 @@ export interface Envelope {
   r?: number;
   /** The message's headers, when it has any. */
   hd?: Record<string, string>;
+  /**
+   * Kept by the receiving router while publishes with the same metadata
+   * arrive (the link hands them the same Arrival): the sender as `node@host`,
+   * and the packed MSG header tail with where its sequence number goes.
+   */
+  sender?: string;
+  tail?: Buffer;
+  tailSeqAt?: number;
+}
+
+/** A publish travelling between hosts. */
+export interface Envelope extends Arrival {
+  /** The publisher's sequence number for this URI (0: none). */
+  seq: number;
+  payload: Uint8Array;
 }
 
 /** An answer travelling back to the origin host: an ack count, a reply, or an error. */
@@ -64,7 +76,9 @@ export interface Answer {
 export interface FederationHost {
   readonly hostName: string;
   /** A publish from another host, for this one (or for all hosts). */
-  arrived(envelope: Envelope): void;
+  arrived(meta: Arrival, seq: number, payload: Buffer): void;
+  /** A cross-host message that could not be read (counted and logged). */
+  unreadable(): void;
   /** An answer from another host for one of this host's connections. */
   answered(answer: Answer): void;
   /** Who subscribes to `uri` on this host. */
@@ -79,8 +93,8 @@ export interface FederationHost {
   sent(): void;
   /** Counts an envelope for other hosts that was not sent (the link was down). */
   refused(): void;
-  /** Counts a plain publish sent to a host whose dispatcher turned out to be gone (lost). */
-  lost(): void;
+  /** Counts plain publishes sent to a host whose dispatcher turned out to be gone (lost). */
+  lost(count: number): void;
   /** Another host's dispatcher joined or left the directory. */
   hostChanged(uri: typeof HOST_JOINED | typeof HOST_LEFT, presence: HostPresence): void;
 }

@@ -9,10 +9,19 @@ import type { Logger } from 'pino';
 import { isUint } from '../protocol/decoder.js';
 import { NodesetError, toWireError } from '../protocol/errors.js';
 import { ALL_HOSTS, matchesPattern, parseEventUri } from '../protocol/event-uri.js';
-import { MsgMode, PubFlag, packMsgTail, STATS_EVENT, type SubscriberInfo, setSeq } from '../protocol/frames.js';
+import {
+  MsgMode,
+  PubFlag,
+  packMsgTail,
+  packOriginMsgTail,
+  STATS_EVENT,
+  type SubscriberInfo,
+  setSeq,
+  setSeqAt,
+} from '../protocol/frames.js';
 import type { MessageHeaders } from '../protocol/headers.js';
 import { Route, RoutingTable } from '../protocol/routing-table.js';
-import type { Envelope } from './federation.js';
+import type { Arrival, Envelope } from './federation.js';
 import type { Peer, Subscription, Target } from './peer.js';
 import type { DispatcherStats } from './stats.js';
 
@@ -202,8 +211,8 @@ export class Router {
         payload,
         seq,
         st: state.stream,
-        ...(gh === null ? {} : { gh }),
-        ...(headers === null ? {} : { hd: headers }),
+        gh: gh ?? undefined,
+        hd: headers ?? undefined,
       });
     }
     return delivered;
@@ -214,28 +223,47 @@ export class Router {
    * subscribers; a request's reply goes back through the federation (replyId).
    * `headers`: the envelope's, checked. The MSG names the origin host.
    */
-  routeArrived(env: Envelope, payload: Buffer, replyId: number, headers: MessageHeaders | null = null): number {
-    const target = this.resolve(env.uri);
+  routeArrived(
+    meta: Arrival,
+    seq: number,
+    payload: Buffer,
+    replyId: number,
+    headers: MessageHeaders | null = null,
+  ): number {
+    const target = this.resolve(meta.uri);
     if (!target.local) return 0;
-    const flags = env.flags & ~PubFlag.LOCAL_DONE;
+    const flags = meta.flags & ~PubFlag.LOCAL_DONE;
     // Delivered as from `node@host` with the stream id of its connection there: gap
     // detection keys on both, so same-named nodes on two hosts are told apart.
-    const stream = isUint(env.st) ? env.st : 0;
+    const stream = isUint(meta.st) ? meta.st : 0;
+    meta.sender ??= `${meta.from}@${meta.host}`;
+    const sender = meta.sender;
+    let tail: Buffer | undefined;
+    if ((flags & PubFlag.REQUEST) === 0 && headers === null) {
+      // The link hands consecutive publishes with the same metadata the same Arrival: the
+      // MSG tail is packed once for them, and only its sequence number changes.
+      if (meta.tail === undefined) {
+        const packed = packOriginMsgTail(meta.uri, sender, meta.ct, stream, (flags & PubFlag.DIRECT) !== 0, meta.host);
+        meta.tail = packed.tail;
+        meta.tailSeqAt = packed.seqAt;
+      }
+      tail = setSeqAt(meta.tail, meta.tailSeqAt as number, seq);
+    }
     return this.#route(
       target,
-      `${env.from}@${env.host}`,
-      env.uri,
+      sender,
+      meta.uri,
       flags,
-      env.ct,
+      meta.ct,
       payload,
       FEDERATION_CONN,
       replyId,
       null,
-      undefined,
-      env.seq ?? 0,
-      env.gh ?? null,
+      tail,
+      seq,
+      meta.gh ?? null,
       headers,
-      env.host,
+      meta.host,
       stream,
     );
   }
@@ -489,8 +517,10 @@ export class Router {
       payload,
       seq,
       st: from.routing.stream,
-      ...(answered ? { conn: from.id, r } : {}),
-      ...(headers === null ? {} : { hd: headers }),
+      // One object shape for every publish (no spread): undefined marks what is absent.
+      conn: answered ? from.id : undefined,
+      r: answered ? r : undefined,
+      hd: headers ?? undefined,
     });
   }
 

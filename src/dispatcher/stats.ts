@@ -39,6 +39,8 @@ export class DispatcherStats {
   federationRejected = 0;
   /** Plain publishes sent to a host whose dispatcher turned out to be gone: lost, and counted here. */
   federationLost = 0;
+  /** Cross-host messages that could not be read (malformed; not from a nodeset dispatcher). */
+  federationUnreadable = 0;
   /** Bytes of connections that have closed (open ones are counted on their sockets). */
   bytesInClosed = 0;
   bytesOutClosed = 0;
@@ -96,6 +98,7 @@ export class DispatcherStats {
       federationIn: this.federationIn,
       federationRejected: this.federationRejected,
       federationLost: this.federationLost,
+      federationUnreadable: this.federationUnreadable,
       events: Object.fromEntries(this.busiestEvents(50)),
     };
   }

@@ -5,7 +5,7 @@
  * nodeset.dir (on connect, on every interest change, as a heartbeat), with
  * the directory of the other hosts they feed.
  */
-import type { NatsConnection, Subscription } from 'nats';
+import type { Msg, NatsConnection, Subscription } from 'nats';
 import type { Logger } from 'pino';
 import { type FederationHost, HOST_JOINED, HOST_LEFT, type HostPresence } from '../dispatcher/federation.js';
 import { type Announcement, HostDirectory } from './host-directory.js';
@@ -23,12 +23,12 @@ export class Interest {
   readonly #id: string;
   readonly #startedAt = Date.now();
   /** Delivers what arrives on an all-hosts subject. */
-  readonly #arrived: (data: Uint8Array) => void;
+  readonly #arrived: (msg: Msg) => void;
   readonly #subs = new Map<string, Subscription>();
   #heartbeat: NodeJS.Timeout | null = null;
   #announcePending = false;
 
-  constructor(link: NatsLink, host: FederationHost, id: string, arrived: (data: Uint8Array) => void) {
+  constructor(link: NatsLink, host: FederationHost, id: string, arrived: (msg: Msg) => void) {
     this.#link = link;
     this.#host = host;
     this.#logger = link.logger;
@@ -168,7 +168,7 @@ export class Interest {
     if (present && !this.#subs.has(pattern)) {
       const sub = nc.subscribe(subjects.all(pattern), {
         callback: (err, msg) => {
-          if (err === null) this.#arrived(msg.data);
+          if (err === null) this.#arrived(msg);
         },
       });
       this.#subs.set(pattern, sub);

@@ -5,29 +5,28 @@
  * (nats-link.ts), the subjects and envelope codec (nats-subjects.ts), and
  * interest with the host directory's announcements (interest.ts).
  */
-import type { NatsConnection } from 'nats';
+import type { Msg, NatsConnection } from 'nats';
 import pino, { type Logger } from 'pino';
-import type { Answer, Envelope, Federation, FederationHost } from '../dispatcher/federation.js';
+import type { Answer, Arrival, Envelope, Federation, FederationHost } from '../dispatcher/federation.js';
 import { NodesetError } from '../protocol/errors.js';
 import { packr, type SubscriberInfo } from '../protocol/frames.js';
 import type { Announcement } from './host-directory.js';
 import { Interest } from './interest.js';
 import { DEFAULT_FEDERATION_OPTIONS, type NatsFederationOptions, NatsLink } from './nats-link.js';
+import { type Destination, NatsSender } from './nats-sender.js';
 import {
   allHostsEvent,
   decodeAnnouncement,
   decodeAnswer,
-  decodeEnvelope,
   encodeAnnouncement,
   encodeAnswer,
-  encodeEnvelope,
   noticeSubject,
   parseNotice,
   plainNoticeSubject,
   SUBJECT_PREFIX,
   subjects,
-  type WireEnvelope,
 } from './nats-subjects.js';
+import { BatchReader, H, readSingle } from './nats-wire.js';
 
 export { DEFAULT_FEDERATION_OPTIONS, type NatsFederationOptions, SUBJECT_PREFIX };
 
@@ -35,14 +34,10 @@ export { DEFAULT_FEDERATION_OPTIONS, type NatsFederationOptions, SUBJECT_PREFIX 
 const DUPLICATE_CHECK_MS = 500;
 /** Recent all-hosts message ids, to deliver once when several local patterns match one event. */
 const SEEN_LIMIT = 4096;
-/** Destination hosts whose plain-publish subjects are kept. */
-const PLAIN_ROUTES_LIMIT = 1024;
-
-/** Where plain publishes to one host go, and where the NATS server reports that nobody took them. */
-interface PlainRoute {
-  subject: string;
-  options: { reply: string };
-}
+/** Destinations (hosts, all-hosts events) whose subjects are kept. */
+const DESTINATIONS_LIMIT = 1024;
+/** Unreadable cross-host messages logged (the rest are only counted), per link. */
+const UNREADABLE_LOGGED = 20;
 
 /**
  * Dispatcher federation over NATS. Interest-based: a dispatcher subscribes to
@@ -60,15 +55,23 @@ export class NatsFederation implements Federation {
   #host: FederationHost | null = null;
   #interest: Interest | null = null;
   readonly #seen = new Set<string>();
-  /** Subject and reply subject of plain publishes, per destination host. */
-  readonly #plainRoutes = new Map<string, PlainRoute>();
+  /** Where plain publishes go: per destination host, and per all-hosts event. */
+  readonly #hostRoutes = new Map<string, Destination>();
+  readonly #allRoutes = new Map<string, Destination>();
+  readonly #sender: NatsSender;
+  /** Reads the batches from other hosts (one reader per subscription kind keeps its record cache warm). */
+  readonly #hostReader = new BatchReader();
+  readonly #allReader = new BatchReader();
+  #unreadable = 0;
   #seq = 0;
+  readonly #nextId = () => `${this.#id}:${++this.#seq}`;
   readonly #id = Math.random().toString(36).slice(2);
 
   constructor(options: NatsFederationOptions) {
     this.options = options;
     this.logger = options.logger ?? pino({ level: 'silent' });
     this.#link = new NatsLink(options, this.logger);
+    this.#sender = new NatsSender(this.#link, () => this.#host?.hostName ?? '');
   }
 
   get connected(): boolean {
@@ -115,7 +118,7 @@ export class NatsFederation implements Federation {
    */
   async start(dispatcher: FederationHost): Promise<void> {
     this.#host = dispatcher;
-    this.#interest = new Interest(this.#link, dispatcher, this.#id, (data) => this.#arrived(data));
+    this.#interest = new Interest(this.#link, dispatcher, this.#id, (msg) => this.#arrived(msg, this.#allReader));
     this.logger.info({ servers: this.options.servers, host: dispatcher.hostName }, 'federation connecting');
     const linked = this.#connect(dispatcher, this.#interest);
     const wait = this.options.startWaitMs ?? DEFAULT_FEDERATION_OPTIONS.startWaitMs;
@@ -176,7 +179,7 @@ export class NatsFederation implements Federation {
     });
     nc.subscribe(subjects.host(host), {
       callback: (err, msg) => {
-        if (err === null) this.#arrived(msg.data);
+        if (err === null) this.#arrived(msg, this.#hostReader);
       },
     });
     nc.subscribe(subjects.answers(host), {
@@ -188,9 +191,9 @@ export class NatsFederation implements Federation {
     nc.subscribe(`${notices}>`, {
       callback: (err, msg) => {
         if (err !== null || msg.headers?.code !== 503) return;
-        const { answer, to } = parseNotice(notices, msg.subject);
+        const { answer, lost, to } = parseNotice(notices, msg.subject);
         if (answer === null) {
-          dispatcher.lost();
+          dispatcher.lost(lost);
         } else {
           dispatcher.answered({
             ...answer,
@@ -248,32 +251,30 @@ export class NatsFederation implements Federation {
       this.#host?.refused();
       this.#link.checkRoom();
     }
-    const data = encodeEnvelope(envelope);
     if (envelope.conn === undefined || envelope.r === undefined) {
-      // A plain publish carries a reply subject too (one string per host, kept): should its
-      // dispatcher be gone, the NATS server's no-responders status there counts it as lost.
-      const route = this.#plainRoute(host);
-      this.#link.publish(route.subject, data, route.options);
+      // A plain publish carries a reply subject too (naming how many publishes its batch holds):
+      // should the host's dispatcher be gone, the NATS server's no-responders status there
+      // counts them as lost.
+      this.#sender.batched(this.#hostRoute(host), envelope);
     } else {
       // Acked publishes and requests carry a reply subject: should no dispatcher of that host
       // subscribe any more (it crashed, not yet silent long enough to leave the directory),
       // the NATS server answers it with a no-responders status at once.
       const self = this.#host?.hostName ?? '';
-      this.#link.publish(subjects.host(host), data, { reply: noticeSubject(self, envelope.conn, envelope.r, host) });
+      const reply = noticeSubject(self, envelope.conn, envelope.r, host);
+      this.#sender.alone(subjects.host(host), envelope, { reply }, null);
     }
     this.#host?.sent();
   }
 
-  /** The subject and reply subject of plain publishes to `host`, made once per host. */
-  #plainRoute(host: string): PlainRoute {
-    let route = this.#plainRoutes.get(host);
+  /** Where plain publishes to `host` go, made once per host. */
+  #hostRoute(host: string): Destination {
+    let route = this.#hostRoutes.get(host);
     if (route === undefined) {
-      if (this.#plainRoutes.size >= PLAIN_ROUTES_LIMIT) this.#plainRoutes.clear();
-      route = {
-        subject: subjects.host(host),
-        options: { reply: plainNoticeSubject(this.#host?.hostName ?? '', host) },
-      };
-      this.#plainRoutes.set(host, route);
+      if (this.#hostRoutes.size >= DESTINATIONS_LIMIT) this.#hostRoutes.clear();
+      const self = this.#host?.hostName ?? '';
+      route = { subject: subjects.host(host), reply: (count) => plainNoticeSubject(self, count, host), id: null };
+      this.#hostRoutes.set(host, route);
     }
     return route;
   }
@@ -284,8 +285,14 @@ export class NatsFederation implements Federation {
       this.#host?.refused();
       return;
     }
-    const wire: WireEnvelope = { ...envelope, id: `${this.#id}:${++this.#seq}` };
-    this.#link.publish(subjects.all(allHostsEvent(envelope.uri)), encodeEnvelope(wire));
+    const event = allHostsEvent(envelope.uri);
+    let route = this.#allRoutes.get(event);
+    if (route === undefined) {
+      if (this.#allRoutes.size >= DESTINATIONS_LIMIT) this.#allRoutes.clear();
+      route = { subject: subjects.all(event), reply: null, id: this.#nextId };
+      this.#allRoutes.set(event, route);
+    }
+    this.#sender.batched(route, envelope);
     this.#host?.sent();
   }
 
@@ -322,14 +329,38 @@ export class NatsFederation implements Federation {
     return this.#interest?.declare(pattern, present);
   }
 
-  #arrived(data: Uint8Array): void {
-    const env = decodeEnvelope(data);
-    if (env.id !== undefined) {
-      // One delivery per all-hosts message, however many local patterns match it.
-      if (this.#seen.has(env.id)) return;
-      this.#seen.add(env.id);
-      if (this.#seen.size > SEEN_LIMIT) this.#seen.delete(this.#seen.values().next().value as string);
+  /** A message from another host: a batch of publishes or one publish alone (nats-wire.ts). */
+  #arrived(msg: Msg, reader: BatchReader): void {
+    const host = this.#host;
+    if (host === null) return;
+    try {
+      const h = msg.headers;
+      if (h === undefined) throw new NodesetError('BAD_FRAME', 'cross-host message without headers');
+      if (h.has(H.id)) {
+        // One delivery per all-hosts message, however many local subscriptions match it.
+        const id = h.get(H.id);
+        if (this.#seen.has(id)) return;
+        this.#seen.add(id);
+        if (this.#seen.size > SEEN_LIMIT) this.#seen.delete(this.#seen.values().next().value as string);
+      }
+      if (h.has(H.batch)) {
+        reader.read(msg.data, h.get(H.host), this.#deliver);
+      } else {
+        const { meta, seq } = readSingle(h);
+        this.#deliver(meta, seq, Buffer.from(msg.data.buffer, msg.data.byteOffset, msg.data.byteLength));
+      }
+    } catch (err) {
+      host.unreadable();
+      if (++this.#unreadable <= UNREADABLE_LOGGED) {
+        this.logger.warn(
+          { err, subject: msg.subject, logged: `${this.#unreadable} of at most ${UNREADABLE_LOGGED}` },
+          'unreadable cross-host message dropped',
+        );
+      }
     }
-    this.#host?.arrived(env);
   }
+
+  readonly #deliver = (meta: Arrival, seq: number, payload: Buffer): void => {
+    this.#host?.arrived(meta, seq, payload);
+  };
 }

@@ -227,6 +227,11 @@ export class NatsLink {
    */
   #sentBytes(n: number): void {
     this.#unconfirmedBytes += n;
+    this.#confirmIfDue();
+  }
+
+  /** Confirms what was sent so far, once a quarter of the bound is unconfirmed; again after each confirmation while it still is. */
+  #confirmIfDue(): void {
     const nc = this.#nc;
     if (this.#confirming || nc === null || this.#unconfirmedBytes < this.#maxUnconfirmed / 4) return;
     this.#confirming = true;
@@ -235,6 +240,9 @@ export class NatsLink {
       () => {
         this.#confirming = false;
         this.#unconfirmedBytes = Math.max(0, this.#unconfirmedBytes - upTo);
+        // What was sent meanwhile may be over the bound too (a batch is up to 64 KiB): a later
+        // publish cannot start the next confirmation while it is refused, so start it here.
+        this.#confirmIfDue();
       },
       () => {
         this.#confirming = false;

@@ -1,7 +1,8 @@
 /**
- * The NATS subjects of the federation and the envelope codec: how a subject
- * is named for a host, a pattern or an answer, how a no-responders notice
- * subject is parsed, and how envelopes and announcements are packed. Pure:
+ * The NATS subjects of the federation and the codecs of answers and
+ * announcements: how a subject is named for a host, a pattern or an answer,
+ * how a no-responders notice subject is parsed, and how answers and
+ * announcements are packed (publishes: nats-wire.ts). Pure:
  * no connection, no timers (see docs/federation.md, "Subjects").
  *
  *   nodeset.h.<host>           publishes for one host (B/event, node@B/event)
@@ -11,19 +12,17 @@
  *   nodeset.n.<host>.<conn>.<r>.<to>
  *                              the NATS server's no-responders status for an
  *                              acked publish or request to <to>
- *   nodeset.n.<host>.p.<to>    the same for a plain publish to <to> (lost)
+ *   nodeset.n.<host>.p.<n>.<to>
+ *                              the same for <n> plain publishes to <to> (lost)
  *   nodeset.q.<host>           who-subscribes queries (NATS request/reply)
  *   nodeset.id.<host>          "is a dispatcher of this name alive?" (request/reply)
  *   nodeset.dir                announcements and heartbeats of every dispatcher
  */
-import type { Answer, Envelope } from '../dispatcher/federation.js';
+import type { Answer } from '../dispatcher/federation.js';
 import { packr } from '../protocol/frames.js';
 import type { Announcement } from './host-directory.js';
 
 export const SUBJECT_PREFIX = 'nodeset';
-
-/** An all-hosts envelope carries an id, so that a host delivers it once however many of its patterns match. */
-export type WireEnvelope = Envelope & { id?: string };
 
 export const subjects = {
   host: (host: string): string => `${SUBJECT_PREFIX}.h.${host}`,
@@ -41,31 +40,28 @@ export function noticeSubject(self: string, conn: number, r: number, to: string)
   return `${subjects.notices(self)}${conn}.${r}.${to}`;
 }
 
-/** The reply subject of a plain publish from `self` to `to`: a no-responders status there means it was lost. */
-export function plainNoticeSubject(self: string, to: string): string {
-  return `${subjects.notices(self)}p.${to}`;
+/** The reply subject of `count` plain publishes from `self` to `to`: a no-responders status there means they were lost. */
+export function plainNoticeSubject(self: string, count: number, to: string): string {
+  return `${subjects.notices(self)}p.${count}.${to}`;
 }
 
 /**
  * What a no-responders notice subject names: the host that was unreachable,
- * and the connection and request id it answers (null for a plain publish).
+ * and the connection and request id it answers (null for plain publishes,
+ * then `lost` says how many).
  */
 export function parseNotice(
   prefix: string,
   subject: string,
-): { answer: { conn: number; r: number } | null; to: string } {
+): { answer: { conn: number; r: number } | null; lost: number; to: string } {
   const rest = subject.slice(prefix.length);
-  if (rest.startsWith('p.')) return { answer: null, to: rest.slice(2) };
+  if (rest.startsWith('p.')) {
+    const [count, ...to] = rest.slice(2).split('.');
+    const lost = Number(count);
+    return { answer: null, lost: Number.isSafeInteger(lost) && lost > 0 ? lost : 1, to: to.join('.') };
+  }
   const [conn, r, ...to] = rest.split('.');
-  return { answer: { conn: Number(conn), r: Number(r) }, to: to.join('.') };
-}
-
-export function encodeEnvelope(envelope: WireEnvelope): Uint8Array {
-  return packr.pack(envelope);
-}
-
-export function decodeEnvelope(data: Uint8Array): WireEnvelope {
-  return packr.unpack(data) as WireEnvelope;
+  return { answer: { conn: Number(conn), r: Number(r) }, lost: 0, to: to.join('.') };
 }
 
 export function encodeAnswer(answer: Answer): Uint8Array {

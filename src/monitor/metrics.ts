@@ -98,6 +98,11 @@ export function registerMetrics(
     'Plain cross-host publishes lost: sent to a host whose dispatcher was gone (NATS no-responders)',
     () => s.federationLost,
   );
+  counter(
+    'nodeset_federation_unreadable_total',
+    'Cross-host messages dropped because they could not be read (malformed)',
+    () => s.federationUnreadable,
+  );
   gauge('nodeset_federation_connected', '1 while the federation link is up (0 when down or not federated)', () =>
     d.federationConnected === true ? 1 : 0,
   );

@@ -380,6 +380,35 @@ export function packMsgTail(
   return tail;
 }
 
+/**
+ * The MSG tail of a publish from another host, with the sequence number in
+ * a fixed-width slot at `seqAt` (setSeqAt), so one tail serves a stream of
+ * publishes: [uri, from, ct, stream, 0, mode, seq, nil, host].
+ */
+export function packOriginMsgTail(
+  uri: string,
+  from: string,
+  ct: number,
+  stream: number,
+  single: boolean,
+  host: string,
+): { tail: Buffer; seqAt: number } {
+  const mode = single ? MsgMode.SINGLE : MsgMode.ALL;
+  const tail = packr.pack([uri, from, ct, stream, 0, mode, SEQ_PLACEHOLDER, null, host]);
+  (tail[0] as number)++;
+  // The slot's 4 value bytes come before the nil and the packed host.
+  return { tail, seqAt: tail.length - packr.pack(host).length - 1 - 4 };
+}
+
+/** Writes a sequence number into the 4 bytes at `at` of a packed MSG tail. */
+export function setSeqAt<B extends Buffer>(packed: B, at: number, seq: number): B {
+  packed[at] = seq >>> 24;
+  packed[at + 1] = seq >>> 16;
+  packed[at + 2] = seq >>> 8;
+  packed[at + 3] = seq;
+  return packed;
+}
+
 /** Writes a sequence number into the last 4 bytes of a packed MSG tail or PUB header. */
 export function setSeq<B extends Buffer>(packed: B, seq: number): B {
   const at = packed.length - 4;

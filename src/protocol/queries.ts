@@ -68,6 +68,8 @@ export interface StatsSnapshot {
   federationRejected: number;
   /** Plain publishes handed to NATS for a host whose dispatcher was gone (the NATS server's no-responders status). */
   federationLost: number;
+  /** Cross-host messages that could not be read (malformed: not from a nodeset dispatcher); dropped. */
+  federationUnreadable: number;
   /** Federation link state (null when not federated). */
   federation?: { connected: boolean; hosts: string[] } | null;
   /** Publishes per event name, busiest first (bounded). */
