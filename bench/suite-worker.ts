@@ -16,6 +16,11 @@ const [peer, url, role, subject, countArg, sizeArg] = process.argv.slice(2) as [
 const count = Number(countArg);
 const size = Number(sizeArg);
 const now = () => Number(process.hrtime.bigint());
+/** CPU time this process used (user + system), in µs. */
+const cpuUs = () => {
+  const u = process.cpuUsage();
+  return u.user + u.system;
+};
 const c = await client(peer, url, `bench-${role}-${process.pid}`, process.env.BENCH_DIRECT === '1');
 
 function percentiles(samples: Float64Array) {
@@ -53,8 +58,14 @@ switch (role) {
     let received = 0;
     let first = 0;
     let last = 0;
+    let cpu0 = 0;
     const finish = () =>
-      done({ received, ms: (last - first) / 1e6, latencyUs: percentiles(latencies.subarray(0, received)) });
+      done({
+        received,
+        ms: (last - first) / 1e6,
+        latencyUs: percentiles(latencies.subarray(0, received)),
+        cpuUs: cpuUs() - cpu0,
+      });
     const idle = setInterval(() => {
       // Stop by itself when nothing more arrives (a lossy peer never reaches `count`).
       if (received > 0 && now() - last > 2e9) {
@@ -64,7 +75,10 @@ switch (role) {
     }, 500);
     await c.subscribe(subject, (p) => {
       last = now();
-      if (received === 0) first = last;
+      if (received === 0) {
+        first = last;
+        cpu0 = cpuUs();
+      }
       if (received < count) latencies[received] = last - sentAt(p);
       if (++received === count) {
         clearInterval(idle);
@@ -78,12 +92,13 @@ switch (role) {
     process.stdout.write('ready\n');
     await go();
     const t = now();
+    const cpu0 = cpuUs();
     for (let i = 0; i < count; i++) {
       const wait = c.publish(subject, payload());
       if (wait !== undefined) await wait;
     }
     await c.flush();
-    await done({ sent: count, ms: (now() - t) / 1e6 });
+    await done({ sent: count, ms: (now() - t) / 1e6, cpuUs: cpuUs() - cpu0 });
     break;
   }
   case 'responder':

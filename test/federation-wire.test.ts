@@ -68,12 +68,21 @@ describe('cross-host wire format: batches', () => {
     const w = new BatchWriter();
     for (let i = 1; i <= 100; i++) w.add(envelope({ seq: i, payload: Buffer.alloc(10) }), 1 << 20);
     const first = w.take();
-    // 13 bytes of length, seq and `same` per record, plus the first record's metadata once.
-    assert.ok(first.length < 100 * (13 + 10) + 64, `${first.length} bytes`);
-    for (let i = 101; i <= 110; i++) w.add(envelope({ seq: i }), 1 << 20);
+    // 5 bytes of length and mark per record (the sequence numbers follow on), plus the first record's metadata once.
+    assert.ok(first.length < 100 * (5 + 10) + 64, `${first.length} bytes`);
+    // A gap in the sequence numbers is written out (`same` with its seq), not implied.
+    for (const seq of [101, 102, 200, 201, 0, 0]) w.add(envelope({ seq }), 1 << 20);
     const reader = new BatchReader();
     const a = readAll(reader, first);
     const b = readAll(reader, w.take());
+    assert.deepEqual(
+      a.map((g) => g.seq),
+      Array.from({ length: 100 }, (_, i) => i + 1),
+    );
+    assert.deepEqual(
+      b.map((g) => g.seq),
+      [101, 102, 200, 201, 0, 0],
+    );
     assert.equal(new Set([...a, ...b].map((g) => g.meta)).size, 1, 'one Arrival for the whole stream');
     // Another origin host with the same bytes is another stream.
     for (let i = 1; i <= 3; i++) w.add(envelope({ seq: i }), 1 << 20);
@@ -117,14 +126,17 @@ describe('cross-host wire format: batches', () => {
       ['length past the end', Buffer.concat([Buffer.from([0xff, 0xff, 0, 0]), good.subarray(4)])],
       ['length too small', Buffer.concat([Buffer.from([1, 0, 0, 0]), good.subarray(4)])],
     ];
-    const same = Buffer.from(good);
-    same[12] = 1; // the first record claims to repeat metadata
-    cases.push(['repeats absent metadata', same]);
+    // The first record claims to repeat metadata (mark 1), or to follow a record (mark 2), or has an unknown mark.
+    for (const mark of [1, 2, 9]) {
+      const marked = Buffer.from(good);
+      marked[4] = mark;
+      cases.push([`first record marked ${mark}`, marked]);
+    }
     const badSeq = Buffer.from(good);
-    badSeq.writeDoubleLE(-1, 4);
+    badSeq.writeDoubleLE(-1, 5);
     cases.push(['negative sequence number', badSeq]);
     const nanSeq = Buffer.from(good);
-    nanSeq.writeDoubleLE(Number.NaN, 4);
+    nanSeq.writeDoubleLE(Number.NaN, 5);
     cases.push(['NaN sequence number', nanSeq]);
     const longUri = Buffer.from(good);
     longUri.writeUInt16LE(60000, 15);

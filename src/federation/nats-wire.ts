@@ -11,15 +11,17 @@
  * subject travel together as a batch: headers `Nodeset-Batch` (the count)
  * and `Nodeset-Host` (the origin), and as data a run of records, each
  *
- *     u32 length of the rest of the record, f64 seq, u8 same,
- *     when same is 0: u16 flags, u16 uri bytes, u16 from bytes, u32 ct,
+ *     u32 length of the rest of the record, u8 mark, then by mark
+ *     0 (full): f64 seq, u16 flags, u16 uri bytes, u16 from bytes, u32 ct,
  *       u32 stream id, u32 extra bytes, uri (UTF-8), from (UTF-8),
- *       extra (MessagePack {gh?, hd?}),
- *     payload
+ *       extra (MessagePack {gh?, hd?});
+ *     1 (same): f64 seq;
+ *     2 (next): nothing;
+ *     then the payload
  *
- * (little-endian). `same` is 1 when the record has the metadata of the
- * record before it in the batch (a stream of publishes to one URI), which
- * is then not repeated. The payload bytes are copied in as they are, never
+ * (little-endian). `same` records have the metadata of the record before
+ * them in the batch (a stream of publishes to one URI), which is not
+ * repeated; `next` ones also have its sequence number plus one. The payload bytes are copied in as they are, never
  * re-encoded. A reader also compares a batch's first metadata with the
  * last it read, so a stream decodes its strings and packs its MSG header
  * once, not once per batch.
@@ -46,9 +48,15 @@ export const H = {
   headers: 'Nodeset-Headers',
 } as const;
 
-/** Bytes of a record before its metadata: length, seq, same. */
-const SHORT = 13;
-/** Bytes of a record with metadata, before its strings. */
+/** Record marks. */
+const FULL = 0;
+const SAME = 1;
+const NEXT = 2;
+/** Bytes of a `next` record before its payload: length, mark. */
+const MARKED = 5;
+/** Bytes of a `same` record before its payload: length, mark, seq. */
+const SHORT = MARKED + 8;
+/** Bytes of a full record before its strings. */
 const FIXED = SHORT + 18;
 /** A batch is sent once it holds this many bytes. */
 export const BATCH_MAX_BYTES = 64 * 1024;
@@ -77,6 +85,8 @@ export class BatchWriter {
   #lastFromBytes = 0;
   /** The metadata of the batch's last record, for `same` (null: none, or it had extra fields). */
   #last: Envelope | null = null;
+  /** The batch's last sequence number, for `next`. */
+  #lastSeq = -1;
 
   get count(): number {
     return this.#count;
@@ -102,17 +112,27 @@ export class BatchWriter {
       m.gh === undefined &&
       m.hd === undefined;
     if (same) {
-      const size = SHORT + m.payload.length;
+      const next = m.seq === this.#lastSeq + 1;
+      const size = (next ? MARKED : SHORT) + m.payload.length;
       if (this.#pos - this.#start + size > max) return false;
       this.#room(size);
       const b = this.#chunk;
       const at = this.#pos;
-      b.writeUInt32LE(size - 4, at);
-      b.writeDoubleLE(m.seq, at + 4);
-      b[at + 12] = 1;
-      b.set(m.payload, at + SHORT);
+      const n = size - 4;
+      b[at] = n;
+      b[at + 1] = n >>> 8;
+      b[at + 2] = n >>> 16;
+      b[at + 3] = n >>> 24;
+      if (next) {
+        b[at + 4] = NEXT;
+      } else {
+        b[at + 4] = SAME;
+        b.writeDoubleLE(m.seq, at + MARKED);
+      }
+      b.set(m.payload, at + size - m.payload.length);
       this.#pos = at + size;
       this.#count++;
+      this.#lastSeq = m.seq;
       return true;
     }
     const uriBytes = m.uri === this.#lastUri ? this.#lastUriBytes : Buffer.byteLength(m.uri);
@@ -129,8 +149,8 @@ export class BatchWriter {
     const b = this.#chunk;
     let at = this.#pos;
     b.writeUInt32LE(size - 4, at);
-    b.writeDoubleLE(m.seq, at + 4);
-    b[at + 12] = 0;
+    b[at + 4] = FULL;
+    b.writeDoubleLE(m.seq, at + MARKED);
     b.writeUInt16LE(m.flags, at + 13);
     b.writeUInt16LE(uriBytes, at + 15);
     b.writeUInt16LE(fromBytes, at + 17);
@@ -145,6 +165,7 @@ export class BatchWriter {
     this.#pos = at + m.payload.length;
     this.#count++;
     this.#last = extra === null ? m : null;
+    this.#lastSeq = m.seq;
     return true;
   }
 
@@ -193,16 +214,26 @@ export class BatchReader {
     let n = 0;
     /** The metadata of the batch's record before (a `same` record reuses it). */
     let meta: Arrival | null = null;
+    let seq = -1;
     while (at < b.length) {
-      if (b.length - at < SHORT) throw bad(`a record is cut short at byte ${at}`);
+      if (b.length - at < MARKED) throw bad(`a record is cut short at byte ${at}`);
       const end = at + 4 + b.readUInt32LE(at);
-      if (end > b.length || end < at + SHORT) throw bad(`record ${n} overruns the batch`);
-      const seq = b.readDoubleLE(at + 4);
-      if (!isSeq(seq)) throw bad(`record ${n} has a bad sequence number`);
+      const mark = b[at + 4];
       let payloadAt = at + SHORT;
-      if (b[at + 12] === 1) {
-        if (meta === null) throw bad(`record ${n} repeats metadata the batch does not have`);
+      if (mark === NEXT) {
+        if (meta === null) throw bad(`record ${n} follows a record the batch does not have`);
+        payloadAt = at + MARKED;
+        seq++;
       } else {
+        if (mark !== SAME && mark !== FULL) throw bad(`record ${n} has an unknown mark ${mark}`);
+        if (end < at + SHORT || end > b.length) throw bad(`record ${n} overruns the batch`);
+        seq = b.readDoubleLE(at + MARKED);
+        if (!isSeq(seq)) throw bad(`record ${n} has a bad sequence number`);
+      }
+      if (end > b.length || end < payloadAt) throw bad(`record ${n} overruns the batch`);
+      if (mark === SAME) {
+        if (meta === null) throw bad(`record ${n} repeats metadata the batch does not have`);
+      } else if (mark === FULL) {
         if (end < at + FIXED) throw bad(`record ${n} is cut short`);
         const uriBytes = b.readUInt16LE(at + 15);
         const fromBytes = b.readUInt16LE(at + 17);
@@ -218,6 +249,7 @@ export class BatchReader {
           this.#lastMeta = Buffer.from(b.subarray(metaAt, payloadAt));
         }
       }
+      if (meta === null) throw bad(`record ${n} has no metadata`);
       each(meta, seq, b.subarray(payloadAt, end));
       n++;
       at = end;
