@@ -1,9 +1,9 @@
 /**
  * Interest and the host directory on NATS: the all-hosts patterns this host
- * subscribes to (one NATS subscription per pattern, confirmed across the
- * cluster before subscribe() resolves), and this host's announcements on
- * nodeset.dir (on connect, on every interest change, as a heartbeat), with
- * the directory of the other hosts they feed.
+ * subscribes to (one NATS subscription per pattern no other one covers,
+ * confirmed across the cluster before subscribe() resolves), and this
+ * host's announcements on nodeset.dir (on connect, on every interest
+ * change, as a heartbeat), with the directory of the other hosts they feed.
  */
 import type { Msg, NatsConnection, Subscription } from 'nats';
 import type { Logger } from 'pino';
@@ -11,6 +11,7 @@ import { type FederationHost, HOST_JOINED, HOST_LEFT, type HostPresence } from '
 import { type Announcement, HostDirectory } from './host-directory.js';
 import { DEFAULT_FEDERATION_OPTIONS, type NatsLink } from './nats-link.js';
 import { encodeAnnouncement, subjects } from './nats-subjects.js';
+import { PatternCover } from './pattern-cover.js';
 
 /** Longest a new subscription waits for its all-hosts interest to reach the other hosts' NATS servers. */
 const INTEREST_WAIT_MS = 1000;
@@ -24,7 +25,15 @@ export class Interest {
   readonly #startedAt = Date.now();
   /** Delivers what arrives on an all-hosts subject. */
   readonly #arrived: (msg: Msg) => void;
+  /** The wanted all-hosts patterns, and which of them need a NATS subscription. */
+  readonly #cover = new PatternCover();
+  /** The NATS subscriptions held: the needed ones, and superseded ones not yet retired. */
   readonly #subs = new Map<string, Subscription>();
+  /** Confirmation of a subscription still on its way to the other hosts, by pattern. */
+  readonly #pending = new Map<string, Promise<void>>();
+  /** NATS subscriptions made so far: a retiring flush sent before the last one does not confirm it. */
+  #subscriptionsMade = 0;
+  #retiring = false;
   #heartbeat: NodeJS.Timeout | null = null;
   #announcePending = false;
 
@@ -37,9 +46,9 @@ export class Interest {
     this.directory = new HostDirectory(host.hostName, id);
   }
 
-  /** The all-hosts patterns subscribed on NATS. */
+  /** The all-hosts patterns local nodes subscribe to (announced). */
   get patterns(): string[] {
-    return [...this.#subs.keys()];
+    return [...this.#cover.wanted];
   }
 
   /** Starts the heartbeat: an announcement every heartbeatIntervalMs, and silent hosts expire. */
@@ -60,7 +69,7 @@ export class Interest {
       id: this.#id,
       startedAt: this.#startedAt,
       version: this.#link.options.version ?? '',
-      patterns: [...this.#subs.keys()],
+      patterns: [...this.#cover.wanted],
       groups: this.#host.groups(),
       responders: this.#host.responders(),
       ...(hello ? { hello } : {}),
@@ -159,19 +168,25 @@ export class Interest {
 
   /**
    * Local subscribers appeared for (or left) a pattern: subscribes to (or
-   * leaves) its all-hosts subject. A new one returns a promise that resolves
-   * once other hosts' publishes reach it (bounded; it never rejects).
+   * leaves) its all-hosts subject, unless another wanted pattern covers it
+   * (NATS would deliver each message once per matching subscription). A new
+   * one returns a promise that resolves once other hosts' publishes reach it
+   * (bounded; it never rejects).
    */
   declare(pattern: string, present: boolean): Promise<void> | undefined {
     const nc = this.#link.nc;
     if (nc === null) return undefined; // declared at start
-    if (present && !this.#subs.has(pattern)) {
-      const sub = nc.subscribe(subjects.all(pattern), {
-        callback: (err, msg) => {
-          if (err === null) this.#arrived(msg);
-        },
-      });
-      this.#subs.set(pattern, sub);
+    if (present) {
+      const added = this.#cover.add(pattern);
+      if (added === null) return undefined;
+      if (added.coveredBy !== null) {
+        // Other hosts can already pick this host for it: the covering pattern is announced.
+        this.announceSoon();
+        return this.#pending.get(added.coveredBy);
+      }
+      this.#subscribe(nc, pattern);
+      // The subscriptions it covers go once this one is in effect (#retire).
+      if (added.superseded.length > 0) this.#retire(nc);
       // Announced before the confirmation round trips below, which follow it on the same routes:
       // once they are answered, every known host also knows this host wants the pattern
       // (single deliveries of `*\/…` can pick it).
@@ -180,14 +195,67 @@ export class Interest {
       // a bounded time only: a link that is down or fails meanwhile declares it again when it
       // comes back, and local subscribers must not wait on it.
       if (!this.#link.connected) return undefined;
-      return this.#bounded(nc);
+      const pending: Promise<void> = this.#bounded(nc).then(() => {
+        if (this.#pending.get(pattern) === pending) this.#pending.delete(pattern);
+      });
+      this.#pending.set(pattern, pending);
+      return pending;
     }
-    if (!present) {
-      this.#subs.get(pattern)?.unsubscribe();
-      this.#subs.delete(pattern);
-      this.announceSoon();
-    }
+    const removed = this.#cover.remove(pattern);
+    if (removed === null) return undefined;
+    this.#pending.delete(pattern);
+    // The patterns it covered get their own subscriptions first; its own goes after them (#retire).
+    for (const w of removed.restored) this.#subscribe(nc, w);
+    if (removed.dropped) this.#retire(nc);
+    this.announceSoon();
     return undefined;
+  }
+
+  /** A NATS subscription for the pattern, unless one is still held (waiting to be retired). */
+  #subscribe(nc: NatsConnection, pattern: string): void {
+    if (this.#subs.has(pattern)) return;
+    const sub = nc.subscribe(subjects.all(pattern), {
+      callback: (err, msg) => {
+        if (err === null) this.#arrived(msg);
+      },
+    });
+    this.#subs.set(pattern, sub);
+    this.#subscriptionsMade++;
+  }
+
+  /**
+   * Unsubscribes the NATS subscriptions no longer needed, once the ones that
+   * replace them are in effect: after a flush (PING/PONG) sent after the last
+   * new subscription. The server has then processed it, and every message it
+   * sent for the old subscription alone has arrived (the NATS client drops
+   * what arrives for a subscription it has left). A newer subscription made
+   * meanwhile takes another flush. Messages that arrive twice meanwhile are
+   * delivered once (the all-hosts message id).
+   */
+  #retire(nc: NatsConnection): void {
+    if (this.#retiring) return;
+    this.#retiring = true;
+    const made = this.#subscriptionsMade;
+    nc.flush().then(
+      () => {
+        this.#retiring = false;
+        if (made !== this.#subscriptionsMade) {
+          this.#retire(nc);
+          return;
+        }
+        const needed = this.#cover.subscribed;
+        for (const [pattern, sub] of this.#subs) {
+          if (needed.has(pattern)) continue;
+          sub.unsubscribe();
+          this.#subs.delete(pattern);
+        }
+      },
+      () => {
+        // Disconnected (the client subscribes again, all at once, when it is back): flushed again then.
+        this.#retiring = false;
+        if (!nc.isClosed()) this.#retire(nc);
+      },
+    );
   }
 
   /**
