@@ -113,6 +113,34 @@ describe('federation to a secured NATS', { skip }, () => {
     assert.equal(a.link.knows('pw-bad'), false);
   });
 
+  test('a permission the host lacks: the NATS server refuses it and the dispatcher logs the operation and subject', async () => {
+    // Host b may not publish answers (nodeset.r.>): an acked publish from a gets no ack back.
+    const perms = (h: string, pub: string) =>
+      `{ user: ${h}, password: pw, permissions: { publish: { allow: [${pub}] }, subscribe: { allow: ["nodeset.>", "_INBOX.>"] } } }`;
+    const conf = file(
+      'perms.conf',
+      `authorization { users = [ ${perms('perm-a', '"nodeset.>", "_INBOX.>"')}, ${perms('perm-b', '"nodeset.h.>", "nodeset.all.>", "nodeset.n.>", "nodeset.q.>", "nodeset.id.>", "nodeset.dir", "_INBOX.>"')} ] }\n`,
+    );
+    const url = await natsWith(['-c', conf]);
+    const a = await dispatcher('perm-a', { servers: [url], user: 'perm-a', pass: 'pw' });
+    const b = await dispatcher('perm-b', { servers: [url], user: 'perm-b', pass: 'pw' });
+    await until(() => a.link.knows('perm-b') && b.link.knows('perm-a'), 5000, 'directory');
+    await (await node(b.d, 'perm-sub')).subscribe('perm.x', () => {});
+    const pub = await startNode(a.d, { name: 'perm-pub', statsIntervalMs: 0, ackTimeoutMs: 500 });
+    nodes.push(pub);
+    await assert.rejects(pub.publish('perm-b/perm.x', 1, { ack: true }), { code: 'TIMEOUT' });
+    const logs = b.logs as { level: number; msg: string; operation?: string; subject?: string }[];
+    await until(
+      () => logs.some((l) => l.level === 40 && l.subject === 'nodeset.r.perm-a'),
+      5000,
+      'the violation logged',
+    );
+    const line = logs.find((l) => l.subject === 'nodeset.r.perm-a');
+    assert.equal(line?.operation, 'publish');
+    assert.match(line?.msg ?? '', /permissions violation/);
+    assert.equal(b.d.federationConnected, true, 'the link stays up');
+  });
+
   test('token: the right one connects; a wrong one: link down with the reason', async () => {
     const url = await natsWith(['--auth', 'tok-123']);
     const a = await dispatcher('tok-a', { servers: [url], token: 'tok-123' });

@@ -60,6 +60,9 @@ export const DEFAULT_FEDERATION_OPTIONS = {
   maxPendingBytes: 32 * 1024 * 1024,
 } as const;
 
+/** Server errors logged per link (the rest are counted only). */
+const SERVER_ERRORS_LOGGED = 20;
+
 /** Pause between attempts to reach NATS for the first time, in ms. */
 const FIRST_CONNECT_RETRY_MS = 250;
 
@@ -81,6 +84,9 @@ export class NatsLink {
   #unconfirmedBytes = 0;
   #confirming = false;
   readonly #maxUnconfirmed: number;
+
+  /** Errors the NATS server reported on the live link (permissions violations, mostly). */
+  serverErrors = 0;
 
   /** Why the last attempt to reach NATS failed (null: it did not, or none was made yet). */
   #failure: string | null = null;
@@ -206,7 +212,33 @@ export class NatsLink {
         this.#connected = true;
         events.back();
         this.logger.info('federation link back; interest declared again');
+      } else if (status.type === 'error') {
+        this.#serverError(status as { data?: unknown; permissionContext?: { operation: string; subject: string } });
       }
+    }
+  }
+
+  /**
+   * An error the NATS server reported on the link (it stays up), logged at
+   * `warn`: for a permissions violation, the operation and subject, which
+   * the host's NATS permissions must allow (docs/federation.md). At most
+   * SERVER_ERRORS_LOGGED, then only counted.
+   */
+  #serverError(status: { data?: unknown; permissionContext?: { operation: string; subject: string } }): void {
+    this.serverErrors++;
+    if (this.serverErrors > SERVER_ERRORS_LOGGED) return;
+    const p = status.permissionContext;
+    const logged = `${this.serverErrors} of at most ${SERVER_ERRORS_LOGGED}`;
+    if (p !== undefined) {
+      this.logger.warn(
+        { operation: p.operation, subject: p.subject, logged },
+        `NATS refused a ${p.operation} to ${p.subject} (permissions violation): give this host's NATS user that permission`,
+      );
+    } else {
+      this.logger.warn(
+        { error: String(status.data), logged },
+        'the NATS server reported an error on the federation link',
+      );
     }
   }
 
