@@ -6,7 +6,9 @@ import type { Arrival, Envelope } from '../src/dispatcher/federation.js';
 import { NatsFederation } from '../src/federation/nats-federation.js';
 import { BatchReader, BatchWriter, H, readSingle } from '../src/federation/nats-wire.js';
 import { Dispatcher, type Node, NodesetError } from '../src/index.js';
+import { encodeFrame, FrameKind } from '../src/protocol/frames.js';
 import { NatsServer, startNode, until } from './helpers.js';
+import { RawClient } from './raw-client.js';
 
 const skip =
   NatsServer.find() !== null || process.env.NODESET_CI
@@ -285,5 +287,29 @@ describe('cross-host wire format on NATS', { skip }, () => {
     const pub = await at('wa', 'junk-pub');
     assert.equal(await pub.publish('wb/after-junk', 'fine', { ack: true }), 1);
     await until(() => got.length === 1);
+  });
+
+  test('unknown PUB flag bits on a publish to another host do not break the batch it joins', async () => {
+    const sub = await at('wb', 'flags-sub');
+    const got: unknown[] = [];
+    await sub.subscribe('flags', (m) => void got.push(m));
+    const rawNode = await RawClient.connect(hosts.wa!.address.port, 'flags-raw');
+    try {
+      // Three publishes in one write (one turn, one batch): the first with a flag bit nodeset does not define.
+      rawNode.send(
+        Buffer.concat([
+          encodeFrame(FrameKind.PUB, ['wb/flags', 0x10000, 0, 0], Buffer.from('"a"')),
+          encodeFrame(FrameKind.PUB, ['wb/flags', 0, 0, 0], Buffer.from('"b"')),
+          encodeFrame(FrameKind.PUB, ['wb/flags', 0, 0, 0], Buffer.from('"c"')),
+        ]),
+      );
+      rawNode.send(encodeFrame(FrameKind.PUB, ['wb/flags', 2, 7, 0], Buffer.from('"d"')));
+      const ok = await rawNode.next((f) => f.kind === FrameKind.OK || f.kind === FrameKind.ERROR);
+      assert.deepEqual(ok.header, { r: 7, n: 1 });
+      assert.equal(rawNode.frames.filter((f) => f.kind === FrameKind.ERROR).length, 0, 'no error frame');
+      await until(() => got.length === 4, 5000, `all four delivered (${got.length})`);
+    } finally {
+      rawNode.destroy();
+    }
   });
 });

@@ -74,6 +74,8 @@ export const FORWARDED = -1;
 const EMPTY_PAYLOAD = Buffer.alloc(0);
 /** Room kept in a cross-host message for its metadata (URI, sender, host, flags), in bytes. */
 const ENVELOPE_ROOM_BYTES = 1024;
+/** The PUB flags that mean something at another host; other bits a client sets do not cross. */
+const CROSSING_FLAGS = PubFlag.DIRECT | PubFlag.ACK | PubFlag.REQUEST;
 
 export class Router {
   readonly #o: RouterOptions;
@@ -513,7 +515,7 @@ export class Router {
       from: sender,
       host: this.#o.hostName,
       ct,
-      flags,
+      flags: flags & CROSSING_FLAGS,
       payload,
       seq,
       st: from.routing.stream,
