@@ -179,6 +179,8 @@ describe('cross-host wire format: batches', () => {
       [H.groups, '["a"]'],
       [H.headers, 'nope'],
       [H.conn, 'x'],
+      [H.from, 'not a name'],
+      [H.host, ''],
     ] as const) {
       const bad = natsHeaders();
       for (const [k, v] of h) bad.set(k, v[0] as string);
@@ -287,6 +289,30 @@ describe('cross-host wire format on NATS', { skip }, () => {
     const pub = await at('wa', 'junk-pub');
     assert.equal(await pub.publish('wb/after-junk', 'fine', { ack: true }), 1);
     await until(() => got.length === 1);
+  });
+
+  test('a batch that names no origin host is unreadable: counted and dropped, never delivered as from nowhere', async () => {
+    const sub = await at('wb', 'nohost-sub');
+    const froms: string[] = [];
+    await sub.subscribe('nohost', (_m, info) => void froms.push(info.from));
+    const before = hosts.wb!.stats.federationUnreadable;
+    const w = new BatchWriter();
+    for (let i = 1; i <= 3; i++)
+      w.add(envelope({ uri: 'wb/nohost', host: 'wa', seq: i, payload: Buffer.from('1') }), 1 << 20);
+    const noHost = natsHeaders();
+    noHost.set(H.batch, '3');
+    raw.publish('nodeset.h.wb', w.take(), { headers: noHost });
+    // A record that names no publishing node, in a batch that names its host.
+    w.add(envelope({ uri: 'wb/nohost', from: '', seq: 1, payload: Buffer.from('1') }), 1 << 20);
+    const noFrom = natsHeaders();
+    noFrom.set(H.batch, '1');
+    noFrom.set(H.host, 'wa');
+    raw.publish('nodeset.h.wb', w.take(), { headers: noFrom });
+    await raw.flush();
+    await until(() => hosts.wb!.stats.federationUnreadable === before + 2, 5000, 'both counted as unreadable');
+    const pub = await at('wa', 'nohost-pub');
+    assert.equal(await pub.publish('wb/nohost', 2, { ack: true }), 1);
+    assert.deepEqual(froms, ['nohost-pub@wa'], 'only the real publish was delivered');
   });
 
   test('unknown PUB flag bits on a publish to another host do not break the batch it joins', async () => {

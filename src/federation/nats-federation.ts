@@ -26,7 +26,7 @@ import {
   SUBJECT_PREFIX,
   subjects,
 } from './nats-subjects.js';
-import { BatchReader, H, readSingle } from './nats-wire.js';
+import { BatchReader, batchHost, H, readSingle } from './nats-wire.js';
 
 export { DEFAULT_FEDERATION_OPTIONS, type NatsFederationOptions, SUBJECT_PREFIX };
 
@@ -344,7 +344,7 @@ export class NatsFederation implements Federation {
         if (this.#seen.size > SEEN_LIMIT) this.#seen.delete(this.#seen.values().next().value as string);
       }
       if (h.has(H.batch)) {
-        reader.read(msg.data, h.get(H.host), this.#deliver);
+        reader.read(msg.data, batchHost(h), this.#deliver);
       } else {
         const { meta, seq } = readSingle(h);
         this.#deliver(meta, seq, Buffer.from(msg.data.buffer, msg.data.byteOffset, msg.data.byteLength));

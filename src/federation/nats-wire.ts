@@ -29,6 +29,7 @@
 import { type MsgHdrs, headers as natsHeaders } from 'nats';
 import type { Arrival, Envelope } from '../dispatcher/federation.js';
 import { NodesetError } from '../protocol/errors.js';
+import { isValidName } from '../protocol/event-uri.js';
 import { packr } from '../protocol/frames.js';
 
 /** NATS header names of a cross-host publish. */
@@ -259,9 +260,11 @@ export class BatchReader {
 
   #decodeMeta(b: Buffer, at: number, uriBytes: number, fromBytes: number, extraBytes: number, host: string): Arrival {
     const s = at + FIXED;
+    const from = b.toString('utf8', s + uriBytes, s + uriBytes + fromBytes);
+    if (!isValidName(from)) throw bad('a record names no valid publishing node');
     const meta: Arrival = {
       uri: b.toString('utf8', s, s + uriBytes),
-      from: b.toString('utf8', s + uriBytes, s + uriBytes + fromBytes),
+      from,
       host,
       ct: b.readUInt32LE(at + 19),
       flags: b.readUInt16LE(at + 13),
@@ -323,8 +326,8 @@ export function readSingle(h: MsgHdrs): { meta: Arrival; seq: number } {
   };
   const meta: Arrival = {
     uri: str(H.uri),
-    from: str(H.from),
-    host: str(H.host),
+    from: name(h, H.from),
+    host: name(h, H.host),
     ct: num(H.ct, isU32),
     flags: num(H.flags, isU32),
     st: num(H.stream, isU32),
@@ -336,6 +339,18 @@ export function readSingle(h: MsgHdrs): { meta: Arrival; seq: number } {
   if (h.has(H.groups)) meta.gh = checkGroups(json(h.get(H.groups), H.groups));
   if (h.has(H.headers)) meta.hd = json(h.get(H.headers), H.headers) as Record<string, string>;
   return { meta, seq: num(H.seq, isSeq) };
+}
+
+/** The origin host of a batch, from its headers; BAD_FRAME when it names none. */
+export function batchHost(h: MsgHdrs): string {
+  return name(h, H.host);
+}
+
+/** A node or host name from a header; BAD_FRAME when missing or not a valid name. */
+function name(h: MsgHdrs, header: string): string {
+  const v = h.get(header);
+  if (!isValidName(v)) throw bad(`header ${header} ${v === '' ? 'is missing' : 'is not a valid name'}`);
+  return v;
 }
 
 function json(text: string, name: string): unknown {
