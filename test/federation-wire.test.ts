@@ -198,10 +198,10 @@ describe('cross-host wire format on NATS', { skip }, () => {
   const hosts: Record<string, Dispatcher> = {};
   const nodes: Node[] = [];
   let raw: NatsConnection;
+  const links: NatsFederation[] = [];
 
   before(async () => {
     await nats.start();
-    const links: NatsFederation[] = [];
     for (const h of ['wa', 'wb']) {
       const link = new NatsFederation({ servers: [nats.url] });
       links.push(link);
@@ -337,5 +337,20 @@ describe('cross-host wire format on NATS', { skip }, () => {
     } finally {
       rawNode.destroy();
     }
+  });
+
+  test('headers count towards NATS max_payload: TOO_LARGE before any delivery, not an internal error', async () => {
+    const pub = await at('wa', 'hdbig-pub');
+    const local = await at('wa', 'hdbig-local');
+    let got = 0;
+    await local.subscribe('hdbig', () => void got++);
+    const max = links[0]!.maxPayload;
+    assert.ok(max > 0);
+    const headers: Record<string, string> = {};
+    for (let i = 0; i < 8; i++) headers[`h${i}`] = 'v'.repeat(480);
+    const big = Buffer.alloc(max - 1024 - 'wb/hdbig'.length - 16);
+    await assert.rejects(pub.publish('wb/hdbig', big, { ack: true, headers }), { code: 'TOO_LARGE' });
+    await assert.rejects(pub.publish('*/hdbig', big, { ack: true, headers }), { code: 'TOO_LARGE' });
+    assert.equal(got, 0, 'the refused one was not delivered locally');
   });
 });

@@ -170,7 +170,7 @@ export class Router {
     }
     const isRequest = (flags & PubFlag.REQUEST) !== 0;
     const allHosts = target.uri.host === ALL_HOSTS && this.#remote !== null;
-    if (allHosts) this.#checkSize(payload, uri);
+    if (allHosts) this.#checkSize(payload, uri, headers);
     const tail =
       isRequest || headers !== null ? undefined : setSeq(state.tails.get(uri, sender, ct, flags & PubFlag.DIRECT), seq);
     const skip = (flags & PubFlag.LOCAL_DONE) !== 0 ? from : null;
@@ -508,7 +508,7 @@ export class Router {
       this.#stats.federationRejected++;
       throw new NodesetError('NO_ROUTE', `host ${host} is not known: no live dispatcher of that name`);
     }
-    this.#checkSize(payload, uri);
+    this.#checkSize(payload, uri, headers);
     const answered = (flags & (PubFlag.ACK | PubFlag.REQUEST)) !== 0;
     remote.forward(host, {
       uri,
@@ -558,14 +558,21 @@ export class Router {
     return sent;
   }
 
-  /** A payload larger than the NATS server takes is refused before any delivery (TOO_LARGE). */
-  #checkSize(payload: Buffer, uri: string): void {
+  /**
+   * A payload larger than the NATS server takes is refused before any delivery (TOO_LARGE).
+   * Headers travel in the same NATS message (as JSON in a NATS header when it goes alone), so
+   * they count too.
+   */
+  #checkSize(payload: Buffer, uri: string, headers: MessageHeaders | null): void {
     const max = this.#remote?.maxPayload ?? 0;
-    if (max > 0 && payload.length + uri.length + ENVELOPE_ROOM_BYTES > max) {
+    if (max === 0) return;
+    const headerBytes = headers === null ? 0 : Buffer.byteLength(JSON.stringify(headers));
+    if (payload.length + headerBytes + uri.length + ENVELOPE_ROOM_BYTES > max) {
       this.#stats.federationRejected++;
+      const what = headerBytes === 0 ? '' : ` with ${headerBytes} bytes of headers`;
       throw new NodesetError(
         'TOO_LARGE',
-        `payload of ${payload.length} bytes is too large for another host (NATS max_payload ${max} bytes)`,
+        `payload of ${payload.length} bytes${what} is too large for another host (NATS max_payload ${max} bytes)`,
       );
     }
   }
