@@ -62,7 +62,7 @@ describe('cross-host wire format: batches', () => {
       assert.equal(g.meta.ct, e.ct);
       assert.equal(g.meta.st, e.st);
       assert.deepEqual(g.meta.hd, e.hd);
-      assert.deepEqual(g.meta.gh, e.gh);
+      assert.deepEqual(g.meta.gh === undefined ? undefined : { ...g.meta.gh }, e.gh);
     }
   });
 
@@ -352,5 +352,23 @@ describe('cross-host wire format on NATS', { skip }, () => {
     await assert.rejects(pub.publish('wb/hdbig', big, { ack: true, headers }), { code: 'TOO_LARGE' });
     await assert.rejects(pub.publish('*/hdbig', big, { ack: true, headers }), { code: 'TOO_LARGE' });
     assert.equal(got, 0, 'the refused one was not delivered locally');
+  });
+  test('queue groups named like Object properties are served across hosts, in a batch and alone', async () => {
+    const names = ['constructor', 'toString', '__proto__'];
+    const counts = new Map<string, number>();
+    for (const group of names) {
+      const w = await at('wb', `proto-${group}`);
+      await w.subscribe('proto.work', () => void counts.set(group, (counts.get(group) ?? 0) + 1), { group });
+    }
+    await until(() => links[0]!.groupHosts('proto.work')?.size === names.length, 5000, 'groups announced');
+    const pub = await at('wa', 'proto-pub');
+    // Three in one turn (a batch), then one alone.
+    for (let i = 0; i < 3; i++) pub.publish('*/proto.work', i);
+    await pub.publish('*/proto.work', Buffer.alloc(10_000), { ack: true });
+    await until(
+      () => names.every((g) => counts.get(g) === 4),
+      5000,
+      `each group got every publish once: ${JSON.stringify([...counts])}`,
+    );
   });
 });

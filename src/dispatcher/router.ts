@@ -278,7 +278,8 @@ export class Router {
   #chooseGroupHosts(event: string, route: Route<Subscription> | null): Record<string, string> | null {
     const remote = this.#remote?.groupHosts(event) ?? null;
     if (remote === null) return null;
-    const gh: Record<string, string> = {};
+    // No prototype: a group may be named `constructor` or `__proto__`.
+    const gh: Record<string, string> = Object.create(null);
     for (const group of route?.groups ?? []) gh[group.name] = this.#o.hostName;
     for (const [name, hosts] of remote) {
       if (gh[name] === undefined) gh[name] = hosts[Math.floor(Math.random() * hosts.length)] as string;

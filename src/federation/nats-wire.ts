@@ -14,7 +14,7 @@
  *     u32 length of the rest of the record, u8 mark, then by mark
  *     0 (full): f64 seq, u16 flags, u16 uri bytes, u16 from bytes, u32 ct,
  *       u32 stream id, u32 extra bytes, uri (UTF-8), from (UTF-8),
- *       extra (MessagePack {gh?, hd?});
+ *       extra (MessagePack {gh?: [[group, host], …], hd?});
  *     1 (same): f64 seq;
  *     2 (next): nothing;
  *     then the payload
@@ -142,7 +142,11 @@ export class BatchWriter {
     this.#lastUriBytes = uriBytes;
     this.#lastFrom = m.from;
     this.#lastFromBytes = fromBytes;
-    const extra = m.gh === undefined && m.hd === undefined ? null : packr.pack({ gh: m.gh, hd: m.hd });
+    // Queue group hosts as pairs: MessagePack decoders rename a `__proto__` key, a valid group name.
+    const extra =
+      m.gh === undefined && m.hd === undefined
+        ? null
+        : packr.pack({ gh: m.gh === undefined ? undefined : Object.entries(m.gh), hd: m.hd });
     const extraBytes = extra === null ? 0 : extra.length;
     const size = FIXED + uriBytes + fromBytes + extraBytes + m.payload.length;
     if (this.#count > 0 && this.#pos - this.#start + size > max) return false;
@@ -278,7 +282,7 @@ export class BatchReader {
         throw bad('a record has unreadable extra fields');
       }
       const { gh, hd } = (extra ?? {}) as { gh?: unknown; hd?: unknown };
-      if (gh !== undefined && gh !== null) meta.gh = checkGroups(gh);
+      if (gh !== undefined && gh !== null) meta.gh = groupPairs(gh);
       if (hd !== undefined && hd !== null) meta.hd = hd as Record<string, string>;
     }
     return meta;
@@ -366,6 +370,19 @@ function checkGroups(v: unknown): Record<string, string> {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad('queue group hosts must be a map');
   for (const host of Object.values(v)) if (typeof host !== 'string') throw bad('queue group hosts must be names');
   return v as Record<string, string>;
+}
+
+/** A queue group → host map from [group, host] pairs, checked. */
+function groupPairs(v: unknown): Record<string, string> {
+  if (!Array.isArray(v)) throw bad('queue group hosts must be pairs');
+  const gh: Record<string, string> = Object.create(null);
+  for (const pair of v) {
+    if (!Array.isArray(pair) || typeof pair[0] !== 'string' || typeof pair[1] !== 'string') {
+      throw bad('queue group hosts must be pairs of names');
+    }
+    gh[pair[0]] = pair[1];
+  }
+  return gh;
 }
 
 function bad(message: string): NodesetError {
