@@ -1,13 +1,18 @@
 import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { connect, type NatsConnection, headers as natsHeaders } from 'nats';
+import pino from 'pino';
 import type { Arrival, Envelope } from '../src/dispatcher/federation.js';
 import { NatsFederation } from '../src/federation/nats-federation.js';
 import { BatchReader, BatchWriter, H, readSingle } from '../src/federation/nats-wire.js';
 import { Dispatcher, type Node, NodesetError } from '../src/index.js';
 import { encodeFrame, FrameKind } from '../src/protocol/frames.js';
-import { NatsServer, startNode, until } from './helpers.js';
+import { NatsServer, startNatsProcess, startNode, stopProcess, until } from './helpers.js';
 import { RawClient } from './raw-client.js';
 
 const skip =
@@ -370,5 +375,56 @@ describe('cross-host wire format on NATS', { skip }, () => {
       5000,
       `each group got every publish once: ${JSON.stringify([...counts])}`,
     );
+  });
+});
+
+describe('an announcement larger than NATS max_payload', { skip }, () => {
+  let dir: string;
+  let nats: ChildProcess;
+  const dispatchers: Dispatcher[] = [];
+  const nodes: Node[] = [];
+  const logged: { level: number; msg: string }[] = [];
+  let big: NatsFederation;
+  let other: NatsFederation;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'nodeset-announce-'));
+    const conf = join(dir, 'nats.conf');
+    writeFileSync(conf, 'max_payload: 16384\n');
+    const started = await startNatsProcess(['-c', conf, '-a', '127.0.0.1', '-p', '-1']);
+    nats = started.child;
+    const url = `nats://127.0.0.1:${started.port}`;
+    const logger = pino({ level: 'info' }, { write: (line: string) => void logged.push(JSON.parse(line)) });
+    const fast = { heartbeatIntervalMs: 50, hostTimeoutMs: 400 };
+    big = new NatsFederation({ servers: [url], logger, ...fast });
+    other = new NatsFederation({ servers: [url], ...fast });
+    dispatchers.push(await new Dispatcher({ port: 0, hostName: 'big' }, big).start());
+    dispatchers.push(await new Dispatcher({ port: 0, hostName: 'other' }, other).start());
+    await until(() => other.hosts.length === 1, 5000, 'big in the directory of other');
+  });
+  after(async () => {
+    await Promise.all(nodes.map((n) => n.stop()));
+    for (const d of dispatchers) await d.stop();
+    await stopProcess(nats);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('is not sent and logged, the dispatcher goes on; once it fits again the host is back', async () => {
+    const node = await startNode(dispatchers[0] as Dispatcher, { name: 'many', statsIntervalMs: 0 });
+    nodes.push(node);
+    // 20 patterns of 1,000 characters: an announcement of about 20 KB, over the server's 16 KiB.
+    const long = 'p'.repeat(1000);
+    for (let i = 0; i < 20; i++) await node.subscribe(`${long}.${i}`, () => {});
+    await until(() => logged.some((l) => l.level === 50 && /announcement larger than NATS max_payload/.test(l.msg)));
+    // Heartbeats go on without one: the other host sees it leave, and the dispatcher still serves.
+    await until(() => other.hosts.length === 0, 5000, 'big left the directory of other (silent)');
+    let got = 0;
+    await node.subscribe('still.here', () => void got++);
+    assert.equal(await node.publish('still.here', 1, { ack: true }), 1);
+    assert.equal(got, 1);
+    for (let i = 5; i < 20; i++) await node.unsubscribe(`${long}.${i}`);
+    await until(() => other.hosts.length === 1, 5000, 'big back in the directory of other');
+    assert.equal(big.hosts.length, 1);
+    assert.ok(logged.some((l) => /announcement fits in a NATS message again/.test(l.msg)));
   });
 });

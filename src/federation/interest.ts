@@ -36,6 +36,8 @@ export class Interest {
   #retiring = false;
   #heartbeat: NodeJS.Timeout | null = null;
   #announcePending = false;
+  /** The last announcement did not fit in a NATS message (logged once until one fits again). */
+  #tooLarge = false;
 
   constructor(link: NatsLink, host: FederationHost, id: string, arrived: (msg: Msg) => void) {
     this.#link = link;
@@ -77,8 +79,45 @@ export class Interest {
     };
   }
 
+  /**
+   * Publishes the announcement, unless it is larger than the NATS server takes
+   * (max_payload): then it is not sent, and an error is logged once until one
+   * fits again (the NATS client would throw, from a timer or a microtask).
+   */
   announce(hello = false, bye = false): void {
-    this.#link.nc?.publish(subjects.dir, encodeAnnouncement(this.announcement(hello, bye)));
+    const nc = this.#link.nc;
+    if (nc === null) return;
+    const data = encodeAnnouncement(this.announcement(hello, bye));
+    const max = this.#link.maxPayload;
+    if (max > 0 && data.length > max) {
+      if (!this.#tooLarge) {
+        this.#tooLarge = true;
+        this.#logger.error(
+          { bytes: data.length, maxPayload: max, patterns: this.#cover.wanted.size },
+          'announcement larger than NATS max_payload, not sent: the other hosts see this host leave (silent) ' +
+            'until its nodes want fewer all-hosts patterns or queue groups',
+        );
+      }
+      return;
+    }
+    if (this.#tooLarge) {
+      this.#tooLarge = false;
+      this.#logger.info({ bytes: data.length, maxPayload: max }, 'announcement fits in a NATS message again');
+    }
+    nc.publish(subjects.dir, data);
+  }
+
+  /** The answer to "is a dispatcher of this name alive?": who this one is, without its interest (always small). */
+  identity(): Announcement {
+    return {
+      host: this.#host.hostName,
+      id: this.#id,
+      startedAt: this.#startedAt,
+      version: this.#link.options.version ?? '',
+      patterns: [],
+      groups: [],
+      responders: [],
+    };
   }
 
   /** Interest changed: announced once per tick, however many patterns changed. */

@@ -169,7 +169,7 @@ export class NatsFederation implements Federation {
     const host = dispatcher.hostName;
     nc.subscribe(subjects.id(host), {
       callback: (err, msg) => {
-        if (err === null) msg.respond(encodeAnnouncement(interest.announcement()));
+        if (err === null) msg.respond(encodeAnnouncement(interest.identity()));
       },
     });
     nc.subscribe(subjects.dir, {
