@@ -378,7 +378,9 @@ describe('cross-host wire format on NATS', { skip }, () => {
   });
 });
 
-describe('an announcement larger than NATS max_payload', { skip }, () => {
+const LONG_HOST = `g${'h'.repeat(200)}`;
+
+describe('NATS messages larger than max_payload', { skip }, () => {
   let dir: string;
   let nats: ChildProcess;
   const dispatchers: Dispatcher[] = [];
@@ -400,7 +402,10 @@ describe('an announcement larger than NATS max_payload', { skip }, () => {
     other = new NatsFederation({ servers: [url], ...fast });
     dispatchers.push(await new Dispatcher({ port: 0, hostName: 'big' }, big).start());
     dispatchers.push(await new Dispatcher({ port: 0, hostName: 'other' }, other).start());
-    await until(() => other.hosts.length === 1, 5000, 'big in the directory of other');
+    // A host with a long name: the queue group → host map naming it many times outgrows the NATS message.
+    const long = new NatsFederation({ servers: [url], ...fast });
+    dispatchers.push(await new Dispatcher({ port: 0, hostName: LONG_HOST }, long).start());
+    await until(() => other.knows('big') && other.knows(LONG_HOST), 5000, 'big and the long-named host known to other');
   });
   after(async () => {
     await Promise.all(nodes.map((n) => n.stop()));
@@ -409,7 +414,7 @@ describe('an announcement larger than NATS max_payload', { skip }, () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  test('is not sent and logged, the dispatcher goes on; once it fits again the host is back', async () => {
+  test('an announcement too large is not sent and logged, the dispatcher goes on; once it fits again the host is back', async () => {
     const node = await startNode(dispatchers[0] as Dispatcher, { name: 'many', statsIntervalMs: 0 });
     nodes.push(node);
     // 20 patterns of 1,000 characters: an announcement of about 20 KB, over the server's 16 KiB.
@@ -417,14 +422,34 @@ describe('an announcement larger than NATS max_payload', { skip }, () => {
     for (let i = 0; i < 20; i++) await node.subscribe(`${long}.${i}`, () => {});
     await until(() => logged.some((l) => l.level === 50 && /announcement larger than NATS max_payload/.test(l.msg)));
     // Heartbeats go on without one: the other host sees it leave, and the dispatcher still serves.
-    await until(() => other.hosts.length === 0, 5000, 'big left the directory of other (silent)');
+    await until(() => !other.knows('big'), 5000, 'big left the directory of other (silent)');
     let got = 0;
     await node.subscribe('still.here', () => void got++);
     assert.equal(await node.publish('still.here', 1, { ack: true }), 1);
     assert.equal(got, 1);
     for (let i = 5; i < 20; i++) await node.unsubscribe(`${long}.${i}`);
-    await until(() => other.hosts.length === 1, 5000, 'big back in the directory of other');
-    assert.equal(big.hosts.length, 1);
+    await until(() => other.knows('big'), 5000, 'big back in the directory of other');
+    assert.ok(big.knows('other'));
     assert.ok(logged.some((l) => /announcement fits in a NATS message again/.test(l.msg)));
+  });
+
+  test('publishes whose queue group hosts outgrow the NATS message are counted as lost, the dispatcher goes on', async () => {
+    const workers = await startNode(dispatchers[2] as Dispatcher, { name: 'workers', statsIntervalMs: 0 });
+    nodes.push(workers);
+    // 80 groups, each served by the long-named host: about 16.5 KB of group hosts in every */gx publish.
+    await Promise.all(Array.from({ length: 80 }, (_, i) => workers.subscribe('gx', () => {}, { group: `q${i}` })));
+    await until(() => other.groupHosts('gx')?.size === 80, 5000, 'the 80 groups announced');
+    const pub = await startNode(dispatchers[1] as Dispatcher, { name: 'gx-pub', statsIntervalMs: 0 });
+    nodes.push(pub);
+    const stats = (dispatchers[1] as Dispatcher).stats;
+    const lostBefore = stats.federationLost;
+    pub.publish('*/gx', 1); // alone in its turn
+    await until(() => stats.federationLost === lostBefore + 1, 5000, 'the one alone counted as lost');
+    for (let i = 0; i < 3; i++) pub.publish('*/gx', i); // in one turn: batches of one record, each too large
+    await until(() => stats.federationLost === lostBefore + 4, 5000, `all four counted (${stats.federationLost})`);
+    let got = 0;
+    await pub.subscribe('gx.after', () => void got++);
+    assert.equal(await pub.publish('gx.after', 1, { ack: true }), 1, 'the dispatcher still serves');
+    assert.equal(got, 1);
   });
 });

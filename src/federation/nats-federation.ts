@@ -36,7 +36,7 @@ const DUPLICATE_CHECK_MS = 500;
 const SEEN_LIMIT = 4096;
 /** Destinations (hosts, all-hosts events) whose subjects are kept. */
 const DESTINATIONS_LIMIT = 1024;
-/** Unreadable cross-host messages logged (the rest are only counted), per link. */
+/** Unreadable cross-host messages (and refused batches) logged (the rest are only counted), per link. */
 const UNREADABLE_LOGGED = 20;
 
 /**
@@ -63,6 +63,7 @@ export class NatsFederation implements Federation {
   readonly #hostReader = new BatchReader();
   readonly #allReader = new BatchReader();
   #unreadable = 0;
+  #notSentLogged = 0;
   #seq = 0;
   readonly #nextId = () => `${this.#id}:${++this.#seq}`;
   readonly #id = Math.random().toString(36).slice(2);
@@ -71,7 +72,11 @@ export class NatsFederation implements Federation {
     this.options = options;
     this.logger = options.logger ?? pino({ level: 'silent' });
     this.#link = new NatsLink(options, this.logger);
-    this.#sender = new NatsSender(this.#link, () => this.#host?.hostName ?? '');
+    this.#sender = new NatsSender(
+      this.#link,
+      () => this.#host?.hostName ?? '',
+      (count, err) => this.#notSent(count, err),
+    );
   }
 
   get connected(): boolean {
@@ -357,6 +362,17 @@ export class NatsFederation implements Federation {
           'unreadable cross-host message dropped',
         );
       }
+    }
+  }
+
+  /** Publishes counted as sent that the NATS client refused when their batch left: counted as lost, logged. */
+  #notSent(count: number, err: unknown): void {
+    this.#host?.lost(count);
+    if (++this.#notSentLogged <= UNREADABLE_LOGGED) {
+      this.logger.warn(
+        { err, count, logged: `${this.#notSentLogged} of at most ${UNREADABLE_LOGGED}` },
+        'the NATS client refused cross-host publishes: counted as lost',
+      );
     }
   }
 

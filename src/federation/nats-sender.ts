@@ -8,6 +8,7 @@
  */
 import type { PublishOptions } from 'nats';
 import type { Envelope } from '../dispatcher/federation.js';
+import { NodesetError } from '../protocol/errors.js';
 import type { NatsLink } from './nats-link.js';
 import { BATCH_MAX_BYTES, BatchWriter, batchHeaders, SINGLE_MIN_BYTES, singleHeaders } from './nats-wire.js';
 
@@ -38,9 +39,13 @@ export class NatsSender {
     this.flush();
   };
 
-  constructor(link: NatsLink, self: () => string) {
+  /** Publishes handed over earlier that the NATS client refused when their batch left (never thrown: it may be a microtask). */
+  readonly #failed: (count: number, err: unknown) => void;
+
+  constructor(link: NatsLink, self: () => string, failed: (count: number, err: unknown) => void) {
     this.#link = link;
     this.#self = self;
+    this.#failed = failed;
   }
 
   /** A plain publish: joins the open batch for `to`, or opens one. */
@@ -77,28 +82,46 @@ export class NatsSender {
     }
   }
 
-  /** A publish sent alone, after the open batch. */
+  /**
+   * A publish sent alone, after the open batch. One the NATS client refuses
+   * (larger than its max_payload with its headers) throws TOO_LARGE.
+   */
   alone(subject: string, env: Envelope, options: PublishOptions | undefined, id: string | null): void {
     this.flush();
     const headers = singleHeaders(env, id);
-    this.#link.publish(subject, env.payload, options === undefined ? { headers } : { ...options, headers });
+    try {
+      this.#link.publish(subject, env.payload, options === undefined ? { headers } : { ...options, headers });
+    } catch (cause) {
+      throw new NodesetError('TOO_LARGE', `the NATS client refused a cross-host publish: ${(cause as Error).message}`, {
+        cause,
+      });
+    }
   }
 
-  /** Sends the open batch, if any. */
+  /**
+   * Sends the open batch, if any. What the NATS client refuses goes to
+   * `failed`, never thrown: this may run as a microtask, and its publishes
+   * were handed over (and counted as sent) earlier.
+   */
   flush(): void {
     const to = this.#to;
     if (to === null) return;
     this.#to = null;
     const first = this.#first;
-    if (first !== null) {
-      this.#first = null;
-      this.alone(to.subject, first, to.reply === null ? undefined : { reply: to.reply(1) }, to.id?.() ?? null);
-      return;
+    let count = 1;
+    try {
+      if (first !== null) {
+        this.#first = null;
+        this.alone(to.subject, first, to.reply === null ? undefined : { reply: to.reply(1) }, to.id?.() ?? null);
+      } else {
+        count = this.#writer.count;
+        const data = this.#writer.take();
+        const headers = batchHeaders(this.#self(), count, to.id?.() ?? null);
+        this.#link.publish(to.subject, data, to.reply === null ? { headers } : { headers, reply: to.reply(count) });
+      }
+    } catch (err) {
+      this.#failed(count, err);
     }
-    const count = this.#writer.count;
-    const data = this.#writer.take();
-    const headers = batchHeaders(this.#self(), count, to.id?.() ?? null);
-    this.#link.publish(to.subject, data, to.reply === null ? { headers } : { headers, reply: to.reply(count) });
   }
 
   /** The largest batch: BATCH_MAX_BYTES, or less when the NATS server's max_payload is smaller. */

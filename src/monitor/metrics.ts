@@ -95,7 +95,7 @@ export function registerMetrics(
   );
   counter(
     'nodeset_federation_lost_total',
-    'Plain cross-host publishes lost: sent to a host whose dispatcher was gone (NATS no-responders)',
+    'Plain cross-host publishes lost: sent to a host whose dispatcher was gone (NATS no-responders), or refused by the NATS client',
     () => s.federationLost,
   );
   counter(
