@@ -320,6 +320,27 @@ describe('cross-host wire format on NATS', { skip }, () => {
     assert.deepEqual(froms, ['nohost-pub@wa'], 'only the real publish was delivered');
   });
 
+  test('a plain publish from another host that the dispatcher refuses (bad headers, not for this host) is counted', async () => {
+    const sub = await at('wb', 'refused-sub');
+    let got = 0;
+    await sub.subscribe('refused', () => void got++);
+    const before = hosts.wb!.stats.federationUnreadable;
+    const single = (uri: string, hd?: string) => {
+      const h = natsHeaders();
+      for (const [k, v] of Object.entries({ [H.host]: 'wa', [H.uri]: uri, [H.from]: 'p', [H.ct]: '0' })) h.set(k, v);
+      for (const k of [H.flags, H.seq, H.stream]) h.set(k, '0');
+      if (hd !== undefined) h.set(H.headers, hd);
+      raw.publish('nodeset.h.wb', Buffer.from('1'), { headers: h });
+    };
+    single('wb/refused', '{"n":1}'); // a header value that is not a string
+    single('wc/refused'); // for another host
+    await raw.flush();
+    await until(() => hosts.wb!.stats.federationUnreadable === before + 2, 5000, 'both counted');
+    const pub = await at('wa', 'refused-pub');
+    assert.equal(await pub.publish('wb/refused', 1, { ack: true }), 1);
+    assert.equal(got, 1, 'only the real one delivered');
+  });
+
   test('unknown PUB flag bits on a publish to another host do not break the batch it joins', async () => {
     const sub = await at('wb', 'flags-sub');
     const got: unknown[] = [];

@@ -161,7 +161,11 @@ export class FederationGlue implements RemoteHosts, FederationHost {
   arrived(meta: Arrival, seq: number, payload: Buffer): void {
     this.#stats.federationIn++;
     try {
-      if (!this.#router.resolve(meta.uri).local) return; // not for this host
+      if (!this.#router.resolve(meta.uri).local) {
+        // Not for this host (a misrouted or forged message): counted, never delivered.
+        this.#stats.federationUnreadable++;
+        return;
+      }
       const headers = meta.hd === undefined ? null : checkHeaders(meta.hd, 'BAD_FRAME');
       const isRequest = (meta.flags & PubFlag.REQUEST) !== 0;
       let replyId = 0;
@@ -186,6 +190,11 @@ export class FederationGlue implements RemoteHosts, FederationHost {
         this.#answer(meta, { kind: 'ack', n });
       }
     } catch (err) {
+      if (meta.conn === undefined || meta.r === undefined) {
+        // A plain publish gets no answer: refused here (bad headers, a bad URI), it is counted.
+        this.#stats.federationUnreadable++;
+        return;
+      }
       const e = err instanceof NodesetError ? err : new NodesetError('INTERNAL', 'federated publish failed');
       this.#answer(meta, { kind: 'error', code: e.code, message: e.message });
     }

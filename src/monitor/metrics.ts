@@ -100,7 +100,7 @@ export function registerMetrics(
   );
   counter(
     'nodeset_federation_unreadable_total',
-    'Cross-host messages dropped because they could not be read (malformed)',
+    'Cross-host messages dropped because they could not be read (malformed), or plain publishes this dispatcher refused',
     () => s.federationUnreadable,
   );
   gauge('nodeset_federation_connected', '1 while the federation link is up (0 when down or not federated)', () =>
