@@ -254,6 +254,37 @@ describe('cross-host wire format on NATS', { skip }, () => {
     assert.ok(natsMessages < N / 10, `${natsMessages} NATS messages for ${N + 1} publishes`);
   });
 
+  test('publishes leave in the order they were made: batched, alone, acked, large, to another subject', async () => {
+    const sub = await at('wb', 'order-sub');
+    const got: number[] = [];
+    // `wb/order` travels on wb's subject, `*/order` on the all-hosts one: both reach this subscription.
+    await sub.subscribe('order', (m: { i: number }) => void got.push(m.i));
+    const pub = await at('wa', 'order-pub');
+    const pad = 'x'.repeat(9000); // 8 KiB or more: sent alone
+    let i = 0;
+    const acked: Promise<number>[] = [];
+    for (let round = 0; round < 40; round++) {
+      // One turn: a mix of every shape, to two subjects.
+      const kind = round % 5;
+      for (let k = 0; k < 5; k++) {
+        const shape = (kind + k) % 5;
+        const n = i++;
+        if (shape === 0) pub.publish('wb/order', { i: n });
+        else if (shape === 1) pub.publish('*/order', { i: n });
+        else if (shape === 2) pub.publish('wb/order', { i: n, pad });
+        else if (shape === 3) acked.push(pub.publish('wb/order', { i: n }, { ack: true }));
+        else pub.publish('*/order', { i: n, pad });
+      }
+      if (round % 8 === 7) await new Promise((r) => setImmediate(r));
+    }
+    await Promise.all(acked);
+    await until(() => got.length === i, 10_000, `all delivered (${got.length} of ${i})`);
+    assert.deepEqual(
+      got,
+      Array.from({ length: i }, (_, n) => n),
+    );
+  });
+
   test('a publish alone crosses with its metadata in NATS headers and its payload untouched', async () => {
     const sub = await at('wb', 'alone-sub');
     await sub.subscribe('alone', () => {});
