@@ -285,6 +285,44 @@ describe('cross-host wire format on NATS', { skip }, () => {
     );
   });
 
+  test("a responder's publish made before its reply reaches the requesting host before the reply", async () => {
+    // Raw clients on both sides: the order of the frames is what is checked.
+    const requester = await RawClient.connect(hosts.wa!.address.port, 'progress-requester');
+    const responder = await RawClient.connect(hosts.wb!.address.port, 'progress-responder');
+    try {
+      requester.send(encodeFrame(FrameKind.SUB, { sid: 1, uri: 'progress', r: 1 }));
+      responder.send(encodeFrame(FrameKind.SUB, { sid: 1, uri: 'work', r: 1, reply: true }));
+      await requester.next((f) => f.kind === FrameKind.OK);
+      await responder.next((f) => f.kind === FrameKind.OK);
+      await until(() => links[0]!.pickHost('work', true) === 'wb', 5000, 'responder known');
+      for (let n = 0; n < 5; n++) {
+        requester.send(encodeFrame(FrameKind.PUB, ['wb/work', 4, 100 + n, 0], Buffer.from(String(n))));
+        const msg = await responder.next((f) => f.kind === FrameKind.MSG);
+        const [, , , , conn, replyId] = msg.header as number[];
+        // Its PUB and its REPLY leave in one write, so wb routes them in one turn.
+        responder.send(
+          Buffer.concat([
+            encodeFrame(FrameKind.PUB, ['wa/progress', 0, 0, 0], Buffer.from(String(n))),
+            encodeFrame(FrameKind.REPLY, { r: replyId, to: conn, ct: 0 }, Buffer.from(String(n))),
+          ]),
+        );
+        await until(() => requester.frames.some((f) => f.kind === FrameKind.REPLY), 5000, `reply ${n}`);
+        const order = requester.frames.map((f) =>
+          f.kind === FrameKind.REPLY ? 'reply' : f.kind === FrameKind.MSG ? 'msg' : 'other',
+        );
+        assert.deepEqual(
+          order.filter((o) => o !== 'other'),
+          ['msg', 'reply'],
+          `request ${n}`,
+        );
+        requester.frames.length = 0;
+      }
+    } finally {
+      requester.destroy();
+      responder.destroy();
+    }
+  });
+
   test('a publish alone crosses with its metadata in NATS headers and its payload untouched', async () => {
     const sub = await at('wb', 'alone-sub');
     await sub.subscribe('alone', () => {});

@@ -302,6 +302,8 @@ export class NatsFederation implements Federation {
   }
 
   answer(host: string, answer: Answer): void {
+    // After the open batch: a responder's publishes made before its reply reach their host before it.
+    this.#sender.flush();
     this.#link.nc?.publish(subjects.answers(host), encodeAnswer(answer));
   }
 
