@@ -236,6 +236,8 @@ export class NatsFederation implements Federation {
   }
 
   async stop(): Promise<void> {
+    // What was batched in this turn leaves before the goodbye.
+    this.#sender.flush();
     this.#link.stop();
     this.#interest?.stopHeartbeat();
     const nc = this.#link.nc;
