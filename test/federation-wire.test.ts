@@ -2,10 +2,12 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { connect, type NatsConnection, headers as natsHeaders } from 'nats';
+import pino from 'pino';
 import type { Arrival, Envelope } from '../src/dispatcher/federation.js';
 import { NatsFederation } from '../src/federation/nats-federation.js';
-import { BatchReader, BatchWriter, H, readSingle } from '../src/federation/nats-wire.js';
+import { BatchReader, BatchWriter, H, readSingle, WIRE_VERSION } from '../src/federation/nats-wire.js';
 import { Dispatcher, type Node, NodesetError } from '../src/index.js';
+import { packr } from '../src/protocol/frames.js';
 import { NatsServer, startNode, until } from './helpers.js';
 
 const skip =
@@ -194,12 +196,14 @@ describe('cross-host wire format on NATS', { skip }, () => {
   const hosts: Record<string, Dispatcher> = {};
   const nodes: Node[] = [];
   let raw: NatsConnection;
+  const links: NatsFederation[] = [];
+  const logs: { level: number; msg: string; host?: string; wire?: number }[] = [];
 
   before(async () => {
     await nats.start();
-    const links: NatsFederation[] = [];
     for (const h of ['wa', 'wb']) {
-      const link = new NatsFederation({ servers: [nats.url] });
+      const logger = pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line)) });
+      const link = new NatsFederation({ servers: [nats.url], logger });
       links.push(link);
       hosts[h] = await new Dispatcher({ port: 0, hostName: h }, link).start();
     }
@@ -285,5 +289,33 @@ describe('cross-host wire format on NATS', { skip }, () => {
     const pub = await at('wa', 'junk-pub');
     assert.equal(await pub.publish('wb/after-junk', 'fine', { ack: true }), 1);
     await until(() => got.length === 1);
+  });
+
+  test('a host that speaks another wire format is left out of the directory, with an error logged once', async () => {
+    const announce = (host: string, id: string, wire?: number) =>
+      raw.publish(
+        'nodeset.dir',
+        packr.pack({
+          host,
+          id,
+          startedAt: Date.now(),
+          version: '0.0.1',
+          patterns: [],
+          ...(wire === undefined ? {} : { wire }),
+        }),
+      );
+    // An earlier version announces no wire format (its publishes are MessagePack envelopes).
+    announce('old-host', 'old-1');
+    announce('old-host', 'old-1');
+    announce('new-host', 'new-1', WIRE_VERSION);
+    await raw.flush();
+    const [wa] = links as [NatsFederation];
+    await until(() => wa.knows('new-host'), 5000, 'the compatible host joins');
+    assert.equal(wa.knows('old-host'), false);
+    const errors = logs.filter((l) => l.level === 50 && l.host === 'old-host');
+    assert.equal(errors.length, 2, 'logged once per dispatcher');
+    assert.equal(errors[0]?.wire, 1);
+    const pub = await at('wa', 'old-pub');
+    await assert.rejects(pub.publish('old-host/x', 1, { ack: true }), { code: 'NO_ROUTE' });
   });
 });

@@ -31,6 +31,9 @@ import type { Arrival, Envelope } from '../dispatcher/federation.js';
 import { NodesetError } from '../protocol/errors.js';
 import { packr } from '../protocol/frames.js';
 
+/** The version of this wire format, announced on the directory: hosts announcing another are left out. */
+export const WIRE_VERSION = 2;
+
 /** NATS header names of a cross-host publish. */
 export const H = {
   batch: 'Nodeset-Batch',
