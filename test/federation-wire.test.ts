@@ -229,7 +229,7 @@ describe('cross-host wire format on NATS', { skip }, () => {
     // A raw NATS subscriber on host wb's subject sees what crosses (NATS gives it a copy).
     let natsMessages = 0;
     let records = 0;
-    raw.subscribe('nodeset.h.wb', {
+    raw.subscribe('nodeset.h.wb.wa', {
       callback: (_e, m) => {
         natsMessages++;
         records += Number(m.headers?.get(H.batch) || 1);
@@ -253,7 +253,7 @@ describe('cross-host wire format on NATS', { skip }, () => {
     const sub = await at('wb', 'alone-sub');
     await sub.subscribe('alone', () => {});
     const seen = new Promise<{ data: Uint8Array; uri: string; from: string }>((resolve) => {
-      const s = raw.subscribe('nodeset.h.wb', {
+      const s = raw.subscribe('nodeset.h.wb.*', {
         callback: (_e, m) => {
           if (m.headers?.get(H.uri) !== 'wb/alone') return;
           s.unsubscribe();
@@ -281,11 +281,15 @@ describe('cross-host wire format on NATS', { skip }, () => {
     const single = natsHeaders();
     single.set(H.uri, 'wb/after-junk');
     single.set(H.ct, 'NaN');
-    raw.publish('nodeset.h.wb', randomBytes(64)); // no headers at all
-    raw.publish('nodeset.h.wb', randomBytes(64), { headers: batch });
-    raw.publish('nodeset.h.wb', randomBytes(64), { headers: single });
+    raw.publish('nodeset.h.wb.wa', randomBytes(64)); // no headers at all
+    raw.publish('nodeset.h.wb.wa', randomBytes(64), { headers: batch });
+    raw.publish('nodeset.h.wb.wa', randomBytes(64), { headers: single });
+    // A well-formed publish whose subject names another origin than it claims.
+    const forged = new BatchWriter();
+    forged.add(envelope({ uri: 'wb/after-junk', host: 'wa', payload: Buffer.from('\xa6forged') }), 1 << 20);
+    raw.publish('nodeset.h.wb.intruder', forged.take(), { headers: batch });
     await raw.flush();
-    await until(() => hosts.wb!.stats.federationUnreadable === before + 3, 5000, 'three counted');
+    await until(() => hosts.wb!.stats.federationUnreadable === before + 4, 5000, 'four counted');
     const pub = await at('wa', 'junk-pub');
     assert.equal(await pub.publish('wb/after-junk', 'fine', { ack: true }), 1);
     await until(() => got.length === 1);

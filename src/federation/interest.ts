@@ -231,7 +231,7 @@ export class Interest {
   /** A NATS subscription for the pattern, unless one is still held (waiting to be retired). */
   #subscribe(nc: NatsConnection, pattern: string): void {
     if (this.#subs.has(pattern)) return;
-    const sub = nc.subscribe(subjects.all(pattern), {
+    const sub = nc.subscribe(subjects.allIn(pattern), {
       callback: (err, msg) => {
         if (err === null) this.#arrived(msg);
       },
