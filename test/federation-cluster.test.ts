@@ -13,6 +13,7 @@ import { pathToFileURL } from 'node:url';
 import { connect } from 'nats';
 import { HostDirectory } from '../src/federation/host-directory.js';
 import { NatsFederation } from '../src/federation/nats-federation.js';
+import { WIRE_VERSION } from '../src/federation/nats-wire.js';
 import { Dispatcher, type Node, type NodesetError, StreamNode } from '../src/index.js';
 import { packr } from '../src/protocol/frames.js';
 import {
@@ -395,7 +396,14 @@ describe('federation on a 3-server NATS cluster', { skip }, () => {
     // with nobody subscribed to its subject.
     const raw = await connect({ servers: [server(1).url] });
     try {
-      const ghost = { host: 'ghost', id: 'ghost-1', startedAt: Date.now(), version: '', patterns: [] };
+      const ghost = {
+        host: 'ghost',
+        id: 'ghost-1',
+        startedAt: Date.now(),
+        version: '',
+        patterns: [],
+        wire: WIRE_VERSION,
+      };
       raw.publish('nodeset.dir', packr.pack(ghost));
       await raw.flush();
       await until(() => links.a!.knows('ghost'), 5000, 'a to learn about the ghost');

@@ -228,25 +228,25 @@ describe('federation over NATS: overlapping all-hosts patterns', { skip }, () =>
     const bNarrow = await at('hostB', 'cov-narrow');
     const bWide = await at('hostB', 'cov-wide');
     await bNarrow.subscribe('cov.y', (i: number) => void narrow.push(i));
-    await subscribedAtB(['nodeset.all.cov.y']);
+    await subscribedAtB(['nodeset.all.*.cov.y']);
     // The wider pattern takes over; the narrower one's subscription goes once the wider one is in effect.
     await bWide.subscribe('cov.>', (i: number) => void wide.push(i));
-    await subscribedAtB(['nodeset.all.cov.>']);
+    await subscribedAtB(['nodeset.all.*.cov.>']);
     // cov.* is covered too: no subscription of its own.
     await bWide.subscribe('cov.*', () => undefined);
-    assert.deepEqual([...(await nats.allHostsSubs('hostB')).keys()], ['nodeset.all.cov.>']);
+    assert.deepEqual([...(await nats.allHostsSubs('hostB')).keys()], ['nodeset.all.*.cov.>']);
     // The announcement still names every pattern (other hosts pick single deliveries by them).
     await until(() => {
       const b = links.hostA!.hosts.find((a) => a.host === 'hostB');
       return ['cov.y', 'cov.>', 'cov.*'].every((p) => b?.patterns.includes(p) === true);
     });
-    const before = (await nats.allHostsSubs('hostB')).get('nodeset.all.cov.>') ?? 0;
+    const before = (await nats.allHostsSubs('hostB')).get('nodeset.all.*.cov.>') ?? 0;
     const inBefore = hosts.hostB!.stats.federationIn;
     // A plain NATS client counts the NATS messages host A sends for the event (plain publishes
     // travel in batches, so that is fewer than the publishes).
     const raw = await connect({ servers: nats.url });
     let crossed = 0;
-    raw.subscribe('nodeset.all.cov.y', { callback: () => void crossed++ });
+    raw.subscribe('nodeset.all.*.cov.y', { callback: () => void crossed++ });
     await raw.flush();
     const pub = await at('hostA', 'cov-pub');
     const total = 200;
@@ -260,12 +260,12 @@ describe('federation over NATS: overlapping all-hosts patterns', { skip }, () =>
     assert.equal(hosts.hostB!.stats.federationIn - inBefore, total);
     // What the NATS server sent to host B: one copy per message, all on the one subscription.
     const sent = await nats.allHostsSubs('hostB');
-    assert.deepEqual([...sent.keys()], ['nodeset.all.cov.>']);
+    assert.deepEqual([...sent.keys()], ['nodeset.all.*.cov.>']);
     assert.ok(crossed > 0);
-    assert.equal((sent.get('nodeset.all.cov.>') ?? 0) - before, crossed, 'one copy of each NATS message crossed');
+    assert.equal((sent.get('nodeset.all.*.cov.>') ?? 0) - before, crossed, 'one copy of each NATS message crossed');
     await bWide.unsubscribe('cov.*');
     await bWide.unsubscribe('cov.>');
-    await subscribedAtB(['nodeset.all.cov.y']);
+    await subscribedAtB(['nodeset.all.*.cov.y']);
     await bNarrow.unsubscribe('cov.y');
     await subscribedAtB([]);
   });
@@ -275,7 +275,7 @@ describe('federation over NATS: overlapping all-hosts patterns', { skip }, () =>
     const bNarrow = await at('hostB', 'swap-narrow');
     await swapDuringPublishes(t, pub, bNarrow, await at('hostB', 'swap-wide'), 'swap');
     // After the last swap only the narrow pattern is subscribed.
-    await subscribedAtB(['nodeset.all.swap.y']);
+    await subscribedAtB(['nodeset.all.*.swap.y']);
     await bNarrow.unsubscribe('swap.y');
     await subscribedAtB([]);
   });
@@ -287,7 +287,7 @@ describe('federation over NATS: overlapping all-hosts patterns', { skip }, () =>
     const bWide = await at('hostB', 'back-wide');
     await bNarrow.subscribe('back.y', (i: number) => void narrow.push(i));
     await bWide.subscribe('back.>', (i: number) => void wide.push(i));
-    await subscribedAtB(['nodeset.all.back.>']);
+    await subscribedAtB(['nodeset.all.*.back.>']);
     await nats.stop();
     await until(() => hosts.hostB!.federationConnected === false, 5000, 'link down');
     await nats.start();
@@ -296,7 +296,7 @@ describe('federation over NATS: overlapping all-hosts patterns', { skip }, () =>
       10_000,
       'reconnect',
     );
-    await subscribedAtB(['nodeset.all.back.>']);
+    await subscribedAtB(['nodeset.all.*.back.>']);
     await until(() => links.hostA!.hosts.some((a) => a.host === 'hostB'), 5000, 'host B known again');
     const pub = await at('hostA', 'back-pub');
     const total = 50;
@@ -309,7 +309,7 @@ describe('federation over NATS: overlapping all-hosts patterns', { skip }, () =>
     const subs = [...(await nats.allHostsSubs('hostB')).entries()];
     assert.deepEqual(
       subs.map(([subject]) => subject),
-      ['nodeset.all.back.>'],
+      ['nodeset.all.*.back.>'],
     );
     const crossed = subs[0]?.[1] ?? 0;
     assert.ok(crossed >= 1 && crossed <= total, `${crossed} NATS messages for ${total} publishes`);
@@ -359,6 +359,6 @@ describe('federation over a 2-server NATS cluster: overlapping all-hosts pattern
   test('the covering pattern comes and goes during 2,000 publishes from the other server: each is delivered once', async (t) => {
     const pub = await at('hostA', 'route-pub');
     await swapDuringPublishes(t, pub, await at('hostB', 'route-narrow'), await at('hostB', 'route-wide'), 'route');
-    await subscribedAt(servers[1]!, 'hostB', ['nodeset.all.route.y']);
+    await subscribedAt(servers[1]!, 'hostB', ['nodeset.all.*.route.y']);
   });
 });

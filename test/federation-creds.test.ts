@@ -42,16 +42,24 @@ const UNLIMITED = { subs: -1, data: -1, payload: -1, imports: -1, exports: -1, w
 /** The per-host permissions of docs/federation.md ("Per-host NATS permissions") for host `h`. */
 const hostPermissions = (h: string): Partial<User> => ({
   pub: {
-    allow: ['nodeset.h.>', 'nodeset.all.>', 'nodeset.r.>', 'nodeset.q.>', 'nodeset.id.>', 'nodeset.dir', '_INBOX.>'],
+    allow: [
+      `nodeset.h.*.${h}`,
+      `nodeset.all.${h}.>`,
+      'nodeset.r.>',
+      'nodeset.q.>',
+      'nodeset.id.>',
+      'nodeset.dir',
+      '_INBOX.>',
+    ],
   },
   sub: {
     allow: [
-      `nodeset.h.${h}`,
+      `nodeset.h.${h}.*`,
       `nodeset.r.${h}`,
       `nodeset.n.${h}.>`,
       `nodeset.q.${h}`,
       `nodeset.id.${h}`,
-      'nodeset.all.>',
+      'nodeset.all.*.>',
       'nodeset.dir',
       '_INBOX.>',
     ],
@@ -204,7 +212,17 @@ describe('federation to NATS in operator mode with creds files', { skip }, () =>
     // The same creds, in a plain NATS client: the server refuses a's subjects.
     const nc = await connect({ servers: url, authenticator: credsAuthenticator(readFileSync(bCreds)) });
     clients.push(nc);
-    for (const subject of ['nodeset.h.perm-a', 'nodeset.r.perm-a', 'nodeset.q.perm-a']) {
+    // Nor may it publish as another host: the origin is in the subject.
+    const violation = (async () => {
+      for await (const s of nc.status())
+        if (s.type === 'error') return s as { permissionContext?: { subject: string } };
+      return null;
+    })();
+    nc.publish('nodeset.h.perm-b.perm-a', new Uint8Array(1));
+    nc.publish('nodeset.all.perm-a.x', new Uint8Array(1));
+    const first = await Promise.race([violation, new Promise<null>((r) => setTimeout(() => r(null), 5000).unref())]);
+    assert.equal(first?.permissionContext?.subject, 'nodeset.h.perm-b.perm-a', 'publishing as host perm-a is refused');
+    for (const subject of ['nodeset.h.perm-a.perm-b', 'nodeset.r.perm-a', 'nodeset.q.perm-a']) {
       const refused = await new Promise<Error | null>((resolve) => {
         nc.subscribe(subject, { callback: (err) => resolve(err) });
         // The server answers the SUB (-ERR) before the PING of the flush.

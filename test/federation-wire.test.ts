@@ -9,9 +9,9 @@ import { connect, type NatsConnection, headers as natsHeaders } from 'nats';
 import pino from 'pino';
 import type { Arrival, Envelope } from '../src/dispatcher/federation.js';
 import { NatsFederation } from '../src/federation/nats-federation.js';
-import { BatchReader, BatchWriter, H, readSingle } from '../src/federation/nats-wire.js';
+import { BatchReader, BatchWriter, H, readSingle, WIRE_VERSION } from '../src/federation/nats-wire.js';
 import { Dispatcher, type Node, NodesetError } from '../src/index.js';
-import { encodeFrame, FrameKind } from '../src/protocol/frames.js';
+import { encodeFrame, FrameKind, packr } from '../src/protocol/frames.js';
 import { NatsServer, startNatsProcess, startNode, stopProcess, until } from './helpers.js';
 import { RawClient } from './raw-client.js';
 
@@ -204,11 +204,13 @@ describe('cross-host wire format on NATS', { skip }, () => {
   const nodes: Node[] = [];
   let raw: NatsConnection;
   const links: NatsFederation[] = [];
+  const logs: { level: number; msg: string; host?: string; wire?: number }[] = [];
 
   before(async () => {
     await nats.start();
     for (const h of ['wa', 'wb']) {
-      const link = new NatsFederation({ servers: [nats.url] });
+      const logger = pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line)) });
+      const link = new NatsFederation({ servers: [nats.url], logger });
       links.push(link);
       hosts[h] = await new Dispatcher({ port: 0, hostName: h }, link).start();
     }
@@ -234,7 +236,7 @@ describe('cross-host wire format on NATS', { skip }, () => {
     // A raw NATS subscriber on host wb's subject sees what crosses (NATS gives it a copy).
     let natsMessages = 0;
     let records = 0;
-    raw.subscribe('nodeset.h.wb', {
+    raw.subscribe('nodeset.h.wb.wa', {
       callback: (_e, m) => {
         natsMessages++;
         records += Number(m.headers?.get(H.batch) || 1);
@@ -327,7 +329,7 @@ describe('cross-host wire format on NATS', { skip }, () => {
     const sub = await at('wb', 'alone-sub');
     await sub.subscribe('alone', () => {});
     const seen = new Promise<{ data: Uint8Array; uri: string; from: string }>((resolve) => {
-      const s = raw.subscribe('nodeset.h.wb', {
+      const s = raw.subscribe('nodeset.h.wb.*', {
         callback: (_e, m) => {
           if (m.headers?.get(H.uri) !== 'wb/alone') return;
           s.unsubscribe();
@@ -355,14 +357,46 @@ describe('cross-host wire format on NATS', { skip }, () => {
     const single = natsHeaders();
     single.set(H.uri, 'wb/after-junk');
     single.set(H.ct, 'NaN');
-    raw.publish('nodeset.h.wb', randomBytes(64)); // no headers at all
-    raw.publish('nodeset.h.wb', randomBytes(64), { headers: batch });
-    raw.publish('nodeset.h.wb', randomBytes(64), { headers: single });
+    raw.publish('nodeset.h.wb.wa', randomBytes(64)); // no headers at all
+    raw.publish('nodeset.h.wb.wa', randomBytes(64), { headers: batch });
+    raw.publish('nodeset.h.wb.wa', randomBytes(64), { headers: single });
+    // A well-formed publish whose subject names another origin than it claims.
+    const forged = new BatchWriter();
+    forged.add(envelope({ uri: 'wb/after-junk', host: 'wa', payload: Buffer.from('\xa6forged') }), 1 << 20);
+    raw.publish('nodeset.h.wb.intruder', forged.take(), { headers: batch });
     await raw.flush();
-    await until(() => hosts.wb!.stats.federationUnreadable === before + 3, 5000, 'three counted');
+    await until(() => hosts.wb!.stats.federationUnreadable === before + 4, 5000, 'four counted');
     const pub = await at('wa', 'junk-pub');
     assert.equal(await pub.publish('wb/after-junk', 'fine', { ack: true }), 1);
     await until(() => got.length === 1);
+  });
+
+  test('a host that speaks another wire format is left out of the directory, with an error logged once', async () => {
+    const announce = (host: string, id: string, wire?: number) =>
+      raw.publish(
+        'nodeset.dir',
+        packr.pack({
+          host,
+          id,
+          startedAt: Date.now(),
+          version: '0.0.1',
+          patterns: [],
+          ...(wire === undefined ? {} : { wire }),
+        }),
+      );
+    // An earlier version announces no wire format (its publishes are MessagePack envelopes).
+    announce('old-host', 'old-1');
+    announce('old-host', 'old-1');
+    announce('new-host', 'new-1', WIRE_VERSION);
+    await raw.flush();
+    const [wa] = links as [NatsFederation];
+    await until(() => wa.knows('new-host'), 5000, 'the compatible host joins');
+    assert.equal(wa.knows('old-host'), false);
+    const errors = logs.filter((l) => l.level === 50 && l.host === 'old-host');
+    assert.equal(errors.length, 2, 'logged once per dispatcher');
+    assert.equal(errors[0]?.wire, 1);
+    const pub = await at('wa', 'old-pub');
+    await assert.rejects(pub.publish('old-host/x', 1, { ack: true }), { code: 'NO_ROUTE' });
   });
 
   test('a batch that names no origin host is unreadable: counted and dropped, never delivered as from nowhere', async () => {
@@ -375,13 +409,13 @@ describe('cross-host wire format on NATS', { skip }, () => {
       w.add(envelope({ uri: 'wb/nohost', host: 'wa', seq: i, payload: Buffer.from('1') }), 1 << 20);
     const noHost = natsHeaders();
     noHost.set(H.batch, '3');
-    raw.publish('nodeset.h.wb', w.take(), { headers: noHost });
+    raw.publish('nodeset.h.wb.wa', w.take(), { headers: noHost });
     // A record that names no publishing node, in a batch that names its host.
     w.add(envelope({ uri: 'wb/nohost', from: '', seq: 1, payload: Buffer.from('1') }), 1 << 20);
     const noFrom = natsHeaders();
     noFrom.set(H.batch, '1');
     noFrom.set(H.host, 'wa');
-    raw.publish('nodeset.h.wb', w.take(), { headers: noFrom });
+    raw.publish('nodeset.h.wb.wa', w.take(), { headers: noFrom });
     await raw.flush();
     await until(() => hosts.wb!.stats.federationUnreadable === before + 2, 5000, 'both counted as unreadable');
     const pub = await at('wa', 'nohost-pub');
@@ -399,7 +433,7 @@ describe('cross-host wire format on NATS', { skip }, () => {
       for (const [k, v] of Object.entries({ [H.host]: 'wa', [H.uri]: uri, [H.from]: 'p', [H.ct]: '0' })) h.set(k, v);
       for (const k of [H.flags, H.seq, H.stream]) h.set(k, '0');
       if (hd !== undefined) h.set(H.headers, hd);
-      raw.publish('nodeset.h.wb', Buffer.from('1'), { headers: h });
+      raw.publish('nodeset.h.wb.wa', Buffer.from('1'), { headers: h });
     };
     single('wb/refused', '{"n":1}'); // a header value that is not a string
     single('wc/refused'); // for another host

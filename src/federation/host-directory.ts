@@ -25,6 +25,8 @@ export interface Announcement {
   hello?: boolean;
   /** Set when the dispatcher stops. */
   bye?: boolean;
+  /** The wire format of its cross-host publishes (nats-wire.ts WIRE_VERSION); absent: 1, MessagePack envelopes. */
+  wire?: number;
 }
 
 export interface HostEntry {
@@ -32,8 +34,8 @@ export interface HostEntry {
   lastSeen: number;
 }
 
-/** What happened to the directory on an announcement. */
-export type DirectoryChange = 'joined' | 'left' | 'updated' | 'duplicate' | 'none';
+/** What happened to the directory on an announcement. `incompatible`: another wire format, left out. */
+export type DirectoryChange = 'joined' | 'left' | 'updated' | 'duplicate' | 'incompatible' | 'none';
 
 export class HostDirectory {
   readonly #self: string;
@@ -41,9 +43,13 @@ export class HostDirectory {
   readonly #hosts = new Map<string, HostEntry>();
   #next = 0;
 
-  constructor(self: string, selfId: string) {
+  readonly #wire: number;
+
+  /** `wire`: the wire format this dispatcher speaks; hosts announcing another one are left out. */
+  constructor(self: string, selfId: string, wire = 1) {
     this.#self = self;
     this.#selfId = selfId;
+    this.#wire = wire;
   }
 
   /** Whether a dispatcher of that name is alive (this host always is). */
@@ -62,6 +68,11 @@ export class HostDirectory {
   announced(a: Announcement, now: number): DirectoryChange {
     if (a.host === this.#self) return a.id === this.#selfId || a.bye === true ? 'none' : 'duplicate';
     if (a.bye === true) return this.#hosts.delete(a.host) ? 'left' : 'none';
+    if ((a.wire ?? 1) !== this.#wire) {
+      // It could read nothing this host sends, nor this host what it sends: not a destination.
+      this.#hosts.delete(a.host);
+      return 'incompatible';
+    }
     const entry = this.#hosts.get(a.host);
     this.#hosts.set(a.host, { announcement: a, lastSeen: now });
     if (entry === undefined) return 'joined';

@@ -11,6 +11,7 @@ import { type FederationHost, HOST_JOINED, HOST_LEFT, type HostPresence } from '
 import { type Announcement, HostDirectory } from './host-directory.js';
 import { DEFAULT_FEDERATION_OPTIONS, type NatsLink } from './nats-link.js';
 import { encodeAnnouncement, subjects } from './nats-subjects.js';
+import { WIRE_VERSION } from './nats-wire.js';
 import { PatternCover } from './pattern-cover.js';
 
 /** Longest a new subscription waits for its all-hosts interest to reach the other hosts' NATS servers. */
@@ -35,6 +36,8 @@ export class Interest {
   #subscriptionsMade = 0;
   #retiring = false;
   #heartbeat: NodeJS.Timeout | null = null;
+  /** Dispatcher instances already logged as speaking another wire format. */
+  readonly #incompatibleSeen = new Set<string>();
   #announcePending = false;
   /** The last announcement did not fit in a NATS message (logged once until one fits again). */
   #tooLarge = false;
@@ -45,7 +48,7 @@ export class Interest {
     this.#logger = link.logger;
     this.#id = id;
     this.#arrived = arrived;
-    this.directory = new HostDirectory(host.hostName, id);
+    this.directory = new HostDirectory(host.hostName, id, WIRE_VERSION);
   }
 
   /** The all-hosts patterns local nodes subscribe to (announced). */
@@ -74,6 +77,7 @@ export class Interest {
       patterns: [...this.#cover.wanted],
       groups: this.#host.groups(),
       responders: this.#host.responders(),
+      wire: WIRE_VERSION,
       ...(hello ? { hello } : {}),
       ...(bye ? { bye } : {}),
     };
@@ -168,6 +172,8 @@ export class Interest {
         { host: a.host, other: a.id, startedAt: a.startedAt },
         'another dispatcher announces this host name: both receive its publishes; stop one',
       );
+    } else if (change === 'incompatible') {
+      this.#incompatible(a);
     } else if (change === 'joined') {
       this.#logger.info({ host: a.host, version: a.version }, 'host joined the federation');
       this.#presence(HOST_JOINED, a);
@@ -176,6 +182,17 @@ export class Interest {
       this.#presence(HOST_LEFT, a, 'stopped');
     }
     if (a.hello === true && a.host !== this.#host.hostName) this.announce();
+  }
+
+  /** Logs, once per dispatcher instance, a host that speaks another wire format (it stays out of the directory). */
+  #incompatible(a: Announcement): void {
+    if (this.#incompatibleSeen.has(a.id)) return;
+    if (this.#incompatibleSeen.size >= 1024) this.#incompatibleSeen.clear();
+    this.#incompatibleSeen.add(a.id);
+    this.#logger.error(
+      { host: a.host, version: a.version, wire: a.wire ?? 1, ours: WIRE_VERSION },
+      'a host speaks another federation wire format: it is left out of the directory (publishes to it get NO_ROUTE); run one nodeset version on every host',
+    );
   }
 
   /**
@@ -253,7 +270,7 @@ export class Interest {
   /** A NATS subscription for the pattern, unless one is still held (waiting to be retired). */
   #subscribe(nc: NatsConnection, pattern: string): void {
     if (this.#subs.has(pattern)) return;
-    const sub = nc.subscribe(subjects.all(pattern), {
+    const sub = nc.subscribe(subjects.allIn(pattern), {
       callback: (err, msg) => {
         if (err === null) this.#arrived(msg);
       },

@@ -21,6 +21,7 @@ import {
   encodeAnnouncement,
   encodeAnswer,
   noticeSubject,
+  originOf,
   parseNotice,
   plainNoticeSubject,
   SUBJECT_PREFIX,
@@ -182,7 +183,7 @@ export class NatsFederation implements Federation {
         if (err === null) interest.announced(decodeAnnouncement(msg.data));
       },
     });
-    nc.subscribe(subjects.host(host), {
+    nc.subscribe(subjects.hostIn(host), {
       callback: (err, msg) => {
         if (err === null) this.#arrived(msg, this.#hostReader);
       },
@@ -241,6 +242,8 @@ export class NatsFederation implements Federation {
   }
 
   async stop(): Promise<void> {
+    // What was batched in this turn leaves before the goodbye.
+    this.#sender.flush();
     this.#link.stop();
     this.#interest?.stopHeartbeat();
     const nc = this.#link.nc;
@@ -267,7 +270,7 @@ export class NatsFederation implements Federation {
       // the NATS server answers it with a no-responders status at once.
       const self = this.#host?.hostName ?? '';
       const reply = noticeSubject(self, envelope.conn, envelope.r, host);
-      this.#sender.alone(subjects.host(host), envelope, { reply }, null);
+      this.#sender.alone(subjects.host(host, self), envelope, { reply }, null);
     }
     this.#host?.sent();
   }
@@ -278,7 +281,11 @@ export class NatsFederation implements Federation {
     if (route === undefined) {
       if (this.#hostRoutes.size >= DESTINATIONS_LIMIT) this.#hostRoutes.clear();
       const self = this.#host?.hostName ?? '';
-      route = { subject: subjects.host(host), reply: (count) => plainNoticeSubject(self, count, host), id: null };
+      route = {
+        subject: subjects.host(host, self),
+        reply: (count) => plainNoticeSubject(self, count, host),
+        id: null,
+      };
       this.#hostRoutes.set(host, route);
     }
     return route;
@@ -294,7 +301,7 @@ export class NatsFederation implements Federation {
     let route = this.#allRoutes.get(event);
     if (route === undefined) {
       if (this.#allRoutes.size >= DESTINATIONS_LIMIT) this.#allRoutes.clear();
-      route = { subject: subjects.all(event), reply: null, id: this.#nextId };
+      route = { subject: subjects.all(this.#host?.hostName ?? '', event), reply: null, id: this.#nextId };
       this.#allRoutes.set(event, route);
     }
     this.#sender.batched(route, envelope);
@@ -343,14 +350,23 @@ export class NatsFederation implements Federation {
     try {
       const h = msg.headers;
       if (h === undefined) throw new NodesetError('BAD_FRAME', 'cross-host message without headers');
+      // The subject names the origin (NATS permissions can hold each host to its own); the
+      // message must claim the same one.
+      const origin = originOf(msg.subject);
+      const claimed = h.get(H.host);
+      if (origin === null || claimed !== origin) {
+        throw new NodesetError('BAD_FRAME', `a message claiming host ${claimed} was published as ${origin}`);
+      }
       if (h.has(H.id)) {
-        // One delivery per all-hosts message, however many local subscriptions match it.
-        const id = h.get(H.id);
+        // One delivery per all-hosts message, however many local subscriptions match it; keyed
+        // on the origin too, so that no host can suppress another's messages with their ids.
+        const id = `${origin} ${h.get(H.id)}`;
         if (this.#seen.has(id)) return;
         this.#seen.add(id);
         if (this.#seen.size > SEEN_LIMIT) this.#seen.delete(this.#seen.values().next().value as string);
       }
       if (h.has(H.batch)) {
+        // Its Nodeset-Host header is the subject's origin (checked above), and must be a valid host name.
         reader.read(msg.data, batchHost(h), this.#deliver);
       } else {
         const { meta, seq } = readSingle(h);

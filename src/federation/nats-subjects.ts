@@ -5,8 +5,8 @@
  * announcements are packed (publishes: nats-wire.ts). Pure:
  * no connection, no timers (see docs/federation.md, "Subjects").
  *
- *   nodeset.h.<host>           publishes for one host (B/event, node@B/event)
- *   nodeset.all.<event>        all-hosts publishes (*\/event); each dispatcher
+ *   nodeset.h.<host>.<from>    publishes for one host from another (B/event, node@B/event)
+ *   nodeset.all.<from>.<event> all-hosts publishes (*\/event); each dispatcher
  *                              subscribes only to the patterns its nodes want
  *   nodeset.r.<host>           answers (acks, replies, errors) for a host
  *   nodeset.n.<host>.<conn>.<r>.<to>
@@ -24,9 +24,36 @@ import type { Announcement } from './host-directory.js';
 
 export const SUBJECT_PREFIX = 'nodeset';
 
+/**
+ * Host names in publish subjects are one token each: their dots (allowed in
+ * host names) become `~` (not allowed in them), so a subject names its
+ * destination and origin hosts unambiguously, and NATS permissions can let
+ * a host publish only as itself (`nodeset.h.*.b`, `nodeset.all.b.>`).
+ */
+export function hostToken(host: string): string {
+  return host.includes('.') ? host.replaceAll('.', '~') : host;
+}
+
+/**
+ * The origin host a publish subject names (`nodeset.h.<host>.<from>`,
+ * `nodeset.all.<from>.<event>`); null for a subject of neither shape.
+ */
+export function originOf(subject: string): string | null {
+  const t = subject.split('.');
+  if (t[0] !== SUBJECT_PREFIX) return null;
+  const token = t[1] === 'h' && t.length === 4 ? t[3] : t[1] === 'all' && t.length >= 4 ? t[2] : undefined;
+  return token === undefined || token === '' ? null : token.replaceAll('~', '.');
+}
+
 export const subjects = {
-  host: (host: string): string => `${SUBJECT_PREFIX}.h.${host}`,
-  all: (pattern: string): string => `${SUBJECT_PREFIX}.all.${pattern}`,
+  /** Publishes from `from` for `host`. */
+  host: (host: string, from: string): string => `${SUBJECT_PREFIX}.h.${hostToken(host)}.${hostToken(from)}`,
+  /** What this host subscribes to for its publishes: from any host. */
+  hostIn: (host: string): string => `${SUBJECT_PREFIX}.h.${hostToken(host)}.*`,
+  /** An all-hosts publish of `event` from `from`. */
+  all: (from: string, event: string): string => `${SUBJECT_PREFIX}.all.${hostToken(from)}.${event}`,
+  /** What a host subscribes to for an all-hosts pattern: from any host. */
+  allIn: (pattern: string): string => `${SUBJECT_PREFIX}.all.*.${pattern}`,
   answers: (host: string): string => `${SUBJECT_PREFIX}.r.${host}`,
   /** Prefix of this host's no-responders notices (subscribed with `>`). */
   notices: (host: string): string => `${SUBJECT_PREFIX}.n.${host}.`,

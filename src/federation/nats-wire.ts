@@ -32,6 +32,9 @@ import { NodesetError } from '../protocol/errors.js';
 import { isValidName } from '../protocol/event-uri.js';
 import { packr } from '../protocol/frames.js';
 
+/** The version of this wire format, announced on the directory: hosts announcing another are left out. */
+export const WIRE_VERSION = 2;
+
 /** NATS header names of a cross-host publish. */
 export const H = {
   batch: 'Nodeset-Batch',
