@@ -210,3 +210,19 @@ describe('router', () => {
     assert.throws(() => publish(pub, 'there/x', 'm'), { code: 'NO_ROUTE' });
   });
 });
+
+describe('router: the URI cache', () => {
+  test('malformed URIs longer than the URI limit are refused and not kept', () => {
+    const { router, peer } = setup();
+    const p = peer('long');
+    const before = router.cachedTargets;
+    for (let i = 0; i < 100; i++) {
+      const uri = `${'x'.repeat(5000)}${i}/y`;
+      assert.throws(() => router.publish(p, 'long', uri, 0, 0, 0, Buffer.from('1'), 0), { code: 'BAD_URI' });
+    }
+    assert.equal(router.cachedTargets, before, 'no long URI kept');
+    // Short malformed ones are kept (a client repeating one is refused from the cache).
+    assert.throws(() => router.publish(p, 'long', 'a b', 0, 0, 0, Buffer.from('1'), 0), { code: 'BAD_URI' });
+    assert.equal(router.cachedTargets, before + 1);
+  });
+});

@@ -8,7 +8,7 @@
 import type { Logger } from 'pino';
 import { isUint } from '../protocol/decoder.js';
 import { NodesetError, toWireError } from '../protocol/errors.js';
-import { ALL_HOSTS, matchesPattern, parseEventUri } from '../protocol/event-uri.js';
+import { ALL_HOSTS, MAX_URI_LENGTH, matchesPattern, parseEventUri } from '../protocol/event-uri.js';
 import {
   MsgMode,
   PubFlag,
@@ -342,6 +342,11 @@ export class Router {
       }));
   }
 
+  /** URIs whose targets are cached. */
+  get cachedTargets(): number {
+    return this.#targets.size;
+  }
+
   /** The target of a URI (cached); throws BAD_URI for a malformed one. */
   resolve(uri: unknown): Target {
     if (typeof uri === 'string') {
@@ -359,7 +364,9 @@ export class Router {
       if (!(err instanceof NodesetError)) throw err;
       result = err;
     }
-    if (typeof uri === 'string') {
+    // Only URIs of a valid length are kept: a client sending long malformed ones must not fill
+    // the cache with their text (up to a frame header each).
+    if (typeof uri === 'string' && uri.length <= MAX_URI_LENGTH) {
       if (this.#targets.size >= TARGET_CACHE_LIMIT) this.#targets.clear();
       this.#targets.set(uri, result);
     }

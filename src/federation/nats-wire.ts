@@ -71,7 +71,7 @@ const CHUNK_BYTES = 256 * 1024;
 
 const U32_MAX = 0xffffffff;
 const isU32 = (n: unknown): n is number => typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= U32_MAX;
-const isSeq = (n: unknown): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n >= 0;
+const isSeq = isU32; // a MSG carries it in 32 bits
 
 /**
  * Batches plain publishes for one NATS subject at a time. Records are
@@ -232,6 +232,7 @@ export class BatchReader {
         if (meta === null) throw bad(`record ${n} follows a record the batch does not have`);
         payloadAt = at + MARKED;
         seq++;
+        if (seq > U32_MAX) throw bad(`record ${n} has a bad sequence number`);
       } else {
         if (mark !== SAME && mark !== FULL) throw bad(`record ${n} has an unknown mark ${mark}`);
         if (end < at + SHORT || end > b.length) throw bad(`record ${n} overruns the batch`);
