@@ -5,7 +5,8 @@
 // round trip per 1,024 messages (bench/clients.ts): for NATS a flush to its
 // server, for nodeset an acked publish, which across hosts is answered by
 // host B once it has delivered everything before it. The order is rotated
-// between rounds, and every run is printed.
+// between rounds, after an unmeasured warm-up run of each, and every run is
+// printed.
 //
 // `--flood` adds `cross-flood`: the publisher's round trip ends at its own
 // dispatcher A, so nothing holds it back when host B's subscriber falls
@@ -86,16 +87,16 @@ try {
   const B = await dispatcher('benchB');
   const cpuOf = (pids: number[]) => pids.reduce((sum, pid) => sum + cpuMs(pid), 0);
 
-  const once = async (kind: Kind): Promise<Run> => {
+  const once = async (kind: Kind, count = COUNT): Promise<Run> => {
     const peer = kind === 'nats' ? 'nats' : 'nodeset';
     const subUrl = kind === 'nats' ? natsUrl : kind === 'local' ? A.url : B.url;
     const pubUrl = kind === 'nats' ? natsUrl : A.url;
     const pubUri = cross(kind) ? 'benchB/bench.data' : 'bench.data';
     const dispatchers = kind === 'nats' ? [] : kind === 'local' ? [A.pid] : [A.pid, B.pid];
-    const sub = worker([peer, subUrl, 'sub', 'bench.data', String(COUNT), SIZE]);
+    const sub = worker([peer, subUrl, 'sub', 'bench.data', String(count), SIZE]);
     await sub.line(/^ready$/);
     const roundTrip: NodeJS.ProcessEnv = kind === 'cross-flood' ? { BENCH_ROUND_TRIP_URI: 'bench.round-trip' } : {};
-    const pub = worker([peer, pubUrl, 'pub', pubUri, String(COUNT), SIZE], roundTrip);
+    const pub = worker([peer, pubUrl, 'pub', pubUri, String(count), SIZE], roundTrip);
     await pub.line(/^ready$/);
     const loadStart = loadavg()[0] as number;
     const d0 = cpuOf(dispatchers);
@@ -116,7 +117,7 @@ try {
       dispatcherUs: ((d1 - d0) * 1000) / received,
       aUs: ((a1 - a0) * 1000) / received,
       natsUs: ((n1 - n0) * 1000) / received,
-      pubUs: published.cpuUs / COUNT,
+      pubUs: published.cpuUs / count,
       subUs: result.cpuUs / received,
       loadStart,
       loadEnd: loadavg()[0] as number,
@@ -153,6 +154,9 @@ try {
   out(`${COUNT.toLocaleString('en-US')} messages of ${SIZE} B per run, ${REPEAT} rounds, rotating order`);
   out('CPU in µs per message: dispatchers (of which A), nats-server, publisher, subscriber, and all of them');
   out('round  system         msg/s    received  dispatchers (A)   nats   pub    sub  total  load');
+  // Warm-up, not measured: every system once with a fifth of the count, so that the
+  // dispatchers' code is compiled and their buffers grown before the first round.
+  for (const kind of kinds) await once(kind, Math.max(10_000, Math.round(COUNT / 5)));
   for (let round = 0; round < REPEAT; round++) {
     const order = kinds.map((_, i) => kinds[(i + round) % kinds.length] as Kind);
     for (const kind of order) {
