@@ -5,7 +5,6 @@
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -17,6 +16,7 @@ import { WIRE_VERSION } from '../src/federation/nats-wire.js';
 import { Dispatcher, type Node, type NodesetError, StreamNode } from '../src/index.js';
 import { packr } from '../src/protocol/frames.js';
 import {
+  freePort,
   NatsServer,
   ROOT,
   spawnOwned,
@@ -32,15 +32,6 @@ const skip =
   NatsServer.find() !== null || process.env.NODESET_CI
     ? false
     : 'nats-server is not installed (apt-get install nats-server)';
-
-/** A free TCP port on 127.0.0.1 (bound on port 0, then released): cluster routes need known ports. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 /** One nats-server of a cluster; owned, so it never outlives the test file. */
 class ClusterServer {

@@ -4,13 +4,12 @@
 // come and go loses nothing; the subscriptions come back after a reconnect.
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { after, before, describe, type TestContext, test } from 'node:test';
 import { connect } from 'nats';
 import { NatsFederation } from '../src/federation/nats-federation.js';
 import { PatternCover, patternCovers } from '../src/federation/pattern-cover.js';
 import { Dispatcher, type Node } from '../src/index.js';
-import { NatsServer, startNatsProcess, startNode, stopProcess, until } from './helpers.js';
+import { freePort, NatsServer, startNatsProcess, startNode, stopProcess, until } from './helpers.js';
 
 const skip =
   NatsServer.find() !== null || process.env.NODESET_CI
@@ -88,15 +87,6 @@ test('PatternCover: only patterns no other wanted pattern covers are subscribed'
   assert.deepEqual(cover.remove('x.z.w'), { dropped: true, restored: [] });
   assert.equal(cover.wanted.size + cover.subscribed.size, 0);
 });
-
-/** A free TCP port on 127.0.0.1: the monitoring port must stay the same across a restart. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 /** A nats-server of the test's own, with its monitoring endpoint; restartable on the same ports. */
 class TestNats {

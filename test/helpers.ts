@@ -1,5 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Dispatcher, type DispatcherOptions, Node, type NodeOptions } from '../src/index.js';
@@ -261,6 +262,15 @@ export async function makeCerts(): Promise<TestCerts> {
     clientCert: client.cert,
     clientKey: client.private,
   };
+}
+
+/** A free TCP port on 127.0.0.1 (bound on port 0, then released), for servers whose ports must be known in advance (cluster routes, a restart on the same port). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
 }
 
 /**
