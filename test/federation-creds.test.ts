@@ -45,7 +45,7 @@ const hostPermissions = (h: string): Partial<User> => ({
     allow: [
       `nodeset.h.*.${h}`,
       `nodeset.all.${h}.>`,
-      'nodeset.r.>',
+      `nodeset.r.*.${h}`,
       'nodeset.q.>',
       'nodeset.id.>',
       'nodeset.dir',
@@ -55,7 +55,7 @@ const hostPermissions = (h: string): Partial<User> => ({
   sub: {
     allow: [
       `nodeset.h.${h}.*`,
-      `nodeset.r.${h}`,
+      `nodeset.r.${h}.*`,
       `nodeset.n.${h}.>`,
       `nodeset.q.${h}`,
       `nodeset.id.${h}`,
@@ -222,7 +222,7 @@ describe('federation to NATS in operator mode with creds files', { skip }, () =>
     nc.publish('nodeset.all.perm-a.x', new Uint8Array(1));
     const first = await Promise.race([violation, new Promise<null>((r) => setTimeout(() => r(null), 5000).unref())]);
     assert.equal(first?.permissionContext?.subject, 'nodeset.h.perm-b.perm-a', 'publishing as host perm-a is refused');
-    for (const subject of ['nodeset.h.perm-a.perm-b', 'nodeset.r.perm-a', 'nodeset.q.perm-a']) {
+    for (const subject of ['nodeset.h.perm-a.perm-b', 'nodeset.r.perm-a.perm-b', 'nodeset.q.perm-a']) {
       const refused = await new Promise<Error | null>((resolve) => {
         nc.subscribe(subject, { callback: (err) => resolve(err) });
         // The server answers the SUB (-ERR) before the PING of the flush.

@@ -131,11 +131,11 @@ describe('federation to a secured NATS', { skip }, () => {
     await assert.rejects(pub.publish('perm-b/perm.x', 1, { ack: true }), { code: 'TIMEOUT' });
     const logs = b.logs as { level: number; msg: string; operation?: string; subject?: string }[];
     await until(
-      () => logs.some((l) => l.level === 40 && l.subject === 'nodeset.r.perm-a'),
+      () => logs.some((l) => l.level === 40 && l.subject === 'nodeset.r.perm-a.perm-b'),
       5000,
       'the violation logged',
     );
-    const line = logs.find((l) => l.subject === 'nodeset.r.perm-a');
+    const line = logs.find((l) => l.subject === 'nodeset.r.perm-a.perm-b');
     assert.equal(line?.operation, 'publish');
     assert.match(line?.msg ?? '', /permissions violation/);
     assert.equal(b.d.federationConnected, true, 'the link stays up');

@@ -371,6 +371,39 @@ describe('cross-host wire format on NATS', { skip }, () => {
     await until(() => got.length === 1);
   });
 
+  test('an answer is taken only from the host the request went to: a forged one is dropped and counted', async () => {
+    const responder = await at('wb', 'slow-responder');
+    let release: () => void = () => {};
+    const held = new Promise<void>((r) => (release = r));
+    await responder.respond('slow', async () => {
+      await held;
+      return 'real';
+    });
+    // A raw client sees the request cross (NATS gives it a copy) and answers first, as another host.
+    const forged = new Promise<void>((resolve) => {
+      const s = raw.subscribe('nodeset.h.wb.*', {
+        callback: (_e, m) => {
+          if (m.headers?.get(H.uri) !== 'wb/slow') return;
+          s.unsubscribe();
+          const conn = Number(m.headers.get(H.conn));
+          const r = Number(m.headers.get(H.r));
+          const answer = { conn, r, kind: 'reply', ct: 0, payload: Buffer.from('\xa6forged') };
+          raw.publish('nodeset.r.wa.intruder', packr.pack(answer));
+          raw.publish('nodeset.r.wa.wa', packr.pack(answer));
+          void raw.flush().then(() => resolve());
+        },
+      });
+    });
+    await raw.flush();
+    const before = hosts.wa!.stats.federationUnreadable;
+    const pub = await at('wa', 'asker');
+    const reply = pub.request('wb/slow', 'q', { timeoutMs: 5000 });
+    await forged;
+    await until(() => hosts.wa!.stats.federationUnreadable === before + 2, 5000, 'both forged answers dropped');
+    release();
+    assert.equal(await reply, 'real');
+  });
+
   test('a host that speaks another wire format is left out of the directory, with an error logged once', async () => {
     const announce = (host: string, id: string, wire?: number) =>
       raw.publish(

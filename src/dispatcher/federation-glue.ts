@@ -21,6 +21,8 @@ import type { RemoteHosts, Router } from './router.js';
 import type { DispatcherStats } from './stats.js';
 
 const MAX_REMOTE_REQUESTS = 10_000;
+/** Answers awaited from other hosts; past this the oldest are forgotten (their answers are then dropped). */
+const MAX_AWAITED_ANSWERS = 100_000;
 
 export class FederationGlue implements RemoteHosts, FederationHost {
   readonly hostName: string;
@@ -30,6 +32,8 @@ export class FederationGlue implements RemoteHosts, FederationHost {
   /** Hands an answer from another host to the local connection it is for. */
   readonly #answerLocal: (answer: Answer) => void;
   readonly #remoteRequests = new Map<number, { host: string; conn: number; r: number }>();
+  /** Acked publishes and requests sent to other hosts, by `conn r`: the host whose answer is awaited. */
+  readonly #awaiting = new Map<string, string>();
   readonly #interest = new Map<string, number>();
   /** Subscriptions per [pattern, group] (key `pattern group`). */
   readonly #groups = new Map<string, number>();
@@ -72,6 +76,11 @@ export class FederationGlue implements RemoteHosts, FederationHost {
   }
 
   forward(host: string, envelope: Envelope): void {
+    if (envelope.conn !== undefined && envelope.r !== undefined) {
+      // Its answer is taken from this host only.
+      if (this.#awaiting.size >= MAX_AWAITED_ANSWERS) this.#awaiting.delete(this.#awaiting.keys().next().value as string);
+      this.#awaiting.set(`${envelope.conn} ${envelope.r}`, host);
+    }
     this.#federation.forward(host, envelope);
   }
 
@@ -207,7 +216,14 @@ export class FederationGlue implements RemoteHosts, FederationHost {
     }
   }
 
-  answered(answer: Answer): void {
+  answered(answer: Answer, from: string): void {
+    const key = `${answer.conn} ${answer.r}`;
+    if (this.#awaiting.get(key) !== from) {
+      // Nothing of this host's went there under that id: a forged or late answer.
+      this.#stats.federationUnreadable++;
+      return;
+    }
+    this.#awaiting.delete(key);
     this.#answerLocal(answer);
   }
 

@@ -79,8 +79,11 @@ export interface FederationHost {
   arrived(meta: Arrival, seq: number, payload: Buffer): void;
   /** A cross-host message that could not be read (counted and logged). */
   unreadable(): void;
-  /** An answer from another host for one of this host's connections. */
-  answered(answer: Answer): void;
+  /**
+   * An answer from host `from` for one of this host's connections: taken
+   * only when the publish or request it answers went to that host.
+   */
+  answered(answer: Answer, from: string): void;
   /** Who subscribes to `uri` on this host. */
   subscribers(uri: string): SubscriberInfo[];
   /** Patterns with local interest (declared again when the link comes back). */

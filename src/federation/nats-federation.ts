@@ -188,9 +188,18 @@ export class NatsFederation implements Federation {
         if (err === null) this.#arrived(msg, this.#hostReader);
       },
     });
-    nc.subscribe(subjects.answers(host), {
+    nc.subscribe(subjects.answersIn(host), {
       callback: (err, msg) => {
-        if (err === null) dispatcher.answered(decodeAnswer(msg.data));
+        if (err !== null) return;
+        const origin = originOf(msg.subject);
+        let answer: Answer;
+        try {
+          answer = decodeAnswer(msg.data);
+        } catch {
+          answer = { conn: -1, r: -1, kind: 'error' };
+        }
+        // An answer counts only from the host the publish or request went to (the glue checks).
+        dispatcher.answered(answer, origin ?? '');
       },
     });
     const notices = subjects.notices(host);
@@ -201,12 +210,15 @@ export class NatsFederation implements Federation {
         if (answer === null) {
           dispatcher.lost(lost);
         } else {
-          dispatcher.answered({
-            ...answer,
-            kind: 'error',
-            code: 'NO_ROUTE',
-            message: `host ${to} is not reachable: no live dispatcher of that name subscribes`,
-          });
+          dispatcher.answered(
+            {
+              ...answer,
+              kind: 'error',
+              code: 'NO_ROUTE',
+              message: `host ${to} is not reachable: no live dispatcher of that name subscribes`,
+            },
+            to,
+          );
         }
         interest.unreachable(to);
       },
@@ -311,7 +323,7 @@ export class NatsFederation implements Federation {
   answer(host: string, answer: Answer): void {
     // After the open batch: a responder's publishes made before its reply reach their host before it.
     this.#sender.flush();
-    this.#link.nc?.publish(subjects.answers(host), encodeAnswer(answer));
+    this.#link.nc?.publish(subjects.answers(host, this.#host?.hostName ?? ''), encodeAnswer(answer));
   }
 
   async subscribers(host: string, uri: string): Promise<SubscriberInfo[]> {

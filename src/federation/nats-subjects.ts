@@ -8,7 +8,7 @@
  *   nodeset.h.<host>.<from>    publishes for one host from another (B/event, node@B/event)
  *   nodeset.all.<from>.<event> all-hosts publishes (*\/event); each dispatcher
  *                              subscribes only to the patterns its nodes want
- *   nodeset.r.<host>           answers (acks, replies, errors) for a host
+ *   nodeset.r.<host>.<from>    answers (acks, replies, errors) for a host from another
  *   nodeset.n.<host>.<conn>.<r>.<to>
  *                              the NATS server's no-responders status for an
  *                              acked publish or request to <to>
@@ -35,13 +35,15 @@ export function hostToken(host: string): string {
 }
 
 /**
- * The origin host a publish subject names (`nodeset.h.<host>.<from>`,
- * `nodeset.all.<from>.<event>`); null for a subject of neither shape.
+ * The origin host a subject names (`nodeset.h.<host>.<from>`,
+ * `nodeset.all.<from>.<event>`, `nodeset.r.<host>.<from>`); null for a
+ * subject of none of these shapes.
  */
 export function originOf(subject: string): string | null {
   const t = subject.split('.');
   if (t[0] !== SUBJECT_PREFIX) return null;
-  const token = t[1] === 'h' && t.length === 4 ? t[3] : t[1] === 'all' && t.length >= 4 ? t[2] : undefined;
+  const token =
+    (t[1] === 'h' || t[1] === 'r') && t.length === 4 ? t[3] : t[1] === 'all' && t.length >= 4 ? t[2] : undefined;
   return token === undefined || token === '' ? null : token.replaceAll('~', '.');
 }
 
@@ -54,7 +56,10 @@ export const subjects = {
   all: (from: string, event: string): string => `${SUBJECT_PREFIX}.all.${hostToken(from)}.${event}`,
   /** What a host subscribes to for an all-hosts pattern: from any host. */
   allIn: (pattern: string): string => `${SUBJECT_PREFIX}.all.*.${pattern}`,
-  answers: (host: string): string => `${SUBJECT_PREFIX}.r.${host}`,
+  /** Answers (acks, replies, errors) for `host` from `from`. */
+  answers: (host: string, from: string): string => `${SUBJECT_PREFIX}.r.${hostToken(host)}.${hostToken(from)}`,
+  /** What this host subscribes to for its answers: from any host. */
+  answersIn: (host: string): string => `${SUBJECT_PREFIX}.r.${hostToken(host)}.*`,
   /** Prefix of this host's no-responders notices (subscribed with `>`). */
   notices: (host: string): string => `${SUBJECT_PREFIX}.n.${host}.`,
   query: (host: string): string => `${SUBJECT_PREFIX}.q.${host}`,
