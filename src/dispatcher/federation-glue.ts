@@ -78,7 +78,8 @@ export class FederationGlue implements RemoteHosts, FederationHost {
   forward(host: string, envelope: Envelope): void {
     if (envelope.conn !== undefined && envelope.r !== undefined) {
       // Its answer is taken from this host only.
-      if (this.#awaiting.size >= MAX_AWAITED_ANSWERS) this.#awaiting.delete(this.#awaiting.keys().next().value as string);
+      if (this.#awaiting.size >= MAX_AWAITED_ANSWERS)
+        this.#awaiting.delete(this.#awaiting.keys().next().value as string);
       this.#awaiting.set(`${envelope.conn} ${envelope.r}`, host);
     }
     this.#federation.forward(host, envelope);
