@@ -390,6 +390,8 @@ describe('cross-host wire format on NATS', { skip }, () => {
           const answer = { conn, r, kind: 'reply', ct: 0, payload: Buffer.from('\xa6forged') };
           raw.publish('nodeset.r.wa.intruder', packr.pack(answer));
           raw.publish('nodeset.r.wa.wa', packr.pack(answer));
+          // Not an answer at all, though from the right host.
+          raw.publish('nodeset.r.wa.wb', Buffer.from([0xc1, 0xff, 0x00]));
           void raw.flush().then(() => resolve());
         },
       });
@@ -399,7 +401,7 @@ describe('cross-host wire format on NATS', { skip }, () => {
     const pub = await at('wa', 'asker');
     const reply = pub.request('wb/slow', 'q', { timeoutMs: 5000 });
     await forged;
-    await until(() => hosts.wa!.stats.federationUnreadable === before + 2, 5000, 'both forged answers dropped');
+    await until(() => hosts.wa!.stats.federationUnreadable === before + 3, 5000, 'the forged answers dropped');
     release();
     assert.equal(await reply, 'real');
   });

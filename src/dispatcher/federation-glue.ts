@@ -76,13 +76,14 @@ export class FederationGlue implements RemoteHosts, FederationHost {
   }
 
   forward(host: string, envelope: Envelope): void {
+    this.#federation.forward(host, envelope);
     if (envelope.conn !== undefined && envelope.r !== undefined) {
-      // Its answer is taken from this host only.
-      if (this.#awaiting.size >= MAX_AWAITED_ANSWERS)
+      // Handed over (not refused): its answer is taken from this host only.
+      if (this.#awaiting.size >= MAX_AWAITED_ANSWERS) {
         this.#awaiting.delete(this.#awaiting.keys().next().value as string);
+      }
       this.#awaiting.set(`${envelope.conn} ${envelope.r}`, host);
     }
-    this.#federation.forward(host, envelope);
   }
 
   broadcast(envelope: Envelope): void {

@@ -2,8 +2,10 @@
  * Federation over NATS: the link between this host's dispatcher and the
  * others', implementing the Federation contract of dispatcher/federation.ts.
  * This file wires the parts: the connection and its bounded outbound
- * (nats-link.ts), the subjects and envelope codec (nats-subjects.ts), and
- * interest with the host directory's announcements (interest.ts).
+ * (nats-link.ts), the subjects and the codecs of answers and announcements
+ * (nats-subjects.ts), the wire format of publishes (nats-wire.ts) and their
+ * batching (nats-sender.ts), and interest with the host directory's
+ * announcements (interest.ts).
  */
 import type { Msg, NatsConnection } from 'nats';
 import pino, { type Logger } from 'pino';
@@ -191,15 +193,15 @@ export class NatsFederation implements Federation {
     nc.subscribe(subjects.answersIn(host), {
       callback: (err, msg) => {
         if (err !== null) return;
-        const origin = originOf(msg.subject);
         let answer: Answer;
         try {
           answer = decodeAnswer(msg.data);
         } catch {
-          answer = { conn: -1, r: -1, kind: 'error' };
+          dispatcher.unreadable();
+          return;
         }
         // An answer counts only from the host the publish or request went to (the glue checks).
-        dispatcher.answered(answer, origin ?? '');
+        dispatcher.answered(answer, originOf(msg.subject) ?? '');
       },
     });
     const notices = subjects.notices(host);
