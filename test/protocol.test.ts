@@ -108,6 +108,39 @@ describe('frame decoder', () => {
     assert.equal(overrun.seen.frames.length, 1);
   });
 
+  test('transient chunks: reading through one reused buffer gives the same frames, however the stream is split', () => {
+    // What a connection on the shared read buffer sees: every chunk lies in the same memory, which
+    // the next read overwrites. Payloads around the read size make frames span several reads.
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 0, max: 150_000 }), { minLength: 1, maxLength: 6 }),
+        fc.array(fc.integer({ min: 1, max: 70_000 }), { minLength: 1, maxLength: 40 }),
+        (sizes, cuts) => {
+          const frames = sizes.map((size, i) =>
+            encodeFrame(FrameKind.PUB, [`e.${i}`, 0, i, 0], Buffer.alloc(size, (i * 37 + 1) & 0xff)),
+          );
+          const bytes = Buffer.concat([...frames, encodeFrame(FrameKind.PING)]);
+          const whole = collector();
+          new FrameDecoder(whole.sink).push(bytes);
+          const reused = collector();
+          const decoder = new FrameDecoder(reused.sink, { transient: true });
+          const readBuffer = Buffer.alloc(70_000);
+          let at = 0;
+          for (let i = 0; at < bytes.length; i++) {
+            const n = Math.min(cuts[i % cuts.length] as number, bytes.length - at);
+            bytes.copy(readBuffer, 0, at, at + n);
+            decoder.push(readBuffer.subarray(0, n));
+            readBuffer.fill(0xee); // the next read lands here
+            at += n;
+          }
+          assert.deepEqual(reused.seen, whole.seen);
+          assert.equal(decoder.bufferedBytes, 0);
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
   test('an undecodable header is BAD_FRAME', () => {
     assert.throws(() => decodeHeader(Buffer.from([0x92, 0x01])), { code: 'BAD_FRAME' });
   });

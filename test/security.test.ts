@@ -137,6 +137,42 @@ describe('limits before authentication', () => {
     }
   });
 
+  test('a HELLO that waits its turn keeps its will intact while other connections are read', async () => {
+    // The waiting HELLO's header was read from the shared read buffer, which the publishes
+    // read meanwhile overwrite: the will's bytes must have been kept apart.
+    const d = await startDispatcher({ auth: authConfig() });
+    const slow = { startTimeoutMs: 30_000, connectTimeoutMs: 30_000 };
+    const watcher = await startNode(d, { name: 'watcher', token: TOKENS.bob, ...slow });
+    try {
+      const wills: Buffer[] = [];
+      await watcher.subscribe('wills.x', (message) => void wills.push(message as Buffer));
+      const guess = await RawClient.connect(d.address.port, false);
+      guess.send(encodeFrame(FrameKind.HELLO, { v: 1, name: 'guess', token: 'wrong' }));
+      assert.equal((await guess.nextError(30_000)).code, 'AUTH_FAILED');
+      const will = Buffer.alloc(5000);
+      for (let i = 0; i < will.length; i++) will[i] = (i * 31 + 7) & 0xff;
+      const dying = await RawClient.connect(d.address.port, false);
+      dying.send(
+        encodeFrame(FrameKind.HELLO, {
+          v: 1,
+          name: 'dying',
+          token: TOKENS.bob,
+          will: { uri: 'wills.x', ct: 1, payload: will },
+        }),
+      );
+      await until(() => d.stats.authThrottled >= 1, 30_000);
+      for (let i = 0; i < 20; i++) watcher.publish('noise', Buffer.alloc(6000, 0xee));
+      await dying.next((f) => f.kind === FrameKind.WELCOME, 30_000);
+      dying.destroy();
+      await until(() => wills.length === 1, 30_000);
+      assert.ok(Buffer.from(wills[0] as Buffer).equals(will), 'the will arrived byte for byte');
+      guess.destroy();
+    } finally {
+      await watcher.stop();
+      await d.stop();
+    }
+  });
+
   test('a node refused with AUTH_FAILED stops trying, unless told to keep trying', async () => {
     const d = await startDispatcher({ auth: authConfig() });
     try {

@@ -152,6 +152,7 @@ export class Dispatcher {
         maxConnections: o.maxConnections,
         tlsHandshakeTimeoutMs: o.handshakeTimeoutMs,
         onRefused: () => void this.stats.connectionsRefused++,
+        sharedReads: true,
       },
     );
     this.#server = server;

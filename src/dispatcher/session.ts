@@ -27,6 +27,7 @@ import {
 import type { Identity } from '../security/auth-config.js';
 import { denyFilter, mayPublish, maySubscribe } from '../security/permissions.js';
 import { FrameSocket, type FrameSocketHandlers } from '../transport/frame-socket.js';
+import { keepable } from '../transport/shared-reads.js';
 import type { ResolvedDispatcherOptions } from './options.js';
 import { type LeaveReason, type Peer, PeerRouting, Subscription } from './peer.js';
 import { FORWARDED, INTERNAL_SENDER, RESERVED_PREFIX, type Router } from './router.js';
@@ -274,7 +275,7 @@ export class Session implements FrameSocketHandlers, Peer {
 
   frame(kind: number, buf: Buffer, headerStart: number, payloadStart: number, end: number): void {
     if (this.#state !== State.Open) {
-      if (this.#state === State.Handshake) this.#handshake(kind, headerOf(buf, headerStart, payloadStart));
+      if (this.#state === State.Handshake) this.#handshake(kind, keepable(headerOf(buf, headerStart, payloadStart)));
       return;
     }
     this.msgsIn++;
@@ -310,7 +311,9 @@ export class Session implements FrameSocketHandlers, Peer {
           this.latestMetrics = payload.toString('utf8');
         return;
       }
-      const header = headerOf(buf, headerStart, payloadStart);
+      // Control frames are few: their header is copied out of a shared read buffer, so nothing
+      // decoded from it (a binary value is a view of its bytes) can change under a later callback.
+      const header = keepable(headerOf(buf, headerStart, payloadStart));
       switch (kind) {
         case FrameKind.PING:
           // In order: behind what was routed to this connection before its PING was read (a flush barrier).

@@ -9,6 +9,7 @@
 import type { PublishOptions } from 'nats';
 import type { Envelope } from '../dispatcher/federation.js';
 import { NodesetError } from '../protocol/errors.js';
+import { readBuffer } from '../transport/shared-reads.js';
 import type { NatsLink } from './nats-link.js';
 import { BATCH_MAX_BYTES, BatchWriter, batchHeaders, SINGLE_MIN_BYTES, singleHeaders } from './nats-wire.js';
 
@@ -75,7 +76,8 @@ export class NatsSender {
 
   #open(to: Destination, env: Envelope): void {
     this.#to = to;
-    this.#first = env;
+    // Kept until the turn ends: a payload still in the shared read buffer is copied.
+    this.#first = readBuffer.borrowed ? { ...env, payload: Buffer.from(env.payload) } : env;
     if (!this.#scheduled) {
       this.#scheduled = true;
       queueMicrotask(this.#flush);
@@ -89,8 +91,10 @@ export class NatsSender {
   alone(subject: string, env: Envelope, options: PublishOptions | undefined, id: string | null): void {
     this.flush();
     const headers = singleHeaders(env, id);
+    // The NATS client keeps the payload until it writes: one in the shared read buffer is copied.
+    const payload = readBuffer.borrowed ? Buffer.from(env.payload) : env.payload;
     try {
-      this.#link.publish(subject, env.payload, options === undefined ? { headers } : { ...options, headers });
+      this.#link.publish(subject, payload, options === undefined ? { headers } : { ...options, headers });
     } catch (cause) {
       throw new NodesetError('TOO_LARGE', `the NATS client refused a cross-host publish: ${(cause as Error).message}`, {
         cause,

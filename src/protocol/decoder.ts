@@ -38,9 +38,19 @@ export interface DecoderOptions {
    * buffered and the stream goes on; a larger declared length is fatal.
    */
   maxSkipBytes?: number;
+  /**
+   * The chunks pushed are valid during push() only (their memory is reused
+   * for the next read): the decoder copies the piece of a frame it must keep
+   * into one buffer of its own, reused from frame to frame, and the frames it
+   * hands over are valid during the sink's call only, whatever the sink asks.
+   */
+  transient?: boolean;
 }
 
 const EMPTY = Buffer.alloc(0);
+/** Transient mode: the smallest buffer for a piece of a frame, and the largest kept once its frame is decoded. */
+const MIN_ASSEMBLY_BYTES = 256;
+const MAX_KEPT_ASSEMBLY_BYTES = 256 * 1024;
 
 /**
  * Incremental frame decoder: a pure state machine fed with byte chunks of any
@@ -58,12 +68,16 @@ export class FrameDecoder {
   #needed = FRAME_PREFIX_BYTES;
   #skip = 0;
   #stopped = false;
+  readonly #transient: boolean;
+  /** Transient mode: the buffered piece of a frame, in #assembly[0, #buffered). */
+  #assembly: Buffer = EMPTY;
 
   constructor(sink: FrameSink, options: DecoderOptions = {}) {
     this.#sink = sink;
     this.maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
     this.maxFrameBytes = FRAME_FIXED_BYTES + MAX_HEADER_BYTES + this.maxPayloadBytes;
     this.maxSkipBytes = options.maxSkipBytes ?? Math.max(16 * 1024 * 1024, this.maxFrameBytes * 4);
+    this.#transient = options.transient === true;
   }
 
   /** Changes the payload limit for the frames still to come (a peer's limit rises once it is known). */
@@ -85,6 +99,7 @@ export class FrameDecoder {
   stop(): void {
     this.#stopped = true;
     this.#chunks = [];
+    this.#assembly = EMPTY;
     this.#buffered = 0;
   }
 
@@ -100,6 +115,18 @@ export class FrameDecoder {
     }
     if (this.#buffered > 0) {
       const missing = this.#needed - this.#buffered;
+      if (this.#transient) {
+        const n = Math.min(missing, chunk.length);
+        this.#keep(chunk, 0, n);
+        if (n < missing) return;
+        const head = this.#assembly.subarray(0, this.#needed);
+        this.#buffered = 0;
+        this.#decode(head);
+        // A large frame's buffer is not kept for a connection that may send no other.
+        if (this.#buffered === 0 && this.#assembly.length > MAX_KEPT_ASSEMBLY_BYTES) this.#assembly = EMPTY;
+        if (chunk.length > missing) this.push(chunk.subarray(missing));
+        return;
+      }
       if (chunk.length < missing) {
         this.#chunks.push(chunk);
         this.#buffered += chunk.length;
@@ -178,10 +205,34 @@ export class FrameDecoder {
       this.#sink.frame(kind, buf, headerStart, payloadStart, frameEnd);
     }
     if (!this.#stopped && off < end) {
-      const rest = buf.subarray(off);
-      this.#chunks.push(rest);
-      this.#buffered = rest.length;
+      if (this.#transient) {
+        this.#keep(buf, off, end);
+      } else {
+        const rest = buf.subarray(off);
+        this.#chunks.push(rest);
+        this.#buffered = rest.length;
+      }
     }
+  }
+
+  /**
+   * Transient mode: appends buf[from, to) to the buffered piece, in the
+   * decoder's own buffer (grown to the frame's size once that is known).
+   * `buf` may be a view of that buffer (the piece left after decoding it).
+   */
+  #keep(buf: Buffer, from: number, to: number): void {
+    const at = this.#buffered;
+    const size = at + to - from;
+    const need = Math.max(size, this.#needed);
+    if (need > this.#assembly.length) {
+      const bigger = Buffer.allocUnsafeSlow(Math.max(need, MIN_ASSEMBLY_BYTES));
+      if (at > 0) this.#assembly.copy(bigger, 0, 0, at);
+      buf.copy(bigger, at, from, to);
+      this.#assembly = bigger;
+    } else {
+      buf.copy(this.#assembly, at, from, to); // (overlapping when buf is a view of #assembly: copy moves)
+    }
+    this.#buffered = size;
   }
 
   #fail(error: NodesetError, fatal: boolean): void {

@@ -5,6 +5,7 @@
 import type { Socket } from 'node:net';
 import { type DecoderOptions, FrameDecoder, type FrameSink } from '../protocol/decoder.js';
 import { frameSize, msgFrameSize, writeFrame, writeMsgFrame, writeMsgHead } from '../protocol/frames.js';
+import { readBuffer, readSharedInto } from './shared-reads.js';
 
 /** Past this many buffered bytes the outbound buffer is written at once. */
 export const FLUSH_THRESHOLD_BYTES = 64 * 1024;
@@ -116,11 +117,14 @@ export class FrameSocket {
     this.socket = socket;
     this.#handlers = handlers;
     this.#encrypted = (socket as { encrypted?: boolean }).encrypted === true;
-    this.decoder = new FrameDecoder(handlers, options);
     socket.setNoDelay(true);
     // Shared listeners that find their FrameSocket on the socket: no closures per connection.
     (socket as OwnedSocket)[OWNER] = this;
-    socket.on('data', FrameSocket.#onData);
+    // An accepted connection moved to the shared read buffer (shared-reads.ts) hands over each
+    // read directly; its bytes are reused after the call, and the decoder copies what it keeps.
+    const shared = readSharedInto(socket, FrameSocket.#onData);
+    this.decoder = new FrameDecoder(handlers, shared ? { ...options, transient: true } : options);
+    if (!shared) socket.on('data', FrameSocket.#onData);
     socket.on('drain', FrameSocket.#onDrain);
     socket.on('error', FrameSocket.#onError);
     socket.on('close', FrameSocket.#onClose);
@@ -210,11 +214,12 @@ export class FrameSocket {
   /**
    * Appends a MSG frame built from a shared header tail (see packMsgTail).
    * The payload's bytes must not change afterwards: a large one is written
-   * from its own memory (ZERO_COPY_MIN_BYTES).
+   * from its own memory (ZERO_COPY_MIN_BYTES), unless it lies in the shared
+   * read buffer (copied then, as that memory is reused at the next read).
    */
   sendMsg(sid: number, tail: Uint8Array, payload: Uint8Array): void {
     const size = msgFrameSize(tail, payload.length);
-    if (payload.length < ZERO_COPY_MIN_BYTES) {
+    if (payload.length < ZERO_COPY_MIN_BYTES || readBuffer.borrowed) {
       const at = this.#reserve(size); // first: it may replace #buf
       this.#len = writeMsgFrame(this.#buf, at, sid, tail, payload);
     } else {

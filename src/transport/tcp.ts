@@ -5,6 +5,7 @@
 import { connect, createServer, isIP, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { NodesetError } from '../protocol/errors.js';
+import { adoptAccepted } from './shared-reads.js';
 
 export interface ListenAddress {
   host: string;
@@ -35,6 +36,12 @@ export interface AcceptLimits {
   tlsHandshakeTimeoutMs?: number;
   /** A connection was closed at once because maxConnections sockets were open. */
   onRefused?: () => void;
+  /**
+   * Plain TCP: accepted connections read into one shared buffer
+   * (shared-reads.ts); their bytes are valid during each read only. For
+   * servers whose readers copy what they keep (FrameSocket does).
+   */
+  sharedReads?: boolean;
 }
 
 /**
@@ -51,7 +58,10 @@ export function listenTcp(
 ): Promise<{ server: Server; host: string; port: number }> {
   let server: Server;
   if (tls === undefined) {
-    server = createServer({ noDelay: true }, onConnection);
+    server =
+      limits.sharedReads === true
+        ? createServer({ noDelay: true, pauseOnConnect: true }, (raw) => onConnection(adoptAccepted(raw)))
+        : createServer({ noDelay: true }, onConnection);
   } else {
     const mutual = tls.ca !== undefined;
     server = createTlsServer({
