@@ -77,6 +77,31 @@ describe('federation over NATS: three hosts', { skip }, () => {
     await until(() => got.some((g) => g.startsWith('hostC:')), 5000, 'host C to receive after subscribing');
   });
 
+  test('payloads of every size cross hosts intact while several publishers send at once', async () => {
+    // Host A reads its publishers into one shared buffer; what it hands to NATS (batched, or alone
+    // from 8 KiB) must not change when the next read lands there.
+    const sizes = [3, 100, 5000, 8191, 8192, 16_384, 70_000];
+    const body = (p: number, i: number) => {
+      const b = Buffer.alloc(sizes[i % sizes.length] as number);
+      for (let j = 0; j < b.length; j++) b[j] = (p * 97 + i * 13 + j * 5) & 0xff;
+      return b;
+    };
+    const got: Buffer[][] = [[], []];
+    const sub = await at('hostB', 'blob-sub');
+    await sub.subscribe('blob.*', (m, info) => void got[Number(info.uri.slice(-1))]?.push(Buffer.from(m as Buffer)));
+    const pubs = [await at('hostA', 'blob-pub-0'), await at('hostA', 'blob-pub-1')];
+    const count = 42;
+    for (let i = 0; i < count; i++) {
+      for (const [p, pub] of pubs.entries()) pub.publish(`hostB/blob.${p}`, body(p, i));
+      if (i % 7 === 6) await Promise.all(pubs.map((n) => n.drain()));
+    }
+    await Promise.all(pubs.map((n) => n.publish('hostB/blob.flush', null, { ack: true })));
+    await until(() => got.every((g) => g.length === count), 10_000, 'every payload at host B');
+    got.forEach((g, p) => {
+      g.forEach((b, i) => assert.ok(b.equals(body(p, i)), `publisher ${p}, message ${i} differs`));
+    });
+  });
+
   test('headers cross hosts with the message; the receiver sees the origin host', async () => {
     const seen: { host: string | null; from: string; headers: unknown; uri: string }[] = [];
     const b = await at('hostB', 'hd-b');
