@@ -6,6 +6,7 @@ import type { Socket } from 'node:net';
 import { type DecoderOptions, FrameDecoder, type FrameSink } from '../protocol/decoder.js';
 import { frameSize, msgFrameSize, writeFrame, writeMsgFrame, writeMsgHead } from '../protocol/frames.js';
 import { readBuffer, readSharedInto } from './shared-reads.js';
+import { isSpareSize, keepSpare, spareSize, takeSpare } from './spare-buffers.js';
 
 /** Past this many buffered bytes the outbound buffer is written at once. */
 export const FLUSH_THRESHOLD_BYTES = 64 * 1024;
@@ -20,6 +21,8 @@ export const ZERO_COPY_MIN_BYTES = 8 * 1024;
 /** A quiet connection's first buffer: small, from Node's shared pool; busy ones grow it. */
 const INITIAL_BUFFER_BYTES = 256;
 const MAX_REUSED_BUFFER_BYTES = 1024 * 1024;
+/** Written buffers a connection keeps track of until its socket has written them (more are left to the GC). */
+const MAX_WRITTEN_KEPT = 64;
 const EMPTY = Buffer.alloc(0);
 
 export interface FrameSocketHandlers extends FrameSink {
@@ -29,33 +32,6 @@ export interface FrameSocketHandlers extends FrameSink {
   received?(bytes: number): void;
   /** Optional: the socket's write buffer emptied. */
   drained?(): void;
-}
-
-/**
- * Large outbound buffers already written, shared by all connections: a busy
- * connection takes one instead of allocating (and faulting in) fresh memory
- * for every flush. Bounded in count, so quiet connections hold nothing.
- */
-const spareBuffers: Buffer[] = [];
-const MAX_SPARE_BUFFERS = 16;
-const MIN_SPARE_BYTES = 16 * 1024;
-
-function keepSpare(buf: Buffer): void {
-  if (buf.length >= MIN_SPARE_BYTES && spareBuffers.length < MAX_SPARE_BUFFERS) spareBuffers.push(buf);
-}
-
-/** A spare buffer of at least `size` bytes (and not much more), or undefined. */
-function takeSpare(size: number): Buffer | undefined {
-  if (size < MIN_SPARE_BYTES) return undefined;
-  for (let i = spareBuffers.length - 1; i >= 0; i--) {
-    const buf = spareBuffers[i] as Buffer;
-    if (buf.length >= size && buf.length <= size * 4) {
-      spareBuffers[i] = spareBuffers[spareBuffers.length - 1] as Buffer;
-      spareBuffers.pop();
-      return buf;
-    }
-  }
-  return undefined;
 }
 
 const OWNER = Symbol('nodeset.frameSocket');
@@ -76,6 +52,8 @@ export class FrameSocket {
   bytesOut = 0;
   /** Outbound bytes; allocated on the first send after each flush, so idle connections hold none. */
   #buf: Buffer = EMPTY;
+  /** The buffer #buf is a view of (its front part was handed on at earlier flushes), or EMPTY. */
+  #root: Buffer = EMPTY;
   #len = 0;
   /**
    * Parts of this flush already laid out in order: regions of #buf (up to
@@ -100,6 +78,10 @@ export class FrameSocket {
   #backlogMsgs = 0;
   /** MSG frames in the writes the socket holds (counted whole until it drains). */
   #inSocketMsgs = 0;
+  /** Outbound buffers whose every byte waits in the backlog: the socket gets them at its next 'drain'. */
+  #backlogOwned: Buffer[] = [];
+  /** Outbound buffers whose every byte the socket holds: spare again once it has written them. */
+  #written: Buffer[] = [];
   /** end() was asked for while a backlog waited: the socket ends once the backlog is written. */
   #ending = false;
   /** The owner waits for everything queued to be written (wantDrained): `drained` is owed. */
@@ -141,6 +123,7 @@ export class FrameSocket {
     const fs = (this as OwnedSocket)[OWNER];
     fs.#inSocketMsgs = 0;
     fs.#drainOwed = false;
+    fs.#recycleWritten();
     if (fs.#backlog.length > 0) {
       fs.#writeBacklog();
       // Past the high-water mark again: 'drain' comes again when the backlog is through.
@@ -309,27 +292,26 @@ export class FrameSocket {
     this.#msgs = 0;
     if (socket.writableNeedDrain || this.#backlog.length > 0) {
       // The socket is still writing past its high-water mark: this waits, in order, for its 'drain'.
-      // What waits holds about the memory it counts: a buffer mostly empty is copied out and kept
-      // for the next frames, and the rest of one with parts takes the next frames.
+      // What waits is views of the buffer; its rest takes the next frames, so what waits holds
+      // about the memory it counts, and nothing is copied.
       const backlog = this.#backlog;
       if (this.#parts.length === 0) {
-        if (buf.length - len > len >> 3) {
-          backlog.push(Buffer.from(buf.subarray(0, len)));
-          this.#buf = buf;
-        } else {
-          backlog.push(buf.subarray(0, len));
-        }
+        backlog.push(buf.subarray(0, len));
       } else {
         for (const part of this.#parts) backlog.push(part);
         if (len > this.#sealed) backlog.push(buf.subarray(this.#sealed, len));
-        if (buf.length - len >= INITIAL_BUFFER_BYTES) this.#buf = buf.subarray(len);
       }
+      if (buf.length - len >= INITIAL_BUFFER_BYTES) this.#buf = buf.subarray(len);
+      else this.#retire(true);
       this.#backlogBytes += len + this.#partBytes;
       this.#backlogMsgs += msgs;
       this.#resetParts();
       return;
     }
-    if (socket.writableLength === 0) this.#inSocketMsgs = 0;
+    if (socket.writableLength === 0) {
+      this.#inSocketMsgs = 0;
+      this.#recycleWritten();
+    }
     this.#inSocketMsgs += msgs;
     if (this.#parts.length === 0) {
       socket.write(buf.subarray(0, len));
@@ -342,24 +324,50 @@ export class FrameSocket {
       socket.uncork();
       this.#resetParts();
     }
+    // The next frames go to another buffer; this one is spare once the socket has written it.
+    this.#retire(false);
     if (socket.writableLength === 0) {
-      // The write completed at once and the kernel holds the bytes, so the buffer can serve
-      // another flush. Otherwise the socket keeps it until written.
-      if (!this.#encrypted) keepSpare(buf);
       if (this.#drainOwed) {
         this.#drainOwed = false;
         process.nextTick(FrameSocket.#owedDrained, this);
       }
     } else if (this.#drainOwed && !socket.writableNeedDrain) {
-      // No 'drain' will come for a write under the high-water mark: learn of its end from the socket.
-      this.#owedWritten ??= () => {
-        if (this.#drainOwed && this.#len === 0 && this.#backlog.length === 0 && this.socket.writableLength === 0) {
-          this.#drainOwed = false;
-          this.#handlers.drained?.();
-        }
-      };
-      socket.write(EMPTY, this.#owedWritten);
+      this.#awaitWritten();
     }
+  }
+
+  /**
+   * No more frames go into #root, the buffer #buf was cut from. It is spare
+   * once every view of it handed on has been written: at once when the socket
+   * holds nothing (the kernel took it all), else once the socket has written
+   * what it holds, or (`waits`: views of it wait in the backlog) after that.
+   * TLS copies what it is given at its own pace: its buffers are never reused.
+   */
+  #retire(waits: boolean): void {
+    const root = this.#root;
+    this.#root = EMPTY;
+    if (!isSpareSize(root.length) || this.#encrypted) return;
+    if (waits || this.#backlog.length > 0) this.#backlogOwned.push(root);
+    else if (this.socket.writableLength === 0) keepSpare(root);
+    else if (this.#written.length < MAX_WRITTEN_KEPT) this.#written.push(root);
+  }
+
+  /** Everything handed to the socket before was written: the buffers it held are spare again. */
+  #recycleWritten(): void {
+    if (this.#written.length === 0) return;
+    for (const buf of this.#written) keepSpare(buf);
+    this.#written = [];
+  }
+
+  /** No 'drain' will come for a write under the high-water mark: learn of its end from the socket. */
+  #awaitWritten(): void {
+    this.#owedWritten ??= () => {
+      if (this.#drainOwed && this.#len === 0 && this.#backlog.length === 0 && this.socket.writableLength === 0) {
+        this.#drainOwed = false;
+        this.#handlers.drained?.();
+      }
+    };
+    this.socket.write(EMPTY, this.#owedWritten);
   }
 
   static #owedDrained(fs: FrameSocket): void {
@@ -388,6 +396,10 @@ export class FrameSocket {
     this.#backlog = [];
     this.#backlogBytes = 0;
     this.#backlogMsgs = 0;
+    if (this.#backlogOwned.length > 0) {
+      for (const buf of this.#backlogOwned) this.#written.push(buf);
+      this.#backlogOwned = [];
+    }
     socket.cork();
     for (let i = 0; i < backlog.length; i++) socket.write(backlog[i] as Uint8Array);
     socket.uncork();
@@ -412,6 +424,7 @@ export class FrameSocket {
       this.#backlog = [];
       this.#backlogBytes = 0;
       this.#backlogMsgs = 0;
+      this.#backlogOwned = [];
     }
   }
 
@@ -421,10 +434,29 @@ export class FrameSocket {
       // Grow rather than flush: the buffer is written at FLUSH_THRESHOLD_BYTES
       // (see #scheduleFlush), so writes stay large. Busy connections get back
       // twice what their last flush carried (up to 1 MiB).
-      const size = Math.max(need, this.#buf.length * 2, this.#lastSize, INITIAL_BUFFER_BYTES);
-      const bigger = takeSpare(size) ?? Buffer.allocUnsafe(size);
+      // While a backlog waits, a buffer holds many flushes (an eighth of the backlog), so the rest
+      // left unused when one is full is small beside what waits.
+      const size = Math.max(
+        need,
+        this.#buf.length * 2,
+        this.#lastSize,
+        INITIAL_BUFFER_BYTES,
+        Math.min(this.#backlogBytes >> 3, MAX_REUSED_BUFFER_BYTES),
+      );
+      // Large ones in powers of two, so that a written one fits the next flush of about its size.
+      const bigger = takeSpare(size) ?? Buffer.allocUnsafe(spareSize(size));
       this.#buf.copy(bigger, 0, 0, this.#len);
+      if (this.#parts.length > 0) {
+        this.#root = EMPTY; // views of it wait in #parts: left to the garbage collector
+      } else if (this.#buf === this.#root) {
+        // Nothing of it was handed on: spare at once.
+        if (!this.#encrypted) keepSpare(this.#root);
+        this.#root = EMPTY;
+      } else {
+        this.#retire(false);
+      }
       this.#buf = bigger;
+      this.#root = bigger;
     }
     return this.#len;
   }

@@ -19,7 +19,7 @@
 import { Socket } from 'node:net';
 
 /** Size of the shared read buffer: the most one read takes from a socket. */
-export const SHARED_READ_BYTES = 64 * 1024;
+export const SHARED_READ_BYTES = 256 * 1024;
 
 type Reader = (this: Socket, chunk: Buffer) => void;
 const READER = Symbol('nodeset.sharedReader');
