@@ -55,12 +55,16 @@ interface HandleOwner {
   _handle?: { useUserBuffer?: unknown } | null;
 }
 
+interface ServerLink {
+  _server: unknown;
+  server: unknown;
+}
+
 /**
  * Moves a connection accepted with `pauseOnConnect` to a socket that reads
  * into the shared buffer. The returned socket is paused until a reader is set
- * (readSharedInto). The accepted socket stays behind only to be counted by
- * its server (maxConnections, close()) until the new one closes. When the
- * handle cannot be moved, the accepted socket is returned, resumed.
+ * (readSharedInto). When the handle cannot be moved, the accepted socket is
+ * returned, resumed.
  */
 export function adoptAccepted(raw: Socket): Socket {
   const owner = raw as unknown as HandleOwner;
@@ -76,7 +80,16 @@ export function adoptAccepted(raw: Socket): Socket {
     onread: { buffer: sharedBuffer, callback: onSharedRead },
   } as unknown as ConstructorParameters<typeof Socket>[0]) as Adopted;
   socket[ADOPTED] = true;
-  socket.once('close', () => raw.destroy());
+  // The server counts the connection through the socket it made (maxConnections, close()
+  // waiting for its connections): the count moves to the new socket, which gives it back when
+  // it is destroyed, and the old one, holding nothing now, goes.
+  const counted = socket as unknown as ServerLink;
+  const old = raw as unknown as ServerLink;
+  counted._server = old._server;
+  counted.server = old.server;
+  old._server = null;
+  old.server = null;
+  raw.destroy();
   return socket;
 }
 
