@@ -10,6 +10,7 @@ import type { Node } from '../src/index.js';
 import { encodeFrame, FrameKind } from '../src/protocol/frames.js';
 import { ZERO_COPY_MIN_BYTES } from '../src/transport/frame-socket.js';
 import { SHARED_READ_BYTES } from '../src/transport/shared-reads.js';
+import { sparesTaken } from '../src/transport/spare-buffers.js';
 import { startDispatcher, startNode, until } from './helpers.js';
 import { isMessage, RawClient } from './raw-client.js';
 
@@ -36,7 +37,9 @@ function payload(pub: number, seq: number): Buffer {
 
 function check(got: Buffer[], pub: number): void {
   assert.equal(got.length, PER_PUBLISHER, `publisher ${pub}: ${got.length} of ${PER_PUBLISHER} arrived`);
-  got.forEach((b, seq) => assert.ok(b.equals(payload(pub, seq)), `publisher ${pub}, message ${seq} differs`));
+  for (const [seq, b] of got.entries()) {
+    assert.ok(b.equals(payload(pub, seq)), `publisher ${pub}, message ${seq} differs`);
+  }
 }
 
 describe('reads through the shared buffer', () => {
@@ -106,6 +109,93 @@ describe('reads through the shared buffer', () => {
       assert.ok(msg.payload.equals(body), 'the split publish arrived byte for byte');
     } finally {
       for (const c of [sub, pub, other]) c.destroy();
+      await d.stop();
+    }
+  });
+
+  test('a subscriber reading in fits and starts gets thousands of mixed-size messages intact from recycled buffers', async () => {
+    // The dispatcher's outbound buffers go back to a shared pool once written and are taken again
+    // by later flushes (of this connection or another). A subscriber that stops and starts reading
+    // keeps writes pending, backlogs forming and draining, and buffers coming back while others wait.
+    const d = await startDispatcher();
+    const sub = await RawClient.connect(d.address.port, 'jerky');
+    const pubs: Node[] = [];
+    const count = 1500;
+    const sizes = [0, 1, 60, 700, 4000, ZERO_COPY_MIN_BYTES - 1, ZERO_COPY_MIN_BYTES + 1, 20_000, 70_000, 200_000];
+    let seed = 4242;
+    const random = (n: number) => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return (seed >>> 16) % n;
+    };
+    /** Mostly small messages, one in ten from the larger sizes. */
+    const plan = Array.from({ length: 2 }, () =>
+      Array.from({ length: count }, () => sizes[random(10) === 0 ? 5 + random(5) : random(5)] as number),
+    );
+    const body = (p: number, seq: number) => {
+      const b = Buffer.allocUnsafe(plan[p]?.[seq] as number);
+      for (let i = 0; i < b.length; i++) b[i] = (p * 97 + seq * 13 + i * 5 + (i >> 8)) & 0xff;
+      return b;
+    };
+    let done = false;
+    try {
+      sub.send(encodeFrame(FrameKind.SUB, { sid: 1, uri: 'jerky.*', r: 1 }));
+      await sub.next((f) => f.kind === FrameKind.OK);
+      pubs.push(...(await Promise.all([0, 1].map((p) => startNode(d, { name: `jp-${p}` })))));
+      const takenBefore = sparesTaken();
+      // The reader: paused until the dispatcher holds some for it, then reads a stretch and pauses again.
+      let read = 0;
+      let pauseAt = 0;
+      sub.socket.on('data', (chunk: Buffer) => {
+        read += chunk.length;
+        if (!done && read >= pauseAt) sub.socket.pause();
+      });
+      const pendingFor = () => d.nodes().find((n) => n.name === 'jerky')?.pendingBytes ?? 0;
+      let rounds = 0;
+      const reader = (async () => {
+        while (!done) {
+          sub.socket.pause();
+          await until(() => done || pendingFor() > 64 * 1024 + random(512 * 1024), 30_000, 'a queue to form');
+          rounds++;
+          pauseAt = read + 16 * 1024 + random(768 * 1024);
+          sub.socket.resume();
+          await until(() => done || sub.socket.isPaused() || pendingFor() === 0, 30_000, 'a stretch read');
+        }
+        sub.socket.resume();
+      })();
+      const expected = count * 2;
+      const publishing = Promise.all(
+        pubs.map(async (node, p) => {
+          for (let seq = 0; seq < count; seq++) {
+            node.publish(`jerky.${p}`, body(p, seq));
+            if (seq % 50 === 49) await node.drain();
+          }
+          await node.drain();
+        }),
+      );
+      await publishing;
+      await until(() => sub.frames.filter(isMessage).length >= expected || pendingFor() === 0, 60_000, 'the queue');
+      done = true;
+      await reader;
+      await until(() => sub.frames.filter(isMessage).length === expected, 30_000, 'every message');
+      const got: Buffer[][] = [[], []];
+      for (const f of sub.frames.filter(isMessage)) {
+        const uri = (f.header as unknown[])[1] as string;
+        got[Number(uri.slice(uri.lastIndexOf('.') + 1))]?.push(f.payload);
+      }
+      for (let p = 0; p < 2; p++) {
+        const list = got[p] as Buffer[];
+        assert.equal(list.length, count, `publisher ${p}: ${list.length} of ${count}`);
+        for (let seq = 0; seq < count; seq++) {
+          assert.ok((list[seq] as Buffer).equals(body(p, seq)), `publisher ${p}, message ${seq} differs`);
+        }
+      }
+      assert.equal(d.stats.slowConsumers, 0);
+      assert.ok(rounds >= 5, `the reader stopped and started ${rounds} times`);
+      assert.ok(sparesTaken() - takenBefore >= 10, `${sparesTaken() - takenBefore} written buffers were taken again`);
+    } finally {
+      done = true;
+      sub.destroy();
+      await Promise.all(pubs.map((n) => n.stop()));
       await d.stop();
     }
   });
