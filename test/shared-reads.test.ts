@@ -5,12 +5,15 @@
 // subscriber that reads and to one that stalls (so what waits for it sits in
 // the dispatcher's backlog while later reads overwrite the shared buffer).
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import { describe, test } from 'node:test';
 import type { Node } from '../src/index.js';
 import { encodeFrame, FrameKind } from '../src/protocol/frames.js';
-import { ZERO_COPY_MIN_BYTES } from '../src/transport/frame-socket.js';
+import { FrameSocket, ZERO_COPY_MIN_BYTES } from '../src/transport/frame-socket.js';
 import { SHARED_READ_BYTES } from '../src/transport/shared-reads.js';
 import { sparesTaken } from '../src/transport/spare-buffers.js';
+import { listenTcp } from '../src/transport/tcp.js';
 import { startDispatcher, startNode, until } from './helpers.js';
 import { isMessage, RawClient } from './raw-client.js';
 
@@ -197,6 +200,57 @@ describe('reads through the shared buffer', () => {
       sub.destroy();
       await Promise.all(pubs.map((n) => n.stop()));
       await d.stop();
+    }
+  });
+
+  test('a connection holds about the bytes of a frame it has received, and nothing large once it is decoded', async () => {
+    // A piece of a frame is copied out of the shared buffer into the decoder's own: that buffer
+    // grows with what arrives (not with what the frame's length declares), and one left large by
+    // a big frame is let go once a read leaves nothing waiting.
+    let accepted: FrameSocket | null = null;
+    const frames: number[] = [];
+    const { server, port } = await listenTcp(
+      { host: '127.0.0.1', port: 0 },
+      (socket) => {
+        accepted = new FrameSocket(
+          socket,
+          { frame: (_kind, _buf, _hs, ps, end) => void frames.push(end - ps), refused: () => {}, closed: () => {} },
+          { maxPayloadBytes: 4 * 1024 * 1024 },
+        );
+      },
+      undefined,
+      undefined,
+      { sharedReads: true },
+    );
+    const client = connect(port, '127.0.0.1');
+    try {
+      await once(client, 'connect');
+      await until(() => accepted !== null);
+      const fs = accepted as unknown as FrameSocket;
+      assert.equal(fs.decoder.stopped, false);
+      const big = encodeFrame(FrameKind.PUB, ['held', 0, 0, 0], Buffer.alloc(3 * 1024 * 1024, 0x5a));
+      // Only the start of a 3 MiB frame: its declared length reserves nothing.
+      client.write(big.subarray(0, 100));
+      await until(() => fs.bytesIn === 100);
+      assert.ok(fs.decoder.heldBytes < 16 * 1024, `${fs.decoder.heldBytes} bytes held for 100 received`);
+      // The rest, then a whole small frame: nothing waits, and the frame's memory goes.
+      client.write(big.subarray(100));
+      client.write(encodeFrame(FrameKind.PUB, ['held', 0, 0, 0], Buffer.alloc(10)));
+      await until(() => frames.length === 2, 10_000, 'both frames');
+      assert.deepEqual(frames, [3 * 1024 * 1024, 10]);
+      assert.equal(fs.decoder.bufferedBytes, 0);
+      assert.ok(fs.decoder.heldBytes <= 4096, `${fs.decoder.heldBytes} bytes held by an idle connection`);
+      // A frame of 100 KiB in two reads, then silence.
+      const mid = encodeFrame(FrameKind.PUB, ['held', 0, 0, 0], Buffer.alloc(100 * 1024, 0x33));
+      client.write(mid.subarray(0, 5000));
+      await until(() => fs.decoder.bufferedBytes > 0);
+      client.write(mid.subarray(5000));
+      await until(() => frames.length === 3, 10_000, 'the third frame');
+      assert.ok(fs.decoder.heldBytes <= 4096, `${fs.decoder.heldBytes} bytes held by an idle connection`);
+    } finally {
+      client.destroy();
+      (accepted as FrameSocket | null)?.destroy();
+      server.close();
     }
   });
 });
