@@ -143,6 +143,38 @@ describe('FrameSocket', () => {
     }
   });
 
+  test('an idle connection gives back its outbound buffers once everything is written', async (t) => {
+    const { writer, reader, close } = await socketPair();
+    try {
+      const out = new FrameSocket(writer, { frame: () => {}, refused: () => {}, closed: () => {} });
+      const got = reading(reader);
+      reader.pause();
+      const tail = packMsgTail('idle.data', 'writer', 1, 0, 0, false);
+      // More than the kernel's socket buffers take: later frames wait in the backlog, in the
+      // rest of a large buffer, which then stays with the connection for its next frames.
+      const count = 3000;
+      for (let i = 0; i < count; i++) {
+        out.sendMsg(i, tail, fill(i, 4000));
+        if (i % 100 === 99) await new Promise((r) => setImmediate(r));
+      }
+      await new Promise((r) => setImmediate(r));
+      assert.ok(out.unwrittenBytes > 0, 'some frames wait for the reader');
+      reader.resume();
+      await until(() => got.length === count && out.pendingBytes === 0, 20_000, 'every frame');
+      t.diagnostic(`${out.heldBytes} bytes held once idle`);
+      assert.ok(out.heldBytes >= 16 * 1024, `${out.heldBytes} bytes held once idle`);
+      out.trim();
+      assert.equal(out.heldBytes, 0);
+      out.sendMsg(count, tail, fill(count, 5000));
+      await until(() => got.length === count + 1);
+      for (let i = 0; i <= count; i++) {
+        assert.ok((got[i] as Received).payload.equals(fill(i, i === count ? 5000 : 4000)), `frame ${i}`);
+      }
+    } finally {
+      close();
+    }
+  });
+
   test('frames waiting in the backlog hold about the memory they count', async (t) => {
     // In a process of its own, so no other test's garbage blurs the figures.
     for (const [payload, perTurn] of [

@@ -186,6 +186,14 @@ export class FrameSocket {
     return this.#msgs + this.#backlogMsgs + (this.socket.writableLength > 0 ? this.#inSocketMsgs : 0);
   }
 
+  /** Outbound memory this connection holds: its buffer, and those waiting to be written or to come back. */
+  get heldBytes(): number {
+    let n = this.#root.length;
+    for (const buf of this.#written) n += buf.length;
+    for (const buf of this.#backlogOwned) n += buf.length;
+    return n;
+  }
+
   /** Appends a frame to the outbound buffer. */
   send(kind: number, header: Uint8Array | null, payload: Uint8Array | null = null): void {
     const size = frameSize(header?.length ?? 0, payload?.length ?? 0);
@@ -372,6 +380,21 @@ export class FrameSocket {
 
   static #owedDrained(fs: FrameSocket): void {
     fs.#handlers.drained?.();
+  }
+
+  /**
+   * Gives back what a connection with nothing queued holds: the rest of a
+   * buffer whose frames went out through the backlog (kept for the next
+   * frames, it may be large), and buffers the socket has written but that no
+   * 'drain' returned. For an idle connection, called now and then (the
+   * dispatcher's heartbeat sweep).
+   */
+  trim(): void {
+    if (this.#len > 0 || this.#backlog.length > 0) return;
+    if (this.socket.writableLength === 0) this.#recycleWritten();
+    if (this.#buf.length === 0) return;
+    this.#buf = EMPTY;
+    this.#retire(false);
   }
 
   /** Flushes, then half-closes the socket once everything is written. */
