@@ -18,6 +18,13 @@ export const FLUSH_THRESHOLD_BYTES = 64 * 1024;
  * write per part (see docs/performance.md for the measurement).
  */
 export const ZERO_COPY_MIN_BYTES = 8 * 1024;
+/**
+ * A payload this large that must be copied (it lies in the shared read
+ * buffer) gets a buffer of its own size, written as a part, rather than room
+ * in the outbound buffer: a power-of-two buffer around it could leave up to
+ * half of itself unused while it waits.
+ */
+const OWN_COPY_MIN_BYTES = 128 * 1024;
 /** A quiet connection's first buffer: small, from Node's shared pool; busy ones grow it. */
 const INITIAL_BUFFER_BYTES = 256;
 const MAX_REUSED_BUFFER_BYTES = 1024 * 1024;
@@ -206,17 +213,19 @@ export class FrameSocket {
    * Appends a MSG frame built from a shared header tail (see packMsgTail).
    * The payload's bytes must not change afterwards: a large one is written
    * from its own memory (ZERO_COPY_MIN_BYTES), unless it lies in the shared
-   * read buffer (copied then, as that memory is reused at the next read).
+   * read buffer (copied then, as that memory is reused at the next read: into
+   * the outbound buffer, or past OWN_COPY_MIN_BYTES into one of its own).
    */
   sendMsg(sid: number, tail: Uint8Array, payload: Uint8Array): void {
     const size = msgFrameSize(tail, payload.length);
-    if (payload.length < ZERO_COPY_MIN_BYTES || readBuffer.borrowed) {
+    const borrowed = readBuffer.borrowed;
+    if (payload.length < ZERO_COPY_MIN_BYTES || (borrowed && payload.length < OWN_COPY_MIN_BYTES)) {
       const at = this.#reserve(size); // first: it may replace #buf
       this.#len = writeMsgFrame(this.#buf, at, sid, tail, payload);
     } else {
       const at = this.#reserve(size - payload.length);
       const end = writeMsgHead(this.#buf, at, sid, tail, payload.length);
-      this.#parts.push(this.#buf.subarray(this.#sealed, end), payload);
+      this.#parts.push(this.#buf.subarray(this.#sealed, end), borrowed ? Buffer.from(payload) : payload);
       this.#sealed = end;
       this.#len = end;
       this.#partBytes += payload.length;
