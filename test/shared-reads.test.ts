@@ -9,7 +9,7 @@ import { once } from 'node:events';
 import { connect } from 'node:net';
 import { describe, test } from 'node:test';
 import type { Node } from '../src/index.js';
-import { encodeFrame, FrameKind } from '../src/protocol/frames.js';
+import { encodeFrame, FrameKind, PROTOCOL_VERSION } from '../src/protocol/frames.js';
 import { FrameSocket, ZERO_COPY_MIN_BYTES } from '../src/transport/frame-socket.js';
 import { SHARED_READ_BYTES } from '../src/transport/shared-reads.js';
 import { sparesTaken } from '../src/transport/spare-buffers.js';
@@ -119,9 +119,10 @@ describe('reads through the shared buffer', () => {
   test('a subscriber reading in fits and starts gets thousands of mixed-size messages intact from recycled buffers', async () => {
     // The dispatcher's outbound buffers go back to a shared pool once written and are taken again
     // by later flushes (of this connection or another). A subscriber that stops and starts reading
-    // keeps writes pending, backlogs forming and draining, and buffers coming back while others wait.
-    const d = await startDispatcher();
-    const sub = await RawClient.connect(d.address.port, 'jerky');
+    // keeps writes pending, backlogs forming and draining, and buffers coming back while others
+    // wait; as a pushback subscriber it also holds its publishers (their reads stop and start).
+    const d = await startDispatcher({ pushbackHighBytes: 1024 * 1024 });
+    const sub = await RawClient.connect(d.address.port, false);
     const pubs: Node[] = [];
     const count = 1500;
     const sizes = [0, 1, 60, 700, 4000, ZERO_COPY_MIN_BYTES - 1, ZERO_COPY_MIN_BYTES + 1, 20_000, 70_000, 200_000];
@@ -139,34 +140,43 @@ describe('reads through the shared buffer', () => {
       for (let i = 0; i < b.length; i++) b[i] = (p * 97 + seq * 13 + i * 5 + (i >> 8)) & 0xff;
       return b;
     };
-    let done = false;
+    const expected = count * 2;
+    let stop = false;
     try {
+      sub.send(encodeFrame(FrameKind.HELLO, { v: PROTOCOL_VERSION, name: 'jerky', slow: 'pushback' }));
+      await sub.next((f) => f.kind === FrameKind.WELCOME);
       sub.send(encodeFrame(FrameKind.SUB, { sid: 1, uri: 'jerky.*', r: 1 }));
       await sub.next((f) => f.kind === FrameKind.OK);
       pubs.push(...(await Promise.all([0, 1].map((p) => startNode(d, { name: `jp-${p}` })))));
       const takenBefore = sparesTaken();
-      // The reader: paused until the dispatcher holds some for it, then reads a stretch and pauses again.
+      const routedBefore = d.stats.publishes;
+      const routedAll = () => d.stats.publishes - routedBefore >= expected;
+      const receivedAll = () => sub.frames.filter(isMessage).length >= expected;
+      // The reader: paused until the dispatcher holds some for it, then reads a stretch and pauses
+      // again, until everything is routed and what is left is short.
       let read = 0;
       let pauseAt = 0;
       sub.socket.on('data', (chunk: Buffer) => {
         read += chunk.length;
-        if (!done && read >= pauseAt) sub.socket.pause();
+        if (read >= pauseAt) sub.socket.pause();
       });
       const pendingFor = () => d.nodes().find((n) => n.name === 'jerky')?.pendingBytes ?? 0;
       let rounds = 0;
       const reader = (async () => {
-        while (!done) {
+        while (!stop) {
           sub.socket.pause();
-          await until(() => done || pendingFor() > 64 * 1024 + random(512 * 1024), 30_000, 'a queue to form');
+          const queue = 64 * 1024 + random(256 * 1024);
+          await until(() => stop || routedAll() || pendingFor() > queue, 30_000, 'a queue to form');
+          if (stop || pendingFor() <= queue) break;
           rounds++;
           pauseAt = read + 16 * 1024 + random(768 * 1024);
           sub.socket.resume();
-          await until(() => done || sub.socket.isPaused() || pendingFor() === 0, 30_000, 'a stretch read');
+          await until(() => stop || sub.socket.isPaused() || receivedAll(), 30_000, 'a stretch read');
         }
+        pauseAt = Number.POSITIVE_INFINITY;
         sub.socket.resume();
       })();
-      const expected = count * 2;
-      const publishing = Promise.all(
+      await Promise.all(
         pubs.map(async (node, p) => {
           for (let seq = 0; seq < count; seq++) {
             node.publish(`jerky.${p}`, body(p, seq));
@@ -175,9 +185,6 @@ describe('reads through the shared buffer', () => {
           await node.drain();
         }),
       );
-      await publishing;
-      await until(() => sub.frames.filter(isMessage).length >= expected || pendingFor() === 0, 60_000, 'the queue');
-      done = true;
       await reader;
       await until(() => sub.frames.filter(isMessage).length === expected, 30_000, 'every message');
       const got: Buffer[][] = [[], []];
@@ -193,10 +200,11 @@ describe('reads through the shared buffer', () => {
         }
       }
       assert.equal(d.stats.slowConsumers, 0);
+      assert.ok(d.stats.pushbacks > 0, 'the publishers were held');
       assert.ok(rounds >= 5, `the reader stopped and started ${rounds} times`);
       assert.ok(sparesTaken() - takenBefore >= 10, `${sparesTaken() - takenBefore} written buffers were taken again`);
     } finally {
-      done = true;
+      stop = true;
       sub.destroy();
       await Promise.all(pubs.map((n) => n.stop()));
       await d.stop();
