@@ -126,6 +126,36 @@ describe('FrameSocket', () => {
     }
   });
 
+  test('REPLY frames whose large payloads get buffers of their own arrive intact among MSGs, with a slow reader', async () => {
+    const { writer, reader, close } = await socketPair();
+    try {
+      const out = new FrameSocket(writer, { frame: () => {}, refused: () => {}, closed: () => {} });
+      const got = reading(reader);
+      reader.pause();
+      const tail = packMsgTail('own.data', 'writer', 1, 0, 0, false);
+      const sizes = [0, 1000, 128 * 1024 - 1, 128 * 1024, 300_000];
+      const expected: { kind: number; payload: Buffer }[] = [];
+      for (let i = 0; i < 60; i++) {
+        const size = sizes[i % sizes.length] as number;
+        out.send(FrameKind.REPLY, packHeader({ r: i, ct: 1 }), fill(i, size));
+        expected.push({ kind: FrameKind.REPLY, payload: fill(i, size) });
+        out.sendMsg(i, tail, fill(i + 1000, 3000));
+        expected.push({ kind: FrameKind.MSG, payload: fill(i + 1000, 3000) });
+        if (i % 7 === 6) await new Promise((r) => setImmediate(r));
+      }
+      out.flush();
+      reader.resume();
+      await until(() => got.length === expected.length, 20_000, `${expected.length} frames`);
+      for (const [k, want] of expected.entries()) {
+        const have = got[k] as Received;
+        assert.equal(have.kind, want.kind, `frame ${k}: kind`);
+        assert.ok(have.payload.equals(want.payload), `frame ${k}: payload of ${want.payload.length} bytes`);
+      }
+    } finally {
+      close();
+    }
+  });
+
   test('a connection destroyed with zero-copy parts queued discards them', async () => {
     const { writer, reader, close } = await socketPair();
     try {
@@ -177,13 +207,15 @@ describe('FrameSocket', () => {
 
   test('frames waiting in the backlog hold about the memory they count', async (t) => {
     // In a process of its own, so no other test's garbage blurs the figures.
-    // Payloads read through the shared buffer are copied: large ones too (up to the default
-    // payload limit), which must not leave most of a power-of-two buffer unused.
+    // Payloads read through the shared buffer are copied, and so are those of other frames (a
+    // REPLY): large ones too (up to the default payload limit), which must not leave most of a
+    // power-of-two buffer unused.
     for (const [payload, perTurn, turns, mode] of [
       ['100', '1', '4000', ''],
       ['3000', '4', '4000', ''],
       ['600000', '1', '100', 'borrowed'],
       ['1048576', '1', '60', 'borrowed'],
+      ['600000', '1', '100', 'reply'],
     ]) {
       const child = spawnOwned(
         process.execPath,

@@ -4,7 +4,14 @@
  */
 import type { Socket } from 'node:net';
 import { type DecoderOptions, FrameDecoder, type FrameSink } from '../protocol/decoder.js';
-import { frameSize, msgFrameSize, writeFrame, writeMsgFrame, writeMsgHead } from '../protocol/frames.js';
+import {
+  FRAME_PREFIX_BYTES,
+  frameSize,
+  msgFrameSize,
+  writeFrame,
+  writeMsgFrame,
+  writeMsgHead,
+} from '../protocol/frames.js';
 import { readBuffer, readSharedInto } from './shared-reads.js';
 import { isSpareSize, keepSpare, spareSize, takeSpare } from './spare-buffers.js';
 
@@ -19,10 +26,10 @@ export const FLUSH_THRESHOLD_BYTES = 64 * 1024;
  */
 export const ZERO_COPY_MIN_BYTES = 8 * 1024;
 /**
- * A payload this large that must be copied (it lies in the shared read
- * buffer) gets a buffer of its own size, written as a part, rather than room
- * in the outbound buffer: a power-of-two buffer around it could leave up to
- * half of itself unused while it waits.
+ * A payload this large that must be copied (a MSG's that lies in the shared
+ * read buffer, any other frame's) gets a buffer of its own size, written as a
+ * part, rather than room in the outbound buffer: a power-of-two buffer around
+ * it could leave up to half of itself unused while it waits.
  */
 const OWN_COPY_MIN_BYTES = 128 * 1024;
 /** A quiet connection's first buffer: small, from Node's shared pool; busy ones grow it. */
@@ -201,11 +208,21 @@ export class FrameSocket {
     return n;
   }
 
-  /** Appends a frame to the outbound buffer. */
+  /** Appends a frame to the outbound buffer (a large payload is copied into a buffer of its own: OWN_COPY_MIN_BYTES). */
   send(kind: number, header: Uint8Array | null, payload: Uint8Array | null = null): void {
     const size = frameSize(header?.length ?? 0, payload?.length ?? 0);
-    const at = this.#reserve(size);
-    this.#len = writeFrame(this.#buf, at, kind, header, payload);
+    if (payload === null || payload.length < OWN_COPY_MIN_BYTES) {
+      const at = this.#reserve(size);
+      this.#len = writeFrame(this.#buf, at, kind, header, payload);
+    } else {
+      const at = this.#reserve(size - payload.length);
+      const end = writeFrame(this.#buf, at, kind, header, null);
+      this.#buf.writeUInt32BE(size - FRAME_PREFIX_BYTES, at); // the length counts the payload that follows
+      this.#parts.push(this.#buf.subarray(this.#sealed, end), Buffer.from(payload));
+      this.#sealed = end;
+      this.#len = end;
+      this.#partBytes += payload.length;
+    }
     this.#scheduleFlush();
   }
 
