@@ -27,9 +27,11 @@ export const FLUSH_THRESHOLD_BYTES = 64 * 1024;
 export const ZERO_COPY_MIN_BYTES = 8 * 1024;
 /**
  * A payload this large that must be copied (a MSG's that lies in the shared
- * read buffer, any other frame's) gets a buffer of its own size, written as a
- * part, rather than room in the outbound buffer: a power-of-two buffer around
- * it could leave up to half of itself unused while it waits.
+ * read buffer, any other frame's) while frames wait for the socket gets a
+ * buffer of its own size, written as a part, rather than room in the outbound
+ * buffer: a power-of-two buffer around it could leave up to half of itself
+ * unused while it waits. (When nothing waits, the outbound buffer is written
+ * at once and comes back: the copy goes there.)
  */
 const OWN_COPY_MIN_BYTES = 128 * 1024;
 /** A quiet connection's first buffer: small, from Node's shared pool; busy ones grow it. */
@@ -208,10 +210,10 @@ export class FrameSocket {
     return n;
   }
 
-  /** Appends a frame to the outbound buffer (a large payload is copied into a buffer of its own: OWN_COPY_MIN_BYTES). */
+  /** Appends a frame to the outbound buffer (a large payload that will wait, into a buffer of its own: OWN_COPY_MIN_BYTES). */
   send(kind: number, header: Uint8Array | null, payload: Uint8Array | null = null): void {
     const size = frameSize(header?.length ?? 0, payload?.length ?? 0);
-    if (payload === null || payload.length < OWN_COPY_MIN_BYTES) {
+    if (payload === null || !this.#ownCopy(payload.length)) {
       const at = this.#reserve(size);
       this.#len = writeFrame(this.#buf, at, kind, header, payload);
     } else {
@@ -231,12 +233,12 @@ export class FrameSocket {
    * The payload's bytes must not change afterwards: a large one is written
    * from its own memory (ZERO_COPY_MIN_BYTES), unless it lies in the shared
    * read buffer (copied then, as that memory is reused at the next read: into
-   * the outbound buffer, or past OWN_COPY_MIN_BYTES into one of its own).
+   * the outbound buffer, or into one of its own, see OWN_COPY_MIN_BYTES).
    */
   sendMsg(sid: number, tail: Uint8Array, payload: Uint8Array): void {
     const size = msgFrameSize(tail, payload.length);
     const borrowed = readBuffer.borrowed;
-    if (payload.length < ZERO_COPY_MIN_BYTES || (borrowed && payload.length < OWN_COPY_MIN_BYTES)) {
+    if (payload.length < ZERO_COPY_MIN_BYTES || (borrowed && !this.#ownCopy(payload.length))) {
       const at = this.#reserve(size); // first: it may replace #buf
       this.#len = writeMsgFrame(this.#buf, at, sid, tail, payload);
     } else {
@@ -295,6 +297,11 @@ export class FrameSocket {
       this.socket.end();
     }
     return lost;
+  }
+
+  /** Whether a payload to copy gets a buffer of its own (see OWN_COPY_MIN_BYTES). */
+  #ownCopy(bytes: number): boolean {
+    return bytes >= OWN_COPY_MIN_BYTES && (this.#backlog.length > 0 || this.socket.writableNeedDrain);
   }
 
   /** Appends bytes that are already whole frames. */
