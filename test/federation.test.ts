@@ -97,9 +97,9 @@ describe('federation over NATS: three hosts', { skip }, () => {
     }
     await Promise.all(pubs.map((n) => n.publish('hostB/blob.flush', null, { ack: true })));
     await until(() => got.every((g) => g.length === count), 10_000, 'every payload at host B');
-    got.forEach((g, p) => {
-      g.forEach((b, i) => assert.ok(b.equals(body(p, i)), `publisher ${p}, message ${i} differs`));
-    });
+    for (const [p, g] of got.entries()) {
+      for (const [i, b] of g.entries()) assert.ok(b.equals(body(p, i)), `publisher ${p}, message ${i} differs`);
+    }
   });
 
   test('headers cross hosts with the message; the receiver sees the origin host', async () => {

@@ -126,6 +126,36 @@ describe('FrameSocket', () => {
     }
   });
 
+  test('REPLY frames whose large payloads get buffers of their own arrive intact among MSGs, with a slow reader', async () => {
+    const { writer, reader, close } = await socketPair();
+    try {
+      const out = new FrameSocket(writer, { frame: () => {}, refused: () => {}, closed: () => {} });
+      const got = reading(reader);
+      reader.pause();
+      const tail = packMsgTail('own.data', 'writer', 1, 0, 0, false);
+      const sizes = [0, 1000, 128 * 1024 - 1, 128 * 1024, 300_000];
+      const expected: { kind: number; payload: Buffer }[] = [];
+      for (let i = 0; i < 60; i++) {
+        const size = sizes[i % sizes.length] as number;
+        out.send(FrameKind.REPLY, packHeader({ r: i, ct: 1 }), fill(i, size));
+        expected.push({ kind: FrameKind.REPLY, payload: fill(i, size) });
+        out.sendMsg(i, tail, fill(i + 1000, 3000));
+        expected.push({ kind: FrameKind.MSG, payload: fill(i + 1000, 3000) });
+        if (i % 7 === 6) await new Promise((r) => setImmediate(r));
+      }
+      out.flush();
+      reader.resume();
+      await until(() => got.length === expected.length, 20_000, `${expected.length} frames`);
+      for (const [k, want] of expected.entries()) {
+        const have = got[k] as Received;
+        assert.equal(have.kind, want.kind, `frame ${k}: kind`);
+        assert.ok(have.payload.equals(want.payload), `frame ${k}: payload of ${want.payload.length} bytes`);
+      }
+    } finally {
+      close();
+    }
+  });
+
   test('a connection destroyed with zero-copy parts queued discards them', async () => {
     const { writer, reader, close } = await socketPair();
     try {
@@ -143,11 +173,49 @@ describe('FrameSocket', () => {
     }
   });
 
+  test('an idle connection gives back its outbound buffers once everything is written', async (t) => {
+    const { writer, reader, close } = await socketPair();
+    try {
+      const out = new FrameSocket(writer, { frame: () => {}, refused: () => {}, closed: () => {} });
+      const got = reading(reader);
+      reader.pause();
+      const tail = packMsgTail('idle.data', 'writer', 1, 0, 0, false);
+      // More than the kernel's socket buffers take: later frames wait in the backlog, in the
+      // rest of a large buffer, which then stays with the connection for its next frames.
+      const count = 3000;
+      for (let i = 0; i < count; i++) {
+        out.sendMsg(i, tail, fill(i, 4000));
+        if (i % 100 === 99) await new Promise((r) => setImmediate(r));
+      }
+      await new Promise((r) => setImmediate(r));
+      assert.ok(out.unwrittenBytes > 0, 'some frames wait for the reader');
+      reader.resume();
+      await until(() => got.length === count && out.pendingBytes === 0, 20_000, 'every frame');
+      t.diagnostic(`${out.heldBytes} bytes held once idle`);
+      assert.ok(out.heldBytes >= 16 * 1024, `${out.heldBytes} bytes held once idle`);
+      out.trim();
+      assert.equal(out.heldBytes, 0);
+      out.sendMsg(count, tail, fill(count, 5000));
+      await until(() => got.length === count + 1);
+      for (let i = 0; i <= count; i++) {
+        assert.ok((got[i] as Received).payload.equals(fill(i, i === count ? 5000 : 4000)), `frame ${i}`);
+      }
+    } finally {
+      close();
+    }
+  });
+
   test('frames waiting in the backlog hold about the memory they count', async (t) => {
     // In a process of its own, so no other test's garbage blurs the figures.
-    for (const [payload, perTurn] of [
-      ['100', '1'],
-      ['3000', '4'],
+    // Payloads read through the shared buffer are copied, and so are those of other frames (a
+    // REPLY): large ones too (up to the default payload limit), which must not leave most of a
+    // power-of-two buffer unused.
+    for (const [payload, perTurn, turns, mode] of [
+      ['100', '1', '4000', ''],
+      ['3000', '4', '4000', ''],
+      ['600000', '1', '100', 'borrowed'],
+      ['1048576', '1', '60', 'borrowed'],
+      ['600000', '1', '100', 'reply'],
     ]) {
       const child = spawnOwned(
         process.execPath,
@@ -158,7 +226,8 @@ describe('FrameSocket', () => {
           'test/fixtures/backlog-memory.ts',
           payload as string,
           perTurn as string,
-          '4000',
+          turns as string,
+          mode as string,
         ],
         { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
       );
@@ -166,7 +235,8 @@ describe('FrameSocket', () => {
       child.stdout?.on('data', (c: Buffer) => (output += c.toString()));
       await once(child, 'exit');
       const { pendingBytes, grewBytes } = JSON.parse(output) as { pendingBytes: number; grewBytes: number };
-      t.diagnostic(`${payload} B x${perTurn} a turn: ${grewBytes} bytes held for ${pendingBytes} pending`);
+      const how = mode === '' ? '' : ` (${mode})`;
+      t.diagnostic(`${payload} B x${perTurn} a turn${how}: ${grewBytes} bytes held for ${pendingBytes} pending`);
       assert.ok(pendingBytes > 500_000, `${pendingBytes} bytes pending`);
       assert.ok(grewBytes < pendingBytes * 1.3, `${grewBytes} bytes held for ${pendingBytes} pending`);
     }

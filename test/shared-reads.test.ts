@@ -5,11 +5,15 @@
 // subscriber that reads and to one that stalls (so what waits for it sits in
 // the dispatcher's backlog while later reads overwrite the shared buffer).
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import { describe, test } from 'node:test';
 import type { Node } from '../src/index.js';
-import { encodeFrame, FrameKind } from '../src/protocol/frames.js';
-import { ZERO_COPY_MIN_BYTES } from '../src/transport/frame-socket.js';
+import { encodeFrame, FrameKind, PROTOCOL_VERSION } from '../src/protocol/frames.js';
+import { FrameSocket, ZERO_COPY_MIN_BYTES } from '../src/transport/frame-socket.js';
 import { SHARED_READ_BYTES } from '../src/transport/shared-reads.js';
+import { sparesTaken } from '../src/transport/spare-buffers.js';
+import { listenTcp } from '../src/transport/tcp.js';
 import { startDispatcher, startNode, until } from './helpers.js';
 import { isMessage, RawClient } from './raw-client.js';
 
@@ -36,7 +40,9 @@ function payload(pub: number, seq: number): Buffer {
 
 function check(got: Buffer[], pub: number): void {
   assert.equal(got.length, PER_PUBLISHER, `publisher ${pub}: ${got.length} of ${PER_PUBLISHER} arrived`);
-  got.forEach((b, seq) => assert.ok(b.equals(payload(pub, seq)), `publisher ${pub}, message ${seq} differs`));
+  for (const [seq, b] of got.entries()) {
+    assert.ok(b.equals(payload(pub, seq)), `publisher ${pub}, message ${seq} differs`);
+  }
 }
 
 describe('reads through the shared buffer', () => {
@@ -107,6 +113,152 @@ describe('reads through the shared buffer', () => {
     } finally {
       for (const c of [sub, pub, other]) c.destroy();
       await d.stop();
+    }
+  });
+
+  test('a subscriber reading in fits and starts gets thousands of mixed-size messages intact from recycled buffers', async () => {
+    // The dispatcher's outbound buffers go back to a shared pool once written and are taken again
+    // by later flushes (of this connection or another). A subscriber that stops and starts reading
+    // keeps writes pending, backlogs forming and draining, and buffers coming back while others
+    // wait; as a pushback subscriber it also holds its publishers (their reads stop and start).
+    const d = await startDispatcher({ pushbackHighBytes: 1024 * 1024 });
+    const sub = await RawClient.connect(d.address.port, false);
+    const pubs: Node[] = [];
+    const count = 1500;
+    const sizes = [0, 1, 60, 700, 4000, ZERO_COPY_MIN_BYTES - 1, ZERO_COPY_MIN_BYTES + 1, 20_000, 70_000, 200_000];
+    let seed = 4242;
+    const random = (n: number) => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return (seed >>> 16) % n;
+    };
+    /** Mostly small messages, one in ten from the larger sizes. */
+    const plan = Array.from({ length: 2 }, () =>
+      Array.from({ length: count }, () => sizes[random(10) === 0 ? 5 + random(5) : random(5)] as number),
+    );
+    const body = (p: number, seq: number) => {
+      const b = Buffer.allocUnsafe(plan[p]?.[seq] as number);
+      for (let i = 0; i < b.length; i++) b[i] = (p * 97 + seq * 13 + i * 5 + (i >> 8)) & 0xff;
+      return b;
+    };
+    const expected = count * 2;
+    let stop = false;
+    try {
+      sub.send(encodeFrame(FrameKind.HELLO, { v: PROTOCOL_VERSION, name: 'jerky', slow: 'pushback' }));
+      await sub.next((f) => f.kind === FrameKind.WELCOME);
+      sub.send(encodeFrame(FrameKind.SUB, { sid: 1, uri: 'jerky.*', r: 1 }));
+      await sub.next((f) => f.kind === FrameKind.OK);
+      pubs.push(...(await Promise.all([0, 1].map((p) => startNode(d, { name: `jp-${p}` })))));
+      const takenBefore = sparesTaken();
+      const routedBefore = d.stats.publishes;
+      const routedAll = () => d.stats.publishes - routedBefore >= expected;
+      const receivedAll = () => sub.frames.filter(isMessage).length >= expected;
+      // The reader: paused until the dispatcher holds some for it, then reads a stretch and pauses
+      // again, until everything is routed and what is left is short.
+      let read = 0;
+      let pauseAt = 0;
+      sub.socket.on('data', (chunk: Buffer) => {
+        read += chunk.length;
+        if (read >= pauseAt) sub.socket.pause();
+      });
+      const pendingFor = () => d.nodes().find((n) => n.name === 'jerky')?.pendingBytes ?? 0;
+      let rounds = 0;
+      const reader = (async () => {
+        while (!stop) {
+          sub.socket.pause();
+          const queue = 64 * 1024 + random(256 * 1024);
+          await until(() => stop || routedAll() || pendingFor() > queue, 30_000, 'a queue to form');
+          if (stop || pendingFor() <= queue) break;
+          rounds++;
+          pauseAt = read + 16 * 1024 + random(768 * 1024);
+          sub.socket.resume();
+          await until(() => stop || sub.socket.isPaused() || receivedAll(), 30_000, 'a stretch read');
+        }
+        pauseAt = Number.POSITIVE_INFINITY;
+        sub.socket.resume();
+      })();
+      await Promise.all(
+        pubs.map(async (node, p) => {
+          for (let seq = 0; seq < count; seq++) {
+            node.publish(`jerky.${p}`, body(p, seq));
+            if (seq % 50 === 49) await node.drain();
+          }
+          await node.drain();
+        }),
+      );
+      await reader;
+      await until(() => sub.frames.filter(isMessage).length === expected, 30_000, 'every message');
+      const got: Buffer[][] = [[], []];
+      for (const f of sub.frames.filter(isMessage)) {
+        const uri = (f.header as unknown[])[1] as string;
+        got[Number(uri.slice(uri.lastIndexOf('.') + 1))]?.push(f.payload);
+      }
+      for (let p = 0; p < 2; p++) {
+        const list = got[p] as Buffer[];
+        assert.equal(list.length, count, `publisher ${p}: ${list.length} of ${count}`);
+        for (let seq = 0; seq < count; seq++) {
+          assert.ok((list[seq] as Buffer).equals(body(p, seq)), `publisher ${p}, message ${seq} differs`);
+        }
+      }
+      assert.equal(d.stats.slowConsumers, 0);
+      assert.ok(d.stats.pushbacks > 0, 'the publishers were held');
+      assert.ok(rounds >= 5, `the reader stopped and started ${rounds} times`);
+      assert.ok(sparesTaken() - takenBefore >= 10, `${sparesTaken() - takenBefore} written buffers were taken again`);
+    } finally {
+      stop = true;
+      sub.destroy();
+      await Promise.all(pubs.map((n) => n.stop()));
+      await d.stop();
+    }
+  });
+
+  test('a connection holds about the bytes of a frame it has received, and nothing large once it is decoded', async () => {
+    // A piece of a frame is copied out of the shared buffer into the decoder's own: that buffer
+    // grows with what arrives (not with what the frame's length declares), and one left large by
+    // a big frame is let go once a read leaves nothing waiting.
+    let accepted: FrameSocket | null = null;
+    const frames: number[] = [];
+    const { server, port } = await listenTcp(
+      { host: '127.0.0.1', port: 0 },
+      (socket) => {
+        accepted = new FrameSocket(
+          socket,
+          { frame: (_kind, _buf, _hs, ps, end) => void frames.push(end - ps), refused: () => {}, closed: () => {} },
+          { maxPayloadBytes: 4 * 1024 * 1024 },
+        );
+      },
+      undefined,
+      undefined,
+      { sharedReads: true },
+    );
+    const client = connect(port, '127.0.0.1');
+    try {
+      await once(client, 'connect');
+      await until(() => accepted !== null);
+      const fs = accepted as unknown as FrameSocket;
+      assert.equal(fs.decoder.stopped, false);
+      const big = encodeFrame(FrameKind.PUB, ['held', 0, 0, 0], Buffer.alloc(3 * 1024 * 1024, 0x5a));
+      // Only the start of a 3 MiB frame: its declared length reserves nothing.
+      client.write(big.subarray(0, 100));
+      await until(() => fs.bytesIn === 100);
+      assert.ok(fs.decoder.heldBytes < 16 * 1024, `${fs.decoder.heldBytes} bytes held for 100 received`);
+      // The rest, then a whole small frame: nothing waits, and the frame's memory goes.
+      client.write(big.subarray(100));
+      client.write(encodeFrame(FrameKind.PUB, ['held', 0, 0, 0], Buffer.alloc(10)));
+      await until(() => frames.length === 2, 10_000, 'both frames');
+      assert.deepEqual(frames, [3 * 1024 * 1024, 10]);
+      assert.equal(fs.decoder.bufferedBytes, 0);
+      assert.ok(fs.decoder.heldBytes <= 4096, `${fs.decoder.heldBytes} bytes held by an idle connection`);
+      // A frame of 100 KiB in two reads, then silence.
+      const mid = encodeFrame(FrameKind.PUB, ['held', 0, 0, 0], Buffer.alloc(100 * 1024, 0x33));
+      client.write(mid.subarray(0, 5000));
+      await until(() => fs.decoder.bufferedBytes > 0);
+      client.write(mid.subarray(5000));
+      await until(() => frames.length === 3, 10_000, 'the third frame');
+      assert.ok(fs.decoder.heldBytes <= 4096, `${fs.decoder.heldBytes} bytes held by an idle connection`);
+    } finally {
+      client.destroy();
+      (accepted as FrameSocket | null)?.destroy();
+      server.close();
     }
   });
 });

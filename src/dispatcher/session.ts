@@ -218,6 +218,8 @@ export class Session implements FrameSocketHandlers, Peer {
    */
   sweep(now: number, stalled = false): void {
     if (!this.open) return;
+    // An idle connection gives back its outbound buffers.
+    this.fs.trim();
     const o = this.#host.options;
     // A connection working through its backlog is busy, not dead; one whose
     // reading is held back cannot show it is alive, and is not judged.

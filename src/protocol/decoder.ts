@@ -48,9 +48,12 @@ export interface DecoderOptions {
 }
 
 const EMPTY = Buffer.alloc(0);
-/** Transient mode: the smallest buffer for a piece of a frame, and the largest kept once its frame is decoded. */
+/**
+ * Transient mode: the smallest buffer for a piece of a frame, and the largest
+ * kept once a read leaves no piece waiting (an idle connection holds no more).
+ */
 const MIN_ASSEMBLY_BYTES = 256;
-const MAX_KEPT_ASSEMBLY_BYTES = 256 * 1024;
+const MAX_KEPT_ASSEMBLY_BYTES = 4 * 1024;
 
 /**
  * Incremental frame decoder: a pure state machine fed with byte chunks of any
@@ -91,6 +94,11 @@ export class FrameDecoder {
     return this.#buffered;
   }
 
+  /** Memory held for a piece of a frame: in transient mode, the size of the decoder's own buffer. */
+  get heldBytes(): number {
+    return this.#transient ? this.#assembly.length : this.#buffered;
+  }
+
   get stopped(): boolean {
     return this.#stopped;
   }
@@ -122,9 +130,9 @@ export class FrameDecoder {
         const head = this.#assembly.subarray(0, this.#needed);
         this.#buffered = 0;
         this.#decode(head);
-        // A large frame's buffer is not kept for a connection that may send no other.
-        if (this.#buffered === 0 && this.#assembly.length > MAX_KEPT_ASSEMBLY_BYTES) this.#assembly = EMPTY;
         if (chunk.length > missing) this.push(chunk.subarray(missing));
+        // Nothing waits: a large buffer is not kept for a connection that may send no other frame.
+        if (this.#buffered === 0 && this.#assembly.length > MAX_KEPT_ASSEMBLY_BYTES) this.#assembly = EMPTY;
         return;
       }
       if (chunk.length < missing) {
@@ -217,15 +225,20 @@ export class FrameDecoder {
 
   /**
    * Transient mode: appends buf[from, to) to the buffered piece, in the
-   * decoder's own buffer (grown to the frame's size once that is known).
-   * `buf` may be a view of that buffer (the piece left after decoding it).
+   * decoder's own buffer. That buffer grows with what arrives, to twice the
+   * piece (at most the frame's size): a frame's declared length reserves
+   * nothing, so a peer that sends a few bytes of a large frame makes the
+   * decoder hold about what it sent. A new piece does not start in a large
+   * buffer much bigger than it. `buf` may be a view of that buffer (the piece
+   * left after decoding it).
    */
   #keep(buf: Buffer, from: number, to: number): void {
     const at = this.#buffered;
     const size = at + to - from;
-    const need = Math.max(size, this.#needed);
-    if (need > this.#assembly.length) {
-      const bigger = Buffer.allocUnsafeSlow(Math.max(need, MIN_ASSEMBLY_BYTES));
+    const room = this.#assembly.length;
+    if (size > room || (at === 0 && room > MAX_KEPT_ASSEMBLY_BYTES && room > 2 * size)) {
+      const grown = Math.min(Math.max(this.#needed, size), Math.max(2 * size, MAX_KEPT_ASSEMBLY_BYTES));
+      const bigger = Buffer.allocUnsafeSlow(Math.max(grown, MIN_ASSEMBLY_BYTES));
       if (at > 0) this.#assembly.copy(bigger, 0, 0, at);
       buf.copy(bigger, at, from, to);
       this.#assembly = bigger;

@@ -4,7 +4,14 @@
  */
 import type { Socket } from 'node:net';
 import { type DecoderOptions, FrameDecoder, type FrameSink } from '../protocol/decoder.js';
-import { frameSize, msgFrameSize, writeFrame, writeMsgFrame, writeMsgHead } from '../protocol/frames.js';
+import {
+  FRAME_PREFIX_BYTES,
+  frameSize,
+  msgFrameSize,
+  writeFrame,
+  writeMsgFrame,
+  writeMsgHead,
+} from '../protocol/frames.js';
 import { readBuffer, readSharedInto } from './shared-reads.js';
 import { isSpareSize, keepSpare, spareSize, takeSpare } from './spare-buffers.js';
 
@@ -18,6 +25,15 @@ export const FLUSH_THRESHOLD_BYTES = 64 * 1024;
  * write per part (see docs/performance.md for the measurement).
  */
 export const ZERO_COPY_MIN_BYTES = 8 * 1024;
+/**
+ * A payload this large that must be copied (a MSG's that lies in the shared
+ * read buffer, any other frame's) while frames wait for the socket gets a
+ * buffer of its own size, written as a part, rather than room in the outbound
+ * buffer: a power-of-two buffer around it could leave up to half of itself
+ * unused while it waits. (When nothing waits, the outbound buffer is written
+ * at once and comes back: the copy goes there.)
+ */
+const OWN_COPY_MIN_BYTES = 128 * 1024;
 /** A quiet connection's first buffer: small, from Node's shared pool; busy ones grow it. */
 const INITIAL_BUFFER_BYTES = 256;
 const MAX_REUSED_BUFFER_BYTES = 1024 * 1024;
@@ -186,11 +202,29 @@ export class FrameSocket {
     return this.#msgs + this.#backlogMsgs + (this.socket.writableLength > 0 ? this.#inSocketMsgs : 0);
   }
 
-  /** Appends a frame to the outbound buffer. */
+  /** Outbound memory this connection holds: its buffer, and those waiting to be written or to come back. */
+  get heldBytes(): number {
+    let n = this.#root.length;
+    for (const buf of this.#written) n += buf.length;
+    for (const buf of this.#backlogOwned) n += buf.length;
+    return n;
+  }
+
+  /** Appends a frame to the outbound buffer (a large payload that will wait, into a buffer of its own: OWN_COPY_MIN_BYTES). */
   send(kind: number, header: Uint8Array | null, payload: Uint8Array | null = null): void {
     const size = frameSize(header?.length ?? 0, payload?.length ?? 0);
-    const at = this.#reserve(size);
-    this.#len = writeFrame(this.#buf, at, kind, header, payload);
+    if (payload === null || !this.#ownCopy(payload.length)) {
+      const at = this.#reserve(size);
+      this.#len = writeFrame(this.#buf, at, kind, header, payload);
+    } else {
+      const at = this.#reserve(size - payload.length);
+      const end = writeFrame(this.#buf, at, kind, header, null);
+      this.#buf.writeUInt32BE(size - FRAME_PREFIX_BYTES, at); // the length counts the payload that follows
+      this.#parts.push(this.#buf.subarray(this.#sealed, end), Buffer.from(payload));
+      this.#sealed = end;
+      this.#len = end;
+      this.#partBytes += payload.length;
+    }
     this.#scheduleFlush();
   }
 
@@ -198,17 +232,19 @@ export class FrameSocket {
    * Appends a MSG frame built from a shared header tail (see packMsgTail).
    * The payload's bytes must not change afterwards: a large one is written
    * from its own memory (ZERO_COPY_MIN_BYTES), unless it lies in the shared
-   * read buffer (copied then, as that memory is reused at the next read).
+   * read buffer (copied then, as that memory is reused at the next read: into
+   * the outbound buffer, or into one of its own, see OWN_COPY_MIN_BYTES).
    */
   sendMsg(sid: number, tail: Uint8Array, payload: Uint8Array): void {
     const size = msgFrameSize(tail, payload.length);
-    if (payload.length < ZERO_COPY_MIN_BYTES || readBuffer.borrowed) {
+    const borrowed = readBuffer.borrowed;
+    if (payload.length < ZERO_COPY_MIN_BYTES || (borrowed && !this.#ownCopy(payload.length))) {
       const at = this.#reserve(size); // first: it may replace #buf
       this.#len = writeMsgFrame(this.#buf, at, sid, tail, payload);
     } else {
       const at = this.#reserve(size - payload.length);
       const end = writeMsgHead(this.#buf, at, sid, tail, payload.length);
-      this.#parts.push(this.#buf.subarray(this.#sealed, end), payload);
+      this.#parts.push(this.#buf.subarray(this.#sealed, end), borrowed ? Buffer.from(payload) : payload);
       this.#sealed = end;
       this.#len = end;
       this.#partBytes += payload.length;
@@ -261,6 +297,11 @@ export class FrameSocket {
       this.socket.end();
     }
     return lost;
+  }
+
+  /** Whether a payload to copy gets a buffer of its own (see OWN_COPY_MIN_BYTES). */
+  #ownCopy(bytes: number): boolean {
+    return bytes >= OWN_COPY_MIN_BYTES && (this.#backlog.length > 0 || this.socket.writableNeedDrain);
   }
 
   /** Appends bytes that are already whole frames. */
@@ -372,6 +413,21 @@ export class FrameSocket {
 
   static #owedDrained(fs: FrameSocket): void {
     fs.#handlers.drained?.();
+  }
+
+  /**
+   * Gives back what a connection with nothing queued holds: the rest of a
+   * buffer whose frames went out through the backlog (kept for the next
+   * frames, it may be large), and buffers the socket has written but that no
+   * 'drain' returned. For an idle connection, called now and then (the
+   * dispatcher's heartbeat sweep).
+   */
+  trim(): void {
+    if (this.#len > 0 || this.#backlog.length > 0) return;
+    if (this.socket.writableLength === 0) this.#recycleWritten();
+    if (this.#buf.length === 0) return;
+    this.#buf = EMPTY;
+    this.#retire(false);
   }
 
   /** Flushes, then half-closes the socket once everything is written. */

@@ -27,6 +27,8 @@ const lists: Buffer[][] = Array.from({ length: MAX_SHIFT - MIN_SHIFT + 1 }, () =
 /** Per list, the fewest it held since the last trim: that many (its oldest) were never needed. */
 const lowWater: number[] = lists.map(() => 0);
 let spareBytes = 0;
+/** Spares handed out again since the process started (a buffer reused instead of allocated). */
+let taken = 0;
 let trimTimer: NodeJS.Timeout | null = null;
 
 /** The size a large buffer is allocated with: the next power of two. */
@@ -78,11 +80,17 @@ export function takeSpare(size: number): Buffer | undefined {
     const buf = list.pop();
     if (buf !== undefined) {
       spareBytes -= buf.length;
+      taken++;
       if (list.length < (lowWater[i] as number)) lowWater[i] = list.length;
       return buf;
     }
   }
   return undefined;
+}
+
+/** How many spares were handed out again so far. */
+export function sparesTaken(): number {
+  return taken;
 }
 
 /** Bytes held as spares now. */
