@@ -42,7 +42,11 @@ export function keepable<T extends Buffer | null>(bytes: T): T {
 
 function onSharedRead(this: Adopted, nread: number, buf: Buffer): void {
   const reader = this[READER];
-  if (reader === undefined) return;
+  if (reader === undefined) {
+    // Bytes that nobody would read are not dropped silently: the connection goes.
+    this.destroy(new Error('a shared-buffer connection read before it had a reader'));
+    return;
+  }
   readBuffer.borrowed = true;
   try {
     reader.call(this, buf.subarray(0, nread));
