@@ -261,4 +261,30 @@ describe('reads through the shared buffer', () => {
       server.close();
     }
   });
+
+  test('the server counts moved connections: one closed makes room, and the limit holds', async () => {
+    // Each accepted connection is moved to a socket of the shared buffer: the server's count of
+    // open connections (maxConnections, stop() waiting for them) must follow the moved socket.
+    const d = await startDispatcher({ maxConnections: 3 });
+    try {
+      for (let i = 0; i < 12; i++) {
+        const c = await RawClient.connect(d.address.port, `one-${i}`);
+        c.destroy();
+        await c.waitClosed();
+        await until(() => d.connectionCount === 0, 5000, 'the closed connection to be forgotten');
+      }
+      const three = await Promise.all([0, 1, 2].map((i) => RawClient.connect(d.address.port, `held-${i}`)));
+      const refusedBefore = d.stats.connectionsRefused;
+      const fourth = await RawClient.connect(d.address.port, false);
+      await fourth.waitClosed();
+      assert.ok(d.stats.connectionsRefused > refusedBefore, 'a fourth connection was refused');
+      three[0]?.destroy();
+      await until(() => d.connectionCount === 2, 5000, 'room for one more');
+      const again = await RawClient.connect(d.address.port, 'again');
+      assert.equal(again.closed, false);
+      for (const c of [...three, again]) c.destroy();
+    } finally {
+      await d.stop();
+    }
+  });
 });
