@@ -9,7 +9,7 @@ import { connect } from 'nats';
 import { NatsFederation } from '../src/federation/nats-federation.js';
 import { PatternCover, patternCovers } from '../src/federation/pattern-cover.js';
 import { Dispatcher, type Node } from '../src/index.js';
-import { freePort, NatsServer, startNatsProcess, startNode, stopProcess, until } from './helpers.js';
+import { federatedNode, freePort, NatsServer, startNatsProcess, stopProcess, until } from './helpers.js';
 
 const skip =
   NatsServer.find() !== null || process.env.NODESET_CI
@@ -191,11 +191,7 @@ describe('federation over NATS: overlapping all-hosts patterns', { skip }, () =>
   const hosts: Record<string, Dispatcher> = {};
   const links: Record<string, NatsFederation> = {};
   const nodes: Node[] = [];
-  const at = async (host: string, name: string) => {
-    const n = await startNode(hosts[host]!, { name, statsIntervalMs: 0, ackTimeoutMs: 3000 });
-    nodes.push(n);
-    return n;
-  };
+  const at = (host: string, name: string) => federatedNode(nodes, hosts[host]!, name);
   const subscribedAtB = (subjects: string[]) => subscribedAt(nats, 'hostB', subjects);
 
   before(async () => {
@@ -311,11 +307,7 @@ describe('federation over a 2-server NATS cluster: overlapping all-hosts pattern
   const hosts: Record<string, Dispatcher> = {};
   const links: Record<string, NatsFederation> = {};
   const nodes: Node[] = [];
-  const at = async (host: string, name: string) => {
-    const n = await startNode(hosts[host]!, { name, statsIntervalMs: 0, ackTimeoutMs: 3000 });
-    nodes.push(n);
-    return n;
-  };
+  const at = (host: string, name: string) => federatedNode(nodes, hosts[host]!, name);
 
   before(async () => {
     const routes = [await freePort(), await freePort()];

@@ -26,10 +26,9 @@ import {
   type User,
 } from '@nats-io/jwt';
 import { connect, credsAuthenticator, type NatsConnection } from 'nats';
-import pino from 'pino';
-import { NatsFederation, type NatsFederationOptions } from '../src/federation/nats-federation.js';
-import { Dispatcher, type Node } from '../src/index.js';
-import { NatsServer, startCli, startNatsProcess, startNode, stopProcess, until } from './helpers.js';
+import type { NatsFederationOptions } from '../src/federation/nats-federation.js';
+import type { Dispatcher, Node } from '../src/index.js';
+import { federatedNode, loggedHost, NatsServer, startCli, startNatsProcess, stopProcess, until } from './helpers.js';
 
 const skip =
   NatsServer.find() !== null || process.env.NODESET_CI
@@ -114,20 +113,10 @@ describe('federation to NATS in operator mode with creds files', { skip }, () =>
   const clients: NatsConnection[] = [];
 
   /** A dispatcher on this link, with its log lines kept. */
-  const dispatcher = async (hostName: string, options: Omit<NatsFederationOptions, 'servers'>) => {
-    const logs: { level: number; msg: string; reason?: string }[] = [];
-    const logger = pino({ level: 'debug' }, { write: (line: string) => void logs.push(JSON.parse(line)) });
-    const link = new NatsFederation({ startWaitMs: 300, servers: [url], ...options, logger });
-    const d = await new Dispatcher({ port: 0, hostName }, link).start();
-    owned.push(d);
-    return { d, link, logs };
-  };
+  const dispatcher = (hostName: string, options: Omit<NatsFederationOptions, 'servers'>) =>
+    loggedHost(owned, hostName, { servers: [url], ...options });
 
-  const node = async (d: Dispatcher, name: string) => {
-    const n = await startNode(d, { name, statsIntervalMs: 0, ackTimeoutMs: 3000 });
-    nodes.push(n);
-    return n;
-  };
+  const node = (d: Dispatcher, name: string) => federatedNode(nodes, d, name);
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'nodeset-fedcreds-'));

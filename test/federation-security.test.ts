@@ -10,11 +10,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { nkeys } from 'nats';
-import pino from 'pino';
 import { NatsFederation, type NatsFederationOptions } from '../src/federation/nats-federation.js';
-import { Dispatcher, type Node } from '../src/index.js';
+import type { Dispatcher, Node } from '../src/index.js';
 import {
   type CliProcess,
+  federatedNode,
+  loggedHost,
   makeCerts,
   NatsServer,
   startCli,
@@ -47,20 +48,9 @@ describe('federation to a secured NATS', { skip }, () => {
   };
 
   /** A dispatcher on this link, with its log lines kept. */
-  const dispatcher = async (hostName: string, options: NatsFederationOptions) => {
-    const logs: { level: number; msg: string; reason?: string }[] = [];
-    const logger = pino({ level: 'debug' }, { write: (line: string) => void logs.push(JSON.parse(line)) });
-    const link = new NatsFederation({ startWaitMs: 300, ...options, logger });
-    const d = await new Dispatcher({ port: 0, hostName }, link).start();
-    owned.push(d);
-    return { d, link, logs };
-  };
+  const dispatcher = (hostName: string, options: NatsFederationOptions) => loggedHost(owned, hostName, options);
 
-  const node = async (d: Dispatcher, name: string) => {
-    const n = await startNode(d, { name, statsIntervalMs: 0, ackTimeoutMs: 3000 });
-    nodes.push(n);
-    return n;
-  };
+  const node = (d: Dispatcher, name: string) => federatedNode(nodes, d, name);
 
   /** Two dispatchers that connected: a publish from one reaches the other. */
   const crossHost = async (one: Dispatcher, other: Dispatcher, otherName: string) => {

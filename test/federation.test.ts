@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { NatsFederation } from '../src/federation/nats-federation.js';
 import { Dispatcher, type Node, NodesetError, StreamNode } from '../src/index.js';
-import { CliProcess, NatsServer, startNode, until } from './helpers.js';
+import { CliProcess, federatedNode, NatsServer, until } from './helpers.js';
 
 // CI installs nats-server; there a missing one is a failure, not a skip.
 const skip =
@@ -15,11 +15,7 @@ describe('federation over NATS: three hosts', { skip }, () => {
   const hosts: Record<string, Dispatcher> = {};
   const links: Record<string, NatsFederation> = {};
   const nodes: Node[] = [];
-  const at = async (host: string, name: string) => {
-    const n = await startNode(hosts[host]!, { name, statsIntervalMs: 0, ackTimeoutMs: 3000 });
-    nodes.push(n);
-    return n;
-  };
+  const at = (host: string, name: string) => federatedNode(nodes, hosts[host]!, name);
 
   before(async () => {
     await nats.start();

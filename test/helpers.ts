@@ -3,6 +3,8 @@ import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import pino from 'pino';
+import { NatsFederation, type NatsFederationOptions } from '../src/federation/nats-federation.js';
 import { Dispatcher, type DispatcherOptions, Node, type NodeOptions } from '../src/index.js';
 import { isRunning, spawnOwned, stopProcess, waitForExit } from './owned-processes.js';
 
@@ -356,4 +358,25 @@ export async function launchChromium() {
       '--disable-sync',
     ],
   });
+}
+
+/** A node on a federated dispatcher as the federation tests start it (no stats publishes, 3 s acks); kept in `owned` to be stopped. */
+export async function federatedNode(owned: Node[], dispatcher: Dispatcher, name: string): Promise<Node> {
+  const n = await startNode(dispatcher, { name, statsIntervalMs: 0, ackTimeoutMs: 3000 });
+  owned.push(n);
+  return n;
+}
+
+/** A dispatcher named `hostName` on a NATS link, with its log lines kept; kept in `owned` to be stopped. */
+export async function loggedHost(
+  owned: { stop(): Promise<void> }[],
+  hostName: string,
+  options: NatsFederationOptions,
+): Promise<{ d: Dispatcher; link: NatsFederation; logs: { level: number; msg: string; reason?: string }[] }> {
+  const logs: { level: number; msg: string; reason?: string }[] = [];
+  const logger = pino({ level: 'debug' }, { write: (line: string) => void logs.push(JSON.parse(line)) });
+  const link = new NatsFederation({ startWaitMs: 300, ...options, logger });
+  const d = await new Dispatcher({ port: 0, hostName }, link).start();
+  owned.push(d);
+  return { d, link, logs };
 }
