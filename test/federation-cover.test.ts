@@ -7,8 +7,9 @@ import type { ChildProcess } from 'node:child_process';
 import { after, before, describe, type TestContext, test } from 'node:test';
 import { connect } from 'nats';
 import { NatsFederation } from '../src/federation/nats-federation.js';
-import { PatternCover, patternCovers } from '../src/federation/pattern-cover.js';
+import { PatternCover } from '../src/federation/pattern-cover.js';
 import { Dispatcher, type Node } from '../src/index.js';
+import { covers as patternCovers } from '../src/security/permissions.js';
 import { federatedNode, freePort, NatsServer, startNatsProcess, stopProcess, until } from './helpers.js';
 
 const skip =

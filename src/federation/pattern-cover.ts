@@ -5,28 +5,7 @@
  * already brings it. Pure: no connection, no timers (see docs/federation.md,
  * "Subjects").
  */
-
-/**
- * True when every event name `b` matches is also matched by `a` (`a.>`
- * covers `a.b`, `a.*` and `a.b.>`; `a.*` covers `a.b`, not `a.b.c` nor
- * `a.>`). Tokens as in subscriptions: `*` one token, `>` (last) one or more.
- * A pattern covers itself.
- */
-export function patternCovers(a: string, b: string): boolean {
-  if (a === b) return true;
-  const at = a.split('.');
-  const bt = b.split('.');
-  for (let i = 0; i < at.length; i++) {
-    const x = at[i];
-    if (x === '>') return bt.length > i;
-    if (i >= bt.length) return false;
-    const y = bt[i];
-    // b takes one or more tokens here, a exactly one (and a fixed length after it).
-    if (y === '>') return false;
-    if (x !== '*' && x !== y) return false;
-  }
-  return at.length === bt.length;
-}
+import { covers } from '../security/permissions.js';
 
 /** What adding a pattern changes on NATS. */
 export interface CoverAdded {
@@ -69,11 +48,11 @@ export class PatternCover {
     this.#wanted.add(pattern);
     // Covering is transitive, so a covered pattern is covered by one of the subscribed.
     for (const s of this.#subscribed) {
-      if (patternCovers(s, pattern)) return { coveredBy: s, superseded: [] };
+      if (covers(s, pattern)) return { coveredBy: s, superseded: [] };
     }
     const superseded: string[] = [];
     for (const s of this.#subscribed) {
-      if (patternCovers(pattern, s)) superseded.push(s);
+      if (covers(pattern, s)) superseded.push(s);
     }
     for (const s of superseded) this.#subscribed.delete(s);
     this.#subscribed.add(pattern);
@@ -86,7 +65,7 @@ export class PatternCover {
     if (!this.#subscribed.delete(pattern)) return { dropped: false, restored: [] };
     const restored: string[] = [];
     for (const w of this.#wanted) {
-      if (patternCovers(pattern, w) && !this.#coveredByOther(w)) restored.push(w);
+      if (covers(pattern, w) && !this.#coveredByOther(w)) restored.push(w);
     }
     for (const w of restored) this.#subscribed.add(w);
     return { dropped: true, restored };
@@ -94,7 +73,7 @@ export class PatternCover {
 
   #coveredByOther(pattern: string): boolean {
     for (const w of this.#wanted) {
-      if (w !== pattern && patternCovers(w, pattern)) return true;
+      if (w !== pattern && covers(w, pattern)) return true;
     }
     return false;
   }
